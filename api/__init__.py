@@ -1,0 +1,1 @@
+"""The OpenAI-compatible REST front end (FastAPI). Never imports torch."""

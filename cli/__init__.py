@@ -1,0 +1,1 @@
+"""The `quaff` command line."""

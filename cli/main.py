@@ -1,0 +1,66 @@
+"""Entry point of the `quaff` console script: one parser, subcommands registered by modules."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from importlib.metadata import PackageNotFoundError, version
+from types import ModuleType
+
+from cli import info
+from cli.common import CliError
+
+# Each module exposes `register(subparsers)` and sets `handler` on its parsers.
+COMMAND_MODULES: tuple[ModuleType, ...] = (info,)
+
+
+def package_version() -> str:
+    """The installed version of the quaff distribution."""
+    try:
+        return version("quaff")
+    except PackageNotFoundError:
+        from quaff_core import __version__
+
+        return __version__
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The top-level parser with every registered subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="quaff",
+        description="Quaff: fine-tune LLMs on your own machine with quantized LoRA.",
+    )
+    parser.add_argument("--version", action="version", version=f"quaff {package_version()}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module in COMMAND_MODULES:
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one `quaff` command; returns the process exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    handler = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_help()
+        return 0
+    try:
+        return int(handler(args) or 0)
+    except CliError as exc:
+        print(f"quaff {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"quaff {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The Celery worker that runs calibration and Quaff LoRA training jobs."""
