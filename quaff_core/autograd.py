@@ -1,0 +1,88 @@
+"""Private autograd function of `QuaffLinear`: int8 forward and int8 input-gradient backward."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from quaff_core.kernels import int8_mm
+from quaff_core.quant import QuantOps
+
+
+def _inverse_channel_scale(
+    in_features: int, outlier_idx: torch.Tensor, outlier_scale: torch.Tensor
+) -> torch.Tensor:
+    """float32 [K]: 1 everywhere except 1 / s_o on the outlier input channels."""
+    inv = torch.ones(in_features, dtype=torch.float32, device=outlier_scale.device)
+    return inv.index_copy_(0, outlier_idx, outlier_scale.float().reciprocal())
+
+
+class _QuaffLinearFn(torch.autograd.Function):
+    """y = Q(X / s) Q(W)^T + (X_o / s_o) ((s_o - 1) W_o)^T + b; dX = Q(dY diag(w_scale)) Q(W)."""
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any,
+        x: torch.Tensor,
+        weight: torch.Tensor,
+        weight_scale: torch.Tensor,
+        outlier_idx: torch.Tensor,
+        outlier_weight: torch.Tensor,
+        outlier_scale: torch.Tensor,
+        bias: torch.Tensor | None,
+        ops: QuantOps,
+    ) -> torch.Tensor:
+        """x [M, K] compute dtype, weight int8 [N, K] (a view of a contiguous [K, N]) -> [M, N]."""
+        in_features = x.shape[1]
+        addend: torch.Tensor | None = None
+        col_scale: torch.Tensor | None = None
+        if outlier_idx.numel() > 0:
+            col_scale = _inverse_channel_scale(in_features, outlier_idx, outlier_scale)
+            s = outlier_scale.to(x.dtype)
+            x_o = x.index_select(1, outlier_idx) / s
+            w_corr = outlier_weight.to(x.dtype) * (s - 1)
+            addend = x_o @ w_corr.t()
+        if bias is not None:
+            addend = bias.to(x.dtype) if addend is None else addend + bias.to(x.dtype)
+        q, row_scale = ops.quantize_rows(x, col_scale)
+        acc = int8_mm(q, weight.t())
+        out = ops.dequantize(acc, row_scale, weight_scale.float(), addend, x.dtype)
+        ctx.save_for_backward(weight, weight_scale, outlier_idx, outlier_weight)
+        ctx.ops = ops
+        ctx.x_dtype = x.dtype
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, *grad_outputs: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        """grad_out [M, N] -> grad_x [M, K] via an int8 GEMM; exact for the outlier channels."""
+        (grad_out,) = grad_outputs
+        grad_x = None
+        if ctx.needs_input_grad[0]:
+            weight, weight_scale, outlier_idx, outlier_weight = ctx.saved_tensors
+            ops: QuantOps = ctx.ops
+            # w_scale lies on the reduction dim of dY @ W, so fold it into dY before quantizing
+            gq, g_scale = ops.quantize_rows(grad_out, weight_scale.float())
+            acc = int8_mm(gq, weight)
+            grad_x = ops.dequantize(acc, g_scale, None, None, ctx.x_dtype)
+            if outlier_idx.numel() > 0:
+                exact = grad_out.to(ctx.x_dtype) @ outlier_weight.to(ctx.x_dtype)
+                grad_x.index_copy_(1, outlier_idx, exact)
+        return grad_x, None, None, None, None, None, None, None
+
+
+def quaff_linear(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    weight_scale: torch.Tensor,
+    outlier_idx: torch.Tensor,
+    outlier_weight: torch.Tensor,
+    outlier_scale: torch.Tensor,
+    bias: torch.Tensor | None,
+    ops: QuantOps,
+) -> torch.Tensor:
+    """Functional entry point: x [M, K] -> [M, N] in x.dtype (see `_QuaffLinearFn`)."""
+    out = _QuaffLinearFn.apply(
+        x, weight, weight_scale, outlier_idx, outlier_weight, outlier_scale, bias, ops
+    )
+    return out  # type: ignore[no-any-return]
