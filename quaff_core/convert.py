@@ -1,0 +1,110 @@
+"""`convert_to_quaff` (model transform) and the momentum-state checkpoint helpers."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+import torch
+from torch import nn
+
+from quaff_core.calibration import quantizable_linears
+from quaff_core.linear import QuaffLinear
+from quaff_core.outliers import OutlierMap, normalise_layer_name
+
+logger = logging.getLogger(__name__)
+
+_SCALE_KEY = "outlier_scale"
+_INIT_KEY = "outlier_scale_initialized"
+
+
+def _set_submodule(model: nn.Module, name: str, module: nn.Module) -> None:
+    """Replace the submodule at dotted `name` by `module`."""
+    parent_name, _, child = name.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    setattr(parent, child, module)
+
+
+def convert_to_quaff(
+    model: nn.Module,
+    outlier_map: OutlierMap,
+    *,
+    momentum: float = 0.9,
+    compute_dtype: torch.dtype | None = None,
+    compile: bool = False,
+) -> nn.Module:
+    """Replace every `nn.Linear` but the output head by `QuaffLinear`, in place; returns `model`.
+
+    The full-precision weights are released: only int8 weights, float32 scales and the outlier
+    columns remain. Layers missing from the map get no outlier channels (one warning lists them).
+    `compile=True` runs the quantize/dequantize passes through `torch.compile`.
+    """
+    if not isinstance(outlier_map, OutlierMap):
+        raise TypeError(f"outlier_map must be an OutlierMap, got {type(outlier_map).__name__}")
+    linears = quantizable_linears(model)
+    missing: list[str] = []
+    for name, linear in linears.items():
+        channels = outlier_map.channels(name)
+        if channels is None:
+            missing.append(normalise_layer_name(name))
+            channels = []
+        quaff = QuaffLinear.from_linear(
+            linear, channels, momentum=momentum, compute_dtype=compute_dtype, compile=compile
+        )
+        quaff.train(linear.training)
+        _set_submodule(model, name, quaff)
+        linear.weight = None  # type: ignore[assignment]  # drop our reference to the fp weight
+    if missing:
+        logger.warning(
+            "outlier map has no entry for %d layer(s); converted without outlier channels: %s",
+            len(missing),
+            ", ".join(missing),
+        )
+    logger.info("converted %d linear layers to QuaffLinear", len(linears))
+    return model
+
+
+def quaff_layers(model: nn.Module) -> dict[str, QuaffLinear]:
+    """Every `QuaffLinear` in `model` (PEFT-wrapped or not), keyed by normalised module name."""
+    layers: dict[str, QuaffLinear] = {}
+    for name, module in model.named_modules():
+        if isinstance(module, QuaffLinear):
+            key = normalise_layer_name(name)
+            # PEFT wraps the base layer as `<name>.base_layer`
+            if key.endswith(".base_layer"):
+                key = key[: -len(".base_layer")]
+            layers[key] = module
+    return layers
+
+
+def quaff_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Momentum state per QuaffLinear: `<layer>.outlier_scale` (f32 [n_o]) + `..._initialized`."""
+    state: dict[str, torch.Tensor] = {}
+    for name, layer in quaff_layers(model).items():
+        state[f"{name}.{_SCALE_KEY}"] = layer.outlier_scale.detach().clone()
+        state[f"{name}.{_INIT_KEY}"] = layer.outlier_scale_initialized.detach().clone()
+    return state
+
+
+def load_quaff_state_dict(model: nn.Module, state: Mapping[str, torch.Tensor]) -> None:
+    """Restore `quaff_state_dict` output; ValueError naming missing/unexpected/mis-shaped keys."""
+    layers = quaff_layers(model)
+    expected = {f"{n}.{k}" for n in layers for k in (_SCALE_KEY, _INIT_KEY)}
+    missing = sorted(expected - set(state))
+    unexpected = sorted(set(state) - expected)
+    if missing or unexpected:
+        raise ValueError(
+            f"Quaff state does not match the model: missing keys {missing}, "
+            f"unexpected keys {unexpected}"
+        )
+    for name, layer in layers.items():
+        scale = state[f"{name}.{_SCALE_KEY}"]
+        if tuple(scale.shape) != tuple(layer.outlier_scale.shape):
+            raise ValueError(
+                f"{name}.{_SCALE_KEY}: shape {tuple(scale.shape)} does not match "
+                f"{tuple(layer.outlier_scale.shape)}"
+            )
+    with torch.no_grad():
+        for name, layer in layers.items():
+            layer.outlier_scale.copy_(state[f"{name}.{_SCALE_KEY}"])
+            layer.outlier_scale_initialized.copy_(state[f"{name}.{_INIT_KEY}"])
