@@ -1,0 +1,75 @@
+"""Adapters: a succeeded job's PEFT adapter `.tar.gz`; each one is a fine-tuned model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from store.blobs import BlobStore
+from store.errors import NotFoundError
+from store.ids import new_id, now_s
+from store.jobs import fine_tuned_model_name
+from store.models import Adapter, Job
+
+
+def save_adapter(session: Session, blobs: BlobStore, job: Job, source: Path | bytes) -> Adapter:
+    """Worker: store the archive (blob first), commit the row and name the job's model."""
+    adapter_id = new_id("adapter")
+    key = f"adapters/{adapter_id}.tar.gz"
+    info = (
+        blobs.write_bytes(key, source)
+        if isinstance(source, bytes)
+        else blobs.write_file(key, source)
+    )
+    name = fine_tuned_model_name(job)
+    row = Adapter(
+        id=adapter_id,
+        job_id=job.id,
+        project_id=job.project_id,
+        fine_tuned_model=name,
+        base_model=job.model,
+        blob_key=key,
+        sha256=info.sha256,
+        bytes=info.bytes,
+        created_at=now_s(),
+    )
+    session.add(row)
+    job.fine_tuned_model = name
+    try:
+        session.commit()
+    except BaseException:
+        session.rollback()
+        blobs.delete(key)
+        raise
+    return row
+
+
+def adapter_for_job(session: Session, job_id: str) -> Adapter | None:
+    """The job's final adapter, if it has one."""
+    return session.scalar(select(Adapter).where(Adapter.job_id == job_id))
+
+
+def list_adapters(session: Session, project_id: str) -> list[Adapter]:
+    """The project's fine-tuned models, oldest first."""
+    query = select(Adapter).where(Adapter.project_id == project_id).order_by(Adapter.id)
+    return list(session.scalars(query))
+
+
+def get_adapter_by_model(session: Session, project_id: str, model: str) -> Adapter:
+    """The project's adapter named `model`; NotFoundError otherwise."""
+    row = session.scalar(
+        select(Adapter).where(Adapter.project_id == project_id, Adapter.fine_tuned_model == model)
+    )
+    if row is None:
+        raise NotFoundError("model", model, param="model")
+    return row
+
+
+def delete_adapter(session: Session, blobs: BlobStore, row: Adapter) -> None:
+    """Delete the model: the row, then its blob."""
+    key = row.blob_key
+    session.delete(row)
+    session.commit()
+    blobs.delete(key)

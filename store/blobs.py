@@ -1,0 +1,152 @@
+"""Artifacts on disk: written atomically (temp file, fsync, rename) with a sha256 checksum."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+import tempfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+logger = logging.getLogger(__name__)
+
+_KEY = re.compile(r"^[a-z0-9_-]+(/[A-Za-z0-9_.-]+)+$")
+CHUNK = 1024 * 1024
+
+
+class BlobTooLargeError(ValueError):
+    """The data passed the size limit while it was being written; nothing was kept."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"blob exceeds the limit of {limit} bytes")
+        self.limit = limit
+
+
+@dataclass(frozen=True)
+class BlobInfo:
+    """Where a blob was stored, its size and its sha256 (hex)."""
+
+    key: str
+    bytes: int
+    sha256: str
+
+
+class BlobWriter:
+    """Writes a temp file next to the target, hashing as it goes; `commit()` renames it in place."""
+
+    def __init__(self, target: Path, key: str, *, max_bytes: int | None) -> None:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=".part")
+        self._out = os.fdopen(fd, "wb")
+        self._tmp = Path(tmp_name)
+        self._target = target
+        self._key = key
+        self._digest = hashlib.sha256()
+        self._max_bytes = max_bytes
+        self._done = False
+        self.bytes = 0
+
+    def write(self, chunk: bytes) -> None:
+        """Append a chunk; past the limit the temp file is removed and BlobTooLargeError raised."""
+        self.bytes += len(chunk)
+        if self._max_bytes is not None and self.bytes > self._max_bytes:
+            self.abort()
+            raise BlobTooLargeError(self._max_bytes)
+        self._digest.update(chunk)
+        self._out.write(chunk)
+
+    def commit(self) -> BlobInfo:
+        """Flush, fsync and atomically rename into place."""
+        self._out.flush()
+        os.fsync(self._out.fileno())
+        self._out.close()
+        os.replace(self._tmp, self._target)
+        self._done = True
+        return BlobInfo(key=self._key, bytes=self.bytes, sha256=self._digest.hexdigest())
+
+    def abort(self) -> None:
+        """Drop the temp file; the target is untouched."""
+        if not self._done:
+            self._out.close()
+            self._tmp.unlink(missing_ok=True)
+            self._done = True
+
+    def __enter__(self) -> BlobWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.abort()
+
+
+class BlobStore:
+    """Blobs under one root directory; keys are generated (`kind/id.ext`), never user filenames."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def path(self, key: str) -> Path:
+        """The file path of `key`; refuses anything that is not a generated key."""
+        if not _KEY.match(key) or ".." in key:
+            raise ValueError(f"invalid blob key {key!r}: keys are generated as 'kind/id.ext'")
+        return self.root / key
+
+    def writer(self, key: str, *, max_bytes: int | None = None) -> BlobWriter:
+        """An incremental atomic writer for `key` (use as a context manager, then `commit()`)."""
+        return BlobWriter(self.path(key), key, max_bytes=max_bytes)
+
+    def write(self, key: str, chunks: Iterable[bytes], *, max_bytes: int | None = None) -> BlobInfo:
+        """Write `chunks` to `key` atomically; raises BlobTooLargeError past `max_bytes`."""
+        with self.writer(key, max_bytes=max_bytes) as out:
+            for chunk in chunks:
+                out.write(chunk)
+            return out.commit()
+
+    def write_bytes(self, key: str, data: bytes) -> BlobInfo:
+        """Write `data` to `key` atomically."""
+        return self.write(key, [data])
+
+    def write_file(self, key: str, source: Path) -> BlobInfo:
+        """Copy the file `source` into the store under `key` atomically."""
+        with open(source, "rb") as handle:
+            return self.write(key, iter(lambda: handle.read(CHUNK), b""))
+
+    def open(self, key: str) -> BinaryIO:
+        """Open a blob for reading."""
+        return open(self.path(key), "rb")
+
+    def read_bytes(self, key: str) -> bytes:
+        """The whole blob."""
+        return self.path(key).read_bytes()
+
+    def iter_range(self, key: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
+        """Yield the bytes `start..end` (inclusive end; None = to the end of the blob)."""
+        with self.open(key) as handle:
+            handle.seek(start)
+            remaining = None if end is None else end - start + 1
+            while remaining is None or remaining > 0:
+                size = CHUNK if remaining is None else min(CHUNK, remaining)
+                chunk = handle.read(size)
+                if not chunk:
+                    return
+                if remaining is not None:
+                    remaining -= len(chunk)
+                yield chunk
+
+    def size(self, key: str) -> int:
+        """The blob's size in bytes."""
+        return self.path(key).stat().st_size
+
+    def exists(self, key: str) -> bool:
+        """Whether the blob is on disk."""
+        return self.path(key).is_file()
+
+    def delete(self, key: str) -> None:
+        """Remove a blob; a missing one is logged, not an error."""
+        try:
+            self.path(key).unlink()
+        except FileNotFoundError:
+            logger.warning("blob %s was already gone", key)

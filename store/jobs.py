@@ -1,0 +1,393 @@
+"""Fine-tuning jobs: creation, the one table of state transitions, and the worker's updates."""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from store import catalog
+from store.errors import InvalidRequestError, NotFoundError
+from store.events import add_event
+from store.files import get_file
+from store.ids import new_id, now_s
+from store.job_options import resolve_options
+from store.models import File, Job, OutlierMap
+from store.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+# The one table of allowed moves; anything else is refused with a 400 that says why.
+TRANSITIONS: dict[str, frozenset[str]] = {
+    "validating_files": frozenset({"queued", "failed", "cancelled"}),
+    "queued": frozenset({"running", "paused", "failed", "cancelled"}),
+    "running": frozenset({"succeeded", "failed", "cancelled", "paused"}),
+    "paused": frozenset({"queued", "cancelled"}),
+    "succeeded": frozenset(),
+    "failed": frozenset(),
+    "cancelled": frozenset(),
+}
+TERMINAL = frozenset(s for s, moves in TRANSITIONS.items() if not moves)
+MIN_TRAINING_EXAMPLES = 10
+CREATE_FIELDS = frozenset(
+    {
+        "model",
+        "training_file",
+        "validation_file",
+        "hyperparameters",
+        "method",
+        "suffix",
+        "seed",
+        "metadata",
+        "integrations",
+        "lora",
+        "quantization",
+        "training",
+    }
+)
+_SUFFIX = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+def check_transition(job: Job, new_status: str) -> None:
+    """Raise InvalidRequestError unless `job.status -> new_status` is in TRANSITIONS."""
+    allowed = TRANSITIONS.get(job.status, frozenset())
+    if new_status not in TRANSITIONS:
+        raise ValueError(f"unknown job status {new_status!r}; known: {sorted(TRANSITIONS)}")
+    if new_status not in allowed:
+        options = ", ".join(sorted(allowed)) if allowed else "nothing, it has already finished"
+        raise InvalidRequestError(
+            f"Job {job.id} is {job.status} and cannot become {new_status} "
+            f"(from {job.status} it can become: {options}).",
+            param="fine_tuning_job_id",
+            code="invalid_job_state",
+        )
+
+
+def transition(
+    session: Session, job: Job, new_status: str, *, reason: str | None = None, level: str = "info"
+) -> Job:
+    """Move a job to `new_status` if the table allows it (compare-and-set; flushed, not committed).
+
+    Pending changes to `job` are flushed first; `reason`, when given, is recorded as an event.
+    """
+    session.flush()
+    session.refresh(job)
+    check_transition(job, new_status)
+    old = job.status
+    now = now_s()
+    values: dict[str, Any] = {"status": new_status, "updated_at": now}
+    if new_status == "running" and job.started_at is None:
+        values["started_at"] = now
+    if new_status in TERMINAL:
+        values["finished_at"] = now
+    if new_status in TERMINAL or new_status == "paused":
+        values["estimated_finish"] = None
+    result = session.execute(
+        update(Job)
+        .where(Job.id == job.id, Job.status == old)
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    session.refresh(job)
+    if getattr(result, "rowcount", 1) != 1:
+        raise InvalidRequestError(
+            f"Job {job.id} changed from {old} to {job.status} meanwhile; nothing was done.",
+            param="fine_tuning_job_id",
+            code="invalid_job_state",
+        )
+    if reason:
+        add_event(session, job.id, reason, level=level)
+    return job
+
+
+def fine_tuned_model_name(job: Job) -> str:
+    """`ft:<base model>:<suffix>:<short job id>` (the suffix part may be empty)."""
+    return f"ft:{job.model}:{job.suffix or ''}:{job.id[-8:]}"
+
+
+def checkpoint_model_name(job: Job, step: int) -> str:
+    """The model name of a checkpoint: the fine-tuned name plus `:ckpt-step-<step>`."""
+    return f"{fine_tuned_model_name(job)}:ckpt-step-{step}"
+
+
+def _usable_file(session: Session, project_id: str, file_id: Any, param: str) -> File:
+    if not isinstance(file_id, str) or not file_id:
+        raise InvalidRequestError(f"'{param}' must be a file id like 'file-...'", param=param)
+    try:
+        row = get_file(session, project_id, file_id)
+    except NotFoundError:
+        raise InvalidRequestError(
+            f"invalid {param}: no file '{file_id}' in this project",
+            param=param,
+            code="invalid_file",
+        ) from None
+    if row.purpose != "fine-tune":
+        raise InvalidRequestError(
+            f"File {file_id} has purpose '{row.purpose}', not 'fine-tune'.", param=param
+        )
+    if row.status != "processed":
+        detail = f": {row.status_details}" if row.status_details else ""
+        raise InvalidRequestError(
+            f"File {file_id} is not a valid dataset (status '{row.status}'){detail}",
+            param=param,
+            code="invalid_file",
+        )
+    return row
+
+
+def _check_scalars(body: Mapping[str, Any]) -> tuple[str | None, int, dict[str, str] | None]:
+    suffix = body.get("suffix")
+    if suffix is not None and (not isinstance(suffix, str) or not _SUFFIX.match(suffix)):
+        raise InvalidRequestError(
+            "Invalid value for 'suffix': 1 to 64 characters from A-Z a-z 0-9 _ . -", param="suffix"
+        )
+    seed = body.get("seed")
+    if seed is None:
+        seed = secrets.randbelow(2**31)
+    elif isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**31:
+        raise InvalidRequestError(
+            f"Invalid value for 'seed': an integer in [0, 2147483647], got {seed!r}", param="seed"
+        )
+    metadata = body.get("metadata")
+    if metadata is not None:
+        if not isinstance(metadata, Mapping) or len(metadata) > 16:
+            raise InvalidRequestError(
+                "'metadata' must be an object of at most 16 pairs", param="metadata"
+            )
+        for key, value in metadata.items():
+            if not isinstance(value, str) or len(key) > 64 or len(value) > 512:
+                raise InvalidRequestError(
+                    f"metadata[{key!r}]: keys are at most 64 characters, values strings of at "
+                    "most 512",
+                    param=f"metadata.{key}",
+                )
+        metadata = dict(metadata)
+    if body.get("integrations"):
+        raise InvalidRequestError("Integrations are not supported by Quaff.", param="integrations")
+    return suffix, seed, metadata
+
+
+def create_job(
+    session: Session, settings: Settings, project_id: str, body: Mapping[str, Any]
+) -> Job:
+    """Validate a create request, store the job as `queued` and commit (the caller enqueues)."""
+    unknown = sorted(set(body) - CREATE_FIELDS)
+    if unknown:
+        raise InvalidRequestError(f"Unrecognized request argument: {unknown[0]}", param=unknown[0])
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise InvalidRequestError("'model' is required: a base model id", param="model")
+    entry = catalog.get_base_model(settings, model)
+    if entry is None:
+        raise InvalidRequestError(
+            f"Model '{model}' is not a base model of this server; choose one of: "
+            f"{', '.join(settings.base_models)}",
+            param="model",
+            code="model_not_found",
+        )
+    if not entry.available:
+        raise InvalidRequestError(
+            f"Model '{model}' is not available here: {entry.reason}",
+            param="model",
+            code="model_not_available",
+        )
+    options = resolve_options(body)
+    suffix, seed, metadata = _check_scalars(body)
+    training = _usable_file(session, project_id, body.get("training_file"), "training_file")
+    if (training.n_examples or 0) < MIN_TRAINING_EXAMPLES:
+        raise InvalidRequestError(
+            f"Training file {training.id} has {training.n_examples or 0} example(s); a job needs "
+            f"at least {MIN_TRAINING_EXAMPLES}.",
+            param="training_file",
+            code="invalid_n_examples",
+        )
+    validation_id = body.get("validation_file")
+    if validation_id is not None:
+        _usable_file(session, project_id, validation_id, "validation_file")
+    map_id = options.quantization["outlier_map"]
+    if map_id is not None:
+        om = session.get(OutlierMap, map_id)
+        if om is None or om.project_id != project_id:
+            raise InvalidRequestError(
+                f"No outlier map '{map_id}' in this project", param="quantization.outlier_map"
+            )
+        if om.base_model != model:
+            raise InvalidRequestError(
+                f"Outlier map {map_id} was calibrated for '{om.base_model}', not '{model}'",
+                param="quantization.outlier_map",
+            )
+    now = now_s()
+    job = Job(
+        id=new_id("ftjob"),
+        project_id=project_id,
+        status="validating_files",
+        model=model,
+        training_file_id=training.id,
+        validation_file_id=validation_id,
+        hyperparameters=options.hyperparameters,
+        lora=options.lora,
+        quantization=options.quantization,
+        training=options.training,
+        seed=seed,
+        suffix=suffix,
+        meta=metadata,
+        step=0,
+        result_files=[],
+        outlier_map_id=map_id,
+        created_at=now,
+        updated_at=now,
+        attempts=0,
+    )
+    session.add(job)
+    session.flush()
+    add_event(session, job.id, f"Created fine-tuning job: {job.id}")
+    add_event(session, job.id, f"Validating training file: {training.id}")
+    transition(session, job, "queued", reason="Files validated, moving job to queued state")
+    session.commit()
+    return job
+
+
+def get_job(session: Session, project_id: str, job_id: str) -> Job:
+    """The project's job; NotFoundError when absent or another project's."""
+    job = session.get(Job, job_id)
+    if job is None or job.project_id != project_id:
+        raise NotFoundError("fine-tuning job", job_id)
+    return job
+
+
+def list_jobs(
+    session: Session,
+    project_id: str,
+    *,
+    after: str | None = None,
+    limit: int = 20,
+    metadata: Mapping[str, str] | None = None,
+) -> tuple[list[Job], bool]:
+    """A page of the project's jobs newest first, filtered by metadata pairs; (jobs, has_more)."""
+    query = select(Job).where(Job.project_id == project_id)
+    for key, value in (metadata or {}).items():
+        query = query.where(Job.meta[key].as_string() == value)
+    if after:
+        query = query.where(Job.id < after)
+    rows = list(session.scalars(query.order_by(Job.id.desc()).limit(limit + 1)))
+    return rows[:limit], len(rows) > limit
+
+
+def cancel_job(session: Session, job: Job) -> Job:
+    """Cancel now (a running worker sees it between steps); commits."""
+    transition(session, job, "cancelled", reason="Job cancelled by the user")
+    session.commit()
+    return job
+
+
+def pause_job(session: Session, job: Job) -> Job:
+    """Pause: the worker checkpoints at the next step boundary and exits; commits."""
+    was = job.status
+    transition(
+        session,
+        job,
+        "paused",
+        reason="Job paused by the user"
+        + ("; training stops after the next checkpoint" if was == "running" else ""),
+    )
+    session.commit()
+    return job
+
+
+def resume_job(session: Session, job: Job) -> Job:
+    """Back to queued (the caller re-enqueues after this commit)."""
+    transition(session, job, "queued", reason="Job resumed; waiting for a worker")
+    session.commit()
+    return job
+
+
+def claim_job(session: Session, job_id: str, worker_id: str) -> Job | None:
+    """Worker: move a queued job to running under `worker_id`; None if it is not queued."""
+    job = session.get(Job, job_id)
+    if job is None or job.status != "queued":
+        return None
+    try:
+        transition(session, job, "running")
+    except InvalidRequestError:
+        session.rollback()
+        return None
+    job.worker_id = worker_id
+    job.heartbeat_at = now_s()
+    job.attempts = (job.attempts or 0) + 1
+    session.commit()
+    return job
+
+
+def current_status(session: Session, job: Job) -> str:
+    """Worker: the status as stored now (poll between steps; stop on cancelled or paused)."""
+    session.refresh(job, attribute_names=["status"])
+    return job.status
+
+
+def heartbeat(session: Session, job: Job, worker_id: str) -> None:
+    """Worker: refresh the lease; commits."""
+    job.worker_id = worker_id
+    job.heartbeat_at = now_s()
+    session.commit()
+
+
+def record_progress(
+    session: Session,
+    job: Job,
+    *,
+    step: int,
+    total_steps: int | None = None,
+    epoch: float | None = None,
+    trained_tokens: int | None = None,
+    estimated_finish: int | None = None,
+) -> None:
+    """Worker: store progress (never touches status); commits."""
+    job.step = step
+    if total_steps is not None:
+        job.total_steps = total_steps
+    if epoch is not None:
+        job.epoch = epoch
+    if trained_tokens is not None:
+        job.trained_tokens = trained_tokens
+    job.estimated_finish = estimated_finish
+    job.heartbeat_at = job.updated_at = now_s()
+    session.commit()
+
+
+def set_result(
+    session: Session,
+    job: Job,
+    *,
+    trained_tokens: int | None = None,
+    result_files: list[str] | None = None,
+) -> None:
+    """Worker: store result facts before `succeed_job` (flushed, not committed)."""
+    if trained_tokens is not None:
+        job.trained_tokens = trained_tokens
+    if result_files is not None:
+        job.result_files = list(result_files)
+    session.flush()
+
+
+def succeed_job(session: Session, job: Job) -> Job:
+    """Worker: running -> succeeded (save the adapter first, which names the model); commits."""
+    if not job.fine_tuned_model:
+        raise ValueError(f"job {job.id} has no adapter; call store.adapters.save_adapter first")
+    add_event(session, job.id, "New fine-tuned model created")
+    transition(session, job, "succeeded", reason="The job has successfully completed")
+    session.commit()
+    return job
+
+
+def fail_job(session: Session, job: Job, code: str, message: str, param: str | None = None) -> Job:
+    """Worker: record the error and move to failed; commits."""
+    job.error_code, job.error_message, job.error_param = code, message, param
+    session.flush()
+    transition(session, job, "failed", reason=f"Fine-tuning job failed: {message}", level="error")
+    session.commit()
+    return job

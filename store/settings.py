@@ -1,0 +1,63 @@
+"""The one settings object: every `QUAFF_*` environment variable is read here and nowhere else."""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_BASE_MODELS = ("tiny-llama", "HuggingFaceTB/SmolLM2-135M-Instruct")
+_DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+
+
+class Settings(BaseSettings):
+    """Service configuration; `database_url` and `broker_url` default to files in `data_dir`."""
+
+    model_config = SettingsConfigDict(env_prefix="QUAFF_", extra="ignore")
+
+    data_dir: Path = Field(default=Path("./.quaff"), description="SQLite store, blobs, broker")
+    database_url: str = Field(default="", description="SQLAlchemy URL; default SQLite in data_dir")
+    broker_url: str = Field(
+        default="", description="Celery broker; default kombu SQLAlchemy/SQLite"
+    )
+    max_upload_bytes: int = Field(default=512 * 1024 * 1024, gt=0, description="upload size limit")
+    device: str = Field(default="auto", description="auto, cpu or cuda:N")
+    base_models: list[str] = Field(default_factory=lambda: list(DEFAULT_BASE_MODELS))
+    event_poll_seconds: float = Field(default=0.5, gt=0, description="SSE store poll interval")
+
+    @field_validator("device")
+    @classmethod
+    def _check_device(cls, value: str) -> str:
+        if not _DEVICE.match(value):
+            raise ValueError(f"device must be 'auto', 'cpu' or 'cuda:N', got {value!r}")
+        return value
+
+    @field_validator("base_models")
+    @classmethod
+    def _check_base_models(cls, value: list[str]) -> list[str]:
+        if not value or any(not m.strip() for m in value):
+            raise ValueError("base_models must be a non-empty list of model ids")
+        return value
+
+    @model_validator(mode="after")
+    def _fill_urls(self) -> Settings:
+        self.data_dir = self.data_dir.expanduser().resolve()
+        if not self.database_url:
+            self.database_url = f"sqlite:///{self.data_dir / 'quaff.sqlite'}"
+        if not self.broker_url:
+            self.broker_url = f"sqla+sqlite:///{self.data_dir / 'broker.sqlite'}"
+        return self
+
+    @property
+    def blob_dir(self) -> Path:
+        """Where artifacts live on disk."""
+        return self.data_dir / "blobs"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read from the environment once."""
+    return Settings()
