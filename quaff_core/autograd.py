@@ -39,12 +39,12 @@ class _QuaffLinearFn(torch.autograd.Function):
         col_scale: torch.Tensor | None = None
         if outlier_idx.numel() > 0:
             col_scale = _inverse_channel_scale(in_features, outlier_idx, outlier_scale)
-            s = outlier_scale.to(x.dtype)
-            x_o = x.index_select(1, outlier_idx) / s
-            w_corr = outlier_weight.to(x.dtype) * (s - 1)
-            addend = x_o @ w_corr.t()
+            # the correction carries most of the outliers' output: keep it in float32
+            s = outlier_scale.float()
+            x_o = x.index_select(1, outlier_idx).float() / s
+            addend = x_o @ (outlier_weight.float() * (s - 1)).t()
         if bias is not None:
-            addend = bias.to(x.dtype) if addend is None else addend + bias.to(x.dtype)
+            addend = bias.float() if addend is None else addend + bias.float()
         q, row_scale = ops.quantize_rows(x, col_scale)
         acc = int8_mm(q, weight.t())
         out = ops.dequantize(acc, row_scale, weight_scale.float(), addend, x.dtype)

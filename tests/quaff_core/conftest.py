@@ -1,0 +1,46 @@
+"""Engine fixtures (names prefixed so they never clash with other test packages)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+CUDA_REASON = "needs a CUDA device; this machine has none"
+
+# parametrize tests over these: CUDA runs where available, else skips with a reason
+QUAFF_DEVICES = [
+    "cpu",
+    pytest.param(
+        "cuda",
+        marks=[
+            pytest.mark.cuda,
+            pytest.mark.skipif(not torch.cuda.is_available(), reason=CUDA_REASON),
+        ],
+    ),
+]
+
+
+@pytest.fixture
+def tiny_llama_config():  # type: ignore[no-untyped-def]
+    """A 2-layer Llama config, hidden 64, small vocab: builds in milliseconds."""
+    from transformers import LlamaConfig
+
+    return LlamaConfig(
+        vocab_size=512,
+        hidden_size=64,
+        intermediate_size=176,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=128,
+        tie_word_embeddings=False,
+    )
+
+
+@pytest.fixture
+def tiny_llama(tiny_llama_config):  # type: ignore[no-untyped-def]
+    """A random-initialised tiny LlamaForCausalLM (seed 0), fp32, eval mode."""
+    from transformers import LlamaForCausalLM
+
+    torch.manual_seed(0)
+    return LlamaForCausalLM(tiny_llama_config).eval()
