@@ -22,13 +22,13 @@ QUAFF_DEVICES = [
 
 @pytest.fixture
 def tiny_llama_config():  # type: ignore[no-untyped-def]
-    """A 2-layer Llama config, hidden 64, small vocab: builds in milliseconds."""
+    """A 2-layer Llama config, hidden 128, small vocab: builds in milliseconds."""
     from transformers import LlamaConfig
 
     return LlamaConfig(
         vocab_size=512,
-        hidden_size=64,
-        intermediate_size=176,
+        hidden_size=128,
+        intermediate_size=352,
         num_hidden_layers=2,
         num_attention_heads=4,
         num_key_value_heads=2,
