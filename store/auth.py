@@ -73,7 +73,7 @@ def list_keys(session: Session) -> Sequence[tuple[ApiKey, Project]]:
     rows = session.execute(
         select(ApiKey, Project).join(Project, ApiKey.project_id == Project.id).order_by(ApiKey.id)
     )
-    return [(key, project) for key, project in rows.tuples()]
+    return [(key, project) for key, project in rows]
 
 
 def revoke_key(session: Session, prefix_or_id: str) -> ApiKey:

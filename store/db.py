@@ -57,6 +57,15 @@ def dispose_engine(settings: Settings | None = None) -> None:
         engine.dispose()
 
 
+def dispose_all() -> None:
+    """Close and forget every shared engine."""
+    with _lock:
+        engines = list(_engines.values())
+        _engines.clear()
+    for engine in engines:
+        engine.dispose()
+
+
 def session_factory(settings: Settings | None = None) -> sessionmaker[Session]:
     """A sessionmaker bound to the shared engine; objects stay readable after commit."""
     return sessionmaker(bind=get_engine(settings), expire_on_commit=False)

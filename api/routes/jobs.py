@@ -1,0 +1,101 @@
+"""Fine-tuning jobs: create (then enqueue), list by metadata, retrieve, cancel, pause, resume."""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Query, Request
+from kombu.exceptions import KombuError
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from api.deps import CurrentProject, QueueDep, SessionDep, SettingsDep
+from api.queue import JobQueue
+from api.schemas import JobObject, ListObject, job_object, page
+from store import jobs
+from store.events import add_event
+from store.models import Job
+
+logger = logging.getLogger(__name__)
+router = APIRouter(prefix="/v1/fine_tuning/jobs", tags=["fine-tuning"])
+_METADATA = re.compile(r"^metadata\[(.+)\]$")
+
+
+def enqueue_after_commit(session: Session, queue: JobQueue, job: Job) -> None:
+    """Publish the job's task (its row is already committed); on failure record a warning event."""
+    try:
+        queue.enqueue(job.id)
+    except (OSError, KombuError, SQLAlchemyError) as exc:
+        logger.warning("could not enqueue job %s: %s", job.id, exc)
+        add_event(
+            session,
+            job.id,
+            f"Could not reach the job queue ({type(exc).__name__}); the job stays queued "
+            "and will start when a worker picks it up.",
+            level="warn",
+        )
+        session.commit()
+
+
+@router.post("", response_model=JobObject)
+def create_job(
+    body: Annotated[dict[str, Any], Body()],
+    project: CurrentProject,
+    session: SessionDep,
+    settings: SettingsDep,
+    queue: QueueDep,
+) -> JobObject:
+    """Create a job from OpenAI's fields plus `lora`, `quantization`, `training`; then enqueue."""
+    job = jobs.create_job(session, settings, project.id, body)
+    enqueue_after_commit(session, queue, job)
+    return job_object(job)
+
+
+@router.get("", response_model=ListObject)
+def list_jobs(
+    request: Request,
+    project: CurrentProject,
+    session: SessionDep,
+    after: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+) -> ListObject:
+    """The project's jobs, newest first; `metadata[key]=value` filters."""
+    metadata = {
+        m.group(1): value
+        for key, value in request.query_params.multi_items()
+        if (m := _METADATA.match(key))
+    }
+    rows, has_more = jobs.list_jobs(
+        session, project.id, after=after, limit=limit, metadata=metadata
+    )
+    return page([job_object(r) for r in rows], has_more)
+
+
+@router.get("/{job_id}", response_model=JobObject)
+def retrieve_job(job_id: str, project: CurrentProject, session: SessionDep) -> JobObject:
+    """One job."""
+    return job_object(jobs.get_job(session, project.id, job_id))
+
+
+@router.post("/{job_id}/cancel", response_model=JobObject)
+def cancel_job(job_id: str, project: CurrentProject, session: SessionDep) -> JobObject:
+    """Cancel a job that has not finished (400 once it has)."""
+    return job_object(jobs.cancel_job(session, jobs.get_job(session, project.id, job_id)))
+
+
+@router.post("/{job_id}/pause", response_model=JobObject)
+def pause_job(job_id: str, project: CurrentProject, session: SessionDep) -> JobObject:
+    """Pause a queued or running job; training stops at the next step boundary."""
+    return job_object(jobs.pause_job(session, jobs.get_job(session, project.id, job_id)))
+
+
+@router.post("/{job_id}/resume", response_model=JobObject)
+def resume_job(
+    job_id: str, project: CurrentProject, session: SessionDep, queue: QueueDep
+) -> JobObject:
+    """Resume a paused job: back to queued, enqueued again after the commit."""
+    job = jobs.resume_job(session, jobs.get_job(session, project.id, job_id))
+    enqueue_after_commit(session, queue, job)
+    return job_object(job)

@@ -1,0 +1,234 @@
+"""Wire models (the OpenAI object shapes plus our extensions) and their builders from rows."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel
+
+from store.models import Adapter, Checkpoint, File, Job, JobEvent, OutlierMap
+
+
+class FileObject(BaseModel):
+    """`object: "file"` as the SDK's FileObject expects it."""
+
+    id: str
+    object: Literal["file"] = "file"
+    bytes: int
+    created_at: int
+    filename: str
+    purpose: str
+    status: str
+    status_details: str | None
+    expires_at: int | None = None
+    sha256: str
+    format: str | None
+    n_examples: int | None
+
+
+class FileDeleted(BaseModel):
+    """Reply to a file delete."""
+
+    id: str
+    object: Literal["file"] = "file"
+    deleted: bool = True
+
+
+class JobError(BaseModel):
+    """A failed job's error."""
+
+    code: str
+    message: str
+    param: str | None
+
+
+class Progress(BaseModel):
+    """Our addition: how far training got."""
+
+    step: int
+    total_steps: int | None
+    epoch: float | None
+
+
+class JobObject(BaseModel):
+    """`object: "fine_tuning.job"`: every field the SDK types, plus lora, quantization, training."""
+
+    id: str
+    object: Literal["fine_tuning.job"] = "fine_tuning.job"
+    created_at: int
+    finished_at: int | None
+    model: str
+    fine_tuned_model: str | None
+    organization_id: str
+    status: str
+    hyperparameters: dict[str, Any]
+    method: dict[str, Any]
+    training_file: str
+    validation_file: str | None
+    result_files: list[str]
+    trained_tokens: int | None
+    error: JobError | None
+    seed: int
+    suffix: str | None
+    user_provided_suffix: str | None
+    estimated_finish: int | None
+    integrations: list[Any]
+    metadata: dict[str, str] | None
+    lora: dict[str, Any]
+    quantization: dict[str, Any]
+    training: dict[str, Any]
+    outlier_map: str | None
+    progress: Progress
+
+
+class EventObject(BaseModel):
+    """`object: "fine_tuning.job.event"`."""
+
+    id: str
+    object: Literal["fine_tuning.job.event"] = "fine_tuning.job.event"
+    created_at: int
+    level: str
+    message: str
+    type: str
+    data: dict[str, Any] | None
+
+
+class CheckpointObject(BaseModel):
+    """`object: "fine_tuning.job.checkpoint"`."""
+
+    id: str
+    object: Literal["fine_tuning.job.checkpoint"] = "fine_tuning.job.checkpoint"
+    created_at: int
+    fine_tuned_model_checkpoint: str
+    fine_tuning_job_id: str
+    metrics: dict[str, Any]
+    step_number: int
+    bytes: int
+    sha256: str
+
+
+class ModelObject(BaseModel):
+    """`object: "model"`, plus availability for catalog models."""
+
+    id: str
+    object: Literal["model"] = "model"
+    created: int
+    owned_by: str
+    available: bool = True
+    reason: str | None = None
+    base_model: str | None = None
+    fine_tuning_job: str | None = None
+
+
+class ModelDeleted(BaseModel):
+    """Reply to a model delete."""
+
+    id: str
+    object: Literal["model"] = "model"
+    deleted: bool = True
+
+
+class OutlierMapObject(BaseModel):
+    """`object: "outlier_map"`: a calibration result; `layers` only when retrieved one by one."""
+
+    id: str
+    object: Literal["outlier_map"] = "outlier_map"
+    created_at: int
+    base_model: str
+    dataset_file: str | None
+    dataset_sha256: str
+    strategy: str
+    threshold: float | None
+    options: dict[str, Any]
+    n_layers: int
+    n_outlier_channels: int
+    layers: dict[str, list[int]] | None = None
+
+
+class ListObject(BaseModel):
+    """`object: "list"` page."""
+
+    object: Literal["list"] = "list"
+    data: list[Any]
+    has_more: bool
+    first_id: str | None = None
+    last_id: str | None = None
+
+
+def file_object(row: File) -> FileObject:
+    """The wire form of a file row."""
+    return FileObject(
+        id=row.id, bytes=row.bytes, created_at=row.created_at, filename=row.filename,
+        purpose=row.purpose, status=row.status, status_details=row.status_details,
+        sha256=row.sha256, format=row.data_format, n_examples=row.n_examples,
+    )  # fmt: skip
+
+
+def job_object(job: Job) -> JobObject:
+    """The wire form of a job row."""
+    error = None
+    if job.error_code or job.error_message:
+        error = JobError(
+            code=job.error_code or "error", message=job.error_message or "", param=job.error_param
+        )
+    return JobObject(
+        id=job.id, created_at=job.created_at, finished_at=job.finished_at, model=job.model,
+        fine_tuned_model=job.fine_tuned_model, organization_id=job.project_id, status=job.status,
+        hyperparameters=job.hyperparameters,
+        method={"type": "supervised", "supervised": {"hyperparameters": job.hyperparameters}},
+        training_file=job.training_file_id, validation_file=job.validation_file_id,
+        result_files=list(job.result_files or []), trained_tokens=job.trained_tokens, error=error,
+        seed=job.seed, suffix=job.suffix, user_provided_suffix=job.suffix,
+        estimated_finish=job.estimated_finish, integrations=[], metadata=job.meta, lora=job.lora,
+        quantization=job.quantization, training=job.training, outlier_map=job.outlier_map_id,
+        progress=Progress(step=job.step or 0, total_steps=job.total_steps, epoch=job.epoch),
+    )  # fmt: skip
+
+
+def event_object(row: JobEvent) -> EventObject:
+    """The wire form of an event row."""
+    return EventObject(
+        id=row.id, created_at=row.created_at, level=row.level, message=row.message,
+        type=row.type, data=row.data,
+    )  # fmt: skip
+
+
+def checkpoint_object(row: Checkpoint) -> CheckpointObject:
+    """The wire form of a checkpoint row."""
+    return CheckpointObject(
+        id=row.id, created_at=row.created_at,
+        fine_tuned_model_checkpoint=row.fine_tuned_model_checkpoint, fine_tuning_job_id=row.job_id,
+        metrics=row.metrics, step_number=row.step_number, bytes=row.bytes, sha256=row.sha256,
+    )  # fmt: skip
+
+
+def adapter_model_object(row: Adapter) -> ModelObject:
+    """A fine-tuned model as a model object."""
+    return ModelObject(
+        id=row.fine_tuned_model, created=row.created_at, owned_by=row.project_id,
+        base_model=row.base_model, fine_tuning_job=row.job_id,
+    )  # fmt: skip
+
+
+def outlier_map_object(
+    row: OutlierMap, layers: dict[str, list[int]] | None = None
+) -> OutlierMapObject:
+    """The wire form of an outlier map row."""
+    return OutlierMapObject(
+        id=row.id, created_at=row.created_at, base_model=row.base_model,
+        dataset_file=row.dataset_file_id, dataset_sha256=row.dataset_sha256,
+        strategy=row.strategy, threshold=row.threshold, options=row.options,
+        n_layers=row.n_layers, n_outlier_channels=row.n_outlier_channels, layers=layers,
+    )  # fmt: skip
+
+
+def page(items: list[Any], has_more: bool, *, with_ids: bool = False) -> ListObject:
+    """A list object; `first_id`/`last_id` for the lists that have them."""
+    if not with_ids:
+        return ListObject(data=items, has_more=has_more)
+    return ListObject(
+        data=items,
+        has_more=has_more,
+        first_id=items[0].id if items else None,
+        last_id=items[-1].id if items else None,
+    )

@@ -1,0 +1,100 @@
+"""Job options: defaults resolved (never 'auto'), every range checked, unknown keys refused."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from store.errors import InvalidRequestError
+from store.job_options import resolve_options
+
+
+def test_defaults_are_resolved_numbers() -> None:
+    options = resolve_options({"hyperparameters": {"n_epochs": "auto", "batch_size": "auto"}})
+    assert options.hyperparameters == {
+        "n_epochs": 3,
+        "batch_size": 4,
+        "learning_rate_multiplier": 1.0,
+    }
+    assert options.lora == {"r": 16, "alpha": 32.0, "dropout": 0.0, "target_modules": "all-linear"}
+    assert options.quantization["method"] == "quaff"
+    assert options.quantization["outlier_map"] is None
+    assert options.training["learning_rate"] == pytest.approx(2e-4)
+    assert options.training["max_seq_length"] == 1024
+
+
+def test_multiplier_scales_the_base_rate_and_learning_rate_overrides_it() -> None:
+    scaled = resolve_options(
+        {
+            "method": {
+                "type": "supervised",
+                "supervised": {"hyperparameters": {"learning_rate_multiplier": 2.0}},
+            }
+        }
+    )
+    assert scaled.training["learning_rate"] == pytest.approx(4e-4)
+    absolute = resolve_options(
+        {"hyperparameters": {"learning_rate_multiplier": 2.0}, "training": {"learning_rate": 1e-3}}
+    )
+    assert absolute.training["learning_rate"] == pytest.approx(1e-3)
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({"hyperparameters": {"n_epochs": 0}}, "hyperparameters.n_epochs"),
+        ({"hyperparameters": {"n_epochs": 51}}, "hyperparameters.n_epochs"),
+        ({"hyperparameters": {"batch_size": 257}}, "hyperparameters.batch_size"),
+        ({"hyperparameters": {"batch_size": 2.5}}, "hyperparameters.batch_size"),
+        (
+            {"hyperparameters": {"learning_rate_multiplier": 0}},
+            "hyperparameters.learning_rate_multiplier",
+        ),
+        ({"lora": {"r": 0}}, "lora.r"),
+        ({"lora": {"r": 257}}, "lora.r"),
+        ({"lora": {"r": True}}, "lora.r"),
+        ({"lora": {"alpha": 0}}, "lora.alpha"),
+        ({"lora": {"dropout": 1.0}}, "lora.dropout"),
+        ({"lora": {"target_modules": []}}, "lora.target_modules"),
+        ({"lora": {"target_modules": ["../x"]}}, "lora.target_modules"),
+        ({"quantization": {"method": "gptq"}}, "quantization.method"),
+        ({"quantization": {"outlier_strategy": "max"}}, "quantization.outlier_strategy"),
+        ({"quantization": {"outlier_max_ratio": 0}}, "quantization.outlier_max_ratio"),
+        ({"quantization": {"outlier_max_ratio": 0.6}}, "quantization.outlier_max_ratio"),
+        ({"quantization": {"momentum": 1.0}}, "quantization.momentum"),
+        ({"quantization": {"outlier_threshold": -1}}, "quantization.outlier_threshold"),
+        ({"quantization": {"outlier_map": "file-1"}}, "quantization.outlier_map"),
+        ({"training": {"learning_rate": 0}}, "training.learning_rate"),
+        ({"training": {"learning_rate": 2}}, "training.learning_rate"),
+        ({"training": {"max_seq_length": 15}}, "training.max_seq_length"),
+        ({"training": {"max_seq_length": 32769}}, "training.max_seq_length"),
+        ({"training": {"warmup_ratio": 1.0}}, "training.warmup_ratio"),
+        ({"training": {"lr_scheduler": "step"}}, "training.lr_scheduler"),
+        ({"training": {"train_on_inputs": "yes"}}, "training.train_on_inputs"),
+        ({"training": {"n_checkpoints": 0}}, "training.n_checkpoints"),
+        ({"training": {"weight_decay": float("nan")}}, "training.weight_decay"),
+        ({"training": {"gradient_accumulation_steps": 0}}, "training.gradient_accumulation_steps"),
+        ({"lora": {"rank": 8}}, "lora.rank"),
+        ({"quantization": {"bits": 4}}, "quantization.bits"),
+        ({"training": {"epochs": 2}}, "training.epochs"),
+        ({"lora": [1]}, "lora"),
+        ({"method": {"type": "dpo"}}, "method.type"),
+        (
+            {
+                "hyperparameters": {"n_epochs": 2},
+                "method": {
+                    "type": "supervised",
+                    "supervised": {"hyperparameters": {"n_epochs": 3}},
+                },
+            },
+            "hyperparameters",
+        ),
+    ],
+)
+def test_bad_option_names_its_param(body: dict[str, Any], param: str) -> None:
+    with pytest.raises(InvalidRequestError) as exc:
+        resolve_options(body)
+    assert exc.value.param == param
+    assert exc.value.status_code == 400
+    assert param.split(".")[-1] in exc.value.message
