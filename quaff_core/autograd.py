@@ -34,6 +34,24 @@ class _QuaffLinearFn(torch.autograd.Function):
         ops: QuantOps,
     ) -> torch.Tensor:
         """x [M, K] compute dtype, weight int8 [N, K] (a view of a contiguous [K, N]) -> [M, N]."""
+        with torch.autocast(x.device.type, enabled=False):
+            return _QuaffLinearFn._forward(
+                ctx, x, weight, weight_scale, outlier_idx, outlier_weight, outlier_scale, bias, ops
+            )
+
+    @staticmethod
+    def _forward(
+        ctx: Any,
+        x: torch.Tensor,
+        weight: torch.Tensor,
+        weight_scale: torch.Tensor,
+        outlier_idx: torch.Tensor,
+        outlier_weight: torch.Tensor,
+        outlier_scale: torch.Tensor,
+        bias: torch.Tensor | None,
+        ops: QuantOps,
+    ) -> torch.Tensor:
+        """Forward body, run with autocast off (dtypes here are chosen explicitly)."""
         in_features = x.shape[1]
         addend: torch.Tensor | None = None
         col_scale: torch.Tensor | None = None
@@ -59,16 +77,23 @@ class _QuaffLinearFn(torch.autograd.Function):
         (grad_out,) = grad_outputs
         grad_x = None
         if ctx.needs_input_grad[0]:
-            weight, weight_scale, outlier_idx, outlier_weight = ctx.saved_tensors
-            ops: QuantOps = ctx.ops
-            # w_scale lies on the reduction dim of dY @ W, so fold it into dY before quantizing
-            gq, g_scale = ops.quantize_rows(grad_out, weight_scale.float())
-            acc = int8_mm(gq, weight)
-            grad_x = ops.dequantize(acc, g_scale, None, None, ctx.x_dtype)
-            if outlier_idx.numel() > 0:
-                exact = grad_out.to(ctx.x_dtype) @ outlier_weight.to(ctx.x_dtype)
-                grad_x.index_copy_(1, outlier_idx, exact)
+            with torch.autocast(grad_out.device.type, enabled=False):
+                grad_x = _QuaffLinearFn._backward(ctx, grad_out)
         return grad_x, None, None, None, None, None, None, None
+
+    @staticmethod
+    def _backward(ctx: Any, grad_out: torch.Tensor) -> torch.Tensor:
+        """Backward body for the input gradient, run with autocast off."""
+        weight, weight_scale, outlier_idx, outlier_weight = ctx.saved_tensors
+        ops: QuantOps = ctx.ops
+        # w_scale lies on the reduction dim of dY @ W, so fold it into dY before quantizing
+        gq, g_scale = ops.quantize_rows(grad_out, weight_scale.float())
+        acc = int8_mm(gq, weight)
+        grad_x = ops.dequantize(acc, g_scale, None, None, ctx.x_dtype)
+        if outlier_idx.numel() > 0:
+            exact = grad_out.float() @ outlier_weight.float()
+            grad_x.index_copy_(1, outlier_idx, exact.to(grad_x.dtype))
+        return grad_x
 
 
 def quaff_linear(

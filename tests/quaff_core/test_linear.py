@@ -160,3 +160,14 @@ def test_rejects_bad_inputs():
         QuaffLinear.from_linear(nn.Conv1d(8, 4, 1), [])  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="last dim"):
         QuaffLinear(8, 4)(torch.randn(2, 7))
+
+
+def test_autocast_does_not_change_quaff_numerics():
+    x, channels = planted((64,), 128, 2, seed=5)
+    ref, quaff = make_pair(128, 96, True, channels, torch.float32, "cpu")
+    with torch.no_grad():
+        plain = quaff(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            under_autocast = quaff(x)
+    assert under_autocast.dtype == torch.float32
+    torch.testing.assert_close(under_autocast, plain)
