@@ -1,0 +1,177 @@
+"""/v1/files: upload with validation, size limit and purpose check; list, retrieve, content, delete."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from store.models import File
+from store.settings import Settings
+from tests.api.conftest import created_job, upload, uploaded_file_id
+from tests.conftest import KeyedProject, chat_jsonl, make_project
+
+
+def _file_count(session: Session, project_id: str) -> int:
+    return session.scalar(select(func.count()).where(File.project_id == project_id)) or 0
+
+
+def _blob_files(settings: Settings) -> list[Path]:
+    root = settings.blob_dir / "files"
+    return sorted(p for p in root.iterdir() if p.is_file()) if root.exists() else []
+
+
+def test_create_file_processed(client: TestClient, keyed_project: KeyedProject) -> None:
+    data = chat_jsonl(12)
+    response = upload(client, keyed_project, data, filename="../../etc/passwd")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["object"] == "file"
+    assert body["id"].startswith("file-")
+    assert body["status"] == "processed"
+    assert body["status_details"] is None
+    assert body["bytes"] == len(data)
+    assert body["purpose"] == "fine-tune"
+    assert body["filename"] == "passwd"
+    assert body["format"] == "chat"
+    assert body["n_examples"] == 12
+    assert body["sha256"] == hashlib.sha256(data).hexdigest()
+
+
+def test_create_file_malformed_jsonl_names_the_line(
+    client: TestClient, keyed_project: KeyedProject
+) -> None:
+    data = chat_jsonl(2) + b"{not json\n"
+    response = upload(client, keyed_project, data)
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "error"
+    assert body["status_details"].startswith("line 3:")
+
+
+def test_create_file_wrong_purpose_stores_nothing(
+    client: TestClient,
+    keyed_project: KeyedProject,
+    db_session: Session,
+    quaff_settings: Settings,
+) -> None:
+    response = upload(client, keyed_project, chat_jsonl(10), purpose="assistants")
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["param"] == "purpose"
+    assert error["type"] == "invalid_request_error"
+    assert "fine-tune" in error["message"]
+    assert _file_count(db_session, keyed_project.project.id) == 0
+    assert _blob_files(quaff_settings) == []
+
+
+def test_create_file_too_large_stores_nothing(
+    quaff_settings: Settings, keyed_project: KeyedProject, db_session: Session
+) -> None:
+    from api.main import create_app
+
+    small = quaff_settings.model_copy(update={"max_upload_bytes": 100})
+    with TestClient(create_app(small)) as small_client:
+        response = upload(small_client, keyed_project, chat_jsonl(20))
+    assert response.status_code == 413
+    assert response.json()["error"] == {
+        "message": "File is too large: the limit is 100 bytes.",
+        "type": "invalid_request_error",
+        "param": "file",
+        "code": "file_too_large",
+    }
+    assert _file_count(db_session, keyed_project.project.id) == 0
+    assert _blob_files(small) == []
+
+
+def test_create_file_missing_file_part(client: TestClient, keyed_project: KeyedProject) -> None:
+    response = client.post(
+        "/v1/files", headers=keyed_project.headers, files={"purpose": (None, "fine-tune")}
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["param"] == "file"
+
+
+def test_list_files_newest_first_with_cursor(
+    client: TestClient, keyed_project: KeyedProject
+) -> None:
+    ids = [uploaded_file_id(client, keyed_project, n=1) for _ in range(3)]
+    first = client.get("/v1/files?limit=2", headers=keyed_project.headers).json()
+    assert [f["id"] for f in first["data"]] == [ids[2], ids[1]]
+    assert first["has_more"] is True
+    assert (first["first_id"], first["last_id"]) == (ids[2], ids[1])
+    rest = client.get(f"/v1/files?after={ids[1]}", headers=keyed_project.headers).json()
+    assert [f["id"] for f in rest["data"]] == [ids[0]]
+    assert rest["has_more"] is False
+
+
+def test_retrieve_file(client: TestClient, keyed_project: KeyedProject) -> None:
+    file_id = uploaded_file_id(client, keyed_project)
+    response = client.get(f"/v1/files/{file_id}", headers=keyed_project.headers)
+    assert response.status_code == 200
+    assert response.json()["id"] == file_id
+
+
+def test_retrieve_file_not_found(client: TestClient, keyed_project: KeyedProject) -> None:
+    response = client.get("/v1/files/file-nope", headers=keyed_project.headers)
+    assert response.status_code == 404
+    assert response.json() == {
+        "error": {
+            "message": "No file found with id 'file-nope'.",
+            "type": "not_found_error",
+            "param": None,
+            "code": None,
+        }
+    }
+
+
+def test_retrieve_file_of_another_project_is_not_found(
+    client: TestClient, keyed_project: KeyedProject, db_session: Session
+) -> None:
+    file_id = uploaded_file_id(client, keyed_project)
+    other = make_project(db_session)
+    response = client.get(f"/v1/files/{file_id}", headers=other.headers)
+    assert response.status_code == 404
+    assert response.json()["error"]["message"] == f"No file found with id '{file_id}'."
+    listed = client.get("/v1/files", headers=other.headers).json()
+    assert listed["data"] == []
+    deleted = client.delete(f"/v1/files/{file_id}", headers=other.headers)
+    assert deleted.status_code == 404
+    assert client.get(f"/v1/files/{file_id}", headers=keyed_project.headers).status_code == 200
+
+
+def test_file_content_returns_the_bytes(client: TestClient, keyed_project: KeyedProject) -> None:
+    data = chat_jsonl(3)
+    file_id = upload(client, keyed_project, data).json()["id"]
+    response = client.get(f"/v1/files/{file_id}/content", headers=keyed_project.headers)
+    assert response.status_code == 200
+    assert response.content == data
+
+
+def test_delete_file_removes_row_and_blob(
+    client: TestClient, keyed_project: KeyedProject, quaff_settings: Settings
+) -> None:
+    file_id = uploaded_file_id(client, keyed_project)
+    assert len(_blob_files(quaff_settings)) == 1
+    response = client.delete(f"/v1/files/{file_id}", headers=keyed_project.headers)
+    assert response.status_code == 200
+    assert response.json() == {"id": file_id, "object": "file", "deleted": True}
+    assert client.get(f"/v1/files/{file_id}", headers=keyed_project.headers).status_code == 404
+    assert _blob_files(quaff_settings) == []
+
+
+def test_delete_file_used_by_a_live_job_is_refused(
+    client: TestClient, keyed_project: KeyedProject, app: FastAPI
+) -> None:
+    job = created_job(client, keyed_project)
+    response = client.delete(f"/v1/files/{job['training_file']}", headers=keyed_project.headers)
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "file_in_use"
+    assert job["id"] in response.json()["error"]["message"]
+    client.post(f"/v1/fine_tuning/jobs/{job['id']}/cancel", headers=keyed_project.headers)
+    again = client.delete(f"/v1/files/{job['training_file']}", headers=keyed_project.headers)
+    assert again.status_code == 200

@@ -1,0 +1,287 @@
+"""/v1/fine_tuning/jobs: create (and enqueue), bad input, list by metadata, retrieve, controls."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from kombu import Connection
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from store import jobs
+from store.models import Job
+from store.queue import FINE_TUNE_QUEUE, FINE_TUNE_TASK
+from store.settings import Settings
+from tests.api.conftest import created_job, upload, uploaded_file_id
+from tests.conftest import KeyedProject, chat_jsonl, make_project
+
+JOB_FIELDS = {
+    "id", "object", "created_at", "finished_at", "model", "fine_tuned_model", "organization_id",
+    "status", "hyperparameters", "method", "training_file", "validation_file", "result_files",
+    "trained_tokens", "error", "seed", "suffix", "user_provided_suffix", "estimated_finish",
+    "integrations", "metadata", "lora", "quantization", "training", "outlier_map", "progress",
+}  # fmt: skip
+
+
+def _job_count(session: Session, project_id: str) -> int:
+    return session.scalar(select(func.count()).where(Job.project_id == project_id)) or 0
+
+
+def _queued_messages(settings: Settings) -> list[tuple[str, list[Any]]]:
+    """(task name, args) of every message waiting in the fine-tune queue of the broker."""
+    found = []
+    with Connection(settings.broker_url) as conn:
+        queue = conn.SimpleQueue(FINE_TUNE_QUEUE)
+        while True:
+            try:
+                message = queue.get(block=False)
+            except queue.Empty:
+                break
+            args, _kwargs, _embed = message.decode()
+            found.append((message.headers["task"], args))
+            message.ack()
+        queue.close()
+    return found
+
+
+def test_create_job_returns_every_field_and_enqueues(
+    client: TestClient, keyed_project: KeyedProject, quaff_settings: Settings
+) -> None:
+    job = created_job(
+        client,
+        keyed_project,
+        suffix="demo",
+        seed=42,
+        metadata={"team": "a"},
+        method={"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": 2}}},
+        lora={"r": 8, "target_modules": ["q_proj", "v_proj"]},
+        quantization={"outlier_strategy": "top_abs", "outlier_max_ratio": 0.02},
+        training={"max_seq_length": 256, "lr_scheduler": "linear"},
+    )
+    assert set(job) == JOB_FIELDS
+    assert job["object"] == "fine_tuning.job"
+    assert job["status"] == "queued"
+    assert job["organization_id"] == keyed_project.project.id
+    assert job["hyperparameters"] == {
+        "n_epochs": 2,
+        "batch_size": 4,
+        "learning_rate_multiplier": 1.0,
+    }
+    assert job["method"]["supervised"]["hyperparameters"] == job["hyperparameters"]
+    assert job["lora"] == {
+        "r": 8,
+        "alpha": 32.0,
+        "dropout": 0.0,
+        "target_modules": ["q_proj", "v_proj"],
+    }
+    assert job["quantization"]["outlier_strategy"] == "top_abs"
+    assert job["training"]["learning_rate"] == pytest.approx(2e-4)
+    assert (job["seed"], job["suffix"], job["user_provided_suffix"]) == (42, "demo", "demo")
+    assert job["metadata"] == {"team": "a"}
+    assert job["progress"] == {"step": 0, "total_steps": None, "epoch": None}
+    assert job["error"] is None
+    assert _queued_messages(quaff_settings) == [(FINE_TUNE_TASK, [job["id"]])]
+
+
+def test_create_job_with_unreachable_broker_stays_queued_with_a_warning(
+    quaff_settings: Settings, keyed_project: KeyedProject
+) -> None:
+    from api.main import create_app
+
+    broken = quaff_settings.model_copy(update={"broker_url": "redis://127.0.0.1:1/0"})
+    with TestClient(create_app(broken)) as broken_client:
+        job = created_job(broken_client, keyed_project)
+        events = broken_client.get(
+            f"/v1/fine_tuning/jobs/{job['id']}/events", headers=keyed_project.headers
+        ).json()["data"]
+    assert job["status"] == "queued"
+    assert events[0]["level"] == "warn"
+    assert "Could not reach the job queue" in events[0]["message"]
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "param", "code"),
+    [
+        ({"model": "gpt-4o"}, 400, "model", "model_not_found"),
+        ({"hyperparameters": {"n_epochs": 100}}, 400, "hyperparameters.n_epochs", None),
+        ({"lora": {"r": 0}}, 400, "lora.r", None),
+        ({"lora": {"rank": 4}}, 400, "lora.rank", None),
+        ({"quantization": {"outlier_max_ratio": 0.9}}, 400, "quantization.outlier_max_ratio", None),
+        ({"quantization": {"outlier_map": "om-missing"}}, 400, "quantization.outlier_map", None),
+        ({"training": {"max_seq_length": 8}}, 400, "training.max_seq_length", None),
+        ({"method": {"type": "dpo"}}, 400, "method.type", None),
+        ({"suffix": "x" * 65}, 400, "suffix", None),
+        ({"seed": -1}, 400, "seed", None),
+        ({"metadata": {"k": 1}}, 400, "metadata.k", None),
+        ({"training_file": "file-missing"}, 400, "training_file", "invalid_file"),
+        ({"validation_file": "file-missing"}, 400, "validation_file", "invalid_file"),
+        ({"frobnicate": True}, 400, "frobnicate", None),
+    ],
+)
+def test_create_job_bad_input_changes_nothing(
+    client: TestClient,
+    keyed_project: KeyedProject,
+    db_session: Session,
+    quaff_settings: Settings,
+    body: dict[str, Any],
+    status: int,
+    param: str,
+    code: str | None,
+) -> None:
+    payload = {"model": "tiny-llama", "training_file": uploaded_file_id(client, keyed_project)}
+    payload.update(body)
+    response = client.post("/v1/fine_tuning/jobs", headers=keyed_project.headers, json=payload)
+    assert response.status_code == status
+    error = response.json()["error"]
+    assert error["param"] == param
+    assert error["type"] == "invalid_request_error"
+    assert error["code"] == code
+    assert _job_count(db_session, keyed_project.project.id) == 0
+    assert _queued_messages(quaff_settings) == []
+
+
+def test_create_job_too_few_examples(client: TestClient, keyed_project: KeyedProject) -> None:
+    file_id = uploaded_file_id(client, keyed_project, n=9)
+    response = client.post(
+        "/v1/fine_tuning/jobs",
+        headers=keyed_project.headers,
+        json={"model": "tiny-llama", "training_file": file_id},
+    )
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert (error["code"], error["param"]) == ("invalid_n_examples", "training_file")
+    assert "9 example(s)" in error["message"]
+
+
+def test_create_job_with_an_invalid_file_is_refused(
+    client: TestClient, keyed_project: KeyedProject
+) -> None:
+    bad = upload(client, keyed_project, chat_jsonl(10) + b"[1, 2]\n").json()
+    assert bad["status"] == "error"
+    response = client.post(
+        "/v1/fine_tuning/jobs",
+        headers=keyed_project.headers,
+        json={"model": "tiny-llama", "training_file": bad["id"]},
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["param"] == "training_file"
+    assert "line 11" in response.json()["error"]["message"]
+
+
+def test_create_job_with_another_projects_file_is_refused(
+    client: TestClient, keyed_project: KeyedProject, db_session: Session
+) -> None:
+    file_id = uploaded_file_id(client, keyed_project)
+    other = make_project(db_session)
+    response = client.post(
+        "/v1/fine_tuning/jobs",
+        headers=other.headers,
+        json={"model": "tiny-llama", "training_file": file_id},
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["param"] == "training_file"
+    assert _job_count(db_session, other.project.id) == 0
+
+
+def test_list_jobs_with_metadata_filter_and_cursor(
+    client: TestClient, keyed_project: KeyedProject
+) -> None:
+    a = created_job(client, keyed_project, metadata={"team": "a"})
+    b = created_job(client, keyed_project, metadata={"team": "b"})
+    c = created_job(client, keyed_project, metadata={"team": "a", "x": "1"})
+    headers = keyed_project.headers
+    listed = client.get("/v1/fine_tuning/jobs", headers=headers).json()
+    assert [j["id"] for j in listed["data"]] == [c["id"], b["id"], a["id"]]
+    assert listed["object"] == "list"
+    filtered = client.get("/v1/fine_tuning/jobs?metadata[team]=a", headers=headers).json()
+    assert [j["id"] for j in filtered["data"]] == [c["id"], a["id"]]
+    both = client.get("/v1/fine_tuning/jobs?metadata[team]=a&metadata[x]=1", headers=headers)
+    assert [j["id"] for j in both.json()["data"]] == [c["id"]]
+    page = client.get(f"/v1/fine_tuning/jobs?limit=1&after={c['id']}", headers=headers).json()
+    assert [j["id"] for j in page["data"]] == [b["id"]]
+    assert page["has_more"] is True
+
+
+def test_retrieve_job_not_found(client: TestClient, keyed_project: KeyedProject) -> None:
+    response = client.get("/v1/fine_tuning/jobs/ftjob-nope", headers=keyed_project.headers)
+    assert response.status_code == 404
+    assert response.json()["error"] == {
+        "message": "No fine-tuning job found with id 'ftjob-nope'.",
+        "type": "not_found_error",
+        "param": None,
+        "code": None,
+    }
+
+
+def test_retrieve_job_of_another_project_is_not_found(
+    client: TestClient, keyed_project: KeyedProject, db_session: Session
+) -> None:
+    job = created_job(client, keyed_project)
+    other = make_project(db_session)
+    for method, suffix in [
+        ("GET", ""),
+        ("POST", "/cancel"),
+        ("POST", "/pause"),
+        ("GET", "/events"),
+    ]:
+        response = client.request(
+            method, f"/v1/fine_tuning/jobs/{job['id']}{suffix}", headers=other.headers
+        )
+        assert response.status_code == 404
+    mine = client.get(f"/v1/fine_tuning/jobs/{job['id']}", headers=keyed_project.headers)
+    assert mine.json()["status"] == "queued"
+
+
+def test_cancel_job_then_cancel_again_is_a_400(
+    client: TestClient, keyed_project: KeyedProject
+) -> None:
+    job = created_job(client, keyed_project)
+    url = f"/v1/fine_tuning/jobs/{job['id']}/cancel"
+    first = client.post(url, headers=keyed_project.headers)
+    assert first.status_code == 200
+    assert first.json()["status"] == "cancelled"
+    assert first.json()["finished_at"] is not None
+    second = client.post(url, headers=keyed_project.headers)
+    assert second.status_code == 400
+    error = second.json()["error"]
+    assert error["type"] == "invalid_request_error"
+    assert error["code"] == "invalid_job_state"
+    assert error["message"] == (
+        f"Job {job['id']} is cancelled and cannot become cancelled "
+        "(from cancelled it can become: nothing, it has already finished)."
+    )
+
+
+def test_pause_and_resume_reenqueues(
+    client: TestClient, keyed_project: KeyedProject, quaff_settings: Settings
+) -> None:
+    job = created_job(client, keyed_project)
+    base = f"/v1/fine_tuning/jobs/{job['id']}"
+    assert client.post(f"{base}/resume", headers=keyed_project.headers).status_code == 400
+    paused = client.post(f"{base}/pause", headers=keyed_project.headers)
+    assert paused.json()["status"] == "paused"
+    resumed = client.post(f"{base}/resume", headers=keyed_project.headers)
+    assert resumed.json()["status"] == "queued"
+    assert _queued_messages(quaff_settings) == [
+        (FINE_TUNE_TASK, [job["id"]]),
+        (FINE_TUNE_TASK, [job["id"]]),
+    ]
+
+
+def test_failed_job_shows_its_error(
+    client: TestClient, keyed_project: KeyedProject, db_session: Session
+) -> None:
+    job_id = created_job(client, keyed_project)["id"]
+    # simulate the worker with the store's own functions
+    job = jobs.claim_job(db_session, job_id, "test-worker")
+    assert job is not None
+    jobs.fail_job(db_session, job, "out_of_memory", "CUDA out of memory", None)
+    body = client.get(f"/v1/fine_tuning/jobs/{job_id}", headers=keyed_project.headers).json()
+    assert body["status"] == "failed"
+    assert body["error"] == {
+        "code": "out_of_memory",
+        "message": "CUDA out of memory",
+        "param": None,
+    }
