@@ -38,4 +38,4 @@ class JobQueue:
     def check(self) -> None:
         """Raise if the broker cannot be reached."""
         with self.celery.connection_for_write() as conn:
-            conn.ensure_connection(max_retries=1, timeout=3)
+            conn.ensure_connection(max_retries=1, interval_start=0, interval_step=0, timeout=3)
