@@ -85,7 +85,7 @@ def load_tiny_llama() -> tuple[PreTrainedModel, PreTrainedTokenizerFast]:
     """A random-initialised Llama with fixed seed: the same weights in every process."""
     tokenizer = tiny_llama_tokenizer()
     config = tiny_llama_config(len(tokenizer))
-    config._name_or_path = TINY_LLAMA
+    # no _name_or_path: "tiny-llama" is not a hub repo, and PEFT would look it up online on save
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(TINY_SEED)
         model = LlamaForCausalLM(config)

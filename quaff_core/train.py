@@ -1,0 +1,292 @@
+"""`train`: LoRA fine-tuning of a Quaff-converted (or unquantized) model with HF `Trainer`."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from safetensors.torch import load_file, save_file
+from transformers import (
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    PrinterCallback,
+    TrainingArguments,
+)
+
+from quaff_core.callbacks import HFBridge, NullCallbacks, TrainCallbacks
+from quaff_core.config import TrainConfig
+from quaff_core.data import Example, read_examples
+from quaff_core.lm_trainer import CausalLMTrainer
+from quaff_core.models import load_base_model
+from quaff_core.outliers import OutlierMap
+from quaff_core.prepare import describe_base, prepare_model
+from quaff_core.tokenize import PadCollator, TokenizedDataset, tokenize_examples
+
+logger = logging.getLogger(__name__)
+
+MOMENTUM_FILE = "quaff_momentum.safetensors"
+OUTLIER_MAP_FILE = "outlier_map.json"
+QUAFF_FILE = "quaff.json"
+ADAPTER_DIR = "adapter"
+CHECKPOINTS_DIR = "checkpoints"
+Stopped = Literal["completed", "cancelled", "paused"]
+ModelSource = str | os.PathLike[str] | tuple[PreTrainedModel, PreTrainedTokenizerBase]
+DataSource = str | os.PathLike[str] | Sequence[Example]
+
+
+@dataclass
+class TrainResult:
+    """What a run produced: adapter (None unless completed), metrics, tokens, stop reason."""
+
+    output_dir: Path
+    adapter_dir: Path | None
+    checkpoint_dir: Path | None
+    stopped: Stopped
+    final_step: int
+    total_steps: int
+    trained_tokens: int
+    metrics: list[dict[str, Any]] = field(default_factory=list)
+    outlier_map: OutlierMap | None = None
+    n_truncated: int = 0
+
+
+def _examples(data: DataSource, name: str) -> list[Example]:
+    """Examples from a JSONL path or an in-memory list."""
+    if isinstance(data, str | os.PathLike):
+        return read_examples(data, name=f"{name} file {os.fspath(data)!r}")
+    if not all(isinstance(e, Example) for e in data):
+        raise TypeError(f"{name} data must be a JSONL path or a list of quaff_core.data.Example")
+    return list(data)
+
+
+def _tokenized(
+    data: DataSource,
+    name: str,
+    tokenizer: PreTrainedTokenizerBase,
+    config: TrainConfig,
+    callbacks: TrainCallbacks,
+) -> TokenizedDataset:
+    """Tokenise a dataset and report truncation; ValueError if nothing is left to train on."""
+    examples = _examples(data, name)
+    dataset = tokenize_examples(
+        examples,
+        tokenizer,
+        max_seq_length=config.max_seq_length,
+        train_on_inputs=config.train_on_inputs,
+    )
+    if dataset.n_truncated:
+        callbacks.on_event(
+            f"{dataset.n_truncated} of {len(examples)} {name} examples truncated to "
+            f"{config.max_seq_length} tokens"
+        )
+    if not len(dataset):
+        raise ValueError(
+            f"no {name} example has a trainable token within max_seq_length="
+            f"{config.max_seq_length}; raise max_seq_length"
+        )
+    return dataset
+
+
+def metrics_history(log_history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per-step training and evaluation metrics from HF's `TrainerState.log_history`."""
+    rows: list[dict[str, Any]] = []
+    for entry in log_history:
+        if "loss" in entry:
+            rows.append(
+                {
+                    "step": entry["step"],
+                    "epoch": entry.get("epoch"),
+                    "train_loss": entry["loss"],
+                    "train_mean_token_accuracy": entry.get("mean_token_accuracy"),
+                    "learning_rate": entry.get("learning_rate"),
+                }
+            )
+        elif "eval_loss" in entry:
+            rows.append(
+                {
+                    "step": entry["step"],
+                    "epoch": entry.get("epoch"),
+                    "valid_loss": entry["eval_loss"],
+                    "valid_mean_token_accuracy": entry.get("eval_mean_token_accuracy"),
+                }
+            )
+    return rows
+
+
+def _training_args(config: TrainConfig, checkpoints: Path) -> TrainingArguments:
+    """HF arguments: saving and evaluation are scheduled by HFBridge, not by strategies."""
+    return TrainingArguments(
+        output_dir=str(checkpoints),
+        num_train_epochs=config.n_epochs,
+        max_steps=config.max_steps or -1,
+        per_device_train_batch_size=config.batch_size,
+        per_device_eval_batch_size=config.batch_size,
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        learning_rate=config.learning_rate,
+        lr_scheduler_type=config.lr_scheduler,
+        warmup_steps=float(config.warmup_ratio) if config.warmup_ratio else 0,
+        weight_decay=config.weight_decay,
+        max_grad_norm=config.max_grad_norm,
+        seed=config.seed,
+        logging_strategy="steps",
+        logging_steps=1,
+        save_strategy="no",
+        eval_strategy="no",
+        report_to="none",
+        use_cpu=not torch.cuda.is_available(),
+        dataloader_num_workers=0,
+        remove_unused_columns=False,
+        label_names=["labels"],
+        prediction_loss_only=True,
+        include_num_input_tokens_seen="non_padding",
+        disable_tqdm=True,
+    )
+
+
+def _write_quaff_files(
+    path: Path, model: Any, facts: dict[str, Any], outlier_map: OutlierMap | None
+) -> None:
+    """Momentum buffers (safetensors), outlier map and quaff.json into a checkpoint/adapter dir."""
+    from quaff_core.convert import quaff_state_dict
+
+    path.mkdir(parents=True, exist_ok=True)
+    state = quaff_state_dict(model)
+    if state:
+        save_file({k: v.contiguous().cpu() for k, v in state.items()}, str(path / MOMENTUM_FILE))
+    if outlier_map is not None:
+        outlier_map.save(path / OUTLIER_MAP_FILE)
+    (path / QUAFF_FILE).write_text(json.dumps(facts, indent=1), encoding="utf-8")
+
+
+def _check_resume(resume_from: str | os.PathLike[str] | None) -> Path | None:
+    """The checkpoint directory to resume from, validated."""
+    if resume_from is None:
+        return None
+    path = Path(resume_from)
+    if not (path / "trainer_state.json").is_file() or not (path / QUAFF_FILE).is_file():
+        raise ValueError(f"resume_from {os.fspath(path)!r} is not a Quaff training checkpoint")
+    return path
+
+
+def train(
+    model: ModelSource,
+    train_data: DataSource,
+    output_dir: str | os.PathLike[str],
+    *,
+    config: TrainConfig | None = None,
+    validation_data: DataSource | None = None,
+    outlier_map: OutlierMap | str | os.PathLike[str] | None = None,
+    callbacks: TrainCallbacks | None = None,
+    resume_from: str | os.PathLike[str] | None = None,
+    base_model_id: str | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+) -> TrainResult:
+    """Fine-tune LoRA adapters: checkpoints in `output_dir/checkpoints`, adapter in `/adapter`."""
+    config = config or TrainConfig()
+    callbacks = callbacks or NullCallbacks()
+    out = Path(output_dir)
+    resume = _check_resume(resume_from)
+    if isinstance(model, tuple):
+        base, tokenizer = model
+        base_id = base_model_id or str(getattr(base.config, "_name_or_path", "") or "unknown")
+    else:
+        callbacks.on_event(f"Loading base model {os.fspath(model)}")
+        base, tokenizer = load_base_model(model, cache_dir=cache_dir)
+        base_id = base_model_id or describe_base(model)
+    train_set = _tokenized(train_data, "training", tokenizer, config, callbacks)
+    valid_set = (
+        _tokenized(validation_data, "validation", tokenizer, config, callbacks)
+        if validation_data is not None
+        else None
+    )
+    if resume is not None and (resume / OUTLIER_MAP_FILE).is_file():
+        outlier_map = OutlierMap.load(resume / OUTLIER_MAP_FILE)
+    collator = PadCollator(pad_token_id=int(tokenizer.pad_token_id))
+    peft_model, used_map = prepare_model(
+        base,
+        config,
+        train_set,
+        collator,
+        outlier_map=outlier_map,
+        callbacks=callbacks,
+        model_id=base_id,
+    )
+    if resume is not None and (resume / MOMENTUM_FILE).is_file():
+        from quaff_core.convert import load_quaff_state_dict
+
+        load_quaff_state_dict(peft_model, load_file(str(resume / MOMENTUM_FILE)))
+    facts = adapter_facts(base_id, config, used_map)
+    bridge = HFBridge(
+        callbacks,
+        save_steps=config.save_steps,
+        eval_steps=config.eval_steps,
+        has_eval=valid_set is not None,
+        on_save=lambda path: _write_quaff_files(path, peft_model, facts, used_map),
+    )
+    trainer = CausalLMTrainer(
+        model=peft_model,
+        args=_training_args(config, out / CHECKPOINTS_DIR),
+        train_dataset=train_set,
+        eval_dataset=valid_set,
+        data_collator=collator,
+        callbacks=[bridge],
+        chunked_loss=config.chunked_loss,
+    )
+    trainer.remove_callback(PrinterCallback)  # progress goes to `callbacks`, not stdout
+    trainer.train(resume_from_checkpoint=str(resume) if resume is not None else None)
+    state = trainer.state
+    stopped: Stopped = {"cancel": "cancelled", "pause": "paused"}.get(bridge.stopped, "completed")  # type: ignore[assignment]
+    history = metrics_history(state.log_history)
+    adapter_dir = None
+    if stopped == "completed":
+        adapter_dir = out / ADAPTER_DIR
+        peft_model.save_pretrained(str(adapter_dir))
+        tokenizer.save_pretrained(str(adapter_dir))
+        facts = {**facts, "steps": state.global_step, "trained_tokens": state.num_input_tokens_seen}
+        _write_quaff_files(adapter_dir, peft_model, facts, used_map)
+        callbacks.on_event("New fine-tuned model created")
+    with (out / "metrics.jsonl").open("w", encoding="utf-8") as fh:
+        fh.writelines(json.dumps(row) + "\n" for row in history)
+    return TrainResult(
+        output_dir=out,
+        adapter_dir=adapter_dir,
+        checkpoint_dir=bridge.last_checkpoint,
+        stopped=stopped,
+        final_step=state.global_step,
+        total_steps=state.max_steps,
+        trained_tokens=int(state.num_input_tokens_seen),
+        metrics=history,
+        outlier_map=used_map,
+        n_truncated=train_set.n_truncated,
+    )
+
+
+def adapter_facts(
+    base_id: str, config: TrainConfig, outlier_map: OutlierMap | None
+) -> dict[str, Any]:
+    """The quaff.json document: base model, quantization and outlier-map facts, LoRA options."""
+    quant: dict[str, Any] = {"method": config.quantization}
+    if config.quantization == "quaff" and outlier_map is not None:
+        quant.update(
+            momentum=config.momentum,
+            outlier_strategy=outlier_map.strategy,
+            outlier_threshold=outlier_map.threshold,
+            outlier_max_ratio=outlier_map.max_ratio,
+            outlier_channels=outlier_map.num_channels,
+            layers=len(outlier_map.layers),
+            calibration_tokens=outlier_map.tokens_seen,
+        )
+    return {
+        "format": "quaff-adapter",
+        "version": 1,
+        "base_model": base_id,
+        "quantization": quant,
+        "lora": {"r": config.lora_r, "alpha": config.lora_alpha, "dropout": config.lora_dropout},
+        "config": config.to_dict(),
+    }
