@@ -35,6 +35,18 @@ class BlobInfo:
     sha256: str
 
 
+def _read_chunks(handle: BinaryIO, remaining: int | None) -> Iterator[bytes]:
+    """Yield chunks until `remaining` bytes (or EOF) were read; closes the handle."""
+    with handle:
+        while remaining is None or remaining > 0:
+            chunk = handle.read(CHUNK if remaining is None else min(CHUNK, remaining))
+            if not chunk:
+                return
+            if remaining is not None:
+                remaining -= len(chunk)
+            yield chunk
+
+
 class BlobWriter:
     """Writes a temp file next to the target, hashing as it goes; `commit()` renames it in place."""
 
@@ -123,18 +135,10 @@ class BlobStore:
         return self.path(key).read_bytes()
 
     def iter_range(self, key: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
-        """Yield the bytes `start..end` (inclusive end; None = to the end of the blob)."""
-        with self.open(key) as handle:
-            handle.seek(start)
-            remaining = None if end is None else end - start + 1
-            while remaining is None or remaining > 0:
-                size = CHUNK if remaining is None else min(CHUNK, remaining)
-                chunk = handle.read(size)
-                if not chunk:
-                    return
-                if remaining is not None:
-                    remaining -= len(chunk)
-                yield chunk
+        """Bytes `start..end` (inclusive; None = to the end); the file is opened now, read lazily."""
+        handle = self.open(key)
+        handle.seek(start)
+        return _read_chunks(handle, None if end is None else end - start + 1)
 
     def size(self, key: str) -> int:
         """The blob's size in bytes."""
