@@ -9,11 +9,11 @@ from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 from types import ModuleType
 
-from cli import info
+from cli import api, db, info, keys
 from cli.common import CliError
 
 # Each module exposes `register(subparsers)` and sets `handler` on its parsers.
-COMMAND_MODULES: tuple[ModuleType, ...] = (info,)
+COMMAND_MODULES: tuple[ModuleType, ...] = (info, db, keys, api)
 
 
 def package_version() -> str:

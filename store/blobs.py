@@ -135,7 +135,7 @@ class BlobStore:
         return self.path(key).read_bytes()
 
     def iter_range(self, key: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
-        """Bytes `start..end` (inclusive; None = to the end); the file is opened now, read lazily."""
+        """Bytes `start..end` (inclusive; None = to the end); opened now, read lazily."""
         handle = self.open(key)
         handle.seek(start)
         return _read_chunks(handle, None if end is None else end - start + 1)

@@ -1,4 +1,4 @@
-"""API fixtures: the app on the test database, an in-process client, helpers to upload and create."""
+"""API fixtures: the app on the test database, an in-process client, upload and job helpers."""
 
 from __future__ import annotations
 

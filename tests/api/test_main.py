@@ -17,7 +17,8 @@ def test_create_app_does_not_import_torch(tmp_path: Path) -> None:
         f"app = create_app(Settings(data_dir={str(tmp_path)!r}))\n"
         "import quaff_core.data, quaff_core.catalog, store.catalog\n"
         "store.catalog.base_models(app.state.settings)\n"
-        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in {'torch', 'transformers', 'peft'})\n"
+        "heavy = {'torch', 'transformers', 'peft'}\n"
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in heavy)\n"
         "print(','.join(heavy) or 'clean')\n"
     )
     result = subprocess.run(

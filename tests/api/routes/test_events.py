@@ -113,7 +113,8 @@ def test_stream_events_until_the_job_ends(
         {"step": 1, "total_steps": 1, "train_loss": 1.25},
     )
     stored = db_session.get(Job, job["id"])
-    assert stored is not None and stored.status == "succeeded"
+    assert stored is not None
+    assert stored.status == "succeeded"
 
 
 def test_stream_of_a_finished_job_sends_the_rest_and_ends(

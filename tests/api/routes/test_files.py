@@ -1,4 +1,4 @@
-"""/v1/files: upload with validation, size limit and purpose check; list, retrieve, content, delete."""
+"""/v1/files: upload (validation, size limit, purpose), list, retrieve, content, delete."""
 
 from __future__ import annotations
 

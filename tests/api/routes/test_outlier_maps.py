@@ -63,7 +63,8 @@ def test_find_reusable_matches_model_data_and_options(
     found = find_reusable(
         db_session, pid, base_model="tiny-llama", dataset_sha256="ab" * 32, options=dict(OPTIONS)
     )
-    assert found is not None and found.id == row.id
+    assert found is not None
+    assert found.id == row.id
     other_options = {**OPTIONS, "outlier_max_ratio": 0.02}
     assert (
         find_reusable(

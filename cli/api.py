@@ -1,0 +1,27 @@
+"""`quaff api`: serve only the REST API with uvicorn (no worker)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def register(subparsers: Any) -> None:
+    """Add the `api` subcommand."""
+    parser = subparsers.add_parser("api", help="serve the REST API (uvicorn, no worker)")
+    parser.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    parser.add_argument("--no-migrate", action="store_true", help="skip `quaff db upgrade`")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Migrate the database, then serve `api.main:create_app` until interrupted."""
+    import uvicorn
+
+    from store import migrate
+
+    if not args.no_migrate:
+        migrate.upgrade()
+    uvicorn.run("api.main:create_app", factory=True, host=args.host, port=args.port)
+    return 0

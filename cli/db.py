@@ -1,0 +1,75 @@
+"""`quaff db upgrade|downgrade|current`: run the Alembic migrations from any directory."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from cli.common import CliError
+
+
+def register(subparsers: Any) -> None:
+    """Add the `db` command group."""
+    parser = subparsers.add_parser("db", help="migrate the database (QUAFF_DATABASE_URL)")
+    sub = parser.add_subparsers(dest="db_command", metavar="ACTION", required=True)
+    up = sub.add_parser("upgrade", help="upgrade to the newest schema (or --revision)")
+    up.add_argument("--revision", default="head", help="target revision (default: head)")
+    up.set_defaults(handler=upgrade)
+    down = sub.add_parser("downgrade", help="downgrade to REVISION ('base' removes every table)")
+    down.add_argument("revision", help="target revision, e.g. base or -1")
+    down.set_defaults(handler=downgrade)
+    current = sub.add_parser("current", help="print the revision the database is at")
+    current.set_defaults(handler=show_current)
+
+
+def upgrade(args: argparse.Namespace) -> int:
+    """Upgrade the configured database."""
+    from store import migrate
+    from store.settings import get_settings
+
+    settings = get_settings()
+    try:
+        migrate.upgrade(settings, args.revision)
+    except SQLAlchemyError as exc:
+        raise CliError(f"cannot migrate {_safe(settings.database_url)}: {exc}") from exc
+    print(f"database at revision {migrate.current_revision(settings)}")
+    return 0
+
+
+def downgrade(args: argparse.Namespace) -> int:
+    """Downgrade the configured database."""
+    from store import migrate
+    from store.settings import get_settings
+
+    settings = get_settings()
+    try:
+        migrate.downgrade(args.revision, settings)
+    except SQLAlchemyError as exc:
+        raise CliError(f"cannot migrate {_safe(settings.database_url)}: {exc}") from exc
+    print(f"database at revision {migrate.current_revision(settings) or 'base'}")
+    return 0
+
+
+def show_current(args: argparse.Namespace) -> int:
+    """Print the current and head revisions."""
+    from store import migrate
+    from store.settings import get_settings
+
+    settings = get_settings()
+    try:
+        current = migrate.current_revision(settings)
+    except SQLAlchemyError as exc:
+        raise CliError(f"cannot read {_safe(settings.database_url)}: {exc}") from exc
+    head = migrate.head_revision()
+    state = "up to date" if current == head else f"head is {head}; run `quaff db upgrade`"
+    print(f"{current or 'base'} ({state})")
+    return 0
+
+
+def _safe(url: str) -> str:
+    """The URL without its password."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
