@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -175,3 +176,41 @@ def test_delete_file_used_by_a_live_job_is_refused(
     client.post(f"/v1/fine_tuning/jobs/{job['id']}/cancel", headers=keyed_project.headers)
     again = client.delete(f"/v1/files/{job['training_file']}", headers=keyed_project.headers)
     assert again.status_code == 200
+
+
+def test_create_file_limit_is_enforced_while_streaming(
+    quaff_settings: Settings, keyed_project: KeyedProject, db_session: Session
+) -> None:
+    from api.main import create_app
+
+    small = quaff_settings.model_copy(update={"max_upload_bytes": 1000})
+    body = (
+        b"--B\r\n"
+        b'Content-Disposition: form-data; name="purpose"\r\n\r\nfine-tune\r\n'
+        b"--B\r\n"
+        b'Content-Disposition: form-data; name="file"; filename="t.jsonl"\r\n'
+        b"Content-Type: application/jsonl\r\n\r\n" + chat_jsonl(100) + b"\r\n--B--\r\n"
+    )
+
+    def chunked() -> Iterator[bytes]:  # no Content-Length: only the streaming check can stop it
+        for start in range(0, len(body), 256):
+            yield body[start : start + 256]
+
+    headers = {**keyed_project.headers, "Content-Type": "multipart/form-data; boundary=B"}
+    with TestClient(create_app(small)) as small_client:
+        response = small_client.post("/v1/files", headers=headers, content=chunked())
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "file_too_large"
+    assert _file_count(db_session, keyed_project.project.id) == 0
+    assert _blob_files(small) == []
+
+
+def test_create_file_wrong_key_stores_nothing(
+    client: TestClient, keyed_project: KeyedProject, db_session: Session, quaff_settings: Settings
+) -> None:
+    wrong = KeyedProject(project=keyed_project.project, key="sk-quaff-wrong")
+    response = upload(client, wrong, chat_jsonl(10))
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "invalid_api_key"
+    assert _file_count(db_session, keyed_project.project.id) == 0
+    assert _blob_files(quaff_settings) == []

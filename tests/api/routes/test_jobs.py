@@ -285,3 +285,28 @@ def test_failed_job_shows_its_error(
         "message": "CUDA out of memory",
         "param": None,
     }
+
+
+def _redis_reason() -> str | None:
+    import redis
+
+    try:
+        redis.Redis(host="127.0.0.1", port=6379, socket_connect_timeout=2).ping()
+    except redis.RedisError as exc:
+        return f"Redis at 127.0.0.1:6379 is not reachable: {exc}"
+    return None
+
+
+@pytest.mark.redis
+def test_create_job_enqueues_on_redis(
+    quaff_settings: Settings, keyed_project: KeyedProject
+) -> None:
+    reason = _redis_reason()
+    if reason:
+        pytest.skip(reason)
+    from api.main import create_app
+
+    on_redis = quaff_settings.model_copy(update={"broker_url": "redis://127.0.0.1:6379/15"})
+    with TestClient(create_app(on_redis)) as redis_client:
+        job = created_job(redis_client, keyed_project)
+    assert (FINE_TUNE_TASK, [job["id"]]) in _queued_messages(on_redis)
