@@ -119,23 +119,12 @@ class HFBridge(TrainerCallback):
     def on_step_end(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any
     ) -> None:
-        """Schedule saves/evaluations and apply the caller's cancel or pause."""
+        """Schedule checkpoints and evaluations."""
         step, at_end = state.global_step, state.global_step >= state.max_steps
-        if self.save_steps and step % self.save_steps == 0 or at_end:
+        if (self.save_steps and step % self.save_steps == 0) or at_end:
             control.should_save = True
-        if self.has_eval and (self.eval_steps and step % self.eval_steps == 0 or at_end):
+        if self.has_eval and ((self.eval_steps and step % self.eval_steps == 0) or at_end):
             control.should_evaluate = True
-        decision = self.callbacks.control()
-        if decision not in ("continue", "cancel", "pause"):
-            raise ValueError(f"control() must return continue, cancel or pause, got {decision!r}")
-        if decision == "cancel" and not at_end:
-            self.stopped = "cancel"
-            control.should_training_stop = True
-            control.should_save = control.should_evaluate = False
-        elif decision == "pause" and not at_end:
-            self.stopped = "pause"
-            control.should_training_stop = control.should_save = True
-            control.should_evaluate = False
 
     def on_log(
         self,
@@ -181,12 +170,26 @@ class HFBridge(TrainerCallback):
         )
         self.history.append({"step": event.step, "epoch": event.epoch, **event.metrics()})
         self.callbacks.on_progress(event)
+        if "loss" in logs:
+            self._poll(state, control)
+
+    def _poll(self, state: TrainerState, control: TrainerControl) -> None:
+        """Ask the caller between steps; cancel stops now, pause checkpoints this step and stops."""
+        decision = self.callbacks.control()
+        if decision not in ("continue", "cancel", "pause"):
+            raise ValueError(f"control() must return continue, cancel or pause, got {decision!r}")
+        if decision == "continue" or state.global_step >= state.max_steps:
+            return
+        self.stopped = decision
+        control.should_training_stop = True
+        control.should_evaluate = False
+        control.should_save = decision == "pause"
 
     def on_save(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any
     ) -> None:
         """Add the Quaff files to the checkpoint HF just wrote, then report it."""
-        path = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        path = Path(str(args.output_dir)) / f"checkpoint-{state.global_step}"
         self.on_save_hook(path)
         self.last_checkpoint = path
         metrics = next(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -13,15 +14,17 @@ from quaff_core.tokenize import IGNORE_INDEX
 
 logger = logging.getLogger(__name__)
 
+chunked_causal_lm_loss: Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Tensor]] | None
 try:
     from quaff_core.loss import chunked_causal_lm_loss
-except ImportError:  # the engine's loss module is optional
+except ImportError:  # the engine's loss module is optional: fall back to the model's own loss
     chunked_causal_lm_loss = None
 
 
-def _causal_parts(model: nn.Module) -> tuple[nn.Module, nn.Module] | None:
+def _causal_parts(model: nn.Module) -> tuple[nn.Module, nn.Linear] | None:
     """(decoder backbone, output head) of a (PEFT-wrapped) causal LM, or None if not found."""
-    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    unwrap = getattr(model, "get_base_model", None)
+    inner = unwrap() if callable(unwrap) else model
     get_decoder = getattr(inner, "get_decoder", None)
     get_head = getattr(inner, "get_output_embeddings", None)
     if get_decoder is None or get_head is None:

@@ -1,4 +1,4 @@
-"""Turn a base model into the model to train: calibrate or reuse an outlier map, convert, add LoRA."""
+"""Make the model to train: calibrate (or reuse) an outlier map, convert, add LoRA."""
 
 from __future__ import annotations
 
@@ -71,7 +71,7 @@ def prepare_model(
     outlier_map: OutlierMap | str | os.PathLike[str] | None,
     callbacks: TrainCallbacks,
     model_id: str | None,
-) -> tuple[nn.Module, OutlierMap | None]:
+) -> tuple[Any, OutlierMap | None]:
     """Quaff-convert `model` (calibrating unless a map is given) and wrap it with LoRA adapters."""
     from quaff_core.peft import add_lora
 

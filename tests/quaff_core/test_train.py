@@ -1,0 +1,251 @@
+"""Tests of `quaff_core.train` on tiny-llama: learning, resume, cancel/pause, eval, checkpoints."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from peft import PeftModel
+from safetensors.torch import load_file
+
+from quaff_core.callbacks import Control, NullCallbacks, ProgressEvent
+from quaff_core.config import TrainConfig
+from quaff_core.data import Example, Message
+from quaff_core.models import load_base_model
+from quaff_core.train import train
+
+EXAMPLES = [
+    Example(
+        "chat",
+        i + 1,
+        messages=(
+            Message("user", f"What is {i} plus {i}?"),
+            Message("assistant", f"{i} plus {i} is {2 * i}."),
+        ),
+    )
+    for i in range(12)
+]
+FAST = TrainConfig(
+    n_epochs=2,
+    batch_size=2,
+    learning_rate=3e-3,
+    max_seq_length=64,
+    lora_r=4,
+    quantization="none",
+)
+QUAFF = TrainConfig(
+    n_epochs=2,
+    batch_size=2,
+    learning_rate=3e-3,
+    max_seq_length=64,
+    lora_r=4,
+    lora_dropout=0.1,
+    quantization="quaff",
+    outlier_strategy="top_abs",
+    outlier_max_ratio=0.05,
+)
+
+
+class Recorder(NullCallbacks):
+    """Records every report; answers `control()` with `decision` once step `at` was reported."""
+
+    def __init__(self, decision: Control = "continue", at: int = 0) -> None:
+        self.decision, self.at = decision, at
+        self.progress: list[ProgressEvent] = []
+        self.events: list[str] = []
+        self.checkpoints: list[tuple[int, Path, dict[str, Any]]] = []
+
+    def on_progress(self, event: ProgressEvent) -> None:
+        self.progress.append(event)
+
+    def on_event(self, message: str) -> None:
+        self.events.append(message)
+
+    def on_checkpoint(self, step: int, path: Path, metrics: dict[str, Any]) -> None:
+        self.checkpoints.append((step, path, metrics))
+
+    def control(self) -> Control:
+        reached = self.progress and self.progress[-1].step >= self.at
+        return self.decision if self.at and reached else "continue"
+
+
+def lora_weights(adapter_dir: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(adapter_dir / "adapter_model.safetensors"))
+
+
+def test_loss_goes_down_and_adapter_is_complete(tmp_path: Path) -> None:
+    config = TrainConfig(**{**FAST.to_dict(), "n_epochs": 3})
+    calls = Recorder()
+    result = train("tiny-llama", EXAMPLES, tmp_path, config=config, callbacks=calls)
+    assert result.stopped == "completed"
+    assert result.final_step == result.total_steps == 18
+    losses = [e.train_loss for e in calls.progress if e.train_loss is not None]
+    assert len(losses) == 18
+    assert sum(losses[-3:]) / 3 < sum(losses[:3]) / 3 - 0.5
+    last = calls.progress[-1]
+    assert last.total_steps == 18
+    assert 0.0 <= (last.train_mean_token_accuracy or -1) <= 1.0
+    assert (last.tokens_per_second or 0) > 0
+    assert last.estimated_finish is not None
+    assert last.message().startswith("Step 18/18: training loss=")
+    assert result.trained_tokens == last.trained_tokens > 0
+    assert [m["step"] for m in result.metrics] == list(range(1, 19))
+    adapter = result.adapter_dir
+    assert adapter == tmp_path / "adapter"
+    for name in ("adapter_config.json", "adapter_model.safetensors", "chat_template.jinja"):
+        assert (adapter / name).is_file(), name
+    facts = json.loads((adapter / "quaff.json").read_text())
+    assert facts["base_model"] == "tiny-llama"
+    assert facts["quantization"] == {"method": "none"}
+    assert facts["steps"] == 18
+    assert "New fine-tuned model created" in calls.events
+    # the adapter loads on a freshly built base and holds the trained weights
+    base, _ = load_base_model("tiny-llama")
+    loaded = PeftModel.from_pretrained(base, str(adapter))
+    state = {k: v for k, v in loaded.state_dict().items() if "lora_" in k}
+    saved = lora_weights(adapter)
+    assert len(saved) == len(state) == 2 * 7 * 2
+    for key, value in saved.items():
+        match = [v for k, v in state.items() if k.replace(".default", "") == key]
+        assert len(match) == 1, key
+        assert torch.equal(match[0], value), key
+
+
+def test_pause_then_resume_equals_a_straight_run(tmp_path: Path) -> None:
+    """12 steps straight vs 7 + pause + resume 5 (across the epoch boundary, with LoRA dropout
+    and Quaff momentum): LoRA weights and momentum buffers equal within atol 1e-6, rtol 1e-5."""
+    straight = train("tiny-llama", EXAMPLES, tmp_path / "a", config=QUAFF)
+    pauser = Recorder("pause", at=7)
+    first = train("tiny-llama", EXAMPLES, tmp_path / "b", config=QUAFF, callbacks=pauser)
+    assert (first.stopped, first.final_step, first.adapter_dir) == ("paused", 7, None)
+    ckpt = tmp_path / "b" / "checkpoints" / "checkpoint-7"
+    assert first.checkpoint_dir == ckpt
+    assert [(s, p) for s, p, _ in pauser.checkpoints] == [(7, ckpt)]
+    for name in (
+        "adapter_model.safetensors",
+        "optimizer.pt",
+        "scheduler.pt",
+        "rng_state.pth",
+        "trainer_state.json",
+        "quaff_momentum.safetensors",
+        "outlier_map.json",
+        "quaff.json",
+    ):
+        assert (ckpt / name).is_file(), name
+    resumed = train(
+        "tiny-llama", EXAMPLES, tmp_path / "b", config=QUAFF, resume_from=first.checkpoint_dir
+    )
+    assert (resumed.stopped, resumed.final_step) == ("completed", straight.final_step)
+    assert resumed.trained_tokens == straight.trained_tokens
+    assert straight.adapter_dir is not None
+    assert resumed.adapter_dir is not None
+    for name in ("adapter_model.safetensors", "quaff_momentum.safetensors"):
+        expected = load_file(str(straight.adapter_dir / name))
+        got = load_file(str(resumed.adapter_dir / name))
+        assert expected.keys() == got.keys()
+        for key in expected:
+            torch.testing.assert_close(got[key], expected[key], atol=1e-6, rtol=1e-5)
+    assert resumed.metrics == straight.metrics
+    assert straight.outlier_map is not None
+    assert straight.outlier_map.num_channels > 0
+
+
+@pytest.mark.parametrize(("decision", "at"), [("cancel", 3), ("pause", 2)])
+def test_cancel_and_pause_are_honoured_within_one_step(
+    tmp_path: Path, decision: Control, at: int
+) -> None:
+    calls = Recorder(decision, at=at)
+    result = train("tiny-llama", EXAMPLES, tmp_path, config=FAST, callbacks=calls)
+    assert result.final_step == at
+    assert calls.progress[-1].step == at
+    assert result.adapter_dir is None
+    if decision == "cancel":
+        assert result.stopped == "cancelled"
+        assert result.checkpoint_dir is None
+    else:
+        assert result.stopped == "paused"
+        assert result.checkpoint_dir == tmp_path / "checkpoints" / f"checkpoint-{at}"
+
+
+def test_eval_and_checkpoints_every_n_steps(tmp_path: Path) -> None:
+    config = TrainConfig(**{**FAST.to_dict(), "eval_steps": 2, "save_steps": 3, "max_steps": 5})
+    calls = Recorder()
+    result = train(
+        "tiny-llama",
+        EXAMPLES,
+        tmp_path,
+        config=config,
+        validation_data=EXAMPLES[:3],
+        callbacks=calls,
+    )
+    evals = [e for e in calls.progress if e.valid_loss is not None]
+    assert [e.step for e in evals] == [2, 4, 5]
+    assert all(0.0 <= (e.valid_mean_token_accuracy or -1) <= 1.0 for e in evals)
+    assert evals[0].message().startswith("Step 2/5: training loss=")
+    assert [m["step"] for m in result.metrics if "valid_loss" in m] == [2, 4, 5]
+    assert [s for s, _, _ in calls.checkpoints] == [3, 5]
+    assert calls.checkpoints[-1][2]["valid_loss"] == evals[-1].valid_loss
+    assert "Checkpoint saved at step 3" in calls.events
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == [
+        "checkpoint-3",
+        "checkpoint-5",
+    ]
+
+
+def test_same_seed_same_result_and_schedule(tmp_path: Path) -> None:
+    config = TrainConfig(
+        **{
+            **FAST.to_dict(),
+            "max_steps": 3,
+            "lr_scheduler": "constant",
+            "gradient_accumulation_steps": 2,
+            "weight_decay": 0.1,
+            "max_grad_norm": 0.5,
+        }
+    )
+    runs = [
+        train("tiny-llama", EXAMPLES, tmp_path / name, config=cfg)
+        for name, cfg in (
+            ("a", config),
+            ("b", config),
+            ("c", TrainConfig(**{**config.to_dict(), "seed": 7})),
+        )
+    ]
+    a, b, c = (lora_weights(r.adapter_dir) for r in runs if r.adapter_dir is not None)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+    assert [m["learning_rate"] for m in runs[0].metrics] == [3e-3] * 3
+    # two batches of two per optimizer step
+    assert runs[0].final_step == 3
+
+
+def test_reusing_an_outlier_map_skips_calibration(tmp_path: Path) -> None:
+    config = TrainConfig(**{**QUAFF.to_dict(), "max_steps": 1})
+    first = train("tiny-llama", EXAMPLES, tmp_path / "a", config=config)
+    assert first.outlier_map is not None
+    path = tmp_path / "map.json"
+    first.outlier_map.save(path)
+    calls = Recorder()
+    second = train(
+        "tiny-llama", EXAMPLES, tmp_path / "b", config=config, outlier_map=path, callbacks=calls
+    )
+    assert not any(e.startswith("Calibrating") for e in calls.events)
+    assert any(e.startswith("Reusing outlier map") for e in calls.events)
+    assert any(e.startswith("Quantized 14 linear layers to int8") for e in calls.events)
+    assert second.outlier_map is not None
+    assert second.outlier_map.layers == first.outlier_map.layers
+
+
+def test_bad_inputs_raise_clear_errors(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="quantization is 'none'"):
+        train("tiny-llama", EXAMPLES, tmp_path, config=FAST, outlier_map=tmp_path / "m.json")
+    with pytest.raises(ValueError, match="not a Quaff training checkpoint"):
+        train("tiny-llama", EXAMPLES, tmp_path, config=FAST, resume_from=tmp_path)
+    long = [Example("chat", 1, messages=(Message("user", "x" * 80), Message("assistant", "y")))]
+    with pytest.raises(ValueError, match="raise max_seq_length"):
+        train("tiny-llama", long, tmp_path, config=FAST)
+    with pytest.raises(TypeError, match=r"list of quaff_core\.data\.Example"):
+        train("tiny-llama", [{"text": "x"}], tmp_path, config=FAST)  # type: ignore[list-item]
