@@ -54,7 +54,7 @@ class _QuaffLinearFn(torch.autograd.Function):
         """Forward body, run with autocast off (dtypes here are chosen explicitly)."""
         in_features = x.shape[1]
         addend: torch.Tensor | None = None
-        col_scale: torch.Tensor | None = None
+        col_scale = torch.ones(in_features, dtype=torch.float32, device=x.device)
         if outlier_idx.numel() > 0:
             col_scale = _inverse_channel_scale(in_features, outlier_idx, outlier_scale)
             # the correction carries most of the outliers' output: keep it in float32
@@ -63,9 +63,9 @@ class _QuaffLinearFn(torch.autograd.Function):
             addend = x_o @ (outlier_weight.float() * (s - 1)).t()
         if bias is not None:
             addend = bias.float() if addend is None else addend + bias.float()
-        q, row_scale = ops.quantize_rows(x, col_scale)
+        q, row_scale = ops.quantize_activation(x.contiguous(), col_scale)
         acc = int8_mm(q, weight.t())
-        out = ops.dequantize(acc, row_scale, weight_scale.float(), addend, x.dtype)
+        out = ops.dequantize_output(acc, row_scale, weight_scale.float(), addend, x.dtype)
         ctx.save_for_backward(weight, weight_scale, outlier_idx, outlier_weight)
         ctx.ops = ops
         ctx.x_dtype = x.dtype
@@ -87,9 +87,9 @@ class _QuaffLinearFn(torch.autograd.Function):
         weight, weight_scale, outlier_idx, outlier_weight = ctx.saved_tensors
         ops: QuantOps = ctx.ops
         # w_scale lies on the reduction dim of dY @ W, so fold it into dY before quantizing
-        gq, g_scale = ops.quantize_rows(grad_out, weight_scale.float())
+        gq, g_scale = ops.quantize_grad(grad_out.contiguous(), weight_scale.float())
         acc = int8_mm(gq, weight)
-        grad_x = ops.dequantize(acc, g_scale, None, None, ctx.x_dtype)
+        grad_x = ops.dequantize_grad(acc, g_scale, ctx.x_dtype)
         if outlier_idx.numel() > 0:
             exact = grad_out.float() @ outlier_weight.float()
             grad_x.index_copy_(1, outlier_idx, exact.to(grad_x.dtype))

@@ -57,15 +57,51 @@ def dequantize(
     return out.to(out_dtype)
 
 
+# One top-level function per call site: torch.compile caches (and limits recompiles) per code
+# object, so forward/backward variants must not share one.
+
+
+def quantize_activation(
+    x: torch.Tensor, col_scale: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Forward: per-token int8 of x [M, K] * col_scale [K] (1 / s_o on outliers)."""
+    return quantize_rows(x, col_scale)
+
+
+def quantize_grad(grad: torch.Tensor, col_scale: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Backward: per-token int8 of grad_out [M, N] * weight_scale [N]."""
+    return quantize_rows(grad, col_scale)
+
+
+def dequantize_output(
+    acc: torch.Tensor,
+    row_scale: torch.Tensor,
+    col_scale: torch.Tensor,
+    addend: torch.Tensor | None,
+    out_dtype: torch.dtype,
+) -> torch.Tensor:
+    """Forward: acc int32 [M, N] -> row_scale * col_scale * acc + addend, out_dtype [M, N]."""
+    return dequantize(acc, row_scale, col_scale, addend, out_dtype)
+
+
+def dequantize_grad(
+    acc: torch.Tensor, row_scale: torch.Tensor, out_dtype: torch.dtype
+) -> torch.Tensor:
+    """Backward: acc int32 [M, K] * row_scale [M, 1] -> grad_x in out_dtype."""
+    return dequantize(acc, row_scale, None, None, out_dtype)
+
+
 @dataclass(frozen=True)
 class QuantOps:
-    """The quantize / dequantize pair used by the autograd function (eager or compiled)."""
+    """The quantize / dequantize passes used by the autograd function (eager or compiled)."""
 
-    quantize_rows: Callable[[torch.Tensor, torch.Tensor | None], tuple[torch.Tensor, torch.Tensor]]
-    dequantize: Callable[..., torch.Tensor]
+    quantize_activation: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+    quantize_grad: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+    dequantize_output: Callable[..., torch.Tensor]
+    dequantize_grad: Callable[[torch.Tensor, torch.Tensor, torch.dtype], torch.Tensor]
 
 
-_EAGER = QuantOps(quantize_rows=quantize_rows, dequantize=dequantize)
+_EAGER = QuantOps(quantize_activation, quantize_grad, dequantize_output, dequantize_grad)
 _compiled: QuantOps | None = None
 
 
@@ -77,7 +113,9 @@ def get_quant_ops(compile: bool) -> QuantOps:
     if _compiled is None:
         logger.info("compiling Quaff quantize/dequantize with torch.compile (dynamic shapes)")
         _compiled = QuantOps(
-            quantize_rows=torch.compile(quantize_rows, dynamic=True),
-            dequantize=torch.compile(dequantize, dynamic=True),
+            *(
+                torch.compile(f, dynamic=True)
+                for f in (quantize_activation, quantize_grad, dequantize_output, dequantize_grad)
+            )
         )
     return _compiled

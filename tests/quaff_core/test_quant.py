@@ -50,13 +50,17 @@ def test_compiled_ops_match_eager():
     x = torch.randn(33, 48)
     col = torch.rand(48) + 0.5
     eager, compiled = get_quant_ops(False), get_quant_ops(True)
-    q_e, s_e = eager.quantize_rows(x, col)
-    q_c, s_c = compiled.quantize_rows(x, col)
+    q_e, s_e = eager.quantize_activation(x, col)
+    q_c, s_c = compiled.quantize_activation(x, col)
     torch.testing.assert_close(s_c, s_e)
     assert float((q_c.int() - q_e.int()).abs().max()) <= 1  # rounding ties may differ
     acc = torch.randint(-1000, 1000, (33, 7), dtype=torch.int32)
     col7 = torch.rand(7)
     torch.testing.assert_close(
-        compiled.dequantize(acc, s_e, col7, None, torch.float32),
-        eager.dequantize(acc, s_e, col7, None, torch.float32),
+        compiled.dequantize_output(acc, s_e, col7, None, torch.float32),
+        eager.dequantize_output(acc, s_e, col7, None, torch.float32),
+    )
+    torch.testing.assert_close(
+        compiled.dequantize_grad(acc, s_e, torch.bfloat16),
+        eager.dequantize_grad(acc, s_e, torch.bfloat16),
     )
