@@ -27,6 +27,15 @@ class Settings(BaseSettings):
     device: str = Field(default="auto", description="auto, cpu or cuda:N")
     base_models: list[str] = Field(default_factory=lambda: list(DEFAULT_BASE_MODELS))
     event_poll_seconds: float = Field(default=0.5, gt=0, description="SSE store poll interval")
+    worker_heartbeat_seconds: float = Field(
+        default=10.0, gt=0, description="how often a worker refreshes its job's lease"
+    )
+    worker_lease_seconds: float = Field(
+        default=120.0, gt=0, description="a running job silent this long is taken over"
+    )
+    broker_visibility_timeout: int = Field(
+        default=7200, gt=0, description="Redis: seconds before an unacked task is redelivered"
+    )
 
     @field_validator("device")
     @classmethod
