@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from celery import Celery
+from kombu import Queue
 
 from store.queue import FINE_TUNE_QUEUE, FINE_TUNE_TASK
 
@@ -18,6 +19,8 @@ class JobQueue:
         self.broker_url = broker_url
         self.celery = Celery("quaff-api", broker=broker_url, set_as_current=False)
         self.celery.conf.update(
+            task_queues=(Queue(FINE_TUNE_QUEUE, routing_key=FINE_TUNE_QUEUE),),
+            task_create_missing_queues=False,
             broker_connection_timeout=3,
             broker_connection_retry_on_startup=False,
             task_publish_retry=True,

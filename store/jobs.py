@@ -323,6 +323,36 @@ def claim_job(session: Session, job_id: str, worker_id: str) -> Job | None:
     return job
 
 
+def reclaim_stale_job(
+    session: Session, job_id: str, worker_id: str, *, lease_seconds: float
+) -> Job | None:
+    """Worker: take over a `running` job whose heartbeat is older than `lease_seconds`.
+
+    The status stays `running` (not a transition); the lease moves to `worker_id` and `attempts`
+    grows. Returns None when the job is not running or its lease is still fresh. Commits.
+    """
+    cutoff = now_s() - int(lease_seconds)
+    result = session.execute(
+        update(Job)
+        .where(
+            Job.id == job_id,
+            Job.status == "running",
+            (Job.heartbeat_at.is_(None)) | (Job.heartbeat_at < cutoff),
+        )
+        .values(worker_id=worker_id, heartbeat_at=now_s(), attempts=Job.attempts + 1)
+        .execution_options(synchronize_session=False)
+    )
+    if getattr(result, "rowcount", 0) != 1:
+        session.rollback()
+        return None
+    add_event(session, job_id, f"Worker {worker_id} took over the job after its lease expired")
+    session.commit()
+    job = session.get(Job, job_id)
+    if job is not None:
+        session.refresh(job)
+    return job
+
+
 def current_status(session: Session, job: Job) -> str:
     """Worker: the status as stored now (poll between steps; stop on cancelled or paused)."""
     session.refresh(job, attribute_names=["status"])

@@ -148,3 +148,16 @@ def test_too_few_examples_is_refused(
             {"model": "tiny-llama", "training_file": small.id},
         )
     assert (exc.value.code, exc.value.param) == ("invalid_n_examples", "training_file")
+
+
+def test_reclaim_stale_job_moves_the_lease_only_when_expired(
+    db_session: Session, quaff_settings: Settings, keyed_project: KeyedProject
+) -> None:
+    job = _job(db_session, quaff_settings, keyed_project)
+    jobs.claim_job(db_session, job.id, "w1")
+    assert jobs.reclaim_stale_job(db_session, job.id, "w2", lease_seconds=3600) is None
+    job.heartbeat_at = (job.heartbeat_at or 0) - 7200  # the first worker went silent two hours ago
+    db_session.commit()
+    taken = jobs.reclaim_stale_job(db_session, job.id, "w2", lease_seconds=3600)
+    assert taken is not None
+    assert (taken.status, taken.worker_id, taken.attempts) == ("running", "w2", 2)

@@ -5,12 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from kombu import Connection
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from api.queue import JobQueue
 from store import jobs
+from store.db import session_factory
 from store.models import Job
 from store.queue import FINE_TUNE_QUEUE, FINE_TUNE_TASK
 from store.settings import Settings
@@ -310,3 +313,28 @@ def test_create_job_enqueues_on_redis(
     with TestClient(create_app(on_redis)) as redis_client:
         job = created_job(redis_client, keyed_project)
     assert (FINE_TUNE_TASK, [job["id"]]) in _queued_messages(on_redis)
+
+
+class _CommitCheckingQueue(JobQueue):
+    """The real producer, recording whether the job row was committed when its task was sent."""
+
+    def __init__(self, broker_url: str, settings: Settings) -> None:
+        super().__init__(broker_url)
+        self.settings = settings
+        self.seen: list[tuple[str, str | None]] = []
+
+    def enqueue(self, job_id: str) -> str:
+        with session_factory(self.settings)() as other_session:
+            row = other_session.get(Job, job_id)
+            self.seen.append((job_id, row.status if row is not None else None))
+        return super().enqueue(job_id)
+
+
+def test_job_is_enqueued_only_after_its_row_commits(
+    app: FastAPI, client: TestClient, keyed_project: KeyedProject, quaff_settings: Settings
+) -> None:
+    queue = _CommitCheckingQueue(quaff_settings.broker_url, quaff_settings)
+    app.state.queue = queue
+    job = created_job(client, keyed_project)
+    assert queue.seen == [(job["id"], "queued")]
+    assert _queued_messages(quaff_settings) == [(FINE_TUNE_TASK, [job["id"]])]
