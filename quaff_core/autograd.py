@@ -53,19 +53,19 @@ class _QuaffLinearFn(torch.autograd.Function):
     ) -> torch.Tensor:
         """Forward body, run with autocast off (dtypes here are chosen explicitly)."""
         in_features = x.shape[1]
-        addend: torch.Tensor | None = None
         col_scale = torch.ones(in_features, dtype=torch.float32, device=x.device)
+        # the correction carries most of the outliers' output: kept in float32, fused into
+        # the dequantize pass as a rank-n_o update (n_o = 0 makes it vanish)
+        s = outlier_scale.float()
+        x_o = x.index_select(1, outlier_idx).float() / s
+        w_corr = outlier_weight.float() * (s - 1)
         if outlier_idx.numel() > 0:
             col_scale = _inverse_channel_scale(in_features, outlier_idx, outlier_scale)
-            # the correction carries most of the outliers' output: keep it in float32
-            s = outlier_scale.float()
-            x_o = x.index_select(1, outlier_idx).float() / s
-            addend = x_o @ (outlier_weight.float() * (s - 1)).t()
-        if bias is not None:
-            addend = bias.float() if addend is None else addend + bias.float()
         q, row_scale = ops.quantize_activation(x.contiguous(), col_scale)
         acc = int8_mm(q, weight.t())
-        out = ops.dequantize_output(acc, row_scale, weight_scale.float(), addend, x.dtype)
+        out = ops.dequantize_output(
+            acc, row_scale, weight_scale.float(), x_o, w_corr, bias, x.dtype
+        )
         ctx.save_for_backward(weight, weight_scale, outlier_idx, outlier_weight)
         ctx.ops = ops
         ctx.x_dtype = x.dtype
@@ -87,11 +87,13 @@ class _QuaffLinearFn(torch.autograd.Function):
         weight, weight_scale, outlier_idx, outlier_weight = ctx.saved_tensors
         ops: QuantOps = ctx.ops
         # w_scale lies on the reduction dim of dY @ W, so fold it into dY before quantizing
-        gq, g_scale = ops.quantize_grad(grad_out.contiguous(), weight_scale.float())
+        gq, g_scale, exact = ops.quantize_grad(
+            grad_out.contiguous(), weight_scale.float(), outlier_weight
+        )
         acc = int8_mm(gq, weight)
         grad_x = ops.dequantize_grad(acc, g_scale, ctx.x_dtype)
         if outlier_idx.numel() > 0:
-            exact = grad_out.float() @ outlier_weight.float()
+            # outlier channels take their exact gradient from the high-precision columns
             grad_x.index_copy_(1, outlier_idx, exact.to(grad_x.dtype))
         return grad_x
 

@@ -68,20 +68,55 @@ def quantize_activation(
     return quantize_rows(x, col_scale)
 
 
-def quantize_grad(grad: torch.Tensor, col_scale: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Backward: per-token int8 of grad_out [M, N] * weight_scale [N]."""
-    return quantize_rows(grad, col_scale)
+def quantize_grad(
+    grad: torch.Tensor, col_scale: torch.Tensor, outlier_weight: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Backward: int8 rows of grad_out [M, N] * w_scale [N]; grad_out @ W_o (f32 [M, n_o])."""
+    q, scale = quantize_rows(grad, col_scale)
+    return q, scale, grad.float() @ outlier_weight.float()
+
+
+def quantize_grad_fused(
+    grad: torch.Tensor, col_scale: torch.Tensor, outlier_weight: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """`quantize_grad` with grad_out @ W_o as a broadcast reduction, for inductor to fuse."""
+    q, scale = quantize_rows(grad, col_scale)
+    exact = (grad.float()[:, :, None] * outlier_weight.float()[None, :, :]).sum(dim=1)
+    return q, scale, exact
 
 
 def dequantize_output(
     acc: torch.Tensor,
     row_scale: torch.Tensor,
     col_scale: torch.Tensor,
-    addend: torch.Tensor | None,
+    x_o: torch.Tensor,
+    w_corr: torch.Tensor,
+    bias: torch.Tensor | None,
     out_dtype: torch.dtype,
 ) -> torch.Tensor:
-    """Forward: acc int32 [M, N] -> row_scale * col_scale * acc + addend, out_dtype [M, N]."""
-    return dequantize(acc, row_scale, col_scale, addend, out_dtype)
+    """Forward: acc int32 [M, N] * row_scale [M, 1] * col_scale [N] + x_o [M, n_o] @ w_corr^T
+    ([N, n_o], the outlier correction, as a fused rank-n_o update) + bias [N] -> out_dtype."""
+    out = torch.addmm(acc.float() * row_scale * col_scale, x_o.float(), w_corr.float().t())
+    if bias is not None:
+        out = out + bias.float()
+    return out.to(out_dtype)
+
+
+def dequantize_output_fused(
+    acc: torch.Tensor,
+    row_scale: torch.Tensor,
+    col_scale: torch.Tensor,
+    x_o: torch.Tensor,
+    w_corr: torch.Tensor,
+    bias: torch.Tensor | None,
+    out_dtype: torch.dtype,
+) -> torch.Tensor:
+    """`dequantize_output` with the rank-n_o update as a broadcast reduction, for inductor."""
+    out = acc.float() * row_scale * col_scale
+    out = out + (x_o.float()[:, None, :] * w_corr.float()[None, :, :]).sum(dim=-1)
+    if bias is not None:
+        out = out + bias.float()
+    return out.to(out_dtype)
 
 
 def dequantize_grad(
@@ -96,7 +131,9 @@ class QuantOps:
     """The quantize / dequantize passes used by the autograd function (eager or compiled)."""
 
     quantize_activation: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
-    quantize_grad: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+    quantize_grad: Callable[
+        [torch.Tensor, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+    ]
     dequantize_output: Callable[..., torch.Tensor]
     dequantize_grad: Callable[[torch.Tensor, torch.Tensor, torch.dtype], torch.Tensor]
 

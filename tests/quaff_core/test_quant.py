@@ -34,6 +34,22 @@ def test_quantize_rows_zero_rows_are_safe():
     assert bool(torch.isfinite(row).all())
 
 
+def test_fused_outlier_terms_match_matmuls():
+    eager = get_quant_ops(False)
+    acc = torch.randint(-1000, 1000, (6, 5), dtype=torch.int32)
+    row, col, bias = torch.rand(6, 1), torch.rand(5), torch.randn(5)
+    x_o, w_corr = torch.randn(6, 3), torch.randn(5, 3)
+    out = eager.dequantize_output(acc, row, col, x_o, w_corr, bias, torch.float32)
+    torch.testing.assert_close(out, acc.float() * row * col + x_o @ w_corr.t() + bias)
+    empty = eager.dequantize_output(
+        acc, row, col, torch.zeros(6, 0), torch.zeros(5, 0), None, torch.float32
+    )
+    torch.testing.assert_close(empty, acc.float() * row * col)
+    grad = torch.randn(6, 5)
+    _, _, exact = eager.quantize_grad(grad, col, w_corr)
+    torch.testing.assert_close(exact, grad @ w_corr)
+
+
 def test_dequantize_applies_scales_and_addend():
     acc = torch.randint(-1000, 1000, (4, 5), dtype=torch.int32)
     row = torch.rand(4, 1)
@@ -56,10 +72,16 @@ def test_compiled_ops_match_eager():
     assert float((q_c.int() - q_e.int()).abs().max()) <= 1  # rounding ties may differ
     acc = torch.randint(-1000, 1000, (33, 7), dtype=torch.int32)
     col7 = torch.rand(7)
+    x_o, w_corr = torch.randn(33, 2), torch.randn(7, 2)
     torch.testing.assert_close(
-        compiled.dequantize_output(acc, s_e, col7, None, torch.float32),
-        eager.dequantize_output(acc, s_e, col7, None, torch.float32),
+        compiled.dequantize_output(acc, s_e, col7, x_o, w_corr, None, torch.float32),
+        eager.dequantize_output(acc, s_e, col7, x_o, w_corr, None, torch.float32),
     )
+    g = torch.randn(33, 7)
+    for got, want in zip(
+        compiled.quantize_grad(g, col7, w_corr), eager.quantize_grad(g, col7, w_corr), strict=True
+    ):
+        torch.testing.assert_close(got, want)
     torch.testing.assert_close(
         compiled.dequantize_grad(acc, s_e, torch.bfloat16),
         eager.dequantize_grad(acc, s_e, torch.bfloat16),
