@@ -9,11 +9,11 @@ from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 from types import ModuleType
 
-from cli import api, db, info, keys
+from cli import api, calibrate, db, eval, info, keys, train
 from cli.common import CliError
 
 # Each module exposes `register(subparsers)` and sets `handler` on its parsers.
-COMMAND_MODULES: tuple[ModuleType, ...] = (info, db, keys, api)
+COMMAND_MODULES: tuple[ModuleType, ...] = (info, db, keys, api, calibrate, train, eval)
 
 
 def package_version() -> str:

@@ -1,0 +1,61 @@
+"""`quaff eval`: loss and mean token accuracy of a base model or an adapter on a JSONL file."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from cli.common import CliError
+from cli.train import add_model_args, check_data, load_model
+
+
+def register(subparsers: Any) -> None:
+    """Add the `eval` subcommand."""
+    parser = subparsers.add_parser(
+        "eval", help="loss and mean token accuracy on a JSONL file, to compare adapters"
+    )
+    add_model_args(parser)
+    parser.add_argument("--adapter", help="adapter directory (or a `quaff train --output`)")
+    parser.add_argument("--data", required=True, help="JSONL file to evaluate on")
+    parser.add_argument("--max-seq-length", type=int, default=1024)
+    parser.add_argument("--batch-size", type=int, default=2)
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Evaluate and print the numbers."""
+    from quaff_core.data import read_examples
+    from quaff_core.evaluate import evaluate, find_adapter_dir, load_adapter
+
+    if args.max_seq_length < 2 or args.batch_size < 1:
+        raise CliError("--max-seq-length must be >= 2 and --batch-size >= 1")
+    check_data(args.data, "evaluation")
+    if args.adapter:
+        try:
+            find_adapter_dir(args.adapter)
+        except ValueError as exc:
+            raise CliError(str(exc)) from exc
+    model, tokenizer = load_model(args)
+    try:
+        if args.adapter:
+            model = load_adapter(model, args.adapter)
+        result = evaluate(
+            model,
+            tokenizer,
+            read_examples(args.data),
+            max_seq_length=args.max_seq_length,
+            batch_size=args.batch_size,
+        )
+    except ValueError as exc:
+        raise CliError(str(exc).splitlines()[0]) from exc
+    if args.json:
+        print(json.dumps(result.__dict__))
+    else:
+        print(
+            f"loss={result.loss:.4f} mean_token_accuracy={result.mean_token_accuracy:.4f} "
+            f"({result.n_examples} examples, {result.n_tokens} labelled tokens"
+            f"{f', {result.n_truncated} truncated' if result.n_truncated else ''})"
+        )
+    return 0
