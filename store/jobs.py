@@ -235,7 +235,7 @@ def create_job(
         training=options.training,
         seed=seed,
         suffix=suffix,
-        meta=metadata,
+        meta=metadata or None,
         step=0,
         result_files=[],
         outlier_map_id=map_id,
@@ -267,9 +267,12 @@ def list_jobs(
     after: str | None = None,
     limit: int = 20,
     metadata: Mapping[str, str] | None = None,
+    without_metadata: bool = False,
 ) -> tuple[list[Job], bool]:
-    """A page of the project's jobs newest first, filtered by metadata pairs; (jobs, has_more)."""
+    """A page of the project's jobs newest first, filtered by metadata pairs (or by having none)."""
     query = select(Job).where(Job.project_id == project_id)
+    if without_metadata:
+        query = query.where(Job.meta.is_(None))
     for key, value in (metadata or {}).items():
         query = query.where(Job.meta[key].as_string() == value)
     if after:

@@ -102,7 +102,7 @@ class Job(Base):
     training: Mapped[dict[str, Any]] = mapped_column(JSON)
     seed: Mapped[int] = mapped_column(BigInteger)
     suffix: Mapped[str | None] = mapped_column(String(64))
-    meta: Mapped[dict[str, str] | None] = mapped_column("metadata", JSON)
+    meta: Mapped[dict[str, str] | None] = mapped_column("metadata", JSON(none_as_null=True))
     step: Mapped[int] = mapped_column(Integer, default=0)
     total_steps: Mapped[int | None] = mapped_column(Integer)
     epoch: Mapped[float | None] = mapped_column(Float)

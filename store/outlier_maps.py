@@ -113,3 +113,11 @@ def list_outlier_maps(
         query = query.where(OutlierMap.id < after)
     rows = list(session.scalars(query.order_by(OutlierMap.id.desc()).limit(limit + 1)))
     return rows[:limit], len(rows) > limit
+
+
+def delete_outlier_map(session: Session, blobs: BlobStore, row: OutlierMap) -> None:
+    """Delete the map (jobs keep running; their `outlier_map_id` becomes null), then its blob."""
+    key = row.blob_key
+    session.delete(row)
+    session.commit()
+    blobs.delete(key)

@@ -61,14 +61,19 @@ def list_jobs(
     after: str | None = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> ListObject:
-    """The project's jobs, newest first; `metadata[key]=value` filters."""
+    """The project's jobs, newest first; `metadata[key]=value` filters, `metadata=null` too."""
     metadata = {
         m.group(1): value
         for key, value in request.query_params.multi_items()
         if (m := _METADATA.match(key))
     }
     rows, has_more = jobs.list_jobs(
-        session, project.id, after=after, limit=limit, metadata=metadata
+        session,
+        project.id,
+        after=after,
+        limit=limit,
+        metadata=metadata,
+        without_metadata=request.query_params.get("metadata") == "null",
     )
     return page([job_object(r) for r in rows], has_more)
 

@@ -197,11 +197,15 @@ def test_list_jobs_with_metadata_filter_and_cursor(
     headers = keyed_project.headers
     listed = client.get("/v1/fine_tuning/jobs", headers=headers).json()
     assert [j["id"] for j in listed["data"]] == [c["id"], b["id"], a["id"]]
+    assert listed["data"][0]["metadata"] == {"team": "a", "x": "1"}
     assert listed["object"] == "list"
     filtered = client.get("/v1/fine_tuning/jobs?metadata[team]=a", headers=headers).json()
     assert [j["id"] for j in filtered["data"]] == [c["id"], a["id"]]
     both = client.get("/v1/fine_tuning/jobs?metadata[team]=a&metadata[x]=1", headers=headers)
     assert [j["id"] for j in both.json()["data"]] == [c["id"]]
+    plain = created_job(client, keyed_project)
+    nulls = client.get("/v1/fine_tuning/jobs?metadata=null", headers=headers).json()
+    assert [j["id"] for j in nulls["data"]] == [plain["id"]]
     page = client.get(f"/v1/fine_tuning/jobs?limit=1&after={c['id']}", headers=headers).json()
     assert [j["id"] for j in page["data"]] == [b["id"]]
     assert page["has_more"] is True

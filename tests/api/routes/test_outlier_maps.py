@@ -85,3 +85,17 @@ def test_job_can_reuse_an_outlier_map(
     job = created_job(client, keyed_project, quantization={"outlier_map": row.id})
     assert job["outlier_map"] == row.id
     assert job["quantization"]["outlier_map"] == row.id
+
+
+def test_delete_outlier_map_removes_its_blob(
+    db_session: Session, quaff_settings: Settings, keyed_project: KeyedProject
+) -> None:
+    from store.outlier_maps import delete_outlier_map
+
+    row = _map(db_session, quaff_settings, keyed_project)
+    blobs = BlobStore(quaff_settings.blob_dir)
+    key = row.blob_key
+    assert blobs.exists(key)
+    delete_outlier_map(db_session, blobs, row)
+    assert db_session.get(OutlierMap, row.id) is None
+    assert not blobs.exists(key)
