@@ -68,6 +68,13 @@ def check_transition(job: Job, new_status: str) -> None:
         )
 
 
+def _ensure_can(session: Session, job: Job, new_status: str) -> None:
+    """Check the move against the stored status before writing anything else."""
+    session.flush()
+    session.refresh(job)
+    check_transition(job, new_status)
+
+
 def transition(
     session: Session, job: Job, new_status: str, *, reason: str | None = None, level: str = "info"
 ) -> Job:
@@ -411,6 +418,7 @@ def succeed_job(session: Session, job: Job) -> Job:
     """Worker: running -> succeeded (save the adapter first, which names the model); commits."""
     if not job.fine_tuned_model:
         raise ValueError(f"job {job.id} has no adapter; call store.adapters.save_adapter first")
+    _ensure_can(session, job, "succeeded")
     add_event(session, job.id, "New fine-tuned model created")
     transition(session, job, "succeeded", reason="The job has successfully completed")
     session.commit()
@@ -419,6 +427,7 @@ def succeed_job(session: Session, job: Job) -> Job:
 
 def fail_job(session: Session, job: Job, code: str, message: str, param: str | None = None) -> Job:
     """Worker: record the error and move to failed; commits."""
+    _ensure_can(session, job, "failed")
     job.error_code, job.error_message, job.error_param = code, message, param
     session.flush()
     transition(session, job, "failed", reason=f"Fine-tuning job failed: {message}", level="error")

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
+from store.models import File, Job
 from tests.conftest import KeyedProject
 
 
@@ -43,6 +46,12 @@ def test_body_that_is_not_an_object_is_an_enveloped_422(
     assert error["type"] == "invalid_request_error"
 
 
+def _row_counts(session: Session) -> tuple[int, int]:
+    files = session.scalar(select(func.count()).select_from(File)) or 0
+    jobs = session.scalar(select(func.count()).select_from(Job)) or 0
+    return files, jobs
+
+
 @pytest.mark.parametrize(
     ("headers", "message"),
     [
@@ -66,10 +75,17 @@ def test_body_that_is_not_an_object_is_an_enveloped_422(
     ],
 )
 def test_missing_or_wrong_key_is_401(
-    client: TestClient, headers: dict[str, str], message: str, method: str, path: str
+    client: TestClient,
+    db_session: Session,
+    headers: dict[str, str],
+    message: str,
+    method: str,
+    path: str,
 ) -> None:
+    before = _row_counts(db_session)
     response = client.request(method, path, headers=headers)
     assert response.status_code == 401
+    assert _row_counts(db_session) == before
     assert response.json() == {
         "error": {
             "message": message,
