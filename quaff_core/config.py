@@ -81,7 +81,7 @@ class TrainConfig:
         ):
             _check_int(name, getattr(self, name), low)
         _check_float("learning_rate", self.learning_rate, 0.0, 1.0, open_low=True)
-        _check_float("warmup_ratio", self.warmup_ratio, 0.0, 1.0, open_low=False)
+        _check_float("warmup_ratio", self.warmup_ratio, 0.0, 0.99, open_low=False)
         _check_float("weight_decay", self.weight_decay, 0.0, 1.0, open_low=False)
         _check_float("max_grad_norm", self.max_grad_norm, 0.0, 1e6, open_low=False)
         _check_float("lora_dropout", self.lora_dropout, 0.0, 0.99, open_low=False)
@@ -106,6 +106,14 @@ class TrainConfig:
                 )
         elif not targets or not all(isinstance(t, str) and t for t in targets):
             raise ValueError(f"lora_target_modules must be non-empty names, got {targets!r}")
+
+    def total_steps(self, n_examples: int) -> int:
+        """Optimizer steps of a run over `n_examples` (as HF Trainer counts them)."""
+        if self.max_steps:
+            return self.max_steps
+        batches = math.ceil(n_examples / self.batch_size)
+        per_epoch = max(math.ceil(batches / self.gradient_accumulation_steps), 1)
+        return self.n_epochs * per_epoch
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict of every field."""

@@ -11,15 +11,26 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from safetensors.torch import load_file, save_file
+from peft import set_peft_model_state_dict
+from safetensors.torch import load_file
 from transformers import (
     PreTrainedModel,
     PreTrainedTokenizerBase,
     PrinterCallback,
+    TrainerState,
     TrainingArguments,
 )
 
 from quaff_core.callbacks import HFBridge, NullCallbacks, TrainCallbacks
+from quaff_core.checkpoints import (
+    MOMENTUM_FILE,
+    OUTLIER_MAP_FILE,
+    adapter_facts,
+    check_resume,
+    checkpoint_step,
+    metrics_history,
+    write_quaff_files,
+)
 from quaff_core.config import TrainConfig
 from quaff_core.data import Example, read_examples
 from quaff_core.lm_trainer import CausalLMTrainer
@@ -30,9 +41,6 @@ from quaff_core.tokenize import PadCollator, TokenizedDataset, tokenize_examples
 
 logger = logging.getLogger(__name__)
 
-MOMENTUM_FILE = "quaff_momentum.safetensors"
-OUTLIER_MAP_FILE = "outlier_map.json"
-QUAFF_FILE = "quaff.json"
 ADAPTER_DIR = "adapter"
 CHECKPOINTS_DIR = "checkpoints"
 Stopped = Literal["completed", "cancelled", "paused"]
@@ -93,32 +101,6 @@ def _tokenized(
     return dataset
 
 
-def metrics_history(log_history: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per-step training and evaluation metrics from HF's `TrainerState.log_history`."""
-    rows: list[dict[str, Any]] = []
-    for entry in log_history:
-        if "loss" in entry:
-            rows.append(
-                {
-                    "step": entry["step"],
-                    "epoch": entry.get("epoch"),
-                    "train_loss": entry["loss"],
-                    "train_mean_token_accuracy": entry.get("mean_token_accuracy"),
-                    "learning_rate": entry.get("learning_rate"),
-                }
-            )
-        elif "eval_loss" in entry:
-            rows.append(
-                {
-                    "step": entry["step"],
-                    "epoch": entry.get("epoch"),
-                    "valid_loss": entry["eval_loss"],
-                    "valid_mean_token_accuracy": entry.get("eval_mean_token_accuracy"),
-                }
-            )
-    return rows
-
-
 def _training_args(config: TrainConfig, checkpoints: Path) -> TrainingArguments:
     """HF arguments: saving and evaluation are scheduled by HFBridge, not by strategies."""
     return TrainingArguments(
@@ -149,31 +131,6 @@ def _training_args(config: TrainConfig, checkpoints: Path) -> TrainingArguments:
     )
 
 
-def _write_quaff_files(
-    path: Path, model: Any, facts: dict[str, Any], outlier_map: OutlierMap | None
-) -> None:
-    """Momentum buffers (safetensors), outlier map and quaff.json into a checkpoint/adapter dir."""
-    from quaff_core.convert import quaff_state_dict
-
-    path.mkdir(parents=True, exist_ok=True)
-    state = quaff_state_dict(model)
-    if state:
-        save_file({k: v.contiguous().cpu() for k, v in state.items()}, str(path / MOMENTUM_FILE))
-    if outlier_map is not None:
-        outlier_map.save(path / OUTLIER_MAP_FILE)
-    (path / QUAFF_FILE).write_text(json.dumps(facts, indent=1), encoding="utf-8")
-
-
-def _check_resume(resume_from: str | os.PathLike[str] | None) -> Path | None:
-    """The checkpoint directory to resume from, validated."""
-    if resume_from is None:
-        return None
-    path = Path(resume_from)
-    if not (path / "trainer_state.json").is_file() or not (path / QUAFF_FILE).is_file():
-        raise ValueError(f"resume_from {os.fspath(path)!r} is not a Quaff training checkpoint")
-    return path
-
-
 def train(
     model: ModelSource,
     train_data: DataSource,
@@ -191,7 +148,7 @@ def train(
     config = config or TrainConfig()
     callbacks = callbacks or NullCallbacks()
     out = Path(output_dir)
-    resume = _check_resume(resume_from)
+    resume = check_resume(resume_from)
     if isinstance(model, tuple):
         base, tokenizer = model
         base_id = base_model_id or str(getattr(base.config, "_name_or_path", "") or "unknown")
@@ -227,7 +184,7 @@ def train(
         save_steps=config.save_steps,
         eval_steps=config.eval_steps,
         has_eval=valid_set is not None,
-        on_save=lambda path: _write_quaff_files(path, peft_model, facts, used_map),
+        on_save=lambda path: write_quaff_files(path, peft_model, facts, used_map),
     )
     trainer = CausalLMTrainer(
         model=peft_model,
@@ -239,8 +196,13 @@ def train(
         chunked_loss=config.chunked_loss,
     )
     trainer.remove_callback(PrinterCallback)  # progress goes to `callbacks`, not stdout
-    trainer.train(resume_from_checkpoint=str(resume) if resume is not None else None)
-    state = trainer.state
+    if resume is not None and checkpoint_step(resume) >= config.total_steps(len(train_set)):
+        # the run ended at this checkpoint (e.g. a crash before the adapter was written)
+        set_peft_model_state_dict(peft_model, load_file(str(resume / "adapter_model.safetensors")))
+        state = TrainerState.load_from_json(str(resume / "trainer_state.json"))
+    else:
+        trainer.train(resume_from_checkpoint=str(resume) if resume is not None else None)
+        state = trainer.state
     stopped: Stopped = {"cancel": "cancelled", "pause": "paused"}.get(bridge.stopped, "completed")  # type: ignore[assignment]
     history = metrics_history(state.log_history)
     adapter_dir = None
@@ -249,7 +211,7 @@ def train(
         peft_model.save_pretrained(str(adapter_dir))
         tokenizer.save_pretrained(str(adapter_dir))
         facts = {**facts, "steps": state.global_step, "trained_tokens": state.num_input_tokens_seen}
-        _write_quaff_files(adapter_dir, peft_model, facts, used_map)
+        write_quaff_files(adapter_dir, peft_model, facts, used_map)
         callbacks.on_event("New fine-tuned model created")
     with (out / "metrics.jsonl").open("w", encoding="utf-8") as fh:
         fh.writelines(json.dumps(row) + "\n" for row in history)
@@ -265,28 +227,3 @@ def train(
         outlier_map=used_map,
         n_truncated=train_set.n_truncated,
     )
-
-
-def adapter_facts(
-    base_id: str, config: TrainConfig, outlier_map: OutlierMap | None
-) -> dict[str, Any]:
-    """The quaff.json document: base model, quantization and outlier-map facts, LoRA options."""
-    quant: dict[str, Any] = {"method": config.quantization}
-    if config.quantization == "quaff" and outlier_map is not None:
-        quant.update(
-            momentum=config.momentum,
-            outlier_strategy=outlier_map.strategy,
-            outlier_threshold=outlier_map.threshold,
-            outlier_max_ratio=outlier_map.max_ratio,
-            outlier_channels=outlier_map.num_channels,
-            layers=len(outlier_map.layers),
-            calibration_tokens=outlier_map.tokens_seen,
-        )
-    return {
-        "format": "quaff-adapter",
-        "version": 1,
-        "base_model": base_id,
-        "quantization": quant,
-        "lora": {"r": config.lora_r, "alpha": config.lora_alpha, "dropout": config.lora_dropout},
-        "config": config.to_dict(),
-    }

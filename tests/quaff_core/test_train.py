@@ -81,7 +81,7 @@ def test_loss_goes_down_and_adapter_is_complete(tmp_path: Path) -> None:
     calls = Recorder()
     result = train("tiny-llama", EXAMPLES, tmp_path, config=config, callbacks=calls)
     assert result.stopped == "completed"
-    assert result.final_step == result.total_steps == 18
+    assert result.final_step == result.total_steps == config.total_steps(len(EXAMPLES)) == 18
     losses = [e.train_loss for e in calls.progress if e.train_loss is not None]
     assert len(losses) == 18
     assert sum(losses[-3:]) / 3 < sum(losses[:3]) / 3 - 0.5
