@@ -140,6 +140,7 @@ class QuantOps:
 
 _EAGER = QuantOps(quantize_activation, quantize_grad, dequantize_output, dequantize_grad)
 _compiled: QuantOps | None = None
+_RECOMPILE_LIMIT = 64
 
 
 def get_quant_ops(compile: bool) -> QuantOps:
@@ -149,6 +150,10 @@ def get_quant_ops(compile: bool) -> QuantOps:
         return _EAGER
     if _compiled is None:
         logger.info("compiling Quaff quantize/dequantize with torch.compile (dynamic shapes)")
+        # variants: compute dtype x n_o in {0, 1, >= 2} (dynamo specialises sizes 0 and 1) x
+        # bias; the default limit of 8 would silently fall back to eager for some layers
+        limit = max(int(torch._dynamo.config.recompile_limit), _RECOMPILE_LIMIT)
+        torch._dynamo.config.recompile_limit = limit
         _compiled = QuantOps(
             *(
                 torch.compile(f, dynamic=True)
