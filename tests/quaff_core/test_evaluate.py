@@ -1,0 +1,54 @@
+"""Tests of evaluation and of rebuilding a trained model from its adapter directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from quaff_core.config import TrainConfig
+from quaff_core.data import Example, Message
+from quaff_core.evaluate import evaluate, find_adapter_dir, load_adapter
+from quaff_core.models import load_base_model
+from quaff_core.train import train
+
+EXAMPLES = [
+    Example("chat", i + 1, messages=(Message("user", f"Say {i}"), Message("assistant", f"{i}!")))
+    for i in range(8)
+]
+
+
+@pytest.mark.parametrize("quantization", ["quaff", "none"])
+def test_adapter_reloads_to_the_trained_model(tmp_path: Path, quantization: str) -> None:
+    config = TrainConfig(
+        batch_size=4,
+        learning_rate=3e-3,
+        max_seq_length=48,
+        lora_r=4,
+        max_steps=3,
+        quantization=quantization,  # type: ignore[arg-type]
+        outlier_strategy="top_abs",
+        outlier_max_ratio=0.05,
+    )
+    result = train("tiny-llama", EXAMPLES, tmp_path, config=config, validation_data=EXAMPLES[:4])
+    final = result.metrics[-1]
+    base, tokenizer = load_base_model("tiny-llama")
+    untrained = evaluate(base, tokenizer, EXAMPLES[:4], max_seq_length=48)
+    model = load_adapter(base, tmp_path)
+    got = evaluate(model, tokenizer, EXAMPLES[:4], max_seq_length=48)
+    assert got.loss == pytest.approx(final["valid_loss"], abs=1e-4)
+    assert got.mean_token_accuracy == pytest.approx(final["valid_mean_token_accuracy"])
+    assert got.loss < untrained.loss
+    assert got.n_examples == 4
+    assert got.n_tokens == untrained.n_tokens > 0
+
+
+def test_find_adapter_dir_accepts_the_output_or_adapter_dir(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="holds no adapter"):
+        find_adapter_dir(tmp_path)
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text("{}")
+    (adapter / "adapter_model.safetensors").write_bytes(b"")
+    assert find_adapter_dir(tmp_path) == adapter
+    assert find_adapter_dir(adapter) == adapter
