@@ -1,4 +1,8 @@
-"""Fine-tuning jobs: creation, the one table of state transitions, and the worker's updates."""
+"""Fine-tuning jobs: create, read, list and the user's controls (cancel, pause, resume).
+
+The transition table lives in `store.job_states` and the worker's calls in `store.job_runs`; both
+are re-exported here so callers can use `store.jobs.<name>` for everything about jobs.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ import secrets
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from store import catalog
@@ -17,22 +21,47 @@ from store.events import add_event
 from store.files import get_file
 from store.ids import new_id, now_s
 from store.job_options import resolve_options
+from store.job_runs import (
+    claim_job,
+    current_status,
+    fail_job,
+    heartbeat,
+    reclaim_stale_job,
+    record_progress,
+    set_result,
+    succeed_job,
+)
+from store.job_states import TERMINAL, TRANSITIONS, check_transition, ensure_can, transition
 from store.models import File, Job, OutlierMap
 from store.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-# The one table of allowed moves; anything else is refused with a 400 that says why.
-TRANSITIONS: dict[str, frozenset[str]] = {
-    "validating_files": frozenset({"queued", "failed", "cancelled"}),
-    "queued": frozenset({"running", "paused", "failed", "cancelled"}),
-    "running": frozenset({"succeeded", "failed", "cancelled", "paused"}),
-    "paused": frozenset({"queued", "cancelled"}),
-    "succeeded": frozenset(),
-    "failed": frozenset(),
-    "cancelled": frozenset(),
-}
-TERMINAL = frozenset(s for s, moves in TRANSITIONS.items() if not moves)
+__all__ = [
+    "MIN_TRAINING_EXAMPLES",
+    "TERMINAL",
+    "TRANSITIONS",
+    "cancel_job",
+    "check_transition",
+    "checkpoint_model_name",
+    "claim_job",
+    "create_job",
+    "current_status",
+    "ensure_can",
+    "fail_job",
+    "fine_tuned_model_name",
+    "get_job",
+    "heartbeat",
+    "list_jobs",
+    "pause_job",
+    "reclaim_stale_job",
+    "record_progress",
+    "resume_job",
+    "set_result",
+    "succeed_job",
+    "transition",
+]
+
 MIN_TRAINING_EXAMPLES = 10
 CREATE_FIELDS = frozenset(
     {
@@ -51,65 +80,6 @@ CREATE_FIELDS = frozenset(
     }
 )
 _SUFFIX = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
-
-
-def check_transition(job: Job, new_status: str) -> None:
-    """Raise InvalidRequestError unless `job.status -> new_status` is in TRANSITIONS."""
-    allowed = TRANSITIONS.get(job.status, frozenset())
-    if new_status not in TRANSITIONS:
-        raise ValueError(f"unknown job status {new_status!r}; known: {sorted(TRANSITIONS)}")
-    if new_status not in allowed:
-        options = ", ".join(sorted(allowed)) if allowed else "nothing, it has already finished"
-        raise InvalidRequestError(
-            f"Job {job.id} is {job.status} and cannot become {new_status} "
-            f"(from {job.status} it can become: {options}).",
-            param="fine_tuning_job_id",
-            code="invalid_job_state",
-        )
-
-
-def _ensure_can(session: Session, job: Job, new_status: str) -> None:
-    """Check the move against the stored status before writing anything else."""
-    session.flush()
-    session.refresh(job)
-    check_transition(job, new_status)
-
-
-def transition(
-    session: Session, job: Job, new_status: str, *, reason: str | None = None, level: str = "info"
-) -> Job:
-    """Move a job to `new_status` if the table allows it (compare-and-set; flushed, not committed).
-
-    Pending changes to `job` are flushed first; `reason`, when given, is recorded as an event.
-    """
-    session.flush()
-    session.refresh(job)
-    check_transition(job, new_status)
-    old = job.status
-    now = now_s()
-    values: dict[str, Any] = {"status": new_status, "updated_at": now}
-    if new_status == "running" and job.started_at is None:
-        values["started_at"] = now
-    if new_status in TERMINAL:
-        values["finished_at"] = now
-    if new_status in TERMINAL or new_status == "paused":
-        values["estimated_finish"] = None
-    result = session.execute(
-        update(Job)
-        .where(Job.id == job.id, Job.status == old)
-        .values(**values)
-        .execution_options(synchronize_session=False)
-    )
-    session.refresh(job)
-    if getattr(result, "rowcount", 1) != 1:
-        raise InvalidRequestError(
-            f"Job {job.id} changed from {old} to {job.status} meanwhile; nothing was done.",
-            param="fine_tuning_job_id",
-            code="invalid_job_state",
-        )
-    if reason:
-        add_event(session, job.id, reason, level=level)
-    return job
 
 
 def fine_tuned_model_name(job: Job) -> str:
@@ -312,124 +282,5 @@ def pause_job(session: Session, job: Job) -> Job:
 def resume_job(session: Session, job: Job) -> Job:
     """Back to queued (the caller re-enqueues after this commit)."""
     transition(session, job, "queued", reason="Job resumed; waiting for a worker")
-    session.commit()
-    return job
-
-
-def claim_job(session: Session, job_id: str, worker_id: str) -> Job | None:
-    """Worker: move a queued job to running under `worker_id`; None if it is not queued."""
-    job = session.get(Job, job_id)
-    if job is None or job.status != "queued":
-        return None
-    try:
-        transition(session, job, "running")
-    except InvalidRequestError:
-        session.rollback()
-        return None
-    job.worker_id = worker_id
-    job.heartbeat_at = now_s()
-    job.attempts = (job.attempts or 0) + 1
-    session.commit()
-    return job
-
-
-def reclaim_stale_job(
-    session: Session, job_id: str, worker_id: str, *, lease_seconds: float
-) -> Job | None:
-    """Worker: take over a `running` job whose heartbeat is older than `lease_seconds`.
-
-    The status stays `running` (not a transition); the lease moves to `worker_id` and `attempts`
-    grows. Returns None when the job is not running or its lease is still fresh. Commits.
-    """
-    cutoff = now_s() - int(lease_seconds)
-    result = session.execute(
-        update(Job)
-        .where(
-            Job.id == job_id,
-            Job.status == "running",
-            (Job.heartbeat_at.is_(None)) | (Job.heartbeat_at < cutoff),
-        )
-        .values(worker_id=worker_id, heartbeat_at=now_s(), attempts=Job.attempts + 1)
-        .execution_options(synchronize_session=False)
-    )
-    if getattr(result, "rowcount", 0) != 1:
-        session.rollback()
-        return None
-    add_event(session, job_id, f"Worker {worker_id} took over the job after its lease expired")
-    session.commit()
-    job = session.get(Job, job_id)
-    if job is not None:
-        session.refresh(job)
-    return job
-
-
-def current_status(session: Session, job: Job) -> str:
-    """Worker: the status as stored now (poll between steps; stop on cancelled or paused)."""
-    session.refresh(job, attribute_names=["status"])
-    return job.status
-
-
-def heartbeat(session: Session, job: Job, worker_id: str) -> None:
-    """Worker: refresh the lease; commits."""
-    job.worker_id = worker_id
-    job.heartbeat_at = now_s()
-    session.commit()
-
-
-def record_progress(
-    session: Session,
-    job: Job,
-    *,
-    step: int,
-    total_steps: int | None = None,
-    epoch: float | None = None,
-    trained_tokens: int | None = None,
-    estimated_finish: int | None = None,
-) -> None:
-    """Worker: store progress (never touches status); commits."""
-    job.step = step
-    if total_steps is not None:
-        job.total_steps = total_steps
-    if epoch is not None:
-        job.epoch = epoch
-    if trained_tokens is not None:
-        job.trained_tokens = trained_tokens
-    job.estimated_finish = estimated_finish
-    job.heartbeat_at = job.updated_at = now_s()
-    session.commit()
-
-
-def set_result(
-    session: Session,
-    job: Job,
-    *,
-    trained_tokens: int | None = None,
-    result_files: list[str] | None = None,
-) -> None:
-    """Worker: store result facts before `succeed_job` (flushed, not committed)."""
-    if trained_tokens is not None:
-        job.trained_tokens = trained_tokens
-    if result_files is not None:
-        job.result_files = list(result_files)
-    session.flush()
-
-
-def succeed_job(session: Session, job: Job) -> Job:
-    """Worker: running -> succeeded (save the adapter first, which names the model); commits."""
-    if not job.fine_tuned_model:
-        raise ValueError(f"job {job.id} has no adapter; call store.adapters.save_adapter first")
-    _ensure_can(session, job, "succeeded")
-    add_event(session, job.id, "New fine-tuned model created")
-    transition(session, job, "succeeded", reason="The job has successfully completed")
-    session.commit()
-    return job
-
-
-def fail_job(session: Session, job: Job, code: str, message: str, param: str | None = None) -> Job:
-    """Worker: record the error and move to failed; commits."""
-    _ensure_can(session, job, "failed")
-    job.error_code, job.error_message, job.error_param = code, message, param
-    session.flush()
-    transition(session, job, "failed", reason=f"Fine-tuning job failed: {message}", level="error")
     session.commit()
     return job

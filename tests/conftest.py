@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -20,7 +21,8 @@ from store.auth import create_key
 from store.blobs import BlobStore
 from store.db import dispose_all, session_factory
 from store.files import new_upload, register_upload
-from store.models import File, Project
+from store.jobs import create_job
+from store.models import File, Job, Project
 from store.settings import Settings
 
 PG_SERVER_URL = os.environ.get(
@@ -161,4 +163,15 @@ def store_training_file(session: Session, settings: Settings, project_id: str, d
         blob=info,
         filename="train.jsonl",
         purpose="fine-tune",
+    )
+
+
+def queued_job(session: Session, settings: Settings, keyed: KeyedProject, **body: Any) -> Job:
+    """A job created through the store on a fresh 10-example training file (status queued)."""
+    train = store_training_file(session, settings, keyed.project.id, chat_jsonl(10))
+    return create_job(
+        session,
+        settings,
+        keyed.project.id,
+        {"model": "tiny-llama", "training_file": train.id, **body},
     )
