@@ -1,0 +1,198 @@
+"""`quaff jobs ...`: a client for scripts, over HTTP only (works against a remote server too)."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import sys
+import tarfile
+from pathlib import Path
+from typing import Any, TextIO
+
+import httpx
+
+from cli.common import CliError
+
+DEFAULT_BASE_URL = "http://127.0.0.1:8000/v1"
+TERMINAL = ("succeeded", "failed", "cancelled")
+BAR_WIDTH = 30
+
+
+def register(subparsers: Any) -> None:
+    """Add the `jobs` command group."""
+    parser = subparsers.add_parser("jobs", help="create, watch and download fine-tuning jobs")
+    parser.add_argument(
+        "--base-url",
+        default=os.environ.get("OPENAI_BASE_URL", DEFAULT_BASE_URL),
+        help=f"server API root (default $OPENAI_BASE_URL or {DEFAULT_BASE_URL})",
+    )
+    parser.add_argument(
+        "--api-key", default=os.environ.get("OPENAI_API_KEY"), help="default $OPENAI_API_KEY"
+    )
+    sub = parser.add_subparsers(dest="jobs_command", metavar="ACTION", required=True)
+    create = sub.add_parser("create", help="upload a training file and submit a job")
+    create.add_argument("--model", required=True, help="base model id, e.g. tiny-llama")
+    create.add_argument("--file", required=True, type=Path, help="training JSONL file")
+    create.add_argument("--validation-file", type=Path, help="validation JSONL file")
+    create.add_argument("--epochs", type=int, help="hyperparameters.n_epochs")
+    create.add_argument("--batch-size", type=int, help="hyperparameters.batch_size")
+    create.add_argument("--learning-rate-multiplier", type=float)
+    create.add_argument("--suffix", help="fine-tuned model name suffix")
+    create.add_argument("--seed", type=int)
+    create.add_argument("--lora", type=json.loads, help="JSON, e.g. '{\"r\": 8}'")
+    create.add_argument("--quantization", type=json.loads, help='JSON, e.g. \'{"method": "none"}\'')
+    create.add_argument(
+        "--training", type=json.loads, help="JSON, e.g. '{\"max_seq_length\": 512}'"
+    )
+    create.add_argument("--watch", action="store_true", help="then watch it until it ends")
+    create.set_defaults(handler=create_job)
+    watch = sub.add_parser("watch", help="follow a job's events with a progress bar")
+    watch.add_argument("job_id")
+    watch.set_defaults(handler=watch_job)
+    download = sub.add_parser("download", help="download and unpack a job's adapter")
+    download.add_argument("job_id")
+    download.add_argument("-o", "--output", required=True, type=Path, help="target directory")
+    download.add_argument("--step", type=int, help="a checkpoint's step instead of the final")
+    download.set_defaults(handler=download_adapter)
+    for action in ("get", "cancel", "pause", "resume"):
+        one = sub.add_parser(action, help=f"{action} a job (prints the job as JSON)")
+        one.add_argument("job_id")
+        one.set_defaults(handler=job_action, action=action)
+
+
+def client(args: argparse.Namespace, timeout: float | None = 60.0) -> httpx.Client:
+    """An HTTP client for the server in `args`."""
+    if not args.api_key:
+        raise CliError("no API key: pass --api-key or set OPENAI_API_KEY")
+    return httpx.Client(
+        base_url=args.base_url.rstrip("/"),
+        headers={"Authorization": f"Bearer {args.api_key}"},
+        timeout=timeout,
+    )
+
+
+def checked(response: httpx.Response) -> Any:
+    """The JSON body, or CliError with the server's error message."""
+    if response.is_success:
+        return response.json()
+    try:
+        error = response.json()["error"]
+        detail = f"{error['message']}" + (f" (param: {error['param']})" if error["param"] else "")
+    except (ValueError, KeyError, TypeError):
+        detail = response.text[:500]
+    raise CliError(f"HTTP {response.status_code}: {detail}")
+
+
+def _upload(http: httpx.Client, path: Path) -> str:
+    """Upload a JSONL file; CliError unless it was processed."""
+    if not path.is_file():
+        raise CliError(f"{path} is not a file")
+    with path.open("rb") as handle:
+        body = checked(
+            http.post("/files", files={"file": (path.name, handle)}, data={"purpose": "fine-tune"})
+        )
+    if body["status"] != "processed":
+        raise CliError(f"{path} was rejected: {body.get('status_details')}")
+    print(f"uploaded {path} as {body['id']}", file=sys.stderr)
+    return str(body["id"])
+
+
+def create_job(args: argparse.Namespace) -> int:
+    """Upload the file(s), create the job, print its id (and watch it with --watch)."""
+    with client(args) as http:
+        payload: dict[str, Any] = {"model": args.model, "training_file": _upload(http, args.file)}
+        if args.validation_file:
+            payload["validation_file"] = _upload(http, args.validation_file)
+        hyper = {
+            "n_epochs": args.epochs,
+            "batch_size": args.batch_size,
+            "learning_rate_multiplier": args.learning_rate_multiplier,
+        }
+        if any(v is not None for v in hyper.values()):
+            payload["hyperparameters"] = {k: v for k, v in hyper.items() if v is not None}
+        for key in ("suffix", "seed", "lora", "quantization", "training"):
+            if getattr(args, key) is not None:
+                payload[key] = getattr(args, key)
+        job = checked(http.post("/fine_tuning/jobs", json=payload))
+    print(job["id"])
+    if args.watch:
+        args.job_id = job["id"]
+        return watch_job(args)
+    return 0
+
+
+def progress_line(data: dict[str, Any]) -> str:
+    """`[#####-----] step 5/10 loss 1.2345` from a metrics event's data."""
+    step, total = int(data.get("step") or 0), int(data.get("total_steps") or 0)
+    done = int(BAR_WIDTH * step / total) if total else 0
+    loss = data.get("train_loss")
+    tail = f" loss {loss:.4f}" if isinstance(loss, int | float) else ""
+    return f"[{'#' * done}{'-' * (BAR_WIDTH - done)}] step {step}/{total}{tail}"
+
+
+def render_event(event: dict[str, Any], out: TextIO) -> None:
+    """A metrics event redraws the bar; a message event is printed on its own line."""
+    if event.get("type") == "metrics" and isinstance(event.get("data"), dict):
+        out.write("\r" + progress_line(event["data"]))
+    else:
+        out.write(f"\r{event.get('level', 'info')}: {event.get('message', '')}\n")
+    out.flush()
+
+
+def watch_job(args: argparse.Namespace) -> int:
+    """Stream events until the job ends or pauses; exit 0 succeeded, 2 paused, 1 otherwise."""
+    with client(args, timeout=None) as http:
+        checked(http.get(f"/fine_tuning/jobs/{args.job_id}"))
+        with http.stream(
+            "GET", f"/fine_tuning/jobs/{args.job_id}/events", params={"stream": "true"}
+        ) as stream:
+            if not stream.is_success:
+                stream.read()
+                checked(stream)
+            for line in stream.iter_lines():
+                if not line.startswith("data:"):
+                    continue
+                event = json.loads(line.removeprefix("data:").strip())
+                render_event(event, sys.stdout)
+                if event.get("type") == "message" and "paused" in event.get("message", ""):
+                    job = checked(http.get(f"/fine_tuning/jobs/{args.job_id}"))
+                    if job["status"] == "paused":
+                        break
+        job = checked(http.get(f"/fine_tuning/jobs/{args.job_id}"))
+    print(f"\njob {job['id']} {job['status']}" + _ending(job))
+    return {"succeeded": 0, "paused": 2}.get(job["status"], 1)
+
+
+def _ending(job: dict[str, Any]) -> str:
+    """`: model ...` or `: error ...` for the final line of `watch`."""
+    if job.get("fine_tuned_model"):
+        return f": {job['fine_tuned_model']}"
+    if job.get("error"):
+        return f": {job['error'].get('code')}: {job['error'].get('message')}"
+    return ""
+
+
+def download_adapter(args: argparse.Namespace) -> int:
+    """Download the adapter archive and unpack it into the output directory."""
+    params = {"step": args.step} if args.step is not None else {}
+    with client(args, timeout=None) as http:
+        response = http.get(f"/fine_tuning/jobs/{args.job_id}/adapter", params=params)
+        if not response.is_success:
+            checked(response)
+    args.output.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(fileobj=io.BytesIO(response.content), mode="r:gz") as tar:
+        tar.extractall(args.output, filter="data")
+        names = tar.getnames()
+    print(f"{len(names)} files in {args.output}")
+    return 0
+
+
+def job_action(args: argparse.Namespace) -> int:
+    """GET a job, or POST cancel/pause/resume; print the job."""
+    path = f"/fine_tuning/jobs/{args.job_id}"
+    with client(args) as http:
+        response = http.get(path) if args.action == "get" else http.post(f"{path}/{args.action}")
+        print(json.dumps(checked(response), indent=2))
+    return 0

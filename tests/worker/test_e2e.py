@@ -1,0 +1,251 @@
+"""End to end with real processes: the `openai` SDK drives `quaff api` and `quaff worker` through
+real tiny-llama fine-tunes, on the embedded defaults and on Redis + PostgreSQL."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from openai import OpenAI
+
+from tests.worker.conftest import ROOT, Service, wait_for
+
+pytestmark = pytest.mark.slow
+
+EXTRA = {
+    "lora": {"r": 4, "alpha": 8, "dropout": 0.0},
+    "quantization": {"method": "quaff", "outlier_strategy": "top_abs", "outlier_max_ratio": 0.05},
+}
+LOAD_ADAPTER = """
+import sys, torch
+from peft import PeftModel
+from quaff_core.models import load_base_model
+base, tok = load_base_model("tiny-llama")
+model = PeftModel.from_pretrained(base, sys.argv[1])
+trained = [n for n, p in model.named_parameters() if "lora_B" in n and p.abs().sum() > 0]
+logits = model(input_ids=tok("What is 2 plus 2?", return_tensors="pt")["input_ids"]).logits
+print(json.dumps({"trained": len(trained), "finite": bool(torch.isfinite(logits).all())}))
+""".replace("import sys, torch", "import json, sys, torch")
+
+
+def training_data(n: int = 12) -> bytes:
+    """`n` chat examples (a different set per `n`, so each size is its own dataset)."""
+    rows = [
+        {
+            "messages": [
+                {"role": "user", "content": f"What is {i} plus {i}?"},
+                {"role": "assistant", "content": f"{i} plus {i} is {2 * i}."},
+            ]
+        }
+        for i in range(n)
+    ]
+    return "".join(json.dumps(r) + "\n" for r in rows).encode()
+
+
+def create_job(
+    sdk: OpenAI,
+    file_id: str,
+    *,
+    epochs: int,
+    batch_size: int,
+    n_checkpoints: int = 1,
+    max_seq_length: int = 48,
+) -> str:
+    """Create a job with the LoRA/quantization options as `extra_body`; returns its id."""
+    job = sdk.fine_tuning.jobs.create(
+        model="tiny-llama",
+        training_file=file_id,
+        method={
+            "type": "supervised",
+            "supervised": {"hyperparameters": {"n_epochs": epochs, "batch_size": batch_size}},
+        },
+        suffix="e2e",
+        seed=7,
+        extra_body={
+            **EXTRA,
+            "training": {
+                "max_seq_length": max_seq_length,
+                "learning_rate": 3e-3,
+                "n_checkpoints": n_checkpoints,
+            },
+        },
+    )
+    assert job.status == "queued"
+    return job.id
+
+
+def messages(sdk: OpenAI, job_id: str) -> list[Any]:
+    """Every event of a job, oldest first."""
+    page = sdk.fine_tuning.jobs.list_events(job_id, limit=1000)
+    return list(reversed(page.data))
+
+
+def wait_status(svc: Service, sdk: OpenAI, job_id: str, status: str, timeout: float = 150) -> Any:
+    """Poll the job until it has `status`; fail with the logs if it ends otherwise."""
+
+    def check() -> Any:
+        if not any(w.poll() is None for w in svc.workers):
+            pytest.fail(f"no worker is running\n{svc.log_tail()}")
+        job = sdk.fine_tuning.jobs.retrieve(job_id)
+        if job.status == status:
+            return job
+        if job.status in ("succeeded", "failed", "cancelled"):
+            pytest.fail(f"job ended {job.status} ({job.error}), not {status}\n{svc.log_tail()}")
+        return None
+
+    return wait_for(f"job {job_id} to be {status}", check, timeout=timeout)
+
+
+def wait_event(sdk: OpenAI, job_id: str, prefix: str, timeout: float = 120) -> Any:
+    """Wait for an event whose message starts with `prefix`."""
+    return wait_for(
+        f"an event '{prefix}…' of {job_id}",
+        lambda: next((e for e in messages(sdk, job_id) if e.message.startswith(prefix)), None),
+        timeout=timeout,
+    )
+
+
+def test_fine_tune_download_and_reuse_outlier_map(service: Service, tmp_path: Path) -> None:
+    sdk = service.sdk()
+    data = training_data(12)
+    file_id = sdk.files.create(file=("train.jsonl", data), purpose="fine-tune").id
+    job_id = create_job(sdk, file_id, epochs=1, batch_size=2, n_checkpoints=2)
+
+    job = wait_status(service, sdk, job_id, "succeeded")
+    assert job.fine_tuned_model == f"ft:tiny-llama:e2e:{job_id[-8:]}"
+    assert job.trained_tokens is not None
+    assert job.trained_tokens > 0
+    assert job.error is None
+    assert job.model_extra is not None
+    assert job.model_extra["progress"]["step"] == 6
+    map_id = job.model_extra["outlier_map"]
+    assert map_id.startswith("om-")
+
+    events = messages(sdk, job_id)
+    texts = [e.message for e in events]
+    assert "Calibrating outlier channels on 12 examples" in texts
+    assert any(t.startswith(f"Stored outlier map {map_id}") for t in texts)
+    assert any(t.startswith("Quantized ") and "linear layers to int8" in t for t in texts)
+    assert texts[-1] == "The job has successfully completed"
+    metrics = [e for e in events if e.type == "metrics"]
+    assert [e.data["step"] for e in metrics] == [1, 2, 3, 4, 5, 6]
+    assert metrics[-1].message.startswith("Step 6/6: training loss=")
+    assert set(metrics[-1].data) >= {"train_loss", "learning_rate", "total_steps"}
+
+    checkpoints = sdk.fine_tuning.jobs.checkpoints.list(job_id).data
+    assert [c.step_number for c in checkpoints] == [6, 3]
+    assert checkpoints[0].fine_tuned_model_checkpoint == f"{job.fine_tuned_model}:ckpt-step-6"
+
+    files = {f: sdk.files.retrieve(f) for f in job.result_files}
+    assert {f.purpose for f in files.values()} == {"fine-tune-results"}
+    csv_id = next(f for f, row in files.items() if row.filename.endswith(".csv"))
+    rows = list(csv.DictReader(io.StringIO(sdk.files.content(csv_id).text)))
+    assert [int(r["step"]) for r in rows] == [1, 2, 3, 4, 5, 6]
+
+    response = httpx.get(
+        f"{service.base_url}/fine_tuning/jobs/{job_id}/adapter",
+        headers={"Authorization": f"Bearer {service.api_key}"},
+        timeout=60,
+    )
+    assert response.status_code == 200
+    adapter = tmp_path / "adapter"
+    with tarfile.open(fileobj=io.BytesIO(response.content), mode="r:gz") as tar:
+        tar.extractall(adapter, filter="data")
+    assert {"adapter_config.json", "adapter_model.safetensors", "quaff.json"} <= {
+        p.name for p in adapter.iterdir()
+    }
+    loaded = subprocess.run(
+        [sys.executable, "-c", LOAD_ADAPTER, str(adapter)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert loaded.returncode == 0, loaded.stderr[-3000:]
+    report = json.loads(loaded.stdout.strip().splitlines()[-1])
+    assert report["finite"] is True
+    assert report["trained"] > 0
+
+    again = create_job(sdk, file_id, epochs=1, batch_size=2)
+    second = wait_status(service, sdk, again, "succeeded")
+    assert second.model_extra is not None
+    assert second.model_extra["outlier_map"] == map_id
+    texts = [e.message for e in messages(sdk, again)]
+    assert any(t.startswith(f"Reusing outlier map {map_id}") for t in texts)
+    assert not any(t.startswith("Calibrating") for t in texts)
+
+
+def test_cancel_keeps_the_job_cancelled(service: Service) -> None:
+    sdk = service.sdk()
+    file_id = sdk.files.create(file=("train.jsonl", training_data(13)), purpose="fine-tune").id
+    job_id = create_job(sdk, file_id, epochs=20, batch_size=1, max_seq_length=32)
+    wait_for(
+        "training to start",
+        lambda: (sdk.fine_tuning.jobs.retrieve(job_id).model_extra or {})["progress"]["step"] >= 1,
+    )
+    cancelled = sdk.fine_tuning.jobs.cancel(job_id)
+    assert cancelled.status == "cancelled"
+    stopped = wait_event(sdk, job_id, "Training stopped at step ")
+    assert stopped.message.endswith("the job was cancelled; its checkpoints are kept")
+    job = sdk.fine_tuning.jobs.retrieve(job_id)
+    assert job.status == "cancelled"
+    assert job.fine_tuned_model is None
+    assert job.finished_at is not None
+
+
+def test_pause_then_resume_continues_from_the_checkpoint(service: Service) -> None:
+    sdk = service.sdk()
+    file_id = sdk.files.create(file=("train.jsonl", training_data(14)), purpose="fine-tune").id
+    job_id = create_job(sdk, file_id, epochs=3, batch_size=1, max_seq_length=32)
+    wait_for(
+        "training to start",
+        lambda: (sdk.fine_tuning.jobs.retrieve(job_id).model_extra or {})["progress"]["step"] >= 1,
+    )
+    assert sdk.fine_tuning.jobs.pause(job_id).status == "paused"
+    paused = wait_event(sdk, job_id, "Training paused at step ")
+    step = int(paused.message.split("step ")[1].split("/")[0])
+    assert step < 42
+    assert [c.step_number for c in sdk.fine_tuning.jobs.checkpoints.list(job_id).data] == [step]
+    assert sdk.fine_tuning.jobs.retrieve(job_id).status == "paused"
+
+    assert sdk.fine_tuning.jobs.resume(job_id).status == "queued"
+    job = wait_status(service, sdk, job_id, "succeeded")
+    assert job.fine_tuned_model is not None
+    events = messages(sdk, job_id)
+    texts = [e.message for e in events]
+    resumed_at = texts.index(next(t for t in texts if t.startswith("Resuming from checkpoint")))
+    assert texts[resumed_at].startswith(f"Resuming from checkpoint at step {step} ")
+    later_steps = [e.data["step"] for e in events[resumed_at:] if e.type == "metrics"]
+    assert later_steps == list(range(step + 1, 43))
+
+
+def test_killed_worker_job_resumes_on_a_new_worker(service: Service) -> None:
+    sdk = service.sdk()
+    file_id = sdk.files.create(file=("train.jsonl", training_data(15)), purpose="fine-tune").id
+    job_id = create_job(sdk, file_id, epochs=3, batch_size=1, n_checkpoints=9, max_seq_length=32)
+    first = wait_for(
+        "a stored checkpoint",
+        lambda: sdk.fine_tuning.jobs.checkpoints.list(job_id).data,
+    )
+    (worker,) = [w for w in service.workers if w.poll() is None]
+    service.kill_worker(worker)
+    assert sdk.fine_tuning.jobs.retrieve(job_id).status == "running"
+    service.start_worker()
+
+    job = wait_status(service, sdk, job_id, "succeeded", timeout=200)
+    assert job.fine_tuned_model is not None
+    texts = [e.message for e in messages(sdk, job_id)]
+    assert any("stopped responding" in t and "took over the job" in t for t in texts)
+    resumed = next(t for t in texts if t.startswith("Resuming from checkpoint at step "))
+    assert int(resumed.split("step ")[1].split(" ")[0]) >= first[0].step_number
+    assert texts.count("Fine-tuning job started (attempt 1)") == 1
+    assert "Fine-tuning job started (attempt 2)" in texts

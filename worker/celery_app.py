@@ -1,0 +1,95 @@
+"""The Celery app, configured from the settings: one explicit queue, long-job ack rules."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from celery import Celery
+from celery.signals import worker_init, worker_process_init, worker_ready, worker_shutdown
+from kombu import Queue
+
+from store.queue import FINE_TUNE_QUEUE, FINE_TUNE_TASK
+from store.settings import Settings, get_settings
+from worker.lease import Sweeper
+
+logger = logging.getLogger(__name__)
+
+
+def transport_options(broker_url: str, settings: Settings) -> dict[str, Any]:
+    """Redis redelivers an unacknowledged task after `visibility_timeout` (the lease sweeper usually
+    acts first); kombu's SQLAlchemy transport passes its options to `create_engine`, so none there.
+    """
+    if broker_url.startswith(("redis://", "rediss://", "redis+socket://")):
+        return {"visibility_timeout": settings.broker_visibility_timeout}
+    return {}
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    """Celery settings for long, idempotent, resumable training tasks."""
+    return {
+        "broker_url": settings.broker_url,
+        "broker_connection_retry_on_startup": True,
+        "broker_transport_options": transport_options(settings.broker_url, settings),
+        "task_queues": (Queue(FINE_TUNE_QUEUE, routing_key=FINE_TUNE_QUEUE),),
+        "task_default_queue": FINE_TUNE_QUEUE,
+        "task_routes": {FINE_TUNE_TASK: {"queue": FINE_TUNE_QUEUE}},
+        "task_create_missing_queues": False,
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "task_ignore_result": True,
+        "task_track_started": False,
+        "worker_prefetch_multiplier": 1,
+        "worker_concurrency": 1,
+        "worker_hijack_root_logger": False,
+        "worker_send_task_events": False,
+    }
+
+
+def make_celery(settings: Settings) -> Celery:
+    """A Celery app for `settings` with the fine-tuning task registered."""
+    app = Celery("quaff-worker", set_as_current=True)
+    app.conf.update(celery_config(settings))
+    app.conf.imports = ("worker.tasks",)
+    return app
+
+
+def pin_device(settings: Settings) -> None:
+    """Expose only the configured GPU (none for `cpu`) before a pool process imports torch."""
+    if settings.device == "cpu":
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""
+    elif settings.device.startswith("cuda:"):
+        os.environ["CUDA_VISIBLE_DEVICES"] = settings.device.split(":", 1)[1]
+
+
+SETTINGS = get_settings()
+app = make_celery(SETTINGS)
+_sweepers: list[Sweeper] = []
+
+
+@worker_init.connect
+def _on_worker_init(**_: Any) -> None:
+    """Pin the device in the main process, so pool processes inherit it."""
+    pin_device(SETTINGS)
+
+
+@worker_process_init.connect
+def _on_process_init(**_: Any) -> None:
+    """Import the training stack once per pool process, before the first job arrives."""
+    import quaff_core.train  # noqa: F401
+
+
+@worker_ready.connect
+def _on_worker_ready(**_: Any) -> None:
+    """Start the lease sweeper: stale `running` jobs go back on the queue for a live worker."""
+    sweeper = Sweeper(SETTINGS, app)
+    _sweepers.append(sweeper)
+    sweeper.start()
+
+
+@worker_shutdown.connect
+def _on_worker_shutdown(**_: Any) -> None:
+    """Stop the sweeper thread."""
+    while _sweepers:
+        _sweepers.pop().stop()

@@ -1,0 +1,173 @@
+"""Job leases: claim or take over a job, keep its heartbeat fresh, re-queue jobs of dead workers."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from typing import Protocol
+
+from kombu.exceptions import KombuError
+from sqlalchemy import or_, select, update
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from store import jobs
+from store.db import session_scope
+from store.events import add_event
+from store.ids import now_s
+from store.models import Job
+from store.queue import FINE_TUNE_QUEUE, FINE_TUNE_TASK
+from store.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+class TaskSender(Protocol):
+    """What the sweeper needs from a Celery app."""
+
+    def send_task(self, name: str, args: list[str], queue: str) -> object:
+        """Publish a task by name."""
+
+
+def worker_identity() -> str:
+    """`host:pid`, stored on the job row while this process holds its lease."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def stale_cutoff(settings: Settings) -> int:
+    """Heartbeats older than this (unix seconds) belong to a dead worker."""
+    return now_s() - int(settings.worker_lease_seconds)
+
+
+def take_over(session: Session, job_id: str, worker_id: str, settings: Settings) -> Job | None:
+    """Take a `running` job whose worker stopped heartbeating (compare-and-set); else None."""
+    job = session.get(Job, job_id)
+    if job is None or job.status != "running":
+        return None
+    previous = job.worker_id
+    result = session.execute(
+        update(Job)
+        .where(
+            Job.id == job_id,
+            Job.status == "running",
+            or_(Job.heartbeat_at.is_(None), Job.heartbeat_at < stale_cutoff(settings)),
+        )
+        .values(worker_id=worker_id, heartbeat_at=now_s(), attempts=Job.attempts + 1)
+        .execution_options(synchronize_session=False)
+    )
+    if getattr(result, "rowcount", 0) != 1:
+        session.rollback()
+        return None
+    add_event(
+        session,
+        job_id,
+        f"Worker {previous or 'unknown'} stopped responding; worker {worker_id} took over the job",
+        level="warn",
+    )
+    session.commit()
+    session.refresh(job)
+    return job
+
+
+def acquire(session: Session, job_id: str, worker_id: str, settings: Settings) -> Job | None:
+    """Claim a queued job or take over an abandoned running one; None means: leave it alone."""
+    job = session.get(Job, job_id)
+    if job is None:
+        logger.warning("job %s does not exist; dropping its task", job_id)
+        return None
+    if job.status == "queued":
+        return jobs.claim_job(session, job_id, worker_id)
+    if job.status == "running":
+        return take_over(session, job_id, worker_id, settings)
+    logger.info("job %s is %s; nothing to do", job_id, job.status)
+    return None
+
+
+def renew(settings: Settings, job_id: str, worker_id: str) -> bool:
+    """Refresh the heartbeat if this worker still holds the running job's lease."""
+    with session_scope(settings) as session:
+        result = session.execute(
+            update(Job)
+            .where(
+                Job.id == job_id,
+                Job.worker_id == worker_id,
+                Job.status.in_(("running", "paused")),
+            )
+            .values(heartbeat_at=now_s())
+            .execution_options(synchronize_session=False)
+        )
+        session.commit()
+        return getattr(result, "rowcount", 0) == 1
+
+
+class Heartbeat(threading.Thread):
+    """Renews a job's lease every `worker_heartbeat_seconds` until stopped or the lease is gone."""
+
+    def __init__(self, settings: Settings, job_id: str, worker_id: str) -> None:
+        super().__init__(name=f"heartbeat-{job_id}", daemon=True)
+        self.settings, self.job_id, self.worker_id = settings, job_id, worker_id
+        self.lost = threading.Event()
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        """Loop until stopped; a refused renewal means the job ended or another worker took it."""
+        while not self._stop_event.wait(self.settings.worker_heartbeat_seconds):
+            try:
+                if not renew(self.settings, self.job_id, self.worker_id):
+                    self.lost.set()
+                    return
+            except SQLAlchemyError as exc:
+                logger.warning("heartbeat for %s failed: %s", self.job_id, exc)
+
+    def stop(self) -> None:
+        """Stop renewing and wait for the thread."""
+        self._stop_event.set()
+        if self.is_alive():
+            self.join(timeout=10)
+
+
+def sweep(settings: Settings, sender: TaskSender, *, include_queued: bool) -> list[str]:
+    """Re-publish tasks for running jobs with stale heartbeats (and queued ones, at start-up)."""
+    statuses = ["running", "queued"] if include_queued else ["running"]
+    with session_scope(settings) as session:
+        rows = session.execute(
+            select(Job.id, Job.status, Job.heartbeat_at).where(Job.status.in_(statuses))
+        ).all()
+    cutoff = stale_cutoff(settings)
+    found = [
+        job_id
+        for job_id, status, beat in rows
+        if status == "queued" or beat is None or beat < cutoff
+    ]
+    for job_id in found:
+        sender.send_task(FINE_TUNE_TASK, args=[job_id], queue=FINE_TUNE_QUEUE)
+        logger.info("sweeper re-queued job %s", job_id)
+    return found
+
+
+class Sweeper(threading.Thread):
+    """Runs `sweep` at start-up (queued jobs too) and then every half lease (stale running jobs)."""
+
+    def __init__(self, settings: Settings, sender: TaskSender) -> None:
+        super().__init__(name="quaff-lease-sweeper", daemon=True)
+        self.settings, self.sender = settings, sender
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        """Sweep until stopped; errors are logged and retried on the next round."""
+        first = True
+        interval = max(1.0, self.settings.worker_lease_seconds / 2)
+        while True:
+            try:
+                sweep(self.settings, self.sender, include_queued=first)
+                first = False
+            except (SQLAlchemyError, KombuError, OSError) as exc:
+                logger.warning("lease sweep failed: %s", exc)
+            if self._stop_event.wait(interval):
+                return
+
+    def stop(self) -> None:
+        """Stop sweeping."""
+        self._stop_event.set()

@@ -1,0 +1,237 @@
+"""Run one fine-tuning job: claim, validate, load, calibrate or reuse, train, persist results."""
+
+from __future__ import annotations
+
+import gc
+import logging
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any, Literal
+
+from sqlalchemy.orm import Session
+
+from store import jobs
+from store.blobs import BlobStore
+from store.checkpoints import latest_checkpoint
+from store.db import session_scope
+from store.errors import InvalidRequestError
+from store.events import add_event
+from store.models import File, Job
+from store.settings import Settings
+from worker.lease import Heartbeat, acquire
+from worker.options import JobFailure, train_config
+
+logger = logging.getLogger(__name__)
+
+Outcome = Literal["skipped", "succeeded", "failed", "cancelled", "paused"]
+
+
+def run_job(job_id: str, settings: Settings, worker_id: str) -> Outcome:
+    """Run `job_id` if it is queued or abandoned; a finished, paused or live job is left alone."""
+    blobs = BlobStore(settings.blob_dir)
+    with session_scope(settings) as session:
+        job = acquire(session, job_id, worker_id, settings)
+        if job is None:
+            return "skipped"
+        heartbeat = Heartbeat(settings, job_id, worker_id)
+        heartbeat.start()
+        try:
+            return _run_claimed(session, blobs, settings, job, heartbeat.lost)
+        except JobFailure as failure:
+            return _fail(session, job, failure.code, failure.message, failure.param)
+        except MemoryError as exc:
+            return _fail(session, job, *_oom_error(job, "cpu", exc))
+        except RuntimeError as exc:
+            if "out of memory" not in str(exc).lower():
+                logger.exception("job %s crashed", job_id)
+                return _fail(session, job, "internal_error", _internal_message(exc))
+            return _fail(session, job, *_oom_error(job, "cuda", exc))
+        except Exception as exc:  # the job must end `failed`, whatever broke
+            logger.exception("job %s crashed", job_id)
+            return _fail(session, job, "internal_error", _internal_message(exc))
+        finally:
+            heartbeat.stop()
+            _release_memory()
+
+
+def _internal_message(exc: BaseException) -> str:
+    return f"Internal error while training ({type(exc).__name__}: {exc}); please retry the job."
+
+
+def _oom_error(job: Job, device: str, exc: BaseException) -> tuple[str, str, str]:
+    """The actionable out-of-memory error, naming the batch size that caused it."""
+    batch = job.hyperparameters.get("batch_size")
+    length = job.training.get("max_seq_length")
+    logger.warning("job %s ran out of memory: %s", job.id, exc)
+    return (
+        "out_of_memory",
+        f"Out of {device} memory with batch_size={batch} and max_seq_length={length}. Lower "
+        "hyperparameters.batch_size (raise training.gradient_accumulation_steps to keep the "
+        "effective batch) or training.max_seq_length, then create the job again.",
+        "hyperparameters.batch_size",
+    )
+
+
+def _fail(session: Session, job: Job, code: str, message: str, param: str | None = None) -> Outcome:
+    """Mark the job failed, unless it was cancelled or taken over meanwhile; stored rows stay."""
+    session.rollback()
+    try:
+        jobs.fail_job(session, job, code, message, param)
+    except InvalidRequestError:
+        session.rollback()
+        logger.info("job %s is %s; not marking it failed (%s)", job.id, job.status, message)
+        return "cancelled" if job.status == "cancelled" else "skipped"
+    logger.info("job %s failed: %s %s", job.id, code, message)
+    return "failed"
+
+
+def _release_memory() -> None:
+    """Free the model between jobs (the pool process lives on)."""
+    gc.collect()
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    except ImportError:
+        pass
+
+
+def resolve_device(settings: Settings) -> str:
+    """`cuda` when configured or detected, else `cpu` (the process sees only the chosen GPU)."""
+    import torch
+
+    if settings.device == "cpu":
+        return "cpu"
+    if torch.cuda.is_available():
+        return "cuda"
+    if settings.device != "auto":
+        raise JobFailure(
+            "device_unavailable",
+            f"QUAFF_DEVICE={settings.device} but this worker sees no CUDA device; fix the worker's "
+            "device setting or its GPU reservation.",
+        )
+    return "cpu"
+
+
+def _dataset(session: Session, blobs: BlobStore, job: Job, file_id: str, param: str) -> File:
+    """Re-validate a job's dataset from its blob; JobFailure naming the file and the line."""
+    from quaff_core.data import validate_jsonl
+
+    row = session.get(File, file_id)
+    if row is None or not blobs.exists(row.blob_key):
+        raise JobFailure("invalid_file", f"File {file_id} no longer exists.", param)
+    report = validate_jsonl(blobs.path(row.blob_key))
+    if not report.ok:
+        raise JobFailure("invalid_file", f"File {file_id}: {report.summary()}", param)
+    if param == "training_file" and report.n_examples < jobs.MIN_TRAINING_EXAMPLES:
+        raise JobFailure(
+            "invalid_n_examples",
+            f"Training file {file_id} has {report.n_examples} example(s); a job needs at least "
+            f"{jobs.MIN_TRAINING_EXAMPLES}.",
+            param,
+        )
+    return row
+
+
+def _run_claimed(
+    session: Session, blobs: BlobStore, settings: Settings, job: Job, lease_lost: threading.Event
+) -> Outcome:
+    """Everything after the claim; JobFailure for problems the user can fix."""
+    from quaff_core.models import ModelLoadError, load_base_model
+    from quaff_core.train import train
+    from worker.outliers import resolve_outlier_map
+    from worker.reporting import StoreCallbacks
+    from worker.results import resume_dir, store_results
+
+    add_event(session, job.id, f"Fine-tuning job started (attempt {job.attempts})")
+    session.commit()
+    train_file = _dataset(session, blobs, job, job.training_file_id, "training_file")
+    valid_file = (
+        _dataset(session, blobs, job, job.validation_file_id, "validation_file")
+        if job.validation_file_id
+        else None
+    )
+    config = train_config(job, train_file.n_examples or 0, has_validation=valid_file is not None)
+    device = resolve_device(settings)
+    add_event(session, job.id, f"Loading base model {job.model} on {device}")
+    session.commit()
+    try:
+        model, tokenizer = load_base_model(job.model, device=device)
+    except ModelLoadError as exc:
+        raise JobFailure("model_not_available", f"Cannot load {job.model}: {exc}", "model") from exc
+    with tempfile.TemporaryDirectory(prefix=f"quaff-{job.id}-") as tmp:
+        work = Path(tmp)
+        tokenizer_files = work / "tokenizer"
+        tokenizer.save_pretrained(str(tokenizer_files))
+        checkpoint = latest_checkpoint(session, job.id)
+        resume = resume_dir(blobs, checkpoint, work / "resume") if checkpoint else None
+        if checkpoint is not None:
+            add_event(
+                session,
+                job.id,
+                f"Resuming from checkpoint at step {checkpoint.step_number} ({checkpoint.id})",
+            )
+            session.commit()
+        outlier_map = resolve_outlier_map(
+            session,
+            blobs,
+            job,
+            config,
+            train_file,
+            model=model,
+            tokenizer=tokenizer,
+            resuming=resume is not None,
+        )
+        callbacks = StoreCallbacks(
+            session, blobs, job, lease_lost=lease_lost, extra_files=tokenizer_files
+        )
+        result = train(
+            (model, tokenizer),
+            blobs.path(train_file.blob_key),
+            work / "run",
+            config=config,
+            validation_data=blobs.path(valid_file.blob_key) if valid_file else None,
+            outlier_map=outlier_map,
+            callbacks=callbacks,
+            resume_from=resume,
+            base_model_id=job.model,
+        )
+        del model
+        return _finish(session, blobs, job, result, store_results)
+
+
+def _finish(
+    session: Session, blobs: BlobStore, job: Job, result: Any, store_results: Any
+) -> Outcome:
+    """Leave a paused or cancelled job as it is; store a completed one's results and succeed it."""
+    if result.stopped == "paused":
+        add_event(
+            session,
+            job.id,
+            f"Training paused at step {result.final_step}/{result.total_steps}; resume the job "
+            "to continue from its last checkpoint",
+        )
+        session.commit()
+        return "paused"
+    if result.stopped == "cancelled":
+        status = jobs.current_status(session, job)
+        if status == "cancelled":
+            add_event(
+                session,
+                job.id,
+                f"Training stopped at step {result.final_step}/{result.total_steps}: the job was "
+                "cancelled; its checkpoints are kept",
+            )
+            session.commit()
+        logger.info("job %s stopped at step %d (%s)", job.id, result.final_step, status)
+        return "cancelled"
+    store_results(session, blobs, job, result)
+    try:
+        jobs.succeed_job(session, job)
+    except InvalidRequestError:
+        session.rollback()
+        logger.info("job %s finished training but is now %s", job.id, job.status)
+        return "cancelled"
+    return "succeeded"

@@ -1,0 +1,111 @@
+"""Training callbacks that write events, progress and checkpoints to the store as training goes."""
+
+from __future__ import annotations
+
+import logging
+import math
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any, Literal
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from quaff_core.callbacks import ProgressEvent
+from store import jobs
+from store.blobs import BlobStore
+from store.checkpoints import save_checkpoint
+from store.events import add_event
+from store.models import Checkpoint, Job
+from worker.artifacts import pack_dir
+
+logger = logging.getLogger(__name__)
+
+Control = Literal["continue", "cancel", "pause"]
+# Messages from `train` that the worker says itself, with store facts (ids, stored checkpoints).
+_REPLACED = ("Reusing outlier map", "Checkpoint saved at step", "New fine-tuned model created")
+
+
+def _json_number(value: Any) -> Any:
+    """Floats that JSON can carry (NaN/inf become None); other values unchanged."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+class StoreCallbacks:
+    """`quaff_core.callbacks.TrainCallbacks` backed by the job's rows and the blob store."""
+
+    def __init__(
+        self,
+        session: Session,
+        blobs: BlobStore,
+        job: Job,
+        *,
+        lease_lost: threading.Event,
+        extra_files: Path | None = None,
+    ) -> None:
+        self.session, self.blobs, self.job = session, blobs, job
+        self.lease_lost = lease_lost
+        self.extra_files = extra_files
+        self.last_step = 0
+
+    def on_event(self, message: str) -> None:
+        """A phase message from training, stored as a message event."""
+        if message.startswith(_REPLACED):
+            logger.debug("job %s: %s", self.job.id, message)
+            return
+        add_event(self.session, self.job.id, message)
+        self.session.commit()
+
+    def on_progress(self, event: ProgressEvent) -> None:
+        """A metrics event plus `progress`, `trained_tokens` and `estimated_finish` on the job."""
+        data = {k: _json_number(v) for k, v in event.metrics().items()}
+        add_event(self.session, self.job.id, event.message(), type="metrics", data=data)
+        self.last_step = event.step
+        jobs.record_progress(
+            self.session,
+            self.job,
+            step=event.step,
+            total_steps=event.total_steps,
+            epoch=event.epoch,
+            trained_tokens=event.trained_tokens or None,
+            estimated_finish=event.estimated_finish,
+        )
+
+    def on_checkpoint(self, step: int, path: Path, metrics: dict[str, Any]) -> None:
+        """Archive the checkpoint directory (plus tokenizer files) into the store, then say so."""
+        exists = self.session.scalar(
+            select(Checkpoint.id).where(
+                Checkpoint.job_id == self.job.id, Checkpoint.step_number == step
+            )
+        )
+        if exists is not None:
+            logger.info("job %s already has a checkpoint at step %d", self.job.id, step)
+            return
+        if self.extra_files is not None:
+            for extra in self.extra_files.iterdir():
+                target = path / extra.name
+                if extra.is_file() and not target.exists():
+                    target.write_bytes(extra.read_bytes())
+        clean = {k: _json_number(v) for k, v in metrics.items() if k != "step"}
+        with tempfile.TemporaryDirectory(prefix="quaff-ckpt-") as tmp:
+            archive = pack_dir(path, Path(tmp) / "checkpoint.tar.gz")
+            save_checkpoint(
+                self.session, self.blobs, self.job, step=step, metrics=clean, source=archive
+            )
+        add_event(self.session, self.job.id, f"Checkpoint saved at step {step}")
+        self.session.commit()
+
+    def control(self) -> Control:
+        """Between steps: stop if the job was cancelled, paused, or taken by another worker."""
+        if self.lease_lost.is_set():
+            logger.warning("job %s: lease lost; stopping", self.job.id)
+            return "cancel"
+        status = jobs.current_status(self.session, self.job)
+        if status == "paused":
+            return "pause"
+        if status != "running":
+            return "cancel"
+        return "continue"
