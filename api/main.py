@@ -15,6 +15,7 @@ from store.settings import Settings, get_settings
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app for `settings` (default: from the environment)."""
     settings = settings or get_settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)  # blobs and the embedded broker live here
     app = FastAPI(
         title="Quaff",
         summary="Fine-tune LLMs with Quaff quantized LoRA; OpenAI-compatible fine-tuning API.",
