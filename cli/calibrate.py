@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 from cli.common import CliError
@@ -64,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
         callbacks=NullCallbacks(),
     )
     try:
+        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
         outlier_map.save(args.output)
     except OSError as exc:
         raise CliError(f"cannot write {args.output!r}: {exc.strerror}") from exc

@@ -66,12 +66,10 @@ def _render(tokenizer: PreTrainedTokenizerBase, messages: list[dict[str, str]], 
 def chat_spans(
     tokenizer: PreTrainedTokenizerBase, example: Example, *, all_assistant: bool = False
 ) -> tuple[str, list[tuple[int, int]]]:
-    """Render a chat example; return its text and the character spans of trained assistant turns.
-
-    Each span runs from the end of the generation prompt to the end of the turn (its end-of-turn
-    token included, trailing whitespace excluded), found by rendering prefixes of the conversation;
-    templates whose prefixes are not stable fall back to locating the content in the text.
-    """
+    """Render a chat example; return its text and the character spans of trained assistant turns."""
+    # A span runs from the end of the generation prompt to the end of the turn (end-of-turn token
+    # included, trailing whitespace not), found by rendering prefixes of the conversation; when a
+    # template's prefixes are not stable, the content is located in the full text instead.
     messages = [{"role": m.role, "content": m.content} for m in example.messages]
     text = _render(tokenizer, messages, gen=False)
     spans: list[tuple[int, int]] = []

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -131,6 +132,24 @@ def _training_args(config: TrainConfig, checkpoints: Path) -> TrainingArguments:
     )
 
 
+def _save_adapter(
+    out: Path,
+    peft_model: Any,
+    tokenizer: PreTrainedTokenizerBase,
+    facts: dict[str, Any],
+    outlier_map: OutlierMap | None,
+) -> Path:
+    """Write the adapter to a staging directory, then move it to `out/adapter` in one rename."""
+    target, staging = out / ADAPTER_DIR, out / f".{ADAPTER_DIR}.partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    peft_model.save_pretrained(str(staging))
+    tokenizer.save_pretrained(str(staging))
+    write_quaff_files(staging, peft_model, facts, outlier_map)
+    shutil.rmtree(target, ignore_errors=True)
+    os.replace(staging, target)
+    return target
+
+
 def train(
     model: ModelSource,
     train_data: DataSource,
@@ -203,22 +222,23 @@ def train(
     else:
         trainer.train(resume_from_checkpoint=str(resume) if resume is not None else None)
         state = trainer.state
-    stopped: Stopped = {"cancel": "cancelled", "pause": "paused"}.get(bridge.stopped, "completed")  # type: ignore[assignment]
+    stopped: Stopped = "completed"
+    if bridge.stopped == "cancel":
+        stopped = "cancelled"
+    elif bridge.stopped == "pause":
+        stopped = "paused"
     history = metrics_history(state.log_history)
     adapter_dir = None
     if stopped == "completed":
-        adapter_dir = out / ADAPTER_DIR
-        peft_model.save_pretrained(str(adapter_dir))
-        tokenizer.save_pretrained(str(adapter_dir))
         facts = {**facts, "steps": state.global_step, "trained_tokens": state.num_input_tokens_seen}
-        write_quaff_files(adapter_dir, peft_model, facts, used_map)
+        adapter_dir = _save_adapter(out, peft_model, tokenizer, facts, used_map)
         callbacks.on_event("New fine-tuned model created")
     with (out / "metrics.jsonl").open("w", encoding="utf-8") as fh:
         fh.writelines(json.dumps(row) + "\n" for row in history)
     return TrainResult(
         output_dir=out,
         adapter_dir=adapter_dir,
-        checkpoint_dir=bridge.last_checkpoint,
+        checkpoint_dir=bridge.last_checkpoint or resume,
         stopped=stopped,
         final_step=state.global_step,
         total_steps=state.max_steps,
