@@ -32,5 +32,20 @@ test: lint
 run: $(STAMP)
 	$(BIN)/quaff info
 
+# `make bench` (about 40 min on 2 CPU cores); `make bench BENCH_ARGS=--quick` for a few minutes.
+# Installs the project only if it was never installed, then the `bench` extra's requirements
+# (no project reinstall): idempotent and cheap.
+BENCH_ARGS ?=
+BENCH_STAMP := $(VENV)/.quaff-bench-installed
+
+$(BENCH_STAMP): pyproject.toml
+	@test -f $(STAMP) || $(MAKE) install
+	$(BIN)/python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']['bench']))" > $(VENV)/bench-requirements.txt
+	$(BIN)/pip install -q -r $(VENV)/bench-requirements.txt
+	touch $@
+
+bench: $(BENCH_STAMP)
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
