@@ -9,11 +9,22 @@ from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 from types import ModuleType
 
-from cli import api, calibrate, db, eval, info, keys, train
+from cli import api, calibrate, db, eval, info, jobs, keys, serve, train, worker
 from cli.common import CliError
 
 # Each module exposes `register(subparsers)` and sets `handler` on its parsers.
-COMMAND_MODULES: tuple[ModuleType, ...] = (info, db, keys, api, calibrate, train, eval)
+COMMAND_MODULES: tuple[ModuleType, ...] = (
+    info,
+    db,
+    keys,
+    api,
+    calibrate,
+    train,
+    eval,
+    serve,
+    worker,
+    jobs,
+)
 
 
 def package_version() -> str:
