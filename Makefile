@@ -29,8 +29,15 @@ lint: $(STAMP)
 test: lint
 	$(BIN)/pytest
 
+# `make run`: migrate, create an API key if none exists (printed, with an openai SDK snippet and a
+# curl line), then serve the API on $(HOST):$(PORT) plus one worker, on the embedded defaults
+# (SQLite and a SQLite-backed broker in ./.quaff; QUAFF_* variables override them).
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
 run: $(STAMP)
-	$(BIN)/quaff info
+	$(BIN)/quaff db upgrade
+	$(BIN)/quaff serve --no-migrate --ensure-key --host $(HOST) --port $(PORT)
 
 # `make bench` (about 40 min on 2 CPU cores); `make bench BENCH_ARGS=--quick` for a few minutes.
 # Installs the project only if it was never installed, then the `bench` extra's requirements
