@@ -9,9 +9,36 @@ import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
+from cli.common import CliError
+
 logger = logging.getLogger(__name__)
+
+KEY_FILE = "api-key"
+DEFAULT_PROJECT = "default"
+SDK_SNIPPET = """\
+import json
+from openai import OpenAI
+
+client = OpenAI(base_url="{base_url}", api_key="{key}")
+rows = [
+    {{"messages": [{{"role": "user", "content": f"What is {{i}} plus {{i}}?"}},
+                  {{"role": "assistant", "content": f"{{i}} plus {{i}} is {{2 * i}}."}}]}}
+    for i in range(20)
+]
+data = "".join(json.dumps(row) + "\\n" for row in rows).encode()
+training_file = client.files.create(file=("train.jsonl", data), purpose="fine-tune")
+job = client.fine_tuning.jobs.create(
+    model="tiny-llama",
+    training_file=training_file.id,
+    method={{"type": "supervised", "supervised": {{"hyperparameters": {{"n_epochs": 1}}}}}},
+    extra_body={{"lora": {{"r": 8}}, "training": {{"max_seq_length": 128}}}},
+)
+print(job.id, job.status)
+"""
+CURL_LINE = 'curl -s {base_url}/fine_tuning/jobs -H "Authorization: Bearer {key}"'
 
 
 def register(subparsers: Any) -> None:
@@ -21,7 +48,46 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     parser.add_argument("--no-worker", action="store_true", help="serve the API only")
     parser.add_argument("--no-migrate", action="store_true", help="skip `quaff db upgrade`")
+    parser.add_argument(
+        "--ensure-key",
+        action="store_true",
+        help=f"create an API key if none exists (kept in DATA_DIR/{KEY_FILE}) and print "
+        "an openai SDK snippet and a curl line that use it",
+    )
     parser.set_defaults(handler=run)
+
+
+def ensure_key(data_dir: Path) -> str | None:
+    """The saved key; a new one (saved, mode 600) when no active key exists; None otherwise."""
+    from store import auth
+    from store.db import session_scope
+
+    saved = data_dir / KEY_FILE
+    with session_scope() as session:
+        active = [k for k, _project in auth.list_keys(session) if k.revoked_at is None]
+        if saved.is_file():
+            key = saved.read_text(encoding="utf-8").strip()
+            if any(k.key_hash == auth.hash_key(key) for k in active):
+                return key
+        if active:
+            return None
+        _row, key = auth.create_key(session, DEFAULT_PROJECT)
+    saved.parent.mkdir(parents=True, exist_ok=True)
+    saved.write_text(key + "\n", encoding="utf-8")
+    saved.chmod(0o600)
+    print(f"Created API key for project '{DEFAULT_PROJECT}' (saved in {saved}):\n  {key}")
+    return key
+
+
+def snippets(base_url: str, key: str) -> str:
+    """A Python snippet (official openai SDK) and a curl line that work as printed."""
+    return (
+        "Fine-tune with the openai SDK (pip install openai):\n\n"
+        + SDK_SNIPPET.format(base_url=base_url, key=key)
+        + "\nList jobs with curl:\n\n"
+        + CURL_LINE.format(base_url=base_url, key=key)
+        + "\n"
+    )
 
 
 def start_worker() -> subprocess.Popen[bytes]:
@@ -46,15 +112,32 @@ def stop_worker(process: subprocess.Popen[bytes], timeout: float = 15.0) -> None
 def run(args: argparse.Namespace) -> int:
     """Migrate, start the worker, serve the API until interrupted, then stop the worker."""
     import uvicorn
+    from sqlalchemy.exc import SQLAlchemyError
 
     from store import migrate
+    from store.settings import get_settings
 
-    if not args.no_migrate:
-        migrate.upgrade()
+    settings = get_settings()
+    try:
+        if not args.no_migrate:
+            migrate.upgrade(settings)
+        key = ensure_key(settings.data_dir) if args.ensure_key else None
+    except SQLAlchemyError as exc:
+        raise CliError(f"cannot prepare the database: {exc}") from exc
+    if args.ensure_key:
+        host = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
+        base_url = f"http://{host}:{args.port}/v1"
+        if key is None:
+            print(
+                f"API keys exist already; create one for the snippet with `quaff keys create "
+                f"--project {DEFAULT_PROJECT}` (keys are shown once)."
+            )
+            key = "YOUR_API_KEY"
+        print(snippets(base_url, key), flush=True)
     worker = None if args.no_worker else start_worker()
     try:
         uvicorn.run("api.main:create_app", factory=True, host=args.host, port=args.port)
     finally:
         if worker is not None:
             stop_worker(worker)
-    return 0 if worker is None or worker.returncode in (0, -15, None) else 1
+    return 0
