@@ -50,6 +50,19 @@ def training_data(n: int = 12) -> bytes:
     return "".join(json.dumps(r) + "\n" for r in rows).encode()
 
 
+def run_cli(svc: Service, *argv: str) -> subprocess.CompletedProcess[str]:
+    """`quaff ARGV...` as a separate process with the service's environment."""
+    return subprocess.run(
+        [sys.executable, "-m", "cli.main", *argv],
+        cwd=ROOT,
+        env=svc.env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
 def create_job(
     sdk: OpenAI,
     file_id: str,
@@ -232,6 +245,73 @@ def test_pause_then_resume_continues_from_the_checkpoint(service: Service) -> No
     assert texts[resumed_at].startswith(f"Resuming from checkpoint at step {step} ")
     later_steps = [e.data["step"] for e in events[resumed_at:] if e.type == "metrics"]
     assert later_steps == list(range(step + 1, 29))
+
+
+def test_client_cli_creates_watches_and_downloads(service: Service, tmp_path: Path) -> None:
+    train = tmp_path / "train.jsonl"
+    train.write_bytes(training_data(10))
+    base = ["--base-url", service.base_url, "--api-key", service.api_key]
+    created = run_cli(
+        service,
+        "jobs",
+        *base,
+        "create",
+        "--model",
+        "tiny-llama",
+        "--file",
+        str(train),
+        "--epochs",
+        "1",
+        "--batch-size",
+        "5",
+        "--lora",
+        '{"r": 4}',
+        "--training",
+        '{"max_seq_length": 48}',
+        "--watch",
+    )
+    assert created.returncode == 0, created.stderr + service.log_tail()
+    job_id = created.stdout.splitlines()[0]
+    assert job_id.startswith("ftjob-")
+    assert "step 2/2" in created.stdout
+    assert f"job {job_id} succeeded: ft:tiny-llama::{job_id[-8:]}" in created.stdout
+
+    target = tmp_path / "adapter"
+    downloaded = run_cli(service, "jobs", *base, "download", job_id, "-o", str(target))
+    assert downloaded.returncode == 0, downloaded.stderr
+    assert (target / "adapter_config.json").is_file()
+    assert json.loads((target / "quaff.json").read_text())["base_model"] == "tiny-llama"
+
+    missing = run_cli(service, "jobs", *base, "watch", "ftjob-nope")
+    assert missing.returncode == 1
+    assert "HTTP 404" in missing.stderr
+
+
+def test_printed_snippets_work(service: Service) -> None:
+    from cli.serve import CURL_LINE, SDK_SNIPPET
+
+    code = SDK_SNIPPET.format(base_url=service.base_url, key=service.api_key)
+    ran = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert ran.returncode == 0, ran.stderr
+    job_id, status = ran.stdout.split()
+    assert status == "queued"
+    curl = CURL_LINE.format(base_url=service.base_url, key=service.api_key)
+    listed = subprocess.run(
+        curl, shell=True, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert listed.returncode == 0, listed.stderr
+    assert job_id in [job["id"] for job in json.loads(listed.stdout)["data"]]
+    sdk = service.sdk()
+    sdk.fine_tuning.jobs.cancel(job_id)
+    wait_for(
+        "the worker to leave the cancelled job",
+        lambda: any(
+            e.message.startswith(("Training stopped", "Job cancelled"))
+            for e in messages(sdk, job_id)
+        ),
+    )
 
 
 def test_killed_worker_job_resumes_on_a_new_worker(service: Service) -> None:
