@@ -1,0 +1,96 @@
+"""Leases: claim, take over only stale jobs, heartbeat renewals, and the sweeper."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from store import jobs
+from store.ids import now_s
+from store.models import Job, JobEvent
+from store.queue import FINE_TUNE_QUEUE, FINE_TUNE_TASK
+from store.settings import Settings
+from tests.conftest import KeyedProject, chat_jsonl, store_training_file
+from worker.lease import acquire, renew, sweep, take_over
+
+
+class Recorder:
+    """Collects published tasks instead of talking to a broker."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, list[str], str]] = []
+
+    def send_task(self, name: str, args: list[str], queue: str) -> Any:
+        self.sent.append((name, args, queue))
+        return None
+
+
+def queued_job(session: Session, settings: Settings, keyed: KeyedProject) -> Job:
+    training = store_training_file(session, settings, keyed.project.id, chat_jsonl(10))
+    body = {"model": "tiny-llama", "training_file": training.id}
+    return jobs.create_job(session, settings, keyed.project.id, body)
+
+
+def age_heartbeat(session: Session, job: Job, seconds: int) -> None:
+    job.heartbeat_at = now_s() - seconds
+    session.commit()
+
+
+def test_acquire_claims_a_queued_job_once(
+    db_session: Session, quaff_settings: Settings, keyed_project: KeyedProject
+) -> None:
+    job = queued_job(db_session, quaff_settings, keyed_project)
+    claimed = acquire(db_session, job.id, "a:1", quaff_settings)
+    assert claimed is not None
+    assert (claimed.status, claimed.worker_id, claimed.attempts) == ("running", "a:1", 1)
+    assert acquire(db_session, job.id, "b:2", quaff_settings) is None
+
+
+def test_take_over_needs_a_stale_heartbeat(
+    db_session: Session, quaff_settings: Settings, keyed_project: KeyedProject
+) -> None:
+    settings = quaff_settings.model_copy(update={"worker_lease_seconds": 60.0})
+    job = queued_job(db_session, settings, keyed_project)
+    jobs.claim_job(db_session, job.id, "a:1")
+    assert take_over(db_session, job.id, "b:2", settings) is None
+    age_heartbeat(db_session, job, 61)
+    taken = take_over(db_session, job.id, "b:2", settings)
+    assert taken is not None
+    assert (taken.status, taken.worker_id, taken.attempts) == ("running", "b:2", 2)
+    texts = db_session.scalars(select(JobEvent.message).where(JobEvent.job_id == job.id)).all()
+    assert "Worker a:1 stopped responding; worker b:2 took over the job" in texts
+    assert take_over(db_session, job.id, "c:3", settings) is None
+
+
+def test_renew_only_for_the_lease_holder(
+    db_session: Session, quaff_settings: Settings, keyed_project: KeyedProject
+) -> None:
+    job = queued_job(db_session, quaff_settings, keyed_project)
+    jobs.claim_job(db_session, job.id, "a:1")
+    assert renew(quaff_settings, job.id, "a:1") is True
+    assert renew(quaff_settings, job.id, "b:2") is False
+    jobs.cancel_job(db_session, job)
+    assert renew(quaff_settings, job.id, "a:1") is False
+
+
+def test_sweep_requeues_stale_running_and_at_start_queued_jobs(
+    db_session: Session, quaff_settings: Settings, keyed_project: KeyedProject
+) -> None:
+    settings = quaff_settings.model_copy(update={"worker_lease_seconds": 60.0})
+    stale = queued_job(db_session, settings, keyed_project)
+    live = queued_job(db_session, settings, keyed_project)
+    waiting = queued_job(db_session, settings, keyed_project)
+    jobs.claim_job(db_session, stale.id, "a:1")
+    jobs.claim_job(db_session, live.id, "b:2")
+    age_heartbeat(db_session, stale, 120)
+    periodic, startup = Recorder(), Recorder()
+    found = sweep(settings, periodic, include_queued=False)
+    assert stale.id in found
+    assert live.id not in found
+    assert waiting.id not in found
+    assert (FINE_TUNE_TASK, [stale.id], FINE_TUNE_QUEUE) in periodic.sent
+    found = sweep(settings, startup, include_queued=True)
+    assert {stale.id, waiting.id} <= set(found)
+    assert live.id not in found

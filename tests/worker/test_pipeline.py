@@ -1,0 +1,113 @@
+"""`run_job` in-process: idempotent on finished jobs, actionable errors, results kept on failure."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from store import jobs
+from store.blobs import BlobStore
+from store.models import File, Job, JobEvent
+from store.settings import Settings
+from tests.conftest import KeyedProject, chat_jsonl, store_training_file
+from worker.pipeline import run_job
+
+
+def new_job(session: Session, settings: Settings, keyed: KeyedProject, **body: Any) -> Job:
+    """A queued tiny-llama job on 10 fresh chat examples."""
+    training = store_training_file(session, settings, keyed.project.id, chat_jsonl(10))
+    payload = {"model": "tiny-llama", "training_file": training.id, **body}
+    return jobs.create_job(session, settings, keyed.project.id, payload)
+
+
+def n_events(session: Session, job_id: str) -> int:
+    return int(session.scalar(select(func.count()).where(JobEvent.job_id == job_id)) or 0)
+
+
+def reload(session: Session, job: Job) -> Job:
+    session.expire_all()
+    row = session.get(Job, job.id)
+    assert row is not None
+    return row
+
+
+def test_finished_and_cancelled_jobs_are_left_alone(
+    db_session: Session, quaff_settings: Settings, keyed_project: KeyedProject
+) -> None:
+    job = new_job(db_session, quaff_settings, keyed_project)
+    jobs.cancel_job(db_session, job)
+    before = n_events(db_session, job.id)
+    assert run_job(job.id, quaff_settings, "test:1") == "skipped"
+    assert run_job("ftjob-missing", quaff_settings, "test:1") == "skipped"
+    job = reload(db_session, job)
+    assert job.status == "cancelled"
+    assert job.worker_id is None
+    assert job.attempts == 0
+    assert n_events(db_session, job.id) == before
+
+
+def test_paused_queued_job_is_not_claimed(
+    db_session: Session, quaff_settings: Settings, keyed_project: KeyedProject
+) -> None:
+    job = new_job(db_session, quaff_settings, keyed_project)
+    jobs.pause_job(db_session, job)
+    assert run_job(job.id, quaff_settings, "test:1") == "skipped"
+    assert reload(db_session, job).status == "paused"
+
+
+def test_nothing_to_train_fails_naming_max_seq_length(
+    db_session: Session, quaff_settings: Settings, keyed_project: KeyedProject
+) -> None:
+    job = new_job(db_session, quaff_settings, keyed_project, training={"max_seq_length": 16})
+    assert run_job(job.id, quaff_settings, "test:1") == "failed"
+    job = reload(db_session, job)
+    assert job.status == "failed"
+    assert job.error_code == "invalid_training_data"
+    assert job.error_param == "training.max_seq_length"
+    assert job.error_message is not None
+    assert "raise training.max_seq_length" in job.error_message
+    assert job.attempts == 1
+    assert job.finished_at is not None
+    messages = db_session.scalars(select(JobEvent.message).where(JobEvent.job_id == job.id)).all()
+    assert f"Fine-tuning job failed: {job.error_message}" in messages
+    assert run_job(job.id, quaff_settings, "test:2") == "skipped"
+
+
+def test_missing_training_blob_fails_naming_the_file(
+    db_session: Session, quaff_settings: Settings, keyed_project: KeyedProject
+) -> None:
+    job = new_job(db_session, quaff_settings, keyed_project)
+    row = db_session.get(File, job.training_file_id)
+    assert row is not None
+    BlobStore(quaff_settings.blob_dir).delete(row.blob_key)
+    assert run_job(job.id, quaff_settings, "test:1") == "failed"
+    job = reload(db_session, job)
+    assert (job.error_code, job.error_param) == ("invalid_file", "training_file")
+    assert job.error_message == f"File {row.id} no longer exists."
+
+
+def test_non_integer_lora_alpha_fails_naming_it(
+    db_session: Session, quaff_settings: Settings, keyed_project: KeyedProject
+) -> None:
+    job = new_job(db_session, quaff_settings, keyed_project, lora={"alpha": 16.5})
+    assert run_job(job.id, quaff_settings, "test:1") == "failed"
+    job = reload(db_session, job)
+    assert (job.error_code, job.error_param) == ("invalid_hyperparameters", "lora.alpha")
+
+
+@pytest.mark.parametrize("outcome", ["cancelled", "succeeded"])
+def test_terminal_jobs_never_run(
+    db_session: Session, quaff_settings: Settings, keyed_project: KeyedProject, outcome: str
+) -> None:
+    job = new_job(db_session, quaff_settings, keyed_project)
+    assert jobs.claim_job(db_session, job.id, "other:1") is not None
+    if outcome == "cancelled":
+        jobs.cancel_job(db_session, job)
+    else:
+        job.fine_tuned_model = "ft:tiny-llama::x"
+        jobs.succeed_job(db_session, job)
+    assert run_job(job.id, quaff_settings, "test:1") == "skipped"
+    assert reload(db_session, job).status == outcome
