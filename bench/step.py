@@ -121,17 +121,19 @@ def time_modes(args: argparse.Namespace, model_name: str) -> dict[str, Any]:
     batches = token_batches(vocab, args.batch, args.seq_len, args.warmup + args.steps, seed=2)
     times: dict[str, list[float]] = {m: [] for m in args.modes}
     losses: dict[str, float] = {}
+    last: dict[str, float] = {}
     for i, ids in enumerate(batches):
         order = args.modes[i % len(args.modes) :] + args.modes[: i % len(args.modes)]
         for mode in order:
             t0 = time.perf_counter()
             losses[mode] = runners[mode].step(ids)
             elapsed = time.perf_counter() - t0
+            last[mode] = elapsed
             if i >= args.warmup:
                 times[mode].append(elapsed)
         tag = "warm-up" if i < args.warmup else "step"
-        row = "  ".join(f"{m}={losses[m]:.3f}" for m in order)
-        print(f"  {tag} {i}: losses {row}", flush=True)
+        row = "  ".join(f"{m}={last[m]:.2f}s (loss {losses[m]:.3f})" for m in order)
+        print(f"  {tag} {i}: {row}", flush=True)
     if args.profile:
         profile(runners[args.profile], batches[0], args.profile)
     return {"times": times, "last_loss": losses}
