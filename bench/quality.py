@@ -227,7 +227,7 @@ def evaluate(
 def load_splits(args: argparse.Namespace) -> dict[str, list[Example]]:
     """Generate the task (bench/task.py) and read its splits; test is cut to `--test-examples`."""
     sizes = {"train": args.train_examples, "validation": args.valid_examples, "test": args.test}
-    paths = write_splits(args.out / "task", sizes, seed=args.task_seed)
+    paths = write_splits(args.out / "task", sizes, seed=args.task_seed, shift_max=args.shift_max)
     return {split: read_examples(path) for split, path in paths.items()}
 
 
@@ -251,6 +251,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--valid-examples", type=int, default=200)
     p.add_argument("--test", type=int, default=200, help="test examples decoded greedily")
     p.add_argument("--task-seed", type=int, default=0)
+    p.add_argument("--shift-max", type=int, default=9, help="0 = plain date conversion")
     p.add_argument("--eval-batch", type=int, default=25)
     p.add_argument("--max-new-tokens", type=int, default=12)
     p.add_argument("--threads", type=int, default=2)
@@ -276,7 +277,10 @@ def main(argv: list[str] | None = None) -> None:
         "environment": environment(args.threads),
         "config": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
         "task": {
-            "generator": "bench/task.py (words date -> ISO 8601 date)",
+            "generator": "bench/task.py (words date -> ISO 8601 date; half the questions ask "
+            f"for 1..{args.shift_max} days later)"
+            if args.shift_max
+            else "bench/task.py (words date -> ISO 8601 date)",
             "sizes": {k: len(v) for k, v in splits.items()},
             "seed": args.task_seed,
         },

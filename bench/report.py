@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -169,11 +170,12 @@ def load_results(folder: Path) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> None:
     """Render the figures and RESULTS.md."""
-    from bench.report_md import render
+    from bench.report_md import readme_section, render, replace_section
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--results", type=Path, default=Path("bench/results"))
     p.add_argument("--out", type=Path, default=Path("bench/RESULTS.md"))
+    p.add_argument("--readme", type=Path, help="also rewrite this README's Benchmarks section")
     args = p.parse_args(argv)
     results = load_results(args.results)
     if not results:
@@ -181,6 +183,12 @@ def main(argv: list[str] | None = None) -> None:
     text = render(results, args.results, args.out.parent)
     args.out.write_text(text, encoding="utf-8")
     print(f"wrote {args.out}")
+    if args.readme:
+        link = os.path.relpath(args.out, args.readme.parent)
+        section = readme_section(results, Path(link).as_posix())
+        old = args.readme.read_text(encoding="utf-8")
+        args.readme.write_text(replace_section(old, "## Benchmarks", section), encoding="utf-8")
+        print(f"updated the Benchmarks section of {args.readme}")
 
 
 if __name__ == "__main__":

@@ -81,6 +81,13 @@ def _speed_section(speed: dict[str, Any], figures: Path, md_dir: Path, title: st
     return lines
 
 
+def op_label(name: str) -> str:
+    """Profiler key, readable: inductor graphs are the compiled Quaff quantize/dequantize ops."""
+    if name.startswith("## Call CompiledFxGraph"):
+        return "torch.compile graph (quantize/dequantize) " + name.split()[3][:8]
+    return name.replace("|", "/")
+
+
 def _profile_section(speed: dict[str, Any]) -> list[str]:
     """Top operators of the profiled Quaff steps: the largest remaining costs."""
     lines: list[str] = []
@@ -90,7 +97,8 @@ def _profile_section(speed: dict[str, Any]) -> list[str]:
             f"### Profile: one `{prof['mode']}` step, {prof['model']} "
             f"{prof['batch']} x {prof['seq_len']}",
             "",
-            f"Largest remaining cost: **`{top['name']}`** ({top['share']:.0%} of self CPU time)."
+            f"Largest remaining cost: **`{op_label(top['name'])}`** ({top['share']:.0%} of self "
+            "CPU time)."
             if top
             else "",
             "",
@@ -98,10 +106,33 @@ def _profile_section(speed: dict[str, Any]) -> list[str]:
             "|---|---:|---:|---:|",
         ]
         for op in prof["ops"][:10]:
-            name = op["name"].replace("|", "/")
             lines.append(
-                f"| `{name}` | {op['self_cpu_ms']:.1f} | {op['share']:.1%} | {op['calls']} |"
+                f"| `{op_label(op['name'])}` | {op['self_cpu_ms']:.1f} | {op['share']:.1%} "
+                f"| {op['calls']} |"
             )
+        parts = prof.get("matmul_share_by_component", {})
+        if parts:
+            lines += [
+                "",
+                "Matrix multiplies grouped by the part of the model they belong to (share of the "
+                "step's self CPU time): "
+                + "; ".join(f"{part} {share:.1%}" for part, share in parts.items())
+                + ".",
+            ]
+        shaped = prof.get("matmuls_by_shape", [])
+        if shaped:
+            lines += [
+                "",
+                "Matrix multiplies by input shapes (M x K, K x N; which layer they are):",
+                "",
+                "| operator | input shapes | self CPU ms | share | calls |",
+                "|---|---|---:|---:|---:|",
+            ]
+            lines += [
+                f"| `{op['name']}` | `{op['shapes']}` | {op['self_cpu_ms']:.1f} "
+                f"| {op['share']:.1%} | {op['calls']} |"
+                for op in shaped[:8]
+            ]
         lines.append("")
     return lines
 
@@ -203,7 +234,8 @@ def render(results: dict[str, Any], figures: Path, md_dir: Path) -> str:
         top = prof["ops"][0]
         lines += [
             f"Largest remaining cost in a `{prof['mode']}` step ({prof['model']}, profiled): "
-            f"`{top['name']}` at {top['share']:.0%} of self CPU time (see the profile below).",
+            f"`{op_label(top['name'])}` at {top['share']:.0%} of self CPU time (see the profile "
+            "below).",
             "",
         ]
     if speed:
@@ -224,3 +256,55 @@ def render(results: dict[str, Any], figures: Path, md_dir: Path) -> str:
         lines += _quality_section(quality, figures, md_dir)
         lines += _stability_section(quality, figures, md_dir)
     return "\n".join(lines).rstrip() + "\n"
+
+
+def readme_section(results: dict[str, Any], results_md: str) -> str:
+    """The README's "## Benchmarks" section: the claims table and a link to RESULTS.md."""
+    speed, quality = results.get("speed"), results.get("quality")
+    verdicts = (speed_verdicts(speed) if speed else []) + (
+        quality_verdicts(quality) if quality else []
+    )
+    missed = [v for v in verdicts if not v.met]
+    env = (speed or quality or {}).get("environment", {})
+    lines = [
+        "## Benchmarks",
+        "",
+        "`make bench` (about 40 minutes on a 2-core CPU; `make bench BENCH_ARGS=--quick` for a "
+        "few minutes) measures the Quaff paper's claims against fp32 LoRA side by side in one run "
+        f"and writes [{results_md}]({results_md}) with plots. Last run: {env.get('device')}, "
+        f"{env.get('threads')} threads, torch {env.get('torch')}; no GPU was available to it.",
+        "",
+    ]
+    lines += _verdict_table(verdicts)
+    lines += [
+        "",
+        f"{len(verdicts) - len(missed)} of {len(verdicts)} checks met"
+        + (
+            "; missed: " + "; ".join(f"{v.claim} ({v.gap})" for v in missed) + "."
+            if missed
+            else "."
+        ),
+    ]
+    if speed and speed.get("profiles"):
+        prof = speed["profiles"][0]
+        parts = prof.get("matmul_share_by_component", {})
+        top = prof["ops"][0]
+        biggest = next(iter(parts.items()), None)
+        lines += [
+            "",
+            f"Largest remaining cost of a `{prof['mode']}` step ({prof['model']}, profiled): "
+            f"`{op_label(top['name'])}` at {top['share']:.0%} of self CPU time"
+            + (f"; by part of the model, {biggest[0]} ({biggest[1]:.0%})" if biggest else "")
+            + f". Details in [{results_md}]({results_md}).",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def replace_section(text: str, heading: str, section: str) -> str:
+    """`text` with the section starting at `heading` (up to the next '## ') replaced."""
+    start = text.find(heading + "\n")
+    if start < 0:
+        raise ValueError(f"no {heading!r} section to replace")
+    end = text.find("\n## ", start + len(heading))
+    tail = text[end + 1 :] if end >= 0 else ""
+    return text[:start] + section.rstrip("\n") + "\n\n" + tail

@@ -50,13 +50,30 @@ def run_step_bench(args: argparse.Namespace, batch: int, seq: int, out: Path) ->
     return data
 
 
+def matmul_component(name: str, shapes: list[list[int]], vocab: int, lora_r: int) -> str:
+    """Which part of the model a matrix multiply of these input shapes belongs to."""
+    if name == "aten::_int_mm":
+        return "int8 base GEMMs"
+    dims = {d for shape in shapes for d in shape}
+    if vocab in dims:
+        return "output head (logits and their gradient)"
+    if lora_r in dims:
+        return "LoRA A/B matmuls"
+    if name == "aten::bmm" or any(len(shape) > 2 for shape in shapes):
+        return "attention"
+    matrices = [shape for shape in shapes if len(shape) == 2]
+    if matrices and min(min(shape) for shape in matrices) <= 64:
+        return "small matmuls (outlier-channel corrections)"
+    return "other fp matmuls"
+
+
 def top_ops(mode: str, model_name: str, batch: int, seq: int, layers: int) -> dict[str, Any]:
     """Profile one training step of `mode`; the top operators by self CPU time (with shares)."""
     from torch.profiler import ProfilerActivity, profile
 
     from bench.step import token_batches
     from bench.step_models import build_base
-    from bench.step_modes import MODES
+    from bench.step_modes import LORA_R, MODES
 
     base = build_base(model_name, layers)
     vocab = base.config.vocab_size
@@ -65,11 +82,21 @@ def top_ops(mode: str, model_name: str, batch: int, seq: int, layers: int) -> di
     ids = token_batches(vocab, batch, seq, 1, seed=2)[0]
     runner.step(ids)
     runner.step(ids)
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
+    with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
         runner.step(ids)
     events = prof.key_averages()
     total = sum(e.self_cpu_time_total for e in events) or 1.0
     rows = sorted(events, key=lambda e: e.self_cpu_time_total, reverse=True)[:TOP_OPS]
+    shaped = [
+        e
+        for e in prof.key_averages(group_by_input_shape=True)
+        if e.key in ("aten::mm", "aten::addmm", "aten::bmm", "aten::_int_mm")
+    ]
+    shaped.sort(key=lambda e: e.self_cpu_time_total, reverse=True)
+    components: dict[str, float] = {}
+    for e in shaped:
+        part = matmul_component(e.key, [list(x) for x in e.input_shapes if x], vocab, LORA_R)
+        components[part] = components.get(part, 0.0) + e.self_cpu_time_total / total
     return {
         "mode": mode,
         "model": model_name,
@@ -85,6 +112,17 @@ def top_ops(mode: str, model_name: str, batch: int, seq: int, layers: int) -> di
             }
             for e in rows
         ],
+        "matmuls_by_shape": [
+            {
+                "name": e.key,
+                "shapes": str(e.input_shapes),
+                "self_cpu_ms": e.self_cpu_time_total / 1000.0,
+                "share": e.self_cpu_time_total / total,
+                "calls": e.count,
+            }
+            for e in shaped[:TOP_OPS]
+        ],
+        "matmul_share_by_component": dict(sorted(components.items(), key=lambda kv: -kv[1])),
     }
 
 
@@ -132,6 +170,10 @@ def main(argv: list[str] | None = None) -> None:
         prof = top_ops(mode, args.model[0], batch, seq, args.layers)
         for op in prof["ops"][:8]:
             print(f"  {op['share']:6.1%} {op['self_cpu_ms']:9.1f} ms  {op['name']}")
+        for part, share in prof["matmul_share_by_component"].items():
+            print(f"  {share:6.1%} of the step: {part}")
+        for op in prof["matmuls_by_shape"][:6]:
+            print(f"  {op['share']:6.1%} {op['self_cpu_ms']:9.1f} ms  {op['name']} {op['shapes']}")
         record["profiles"].append(prof)
         write_json(args.json, record)
     print(f"wrote {args.json}")

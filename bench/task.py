@@ -1,10 +1,13 @@
 """Generate the exact-match fine-tuning task used by the quality-parity benchmark.
 
 The task: rewrite a date written in words ("Tuesday, the 14th of July 2023") as ISO 8601
-("2023-07-14"). The answer is a single exact string, so greedy-decoded outputs are scored by
-exact match. Generation is deterministic for a given seed; splits never share a date.
+("2023-07-14"). With `shift_max` > 0, half of the questions ask for a date a few days later
+("5 days after July 14th, 2023" -> "2023-07-19"), which needs day arithmetic across month ends:
+the validation loss then has a floor well above zero instead of collapsing after a few steps.
+The answer is a single exact string, so greedy-decoded outputs are scored by exact match.
+Generation is deterministic for a given seed; splits never share an answer date.
 
-    python -m bench.task --out bench/out/task --train 2000 --validation 200 --test 200
+    python -m bench.task --out bench/out/task --train 2000 --validation 200 --test 200 --shift-max 9
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 SYSTEM = "Convert the date to ISO 8601 (YYYY-MM-DD). Answer with the date only."
+SHIFT_SYSTEM = "Give the date described in ISO 8601 (YYYY-MM-DD). Answer with the date only."
 MONTHS = tuple(dt.date(2000, m, 1).strftime("%B") for m in range(1, 13))
 ORDINAL_SUFFIX = {1: "st", 2: "nd", 3: "rd", 21: "st", 22: "nd", 23: "rd", 31: "st"}
 START = dt.date(1950, 1, 1)
@@ -42,26 +46,47 @@ def phrase(date: dt.date, style: int) -> str:
     return forms[style % len(forms)]
 
 
-def examples(n: int, rng: random.Random, used: set[dt.date]) -> Iterator[dict[str, object]]:
-    """`n` chat examples on dates not in `used` (which is updated)."""
+def question(date: dt.date, style: int, shift: int) -> str:
+    """The user turn: the date in words, or `shift` days after it."""
+    if shift <= 0:
+        return phrase(date, style)
+    unit = "day" if shift == 1 else "days"
+    return f"{shift} {unit} after {phrase(date, style)}"
+
+
+def examples(
+    n: int, rng: random.Random, used: set[dt.date], shift_max: int = 0
+) -> Iterator[dict[str, object]]:
+    """`n` chat examples whose answer dates are not in `used` (which is updated).
+
+    With `shift_max` > 0, each question asks for the date 1..shift_max days later with
+    probability 1/2.
+    """
     made = 0
     while made < n:
         date = START + dt.timedelta(days=rng.randrange(SPAN_DAYS + 1))
-        if date in used:
+        style = rng.randrange(5)
+        shift = rng.randint(1, shift_max) if shift_max > 0 and rng.random() < 0.5 else 0
+        answer = date + dt.timedelta(days=shift)
+        if answer in used:
             continue
-        used.add(date)
+        used.add(answer)
         made += 1
         yield {
             "messages": [
-                {"role": "system", "content": SYSTEM},
-                {"role": "user", "content": phrase(date, rng.randrange(5))},
-                {"role": "assistant", "content": date.isoformat()},
+                {"role": "system", "content": SHIFT_SYSTEM if shift_max > 0 else SYSTEM},
+                {"role": "user", "content": question(date, style, shift)},
+                {"role": "assistant", "content": answer.isoformat()},
             ]
         }
 
 
-def write_splits(out: Path, sizes: dict[str, int], seed: int = 0) -> dict[str, Path]:
+def write_splits(
+    out: Path, sizes: dict[str, int], seed: int = 0, shift_max: int = 0
+) -> dict[str, Path]:
     """Write `<split>.jsonl` files under `out`; returns split name -> path."""
+    if shift_max < 0:
+        raise ValueError(f"shift_max must be >= 0, got {shift_max}")
     rng = random.Random(seed)
     used: set[dt.date] = set()
     out.mkdir(parents=True, exist_ok=True)
@@ -69,7 +94,7 @@ def write_splits(out: Path, sizes: dict[str, int], seed: int = 0) -> dict[str, P
     for split, n in sizes.items():
         path = out / f"{split}.jsonl"
         with path.open("w", encoding="utf-8") as fh:
-            for example in examples(n, rng, used):
+            for example in examples(n, rng, used, shift_max):
                 fh.write(json.dumps(example) + "\n")
         paths[split] = path
     return paths
@@ -82,9 +107,10 @@ def main() -> None:
     parser.add_argument("--validation", type=int, default=200)
     parser.add_argument("--test", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--shift-max", type=int, default=0, help="0 = plain conversion only")
     args = parser.parse_args()
     sizes = {"train": args.train, "validation": args.validation, "test": args.test}
-    for split, path in write_splits(args.out, sizes, args.seed).items():
+    for split, path in write_splits(args.out, sizes, args.seed, args.shift_max).items():
         print(f"{split}: {sizes[split]} examples -> {path}")
 
 

@@ -6,7 +6,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from bench.report import main, quality_verdicts, speed_verdicts
+from bench.report_md import replace_section
 
 ENV = {"torch": "2.13.0+cpu", "threads": 2, "device": "cpu: test CPU, 2 cores", "python": "3.11"}
 
@@ -147,3 +150,25 @@ def test_report_writes_results_md_and_figures(tmp_path: Path) -> None:
     for png in ("speed_4x256.png", "loss_curves.png", "outlier_recall.png"):
         assert (results / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert f"](results/{png})" in text
+
+
+def test_readme_section_is_replaced_and_the_rest_kept(tmp_path: Path) -> None:
+    results = tmp_path / "bench" / "results"
+    results.mkdir(parents=True)
+    (results / "quality.json").write_text(json.dumps(quality_json()))
+    readme = tmp_path / "README.md"
+    readme.write_text("# Q\n\n## Benchmarks\n\n_Not yet built._\n\n## Development\n\n- x\n")
+    out = tmp_path / "bench" / "RESULTS.md"
+    main(["--results", str(results), "--out", str(out), "--readme", str(readme)])
+    text = readme.read_text()
+    assert text.startswith("# Q\n\n## Benchmarks\n")
+    assert text.endswith("\n\n## Development\n\n- x\n")
+    assert "_Not yet built._" not in text
+    assert "[bench/RESULTS.md](bench/RESULTS.md)" in text
+    assert "| test exact match vs fp32 | within 2 points of fp32 |" in text
+
+
+def test_replace_section_needs_the_heading() -> None:
+    assert replace_section("a\n## B\nold\n", "## B", "## B\nnew\n") == "a\n## B\nnew\n\n"
+    with pytest.raises(ValueError, match="no '## C' section"):
+        replace_section("a\n## B\n", "## C", "x")

@@ -7,7 +7,7 @@ import argparse
 import pytest
 
 from bench.run import parse_args, stage_commands
-from bench.speed import parse_shape
+from bench.speed import matmul_component, parse_shape
 
 
 def test_full_run_has_speed_quality_then_report() -> None:
@@ -34,3 +34,15 @@ def test_parse_shape() -> None:
     for bad in ("4", "x256", "0x10", "4x1", "ax2"):
         with pytest.raises(argparse.ArgumentTypeError):
             parse_shape(bad)
+
+
+def test_matmul_component_names_the_layer_from_shapes() -> None:
+    vocab, r = 49152, 16
+    assert matmul_component("aten::_int_mm", [[1024, 576], [576, 1536]], vocab, r).startswith(
+        "int8"
+    )
+    assert matmul_component("aten::mm", [[1024, 576], [576, 49152]], vocab, r).startswith("output")
+    assert matmul_component("aten::mm", [[1024, 576], [576, 16]], vocab, r).startswith("LoRA")
+    assert matmul_component("aten::bmm", [[36, 256, 64], [36, 64, 256]], vocab, r) == "attention"
+    assert matmul_component("aten::mm", [[1024, 5], [5, 576]], vocab, r).startswith("small")
+    assert matmul_component("aten::mm", [[1024, 576], [576, 576]], vocab, r) == "other fp matmuls"

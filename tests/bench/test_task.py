@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from pathlib import Path
 
-from bench.task import ordinal, phrase, write_splits
+import pytest
+
+from bench.task import ordinal, phrase, question, write_splits
 
 
 def read(path: Path) -> list[dict[str, list[dict[str, str]]]]:
@@ -58,3 +61,31 @@ def test_surface_forms() -> None:
         "23rd",
         "31st",
     ]
+
+
+def test_shifted_questions_answer_the_later_date(tmp_path: Path) -> None:
+    paths = write_splits(tmp_path, {"train": 300, "test": 60}, seed=1, shift_max=9)
+    rows = read(paths["train"]) + read(paths["test"])
+    shifted = 0
+    for row in rows:
+        user, answer = row["messages"][1]["content"], row["messages"][2]["content"]
+        match = re.match(r"(\d) days? after (.*)$", user)
+        if match is None:
+            continue
+        shifted += 1
+        n, words = int(match.group(1)), match.group(2)
+        assert 1 <= n <= 9
+        start = dt.date.fromisoformat(answer) - dt.timedelta(days=n)
+        assert words in {phrase(start, style) for style in range(5)}
+    assert 0.3 < shifted / len(rows) < 0.7
+    answers = {split: {r["messages"][2]["content"] for r in read(p)} for split, p in paths.items()}
+    assert not answers["train"] & answers["test"]
+
+
+def test_question_forms() -> None:
+    date = dt.date(2023, 7, 14)
+    assert question(date, 1, 0) == "July 14th, 2023"
+    assert question(date, 1, 1) == "1 day after July 14th, 2023"
+    assert question(date, 2, 5) == "5 days after the 14th of July, 2023"
+    with pytest.raises(ValueError, match="shift_max must be >= 0"):
+        write_splits(Path("unused"), {"train": 1}, shift_max=-1)
