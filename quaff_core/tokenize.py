@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import torch
+from jinja2.exceptions import TemplateError
 from transformers import PreTrainedTokenizerBase
 
 from quaff_core.data import Example
@@ -63,6 +64,19 @@ def _render(tokenizer: PreTrainedTokenizerBase, messages: list[dict[str, str]], 
     return text
 
 
+def _turn_end(tokenizer: PreTrainedTokenizerBase, messages: list[dict[str, str]], upto: str) -> int:
+    """End of the last turn in `upto`: where it stops agreeing with a render that continues."""
+    probe = [*messages, {"role": "user", "content": "\x00"}]
+    try:
+        longer = _render(tokenizer, probe, gen=False)
+    except TemplateError:
+        return len(upto.rstrip())
+    same = next(
+        (j for j, (a, b) in enumerate(zip(upto, longer, strict=False)) if a != b), len(upto)
+    )
+    return len(upto[:same].rstrip())
+
+
 def chat_spans(
     tokenizer: PreTrainedTokenizerBase, example: Example, *, all_assistant: bool = False
 ) -> tuple[str, list[tuple[int, int]]]:
@@ -80,8 +94,9 @@ def chat_spans(
             continue
         prefix = _render(tokenizer, messages[:i], gen=True)
         upto = _render(tokenizer, messages[: i + 1], gen=False)
-        if upto.startswith(prefix) and text.startswith(upto) and len(prefix) >= cursor:
-            start, end = len(prefix), len(upto.rstrip())
+        stable = i > 0 and upto.startswith(prefix) and text.startswith(upto)
+        if stable and len(prefix) >= cursor:
+            start, end = len(prefix), _turn_end(tokenizer, messages[: i + 1], upto)
         else:
             start = text.find(message.content, cursor)
             if start < 0:

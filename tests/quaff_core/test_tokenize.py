@@ -98,6 +98,35 @@ def test_smollm2_default_system_prompt_is_masked(smol: PreTrainedTokenizerBase) 
     assert trained_text(smol, tok.input_ids, tok.labels) == ["4<|im_end|>"]
 
 
+def test_assistant_first_conversation(smol: PreTrainedTokenizerBase) -> None:
+    example = Example("chat", 1, messages=(Message("assistant", "Hi"), Message("user", "Yo")))
+    tok = tokenize_example(example, smol, max_seq_length=512)
+    assert trained_text(smol, tok.input_ids, tok.labels) == ["Hi<|im_end|>"]
+
+
+def test_unstable_template_falls_back_to_locating_content() -> None:
+    tokenizer = tiny_llama_tokenizer()
+    # renders a closing marker only at the end: prefixes are not prefixes of the full text
+    tokenizer.chat_template = (
+        "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>"
+        "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n"
+        "{% else %}[end]{% endif %}"
+    )
+    example = Example(
+        "chat",
+        1,
+        messages=(
+            Message("user", "a"),
+            Message("assistant", "b"),
+            Message("user", "c"),
+            Message("assistant", "d"),
+        ),
+    )
+    text, spans = chat_spans(tokenizer, example)
+    assert text.endswith("[end]")
+    assert [text[s:e] for s, e in spans] == ["b<|im_end|>", "d<|im_end|>"]
+
+
 def test_every_weighted_assistant_turn_is_trained(tiny: PreTrainedTokenizerBase) -> None:
     example = Example(
         "chat",
