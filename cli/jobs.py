@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import logging
 import os
 import sys
 import tarfile
@@ -66,6 +67,7 @@ def client(args: argparse.Namespace, timeout: float | None = 60.0) -> httpx.Clie
     """An HTTP client for the server in `args`."""
     if not args.api_key:
         raise CliError("no API key: pass --api-key or set OPENAI_API_KEY")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     return httpx.Client(
         base_url=args.base_url.rstrip("/"),
         headers={"Authorization": f"Bearer {args.api_key}"},
@@ -132,13 +134,23 @@ def progress_line(data: dict[str, Any]) -> str:
     return f"[{'#' * done}{'-' * (BAR_WIDTH - done)}] step {step}/{total}{tail}"
 
 
-def render_event(event: dict[str, Any], out: TextIO) -> None:
-    """A metrics event redraws the bar; a message event is printed on its own line."""
-    if event.get("type") == "metrics" and isinstance(event.get("data"), dict):
-        out.write("\r" + progress_line(event["data"]))
-    else:
-        out.write(f"\r{event.get('level', 'info')}: {event.get('message', '')}\n")
-    out.flush()
+class EventPrinter:
+    """A metrics event redraws the progress bar in place; a message event gets its own line."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+        self.bar_shown = False
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        """Print one event."""
+        if event.get("type") == "metrics" and isinstance(event.get("data"), dict):
+            self.out.write("\r" + progress_line(event["data"]))
+            self.bar_shown = True
+        else:
+            prefix = "\n" if self.bar_shown else ""
+            self.out.write(f"{prefix}{event.get('level', 'info')}: {event.get('message', '')}\n")
+            self.bar_shown = False
+        self.out.flush()
 
 
 def watch_job(args: argparse.Namespace) -> int:
@@ -151,17 +163,18 @@ def watch_job(args: argparse.Namespace) -> int:
             if not stream.is_success:
                 stream.read()
                 checked(stream)
+            show = EventPrinter(sys.stdout)
             for line in stream.iter_lines():
                 if not line.startswith("data:"):
                     continue
                 event = json.loads(line.removeprefix("data:").strip())
-                render_event(event, sys.stdout)
+                show(event)
                 if event.get("type") == "message" and "paused" in event.get("message", ""):
                     job = checked(http.get(f"/fine_tuning/jobs/{args.job_id}"))
                     if job["status"] == "paused":
                         break
         job = checked(http.get(f"/fine_tuning/jobs/{args.job_id}"))
-    print(f"\njob {job['id']} {job['status']}" + _ending(job))
+    print(f"job {job['id']} {job['status']}" + _ending(job))
     return {"succeeded": 0, "paused": 2}.get(job["status"], 1)
 
 

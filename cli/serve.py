@@ -96,10 +96,10 @@ def start_worker() -> subprocess.Popen[bytes]:
 
 
 def stop_worker(process: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
-    """SIGTERM the worker's group, then SIGKILL it; a job cut short resumes on the next worker."""
+    """SIGTERM the worker, then SIGKILL what is left of its group; a cut job resumes elsewhere."""
     if process.poll() is not None:
         return
-    os.killpg(process.pid, signal.SIGTERM)
+    process.terminate()
     try:
         process.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
