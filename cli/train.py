@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -111,6 +112,7 @@ def load_model(args: argparse.Namespace) -> tuple[Any, Any]:
     """Load --model, turning load failures into CliError."""
     from quaff_core.models import load_base_model
 
+    print(f"Loading base model {args.model}", file=sys.stderr, flush=True)
     try:
         return load_base_model(args.model, cache_dir=args.cache_dir)
     except (ValueError, OSError) as exc:
