@@ -41,12 +41,12 @@ def run_job(job_id: str, settings: Settings, worker_id: str) -> Outcome:
         except JobFailure as failure:
             return _fail(session, job, failure.code, failure.message, failure.param)
         except MemoryError as exc:
-            return _fail(session, job, *_oom_error(job, "cpu", exc))
+            return _fail(session, job, *out_of_memory_error(job, "cpu", exc))
         except RuntimeError as exc:
             if "out of memory" not in str(exc).lower():
                 logger.exception("job %s crashed", job_id)
                 return _fail(session, job, "internal_error", _internal_message(exc))
-            return _fail(session, job, *_oom_error(job, "cuda", exc))
+            return _fail(session, job, *out_of_memory_error(job, "cuda", exc))
         except Exception as exc:  # the job must end `failed`, whatever broke
             logger.exception("job %s crashed", job_id)
             return _fail(session, job, "internal_error", _internal_message(exc))
@@ -59,7 +59,7 @@ def _internal_message(exc: BaseException) -> str:
     return f"Internal error while training ({type(exc).__name__}: {exc}); please retry the job."
 
 
-def _oom_error(job: Job, device: str, exc: BaseException) -> tuple[str, str, str]:
+def out_of_memory_error(job: Job, device: str, exc: BaseException) -> tuple[str, str, str]:
     """The actionable out-of-memory error, naming the batch size that caused it."""
     batch = job.hyperparameters.get("batch_size")
     length = job.training.get("max_seq_length")

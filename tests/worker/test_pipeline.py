@@ -13,7 +13,7 @@ from store.blobs import BlobStore
 from store.models import File, Job, JobEvent
 from store.settings import Settings
 from tests.conftest import KeyedProject, chat_jsonl, store_training_file
-from worker.pipeline import run_job
+from worker.pipeline import out_of_memory_error, run_job
 
 
 def new_job(session: Session, settings: Settings, keyed: KeyedProject, **body: Any) -> Job:
@@ -111,3 +111,31 @@ def test_terminal_jobs_never_run(
         jobs.succeed_job(db_session, job)
     assert run_job(job.id, quaff_settings, "test:1") == "skipped"
     assert reload(db_session, job).status == outcome
+
+
+def test_unloadable_model_fails_naming_model(
+    db_session: Session, quaff_settings: Settings, keyed_project: KeyedProject
+) -> None:
+    job = new_job(db_session, quaff_settings, keyed_project)
+    job.model = "./no-such-model"
+    db_session.commit()
+    assert run_job(job.id, quaff_settings, "test:1") == "failed"
+    job = reload(db_session, job)
+    assert (job.error_code, job.error_param) == ("model_not_available", "model")
+    assert job.error_message is not None
+    assert job.error_message.startswith("Cannot load ./no-such-model: unknown base model")
+
+
+def test_out_of_memory_error_names_the_batch_size(
+    db_session: Session, quaff_settings: Settings, keyed_project: KeyedProject
+) -> None:
+    job = new_job(
+        db_session,
+        quaff_settings,
+        keyed_project,
+        hyperparameters={"batch_size": 64},
+        training={"max_seq_length": 2048},
+    )
+    code, message, param = out_of_memory_error(job, "cuda", RuntimeError("CUDA out of memory"))
+    assert (code, param) == ("out_of_memory", "hyperparameters.batch_size")
+    assert message.startswith("Out of cuda memory with batch_size=64 and max_seq_length=2048.")
