@@ -187,17 +187,23 @@ def _run_claimed(
         callbacks = StoreCallbacks(
             session, blobs, job, lease_lost=lease_lost, extra_files=tokenizer_files
         )
-        result = train(
-            (model, tokenizer),
-            blobs.path(train_file.blob_key),
-            work / "run",
-            config=config,
-            validation_data=blobs.path(valid_file.blob_key) if valid_file else None,
-            outlier_map=outlier_map,
-            callbacks=callbacks,
-            resume_from=resume,
-            base_model_id=job.model,
-        )
+        try:
+            result = train(
+                (model, tokenizer),
+                blobs.path(train_file.blob_key),
+                work / "run",
+                config=config,
+                validation_data=blobs.path(valid_file.blob_key) if valid_file else None,
+                outlier_map=outlier_map,
+                callbacks=callbacks,
+                resume_from=resume,
+                base_model_id=job.model,
+            )
+        except ValueError as exc:
+            if "max_seq_length" not in str(exc):
+                raise
+            message = f"Nothing to train on: {exc}"
+            raise JobFailure("invalid_training_data", message, "training.max_seq_length") from exc
         del model
         return _finish(session, blobs, job, result, store_results)
 

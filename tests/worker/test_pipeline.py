@@ -139,3 +139,20 @@ def test_out_of_memory_error_names_the_batch_size(
     code, message, param = out_of_memory_error(job, "cuda", RuntimeError("CUDA out of memory"))
     assert (code, param) == ("out_of_memory", "hyperparameters.batch_size")
     assert message.startswith("Out of cuda memory with batch_size=64 and max_seq_length=2048.")
+
+
+def test_unquantized_job_with_nothing_to_train_names_max_seq_length(
+    db_session: Session, quaff_settings: Settings, keyed_project: KeyedProject
+) -> None:
+    job = new_job(
+        db_session,
+        quaff_settings,
+        keyed_project,
+        quantization={"method": "none"},
+        training={"max_seq_length": 16},
+    )
+    assert run_job(job.id, quaff_settings, "test:1") == "failed"
+    job = reload(db_session, job)
+    assert (job.error_code, job.error_param) == ("invalid_training_data", "training.max_seq_length")
+    assert job.error_message is not None
+    assert job.error_message.startswith("Nothing to train on: ")
