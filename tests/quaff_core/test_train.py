@@ -77,22 +77,22 @@ def lora_weights(adapter_dir: Path) -> dict[str, torch.Tensor]:
 
 
 def test_loss_goes_down_and_adapter_is_complete(tmp_path: Path) -> None:
-    config = TrainConfig(**{**FAST.to_dict(), "n_epochs": 3})
+    config = TrainConfig(**{**FAST.to_dict(), "n_epochs": 3, "batch_size": 4})
     calls = Recorder()
     result = train("tiny-llama", EXAMPLES, tmp_path, config=config, callbacks=calls)
     assert result.stopped == "completed"
-    assert result.final_step == result.total_steps == config.total_steps(len(EXAMPLES)) == 18
+    assert result.final_step == result.total_steps == config.total_steps(len(EXAMPLES)) == 9
     losses = [e.train_loss for e in calls.progress if e.train_loss is not None]
-    assert len(losses) == 18
-    assert sum(losses[-3:]) / 3 < sum(losses[:3]) / 3 - 0.5
+    assert len(losses) == 9
+    assert sum(losses[-3:]) / 3 < sum(losses[:3]) / 3 - 0.3
     last = calls.progress[-1]
-    assert last.total_steps == 18
+    assert last.total_steps == 9
     assert 0.0 <= (last.train_mean_token_accuracy or -1) <= 1.0
     assert (last.tokens_per_second or 0) > 0
     assert last.estimated_finish is not None
-    assert last.message().startswith("Step 18/18: training loss=")
+    assert last.message().startswith("Step 9/9: training loss=")
     assert result.trained_tokens == last.trained_tokens > 0
-    assert [m["step"] for m in result.metrics] == list(range(1, 19))
+    assert [m["step"] for m in result.metrics] == list(range(1, 10))
     adapter = result.adapter_dir
     assert adapter == tmp_path / "adapter"
     for name in ("adapter_config.json", "adapter_model.safetensors", "chat_template.jinja"):
@@ -100,7 +100,7 @@ def test_loss_goes_down_and_adapter_is_complete(tmp_path: Path) -> None:
     facts = json.loads((adapter / "quaff.json").read_text())
     assert facts["base_model"] == "tiny-llama"
     assert facts["quantization"] == {"method": "none"}
-    assert facts["steps"] == 18
+    assert facts["steps"] == 9
     assert "New fine-tuned model created" in calls.events
     # the adapter loads on a freshly built base and holds the trained weights
     base, _ = load_base_model("tiny-llama")
@@ -115,15 +115,17 @@ def test_loss_goes_down_and_adapter_is_complete(tmp_path: Path) -> None:
 
 
 def test_pause_then_resume_equals_a_straight_run(tmp_path: Path) -> None:
-    """12 steps straight vs 7 + pause + resume 5 (across the epoch boundary, with LoRA dropout
+    """8 steps straight vs 5 + pause + resume 3 (across the epoch boundary, with LoRA dropout
     and Quaff momentum): LoRA weights and momentum buffers equal within atol 1e-6, rtol 1e-5."""
-    straight = train("tiny-llama", EXAMPLES, tmp_path / "a", config=QUAFF)
-    pauser = Recorder("pause", at=7)
-    first = train("tiny-llama", EXAMPLES, tmp_path / "b", config=QUAFF, callbacks=pauser)
-    assert (first.stopped, first.final_step, first.adapter_dir) == ("paused", 7, None)
-    ckpt = tmp_path / "b" / "checkpoints" / "checkpoint-7"
+    data = EXAMPLES[:8]
+    straight = train("tiny-llama", data, tmp_path / "a", config=QUAFF)
+    assert straight.final_step == 8
+    pauser = Recorder("pause", at=5)
+    first = train("tiny-llama", data, tmp_path / "b", config=QUAFF, callbacks=pauser)
+    assert (first.stopped, first.final_step, first.adapter_dir) == ("paused", 5, None)
+    ckpt = tmp_path / "b" / "checkpoints" / "checkpoint-5"
     assert first.checkpoint_dir == ckpt
-    assert [(s, p) for s, p, _ in pauser.checkpoints] == [(7, ckpt)]
+    assert [(s, p) for s, p, _ in pauser.checkpoints] == [(5, ckpt)]
     for name in (
         "adapter_model.safetensors",
         "optimizer.pt",
@@ -136,7 +138,7 @@ def test_pause_then_resume_equals_a_straight_run(tmp_path: Path) -> None:
     ):
         assert (ckpt / name).is_file(), name
     resumed = train(
-        "tiny-llama", EXAMPLES, tmp_path / "b", config=QUAFF, resume_from=first.checkpoint_dir
+        "tiny-llama", data, tmp_path / "b", config=QUAFF, resume_from=first.checkpoint_dir
     )
     assert (resumed.stopped, resumed.final_step) == ("completed", straight.final_step)
     assert resumed.trained_tokens == straight.trained_tokens
