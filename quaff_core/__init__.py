@@ -2,6 +2,7 @@
 
 Public names are imported lazily so that torch-free modules (`quaff_core.data`,
 `quaff_core.catalog`) can be used by processes that never import torch, such as the API.
+The trainer is the module `quaff_core.train`: use `from quaff_core.train import train`.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ _EXPORTS: dict[str, str] = {
     "validate_jsonl": "quaff_core.data",
     "load_base_model": "quaff_core.models",
     "list_base_models": "quaff_core.catalog",
-    "train": "quaff_core.train",
 }
 
 __all__ = sorted(_EXPORTS)
