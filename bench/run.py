@@ -1,7 +1,7 @@
 """`make bench`: speed/memory, quality parity + outlier stability, then RESULTS.md and figures.
 
     .venv/bin/python -m bench.run            # the full configuration (~40 min on 2 CPU cores)
-    .venv/bin/python -m bench.run --quick    # a few minutes: fewer steps, one shape, small test
+    .venv/bin/python -m bench.run --quick    # about 15 minutes: fewer steps, one shape, small test
 
 Each stage runs in its own process (so one stage's memory never inflates the next one's
 measurements) and writes its JSON under `--results`; the report is rendered from those files.
@@ -47,7 +47,7 @@ def stage_commands(args: argparse.Namespace) -> list[tuple[str, list[str]]]:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line flags."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--quick", action="store_true", help="small configuration (minutes)")
+    p.add_argument("--quick", action="store_true", help="small configuration (about 15 minutes)")
     p.add_argument("--skip-speed", action="store_true")
     p.add_argument("--skip-quality", action="store_true")
     p.add_argument("--speed-args", default="", help="extra flags for bench.speed")
