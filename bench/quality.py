@@ -113,6 +113,37 @@ def calibration_set(
     return dataset, collator, batches
 
 
+@torch.no_grad()
+def validation_loss(
+    model: torch.nn.Module, tokenizer: Any, examples: list[Example], config: TrainConfig
+) -> dict[str, float]:
+    """Token-weighted mean next-token CE and argmax accuracy on the labelled (answer) tokens."""
+    dataset = tokenize_examples(examples, tokenizer, max_seq_length=config.max_seq_length)
+    collator = PadCollator(pad_token_id=int(tokenizer.pad_token_id))
+    was_training = model.training
+    model.eval()
+    loss_sum, correct, total = 0.0, 0, 0
+    try:
+        for start in range(0, len(dataset), config.batch_size):
+            end = min(len(dataset), start + config.batch_size)
+            batch = collator([dataset[i] for i in range(start, end)])
+            logits = (
+                model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+                .logits[:, :-1]
+                .float()
+            )
+            target = batch["labels"][:, 1:]
+            keep = target != -100
+            loss_sum += float(
+                torch.nn.functional.cross_entropy(logits[keep], target[keep], reduction="sum")
+            )
+            correct += int((logits[keep].argmax(-1) == target[keep]).sum())
+            total += int(keep.sum())
+    finally:
+        model.train(was_training)
+    return {"valid_loss": loss_sum / max(total, 1), "valid_token_accuracy": correct / max(total, 1)}
+
+
 def run_mode(
     mode: str, args: argparse.Namespace, splits: dict[str, list[Example]]
 ) -> dict[str, Any]:
@@ -120,6 +151,7 @@ def run_mode(
     config = train_config(args, mode)
     base, tokenizer = load_base_model(args.model)
     result: dict[str, Any] = {"label": MODE_LABELS[mode]}
+    valid = splits["validation"]
     outlier_map: OutlierMap | None = None
     tracker: OutlierTracker | None = None
     if mode != "fp32":
@@ -136,13 +168,18 @@ def run_mode(
                 model_id=args.model,
             )
         result["outlier_channels"] = outlier_map.num_channels
+        quantized = convert_to_quaff(copy.deepcopy(base), outlier_map, momentum=config.momentum)
+        result["initial_valid"] = validation_loss(quantized, tokenizer, valid, config)
         if mode == "quaff" and args.recalibrate_every:
             tracker = OutlierTracker(base, batches, outlier_map, every=args.recalibrate_every)
-            quantized = convert_to_quaff(copy.deepcopy(base), outlier_map, momentum=config.momentum)
             tracker.record(0, quantized)  # after conversion, before any update
-            del quantized
-            gc.collect()
             result["initial_map"] = outlier_map.to_dict()
+        del quantized
+        gc.collect()
+    else:
+        result["initial_valid"] = validation_loss(base, tokenizer, valid, config)
+    before = result["initial_valid"]["valid_loss"]
+    print(f"  [{mode}] validation loss before training: {before:.4f}", flush=True)
     callbacks: TrainCallbacks = Log(mode, args.log_every)
     if tracker is not None:
         callbacks = Both(callbacks, tracker)
@@ -177,6 +214,7 @@ def run_mode(
         if "valid_loss" in r
     ]
     result["final_valid_loss"] = result["valid_curve"][-1]["valid_loss"]
+    result["valid_curve"].insert(0, {"step": 0, **result["initial_valid"]})
     result["steps"] = done.final_step
     result["trained_tokens"] = done.trained_tokens
     if tracker is not None:

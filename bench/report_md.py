@@ -160,19 +160,21 @@ def _quality_section(quality: dict[str, Any], figures: Path, md_dir: Path) -> li
         "",
         f"Command: `{quality.get('command')}`",
         "",
-        "| mode | final validation loss | vs fp32 | test exact match | train time s |",
-        "|---|---:|---:|---:|---:|",
+        "| mode | validation loss before training | final validation loss | vs fp32 "
+        "| test exact match | train time s |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
     ref = quality["modes"].get("fp32", {}).get("final_valid_loss")
     for mode, info in quality["modes"].items():
         rel = info["final_valid_loss"] / ref - 1.0 if ref else None
+        before = info.get("initial_valid", {}).get("valid_loss")
         lines.append(
-            f"| {mode}: {info['label']} | {info['final_valid_loss']:.4f} "
+            f"| {mode}: {info['label']} | {_fmt(before, '.4f')} | {info['final_valid_loss']:.4f} "
             f"| {_fmt(rel, '+.2%')} | {_fmt(info.get('exact_match'), '.1%')} "
             f"| {info.get('train_seconds', 0):.0f} |"
         )
     if base:
-        lines.append(f"| base model, no adapter | - | - | {base['exact_match']:.1%} | - |")
+        lines.append(f"| base model, no adapter | - | - | - | {base['exact_match']:.1%} | - |")
     lines += ["", f"![loss curves]({_link(png, md_dir)})", ""]
     for mode, info in quality["modes"].items():
         wrong = info.get("wrong", [])

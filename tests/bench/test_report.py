@@ -145,7 +145,7 @@ def test_report_writes_results_md_and_figures(tmp_path: Path) -> None:
     assert "No GPU table" in text
     assert "Largest remaining cost in a `quaff-bf16` step" in text
     assert "`aten::mm` at 60%" in text
-    assert "| quaff: Quaff | 0.1010 | +1.00% | 95.0% | 10 |" in text
+    assert "| quaff: Quaff | - | 0.1010 | +1.00% | 95.0% | 10 |" in text
     assert "| 2 | 80.0% | 60% (`a`) | 1 of 2 | 11 |" in text
     for png in ("speed_4x256.png", "loss_curves.png", "outlier_recall.png"):
         assert (results / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
