@@ -7,12 +7,18 @@ import os
 from typing import Any
 
 from celery import Celery
-from celery.signals import worker_init, worker_process_init, worker_ready, worker_shutdown
+from celery.signals import (
+    worker_init,
+    worker_process_init,
+    worker_ready,
+    worker_shutdown,
+    worker_shutting_down,
+)
 from kombu import Queue
 
 from store.queue import FINE_TUNE_QUEUE, FINE_TUNE_TASK
 from store.settings import Settings, get_settings
-from worker.lease import Sweeper
+from worker.lease import STOPPING, Sweeper
 
 logger = logging.getLogger(__name__)
 
@@ -86,6 +92,12 @@ def _on_worker_ready(**_: Any) -> None:
     sweeper = Sweeper(SETTINGS, app)
     _sweepers.append(sweeper)
     sweeper.start()
+
+
+@worker_shutting_down.connect
+def _on_shutting_down(**_: Any) -> None:
+    """Tell the pool process to checkpoint its job at the next step and hand it back."""
+    STOPPING.set()
 
 
 @worker_shutdown.connect

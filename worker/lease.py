@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
 import socket
 import threading
@@ -22,6 +23,10 @@ from store.queue import FINE_TUNE_QUEUE, FINE_TUNE_TASK
 from store.settings import Settings
 
 logger = logging.getLogger(__name__)
+
+# Set in the worker's main process when it is asked to stop; created before the pool forks, so the
+# process running a job sees it too and hands the job back at the next step instead of finishing.
+STOPPING = multiprocessing.Event()
 
 
 class TaskSender(Protocol):
@@ -171,3 +176,18 @@ class Sweeper(threading.Thread):
     def stop(self) -> None:
         """Stop sweeping."""
         self._stop_event.set()
+
+
+def hand_back(session: Session, job: Job, worker_id: str, step: int) -> bool:
+    """A stopping worker returns its running job to the queue, via `paused`; else False."""
+    if jobs.current_status(session, job) != "running" or job.worker_id != worker_id:
+        return False
+    jobs.transition(
+        session,
+        job,
+        "paused",
+        reason=f"Worker {worker_id} is shutting down; checkpoint saved at step {step}",
+    )
+    jobs.transition(session, job, "queued", reason="Job re-queued for another worker")
+    session.commit()
+    return True

@@ -6,6 +6,7 @@ import gc
 import logging
 import tempfile
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -19,16 +20,22 @@ from store.errors import InvalidRequestError
 from store.events import add_event
 from store.models import File, Job
 from store.settings import Settings
-from worker.lease import Heartbeat, acquire
+from worker.lease import Heartbeat, acquire, hand_back
 from worker.options import JobFailure, train_config
 
 logger = logging.getLogger(__name__)
 
-Outcome = Literal["skipped", "succeeded", "failed", "cancelled", "paused"]
+Outcome = Literal["skipped", "succeeded", "failed", "cancelled", "paused", "requeued"]
+Requeue = Callable[[str], object]
 
 
-def run_job(job_id: str, settings: Settings, worker_id: str) -> Outcome:
-    """Run `job_id` if it is queued or abandoned; a finished, paused or live job is left alone."""
+def run_job(
+    job_id: str, settings: Settings, worker_id: str, requeue: Requeue | None = None
+) -> Outcome:
+    """Run `job_id` if it is queued or abandoned; a finished, paused or live job is left alone.
+
+    `requeue(job_id)` publishes the job again when this worker stops mid-job and hands it back.
+    """
     blobs = BlobStore(settings.blob_dir)
     with session_scope(settings) as session:
         job = acquire(session, job_id, worker_id, settings)
@@ -37,7 +44,7 @@ def run_job(job_id: str, settings: Settings, worker_id: str) -> Outcome:
         heartbeat = Heartbeat(settings, job_id, worker_id)
         heartbeat.start()
         try:
-            return _run_claimed(session, blobs, settings, job, heartbeat.lost)
+            return _run_claimed(session, blobs, settings, job, worker_id, heartbeat.lost, requeue)
         except JobFailure as failure:
             return _fail(session, job, failure.code, failure.message, failure.param)
         except MemoryError as exc:
@@ -136,7 +143,13 @@ def _dataset(session: Session, blobs: BlobStore, job: Job, file_id: str, param: 
 
 
 def _run_claimed(
-    session: Session, blobs: BlobStore, settings: Settings, job: Job, lease_lost: threading.Event
+    session: Session,
+    blobs: BlobStore,
+    settings: Settings,
+    job: Job,
+    worker_id: str,
+    lease_lost: threading.Event,
+    requeue: Requeue | None,
 ) -> Outcome:
     """Everything after the claim; JobFailure for problems the user can fix."""
     from quaff_core.models import ModelLoadError, load_base_model
@@ -205,7 +218,32 @@ def _run_claimed(
             message = f"Nothing to train on: {exc}"
             raise JobFailure("invalid_training_data", message, "training.max_seq_length") from exc
         del model
+        if result.stopped == "paused" and callbacks.handing_back:
+            return _hand_back(session, job, worker_id, result.final_step, requeue)
         return _finish(session, blobs, job, result, store_results)
+
+
+def _hand_back(
+    session: Session, job: Job, worker_id: str, step: int, requeue: Requeue | None
+) -> Outcome:
+    """The worker is stopping: the job (checkpointed at `step`) goes back to the queue."""
+    if not hand_back(session, job, worker_id, step):
+        return _finish_stopped(session, job, step)
+    if requeue is not None:
+        requeue(job.id)
+    logger.info("job %s handed back at step %d", job.id, step)
+    return "requeued"
+
+
+def _finish_stopped(session: Session, job: Job, step: int) -> Outcome:
+    """The job left `running` meanwhile (paused or cancelled by the user): leave it so."""
+    status = jobs.current_status(session, job)
+    logger.info("job %s stopped at step %d (%s)", job.id, step, status)
+    if status != "paused":
+        return "cancelled"
+    add_event(session, job.id, f"Training paused at step {step}; resume the job to continue")
+    session.commit()
+    return "paused"
 
 
 def _finish(

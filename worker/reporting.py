@@ -19,6 +19,7 @@ from store.checkpoints import save_checkpoint
 from store.events import add_event
 from store.models import Checkpoint, Job
 from worker.artifacts import pack_dir
+from worker.lease import STOPPING
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +51,7 @@ class StoreCallbacks:
         self.lease_lost = lease_lost
         self.extra_files = extra_files
         self.last_step = 0
+        self.handing_back = False
 
     def on_event(self, message: str) -> None:
         """A phase message from training, stored as a message event."""
@@ -99,7 +101,7 @@ class StoreCallbacks:
         self.session.commit()
 
     def control(self) -> Control:
-        """Between steps: stop if the job was cancelled, paused, or taken by another worker."""
+        """Between steps: stop when the job is cancelled, paused or taken over, or on shutdown."""
         if self.lease_lost.is_set():
             logger.warning("job %s: lease lost; stopping", self.job.id)
             return "cancel"
@@ -108,4 +110,7 @@ class StoreCallbacks:
             return "pause"
         if status != "running":
             return "cancel"
+        if STOPPING.is_set():
+            self.handing_back = True
+            return "pause"
         return "continue"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import signal
 import subprocess
 import sys
 import tarfile
@@ -312,6 +313,31 @@ def test_printed_snippets_work(service: Service) -> None:
             for e in messages(sdk, job_id)
         ),
     )
+
+
+def test_stopped_worker_hands_its_job_back(service: Service) -> None:
+    sdk = service.sdk()
+    file_id = sdk.files.create(file=("train.jsonl", training_data(17)), purpose="fine-tune").id
+    job_id = create_job(sdk, file_id, epochs=2, batch_size=2)
+    wait_step(service, sdk, job_id, 1)
+    (worker,) = [w for w in service.workers if w.poll() is None]
+    worker.send_signal(signal.SIGTERM)  # the main process only, as `docker stop` does
+    assert worker.wait(timeout=120) == 0
+    job = sdk.fine_tuning.jobs.retrieve(job_id)
+    assert job.status == "queued"
+    (checkpoint,) = sdk.fine_tuning.jobs.checkpoints.list(job_id).data
+    assert checkpoint.step_number < 18
+    texts = [e.message for e in messages(sdk, job_id)]
+    assert texts[-2].endswith(
+        f"is shutting down; checkpoint saved at step {checkpoint.step_number}"
+    )
+    assert texts[-1] == "Job re-queued for another worker"
+
+    service.start_worker()
+    job = wait_status(service, sdk, job_id, "succeeded")
+    texts = [e.message for e in messages(sdk, job_id)]
+    resumed = next(t for t in texts if t.startswith("Resuming from checkpoint"))
+    assert resumed.startswith(f"Resuming from checkpoint at step {checkpoint.step_number} ")
 
 
 def test_killed_worker_job_resumes_on_a_new_worker(service: Service) -> None:
