@@ -25,10 +25,10 @@ MODE_COLORS = {
 
 def _footer(fig: Figure, lines: list[str]) -> None:
     """Setup facts and the producing command, small, under the axes."""
-    width = int(fig.get_figwidth() * 16)  # characters of 7 pt monospace per line
+    width = int(fig.get_figwidth() * 13)  # characters of 7 pt monospace per line
     wrapped = [w for line in lines for w in textwrap.wrap(line, width) or [""]]
     fig.text(0.01, 0.01, "\n".join(wrapped), fontsize=7, va="bottom", ha="left", family="monospace")
-    fig.subplots_adjust(bottom=0.1 + 0.022 * len(wrapped), hspace=0.55)
+    fig.subplots_adjust(bottom=0.12 + 0.028 * len(wrapped), hspace=0.55)
 
 
 def _save(fig: Figure, path: Path) -> Path:
@@ -52,6 +52,7 @@ def speed_figure(shape: str, data: dict[str, Any], env: dict[str, Any], path: Pa
         for row, (values, unit) in enumerate(((times, "s"), (mem, "MiB"))):
             ax = axes[row][col]
             bars = ax.bar(range(len(modes)), values, color=colors)
+            ax.set_ylim(0, max(values) * 1.15 if values and max(values) > 0 else 1)
             ax.set_xticks(range(len(modes)), modes, rotation=20, ha="right", fontsize=8)
             for bar, m in zip(bars, modes, strict=True):
                 ratio = data[model][m].get("speedup_vs_fp32" if row == 0 else "net_peak_vs_fp32")
@@ -109,16 +110,27 @@ def loss_figure(quality: dict[str, Any], path: Path) -> Path:
     return _save(fig, path)
 
 
+def tracked_layers(quality: dict[str, Any]) -> list[str]:
+    """Layers that had outlier channels in the initial map (recall of the others is trivially 1)."""
+    quaff = quality["modes"]["quaff"]
+    initial = quaff.get("initial_map", {}).get("layers")
+    if initial is not None:
+        return sorted(name for name, channels in initial.items() if channels)
+    points = quaff["stability"]["points"]
+    return sorted(points[0]["per_layer"]) if points else []
+
+
 def recall_figure(quality: dict[str, Any], path: Path) -> Path:
     """Overall and per-layer recall of the initial outlier map over the Quaff fine-tune."""
     stab = quality["modes"]["quaff"]["stability"]
     points = stab["points"]
     steps = [p["step"] for p in points]
     fig, ax = plt.subplots(figsize=(8, 5.5))
-    layers = sorted(points[0]["per_layer"]) if points else []
+    layers = tracked_layers(quality)
     for i, name in enumerate(layers):
-        ax.plot(steps, [p["per_layer"].get(name, float("nan")) for p in points], color="grey",
-                alpha=0.2, linewidth=0.7, label="per layer" if i == 0 else None)  # fmt: skip
+        label = "per layer (with outliers)" if i == 0 else None
+        values = [p["per_layer"].get(name, float("nan")) for p in points]
+        ax.plot(steps, values, color="grey", alpha=0.2, linewidth=0.7, label=label)
     ax.plot(steps, [p["overall"] for p in points], color=MODE_COLORS["quaff"], marker="o",
             linewidth=2, label="overall (pooled over channels)")  # fmt: skip
     ax.set_ylim(-0.02, 1.02)

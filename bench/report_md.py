@@ -201,11 +201,13 @@ def _stability_section(quality: dict[str, Any], figures: Path, md_dir: Path) -> 
         "again (`OutlierMap.overlap`); step 0 is measured after int8 conversion, before any "
         "update.",
         "",
-        "| step | overall recall | lowest layer | layers below 100% | channels found |",
+        "| step | overall recall | lowest layer | layers below 100% (of those with outliers) "
+        "| channels found |",
         "|---:|---:|---:|---:|---:|",
     ]
+    tracked = set(plots.tracked_layers(quality))
     for p in stab["points"]:
-        per = p["per_layer"]
+        per = {k: v for k, v in p["per_layer"].items() if k in tracked}
         low = min(per.items(), key=lambda kv: kv[1]) if per else ("-", 1.0)
         below = sum(1 for v in per.values() if v < 1.0)
         lines.append(

@@ -76,9 +76,10 @@ def quality_json() -> dict[str, Any]:
         "initial_channels": 10,
         "points": [
             {"step": 0, "overall": 1.0, "per_layer": {"a": 1.0, "b": 1.0}, "channels": 10},
-            {"step": 2, "overall": 0.8, "per_layer": {"a": 0.6, "b": 1.0}, "channels": 11},
+            {"step": 2, "overall": 0.8, "per_layer": {"a": 0.6, "b": 1, "c": 1}, "channels": 11},
         ],
     }
+    quaff["initial_map"] = {"layers": {"a": [1, 2, 3, 4, 5], "b": [7] * 5, "c": []}}  # c: none
     return {
         "command": ".venv/bin/python -m bench.quality",
         "environment": ENV,
