@@ -263,7 +263,25 @@ def render(results: dict[str, Any], figures: Path, md_dir: Path) -> str:
     if quality:
         lines += _quality_section(quality, figures, md_dir)
         lines += _stability_section(quality, figures, md_dir)
+    lines += NOTES
     return "\n".join(lines).rstrip() + "\n"
+
+
+NOTES = [
+    "## Method notes and known gaps",
+    "",
+    "- The paper's claims are for GPUs; these numbers are from the CPU named above. Memory is "
+    "process RSS, not accelerator memory.",
+    "- Speed modes are bench/step.py's: the `fp32` and `bf16-autocast` baselines use the "
+    "Hugging Face loss (all logits materialised), while the Quaff and W8A8 modes use the "
+    "product's chunked output-head + cross-entropy loss. Part of the Quaff memory and time "
+    "difference therefore comes from the loss, not from int8; the W8A8 ablation shares it.",
+    "- Quality runs use `quaff_core.train` as the service does: the Quaff and W8A8 runs compute in "
+    "fp32 around the int8 GEMMs, with the quantize/dequantize ops not compiled.",
+    "- One seed per mode; run-to-run variation was not measured, so differences in final loss or "
+    "exact match of a point or two may be noise.",
+    "",
+]
 
 
 def readme_section(results: dict[str, Any], results_md: str) -> str:
