@@ -48,6 +48,11 @@ def _speed_section(speed: dict[str, Any], figures: Path, md_dir: Path, title: st
         "",
         f"Command: `{speed.get('command')}`",
         "",
+        "Models: `smollm2` is SmolLM2-135M-Instruct (30 layers, hidden 576, 49152 vocab); "
+        "`llama<H>` is a random-initialised Llama with TinyLlama-1.1B proportions at hidden size "
+        f"H (2048: intermediate 5632, 32 heads, 4 KV heads, 32000 vocab) cut to "
+        f"{speed.get('layers_synthetic', '?')} decoder layers.",
+        "",
     ]
     suffix = "_gpu" if "GPU" in title else ""
     for shape, data in speed.get("shapes", {}).items():
