@@ -164,7 +164,7 @@ def test_rejects_bad_inputs():
 
 def test_autocast_does_not_change_quaff_numerics():
     x, channels = planted((64,), 128, 2, seed=5)
-    ref, quaff = make_pair(128, 96, True, channels, torch.float32, "cpu")
+    _, quaff = make_pair(128, 96, True, channels, torch.float32, "cpu")
     with torch.no_grad():
         plain = quaff(x)
         with torch.autocast("cpu", dtype=torch.bfloat16):
