@@ -15,7 +15,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from store import jobs
-from store.db import session_scope
+from store.db import make_engine, session_scope
 from store.events import add_event
 from store.ids import now_s
 from store.models import Job
@@ -136,10 +136,16 @@ class Heartbeat(threading.Thread):
 def sweep(settings: Settings, sender: TaskSender, *, include_queued: bool) -> list[str]:
     """Re-publish tasks for running jobs with stale heartbeats (and queued ones, at start-up)."""
     statuses = ["running", "queued"] if include_queued else ["running"]
-    with session_scope(settings) as session:
-        rows = session.execute(
-            select(Job.id, Job.status, Job.heartbeat_at).where(Job.status.in_(statuses))
-        ).all()
+    # A private engine, closed at once: the worker's main process keeps no database connection
+    # that a pool process forked later could inherit and share.
+    engine = make_engine(settings.database_url)
+    try:
+        with Session(engine) as session:
+            rows = session.execute(
+                select(Job.id, Job.status, Job.heartbeat_at).where(Job.status.in_(statuses))
+            ).all()
+    finally:
+        engine.dispose()
     cutoff = stale_cutoff(settings)
     found = [
         job_id
