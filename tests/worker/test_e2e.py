@@ -228,12 +228,12 @@ def test_cancel_keeps_the_job_cancelled(service: Service) -> None:
 def test_pause_then_resume_continues_from_the_checkpoint(service: Service) -> None:
     sdk = service.sdk()
     file_id = sdk.files.create(file=("train.jsonl", training_data(14)), purpose="fine-tune").id
-    job_id = create_job(sdk, file_id, epochs=2, batch_size=2)
+    job_id = create_job(sdk, file_id, epochs=3, batch_size=2)
     wait_step(service, sdk, job_id, 1)
     assert sdk.fine_tuning.jobs.pause(job_id).status == "paused"
     paused = wait_event(sdk, job_id, "Training paused at step ")
     step = int(paused.message.split("step ")[1].split("/")[0])
-    assert step < 14
+    assert step < 21
     assert [c.step_number for c in sdk.fine_tuning.jobs.checkpoints.list(job_id).data] == [step]
     assert sdk.fine_tuning.jobs.retrieve(job_id).status == "paused"
 
@@ -245,7 +245,7 @@ def test_pause_then_resume_continues_from_the_checkpoint(service: Service) -> No
     resumed_at = texts.index(next(t for t in texts if t.startswith("Resuming from checkpoint")))
     assert texts[resumed_at].startswith(f"Resuming from checkpoint at step {step} ")
     later_steps = [e.data["step"] for e in events[resumed_at:] if e.type == "metrics"]
-    assert later_steps == list(range(step + 1, 15))
+    assert later_steps == list(range(step + 1, 22))
 
 
 def test_client_cli_creates_watches_and_downloads(service: Service, tmp_path: Path) -> None:
@@ -318,7 +318,7 @@ def test_printed_snippets_work(service: Service) -> None:
 def test_stopped_worker_hands_its_job_back(service: Service) -> None:
     sdk = service.sdk()
     file_id = sdk.files.create(file=("train.jsonl", training_data(17)), purpose="fine-tune").id
-    job_id = create_job(sdk, file_id, epochs=2, batch_size=2)
+    job_id = create_job(sdk, file_id, epochs=3, batch_size=2)
     wait_step(service, sdk, job_id, 1)
     (worker,) = [w for w in service.workers if w.poll() is None]
     worker.send_signal(signal.SIGTERM)  # the main process only, as `docker stop` does
@@ -326,7 +326,7 @@ def test_stopped_worker_hands_its_job_back(service: Service) -> None:
     job = sdk.fine_tuning.jobs.retrieve(job_id)
     assert job.status == "queued"
     (checkpoint,) = sdk.fine_tuning.jobs.checkpoints.list(job_id).data
-    assert checkpoint.step_number < 18
+    assert checkpoint.step_number < 27
     texts = [e.message for e in messages(sdk, job_id)]
     assert texts[-2].endswith(
         f"is shutting down; checkpoint saved at step {checkpoint.step_number}"
@@ -343,7 +343,7 @@ def test_stopped_worker_hands_its_job_back(service: Service) -> None:
 def test_killed_worker_job_resumes_on_a_new_worker(service: Service) -> None:
     sdk = service.sdk()
     file_id = sdk.files.create(file=("train.jsonl", training_data(16)), purpose="fine-tune").id
-    job_id = create_job(sdk, file_id, epochs=2, batch_size=2, n_checkpoints=4)
+    job_id = create_job(sdk, file_id, epochs=3, batch_size=2, n_checkpoints=6)
     first = wait_for(
         "a stored checkpoint",
         lambda: sdk.fine_tuning.jobs.checkpoints.list(job_id).data,
