@@ -9,10 +9,12 @@ import os
 import signal
 import subprocess
 import sys
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cli.common import CliError
+
+if TYPE_CHECKING:
+    from store.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -57,13 +59,13 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(handler=run)
 
 
-def ensure_key(data_dir: Path) -> str | None:
+def ensure_key(settings: Settings) -> str | None:
     """The saved key; a new one (saved, mode 600) when no active key exists; None otherwise."""
     from store import auth
     from store.db import session_scope
 
-    saved = data_dir / KEY_FILE
-    with session_scope() as session:
+    saved = settings.data_dir / KEY_FILE
+    with session_scope(settings) as session:
         active = [k for k, _project in auth.list_keys(session) if k.revoked_at is None]
         if saved.is_file():
             key = saved.read_text(encoding="utf-8").strip()
@@ -121,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         if not args.no_migrate:
             migrate.upgrade(settings)
-        key = ensure_key(settings.data_dir) if args.ensure_key else None
+        key = ensure_key(settings) if args.ensure_key else None
     except SQLAlchemyError as exc:
         raise CliError(f"cannot prepare the database: {exc}") from exc
     if args.ensure_key:

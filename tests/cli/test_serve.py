@@ -1,0 +1,128 @@
+"""`quaff serve`: the key it ensures, and a real run (API + worker child) driven by the SDK."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from openai import OpenAI
+
+from cli.serve import KEY_FILE, ensure_key, snippets
+from store import auth, migrate
+from store.db import dispose_engine, session_scope
+from store.settings import Settings
+from tests.worker.conftest import ROOT, free_port, wait_for
+
+
+@pytest.fixture
+def fresh_settings(tmp_path: Path) -> Iterator[Settings]:
+    settings = Settings(data_dir=tmp_path / "data")
+    migrate.upgrade(settings)
+    yield settings
+    dispose_engine(settings)
+
+
+def test_ensure_key_creates_one_key_and_reuses_it(
+    fresh_settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    key = ensure_key(fresh_settings)
+    assert key is not None
+    assert key.startswith("sk-quaff-")
+    assert key in capsys.readouterr().out
+    saved = fresh_settings.data_dir / KEY_FILE
+    assert saved.read_text().strip() == key
+    assert saved.stat().st_mode & 0o777 == 0o600
+    assert ensure_key(fresh_settings) == key
+    with session_scope(fresh_settings) as session:
+        assert len(auth.list_keys(session)) == 1
+
+
+def test_ensure_key_never_adds_a_key_next_to_existing_ones(fresh_settings: Settings) -> None:
+    with session_scope(fresh_settings) as session:
+        auth.create_key(session, "someone")
+    assert ensure_key(fresh_settings) is None
+    assert not (fresh_settings.data_dir / KEY_FILE).exists()
+
+
+def test_snippets_name_the_server_and_key() -> None:
+    text = snippets("http://127.0.0.1:9/v1", "sk-quaff-abc")
+    assert 'OpenAI(base_url="http://127.0.0.1:9/v1", api_key="sk-quaff-abc")' in text
+    assert (
+        'curl -s http://127.0.0.1:9/v1/fine_tuning/jobs -H "Authorization: Bearer sk-quaff-abc"'
+        in text
+    )
+
+
+def _children(pid: int) -> list[int]:
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(p) for p in (task / "children").read_text().split()]
+    return found
+
+
+@pytest.mark.slow
+def test_serve_runs_the_api_and_a_worker_until_interrupted(tmp_path: Path) -> None:
+    if not Path("/proc/self/task").is_dir():
+        pytest.skip("needs Linux /proc to find the worker process")
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("QUAFF_")}
+    env.update(QUAFF_DATA_DIR=str(tmp_path / "data"), QUAFF_DEVICE="cpu", PYTHONPATH=str(ROOT))
+    log = (tmp_path / "serve.log").open("wb")
+    serve = subprocess.Popen(
+        [sys.executable, "-m", "cli.main", "serve", "--ensure-key", "--port", str(port)],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+
+        def ready() -> bool:
+            if serve.poll() is not None:
+                pytest.fail((tmp_path / "serve.log").read_text())
+            try:
+                return httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200
+            except httpx.TransportError:
+                return False
+
+        wait_for("quaff serve to be ready", ready, timeout=90)
+        key = (tmp_path / "data" / KEY_FILE).read_text().strip()
+        output = (tmp_path / "serve.log").read_text()
+        assert f'api_key="{key}"' in output
+        (worker,) = _children(serve.pid)
+        sdk = OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=key, max_retries=2)
+        rows = [
+            {
+                "messages": [
+                    {"role": "user", "content": f"hi {i}"},
+                    {"role": "assistant", "content": "yo"},
+                ]
+            }
+            for i in range(10)
+        ]
+        data = "".join(json.dumps(r) + "\n" for r in rows).encode()
+        file_id = sdk.files.create(file=("t.jsonl", data), purpose="fine-tune").id
+        job = sdk.fine_tuning.jobs.create(
+            model="tiny-llama",
+            training_file=file_id,
+            hyperparameters={"n_epochs": 1, "batch_size": 5},
+            extra_body={"lora": {"r": 2}, "training": {"max_seq_length": 32}},
+        )
+        done = wait_for(
+            "the worker to finish the job",
+            lambda: sdk.fine_tuning.jobs.retrieve(job.id).status in ("succeeded", "failed"),
+        )
+        assert done
+        assert sdk.fine_tuning.jobs.retrieve(job.id).status == "succeeded"
+    finally:
+        serve.send_signal(signal.SIGINT)
+        serve.wait(timeout=60)
+    assert serve.returncode == 0
+    assert not Path(f"/proc/{worker}").exists()  # it stopped with serve and was reaped
