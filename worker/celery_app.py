@@ -24,9 +24,7 @@ logger = logging.getLogger(__name__)
 
 
 def transport_options(broker_url: str, settings: Settings) -> dict[str, Any]:
-    """Redis redelivers an unacknowledged task after `visibility_timeout` (the lease sweeper usually
-    acts first); kombu's SQLAlchemy transport passes its options to `create_engine`, so none there.
-    """
+    """Redis gets `visibility_timeout`; kombu's SQLAlchemy transport passes options to an engine."""
     if broker_url.startswith(("redis://", "rediss://", "redis+socket://")):
         return {"visibility_timeout": settings.broker_visibility_timeout}
     return {}

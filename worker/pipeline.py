@@ -32,10 +32,7 @@ Requeue = Callable[[str], object]
 def run_job(
     job_id: str, settings: Settings, worker_id: str, requeue: Requeue | None = None
 ) -> Outcome:
-    """Run `job_id` if it is queued or abandoned; a finished, paused or live job is left alone.
-
-    `requeue(job_id)` publishes the job again when this worker stops mid-job and hands it back.
-    """
+    """Run a queued or abandoned job (`requeue` re-publishes one handed back); else leave it."""
     blobs = BlobStore(settings.blob_dir)
     with session_scope(settings) as session:
         job = acquire(session, job_id, worker_id, settings)
