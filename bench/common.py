@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 import shlex
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -23,8 +25,6 @@ def cpu_name() -> str:
 
 def device_name() -> str:
     """'cpu: <model>, N cores' or the CUDA device name."""
-    import os
-
     import torch
 
     if torch.cuda.is_available():
@@ -32,8 +32,21 @@ def device_name() -> str:
     return f"cpu: {cpu_name()}, {os.cpu_count()} cores"
 
 
+def source_commit() -> str | None:
+    """The git commit of the code that ran: `git rev-parse HEAD`, else $QUAFF_BENCH_COMMIT."""
+    try:
+        done = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=False, timeout=10
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        done = None
+    if done is not None and done.returncode == 0 and done.stdout.strip():
+        return done.stdout.strip()
+    return os.environ.get("QUAFF_BENCH_COMMIT") or None
+
+
 def environment(threads: int) -> dict[str, Any]:
-    """torch version, threads, device and python of this run."""
+    """torch version, threads, device, python and code commit of this run."""
     import torch
 
     return {
@@ -41,6 +54,7 @@ def environment(threads: int) -> dict[str, Any]:
         "threads": threads,
         "device": device_name(),
         "python": platform.python_version(),
+        "commit": source_commit(),
     }
 
 

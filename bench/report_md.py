@@ -230,7 +230,12 @@ def render(results: dict[str, Any], figures: Path, md_dir: Path) -> str:
         quality_verdicts(quality) if quality else []
     )
     missed = [v for v in verdicts if not v.met]
-    lines = [HEADER, "## The paper's claims, measured", ""]
+    env = (speed or quality or {}).get("environment", {})
+    commit = env.get("commit")
+    lines = [HEADER]
+    if commit:
+        lines += [f"Code: commit `{commit[:12]}`.", ""]
+    lines += ["## The paper's claims, measured", ""]
     lines += _verdict_table(verdicts)
     lines += [
         "",
