@@ -7,7 +7,7 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from store.blobs import BlobStore
+from store.blobs import BlobStore, commit_with_blob, delete_with_blob
 from store.errors import NotFoundError
 from store.ids import new_id, now_s
 from store.jobs import fine_tuned_model_name
@@ -18,11 +18,7 @@ def save_adapter(session: Session, blobs: BlobStore, job: Job, source: Path | by
     """Worker: store the archive (blob first), commit the row and name the job's model."""
     adapter_id = new_id("adapter")
     key = f"adapters/{adapter_id}.tar.gz"
-    info = (
-        blobs.write_bytes(key, source)
-        if isinstance(source, bytes)
-        else blobs.write_file(key, source)
-    )
+    info = blobs.put(key, source)
     name = fine_tuned_model_name(job)
     row = Adapter(
         id=adapter_id,
@@ -37,12 +33,7 @@ def save_adapter(session: Session, blobs: BlobStore, job: Job, source: Path | by
     )
     session.add(row)
     job.fine_tuned_model = name
-    try:
-        session.commit()
-    except BaseException:
-        session.rollback()
-        blobs.delete(key)
-        raise
+    commit_with_blob(session, blobs, key)
     return row
 
 
@@ -69,7 +60,4 @@ def get_adapter_by_model(session: Session, project_id: str, model: str) -> Adapt
 
 def delete_adapter(session: Session, blobs: BlobStore, row: Adapter) -> None:
     """Delete the model: the row, then its blob."""
-    key = row.blob_key
-    session.delete(row)
-    session.commit()
-    blobs.delete(key)
+    delete_with_blob(session, blobs, row)

@@ -10,7 +10,9 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
+
+from sqlalchemy.orm import Session
 
 logger = logging.getLogger(__name__)
 
@@ -126,6 +128,12 @@ class BlobStore:
         with open(source, "rb") as handle:
             return self.write(key, iter(lambda: handle.read(CHUNK), b""))
 
+    def put(self, key: str, source: Path | bytes) -> BlobInfo:
+        """Write `source` (bytes, or a file to copy) to `key` atomically."""
+        if isinstance(source, bytes):
+            return self.write_bytes(key, source)
+        return self.write_file(key, source)
+
     def open(self, key: str) -> BinaryIO:
         """Open a blob for reading."""
         return open(self.path(key), "rb")
@@ -154,3 +162,21 @@ class BlobStore:
             self.path(key).unlink()
         except FileNotFoundError:
             logger.warning("blob %s was already gone", key)
+
+
+def commit_with_blob(session: Session, blobs: BlobStore, key: str) -> None:
+    """Commit rows that point at the already-written blob `key`; on failure roll back, drop it."""
+    try:
+        session.commit()
+    except BaseException:
+        session.rollback()
+        blobs.delete(key)
+        raise
+
+
+def delete_with_blob(session: Session, blobs: BlobStore, row: Any) -> None:
+    """Delete `row` (anything with a `blob_key`) and commit, then remove its blob."""
+    key: str = row.blob_key
+    session.delete(row)
+    session.commit()
+    blobs.delete(key)

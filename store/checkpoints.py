@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from store.blobs import BlobStore
+from store.blobs import BlobStore, commit_with_blob, delete_with_blob
 from store.errors import NotFoundError
 from store.ids import new_id, now_s
 from store.jobs import checkpoint_model_name
@@ -27,11 +27,7 @@ def save_checkpoint(
     """Worker: store the archive (blob first), then commit the row."""
     ckpt_id = new_id("ftckpt")
     key = f"checkpoints/{ckpt_id}.tar.gz"
-    info = (
-        blobs.write_bytes(key, source)
-        if isinstance(source, bytes)
-        else blobs.write_file(key, source)
-    )
+    info = blobs.put(key, source)
     row = Checkpoint(
         id=ckpt_id,
         job_id=job.id,
@@ -44,12 +40,7 @@ def save_checkpoint(
         created_at=now_s(),
     )
     session.add(row)
-    try:
-        session.commit()
-    except BaseException:
-        session.rollback()
-        blobs.delete(key)
-        raise
+    commit_with_blob(session, blobs, key)
     return row
 
 
@@ -86,7 +77,4 @@ def get_checkpoint_at_step(session: Session, job_id: str, step: int) -> Checkpoi
 
 def delete_checkpoint(session: Session, blobs: BlobStore, row: Checkpoint) -> None:
     """Delete the row, then its blob."""
-    key = row.blob_key
-    session.delete(row)
-    session.commit()
-    blobs.delete(key)
+    delete_with_blob(session, blobs, row)

@@ -8,7 +8,7 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from store.blobs import BlobInfo, BlobStore
+from store.blobs import BlobInfo, BlobStore, commit_with_blob, delete_with_blob
 from store.errors import InvalidRequestError, NotFoundError
 from store.ids import new_id, now_s
 from store.models import File, Job
@@ -94,11 +94,7 @@ def create_result_file(
     """Store a worker output (e.g. the metrics CSV) as a `processed` file; commits."""
     file_id = new_id("file")
     key = f"files/{file_id}{Path(display_name(filename)).suffix[:16]}"
-    info = (
-        blobs.write_bytes(key, source)
-        if isinstance(source, bytes)
-        else blobs.write_file(key, source)
-    )
+    info = blobs.put(key, source)
     row = File(
         id=file_id,
         project_id=project_id,
@@ -112,12 +108,7 @@ def create_result_file(
         created_at=now_s(),
     )
     session.add(row)
-    try:
-        session.commit()
-    except BaseException:
-        session.rollback()
-        blobs.delete(key)
-        raise
+    commit_with_blob(session, blobs, key)
     return row
 
 
@@ -169,7 +160,4 @@ def delete_file(session: Session, blobs: BlobStore, project_id: str, file_id: st
             param="file_id",
             code="file_in_use",
         )
-    key = row.blob_key
-    session.delete(row)
-    session.commit()
-    blobs.delete(key)
+    delete_with_blob(session, blobs, row)

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from store.blobs import BlobStore
+from store.blobs import BlobStore, commit_with_blob, delete_with_blob
 from store.errors import NotFoundError
 from store.ids import new_id, now_s
 from store.models import OutlierMap
@@ -81,12 +81,7 @@ def create_outlier_map(
         created_at=now_s(),
     )
     session.add(row)
-    try:
-        session.commit()
-    except BaseException:
-        session.rollback()
-        blobs.delete(key)
-        raise
+    commit_with_blob(session, blobs, key)
     return row
 
 
@@ -117,7 +112,4 @@ def list_outlier_maps(
 
 def delete_outlier_map(session: Session, blobs: BlobStore, row: OutlierMap) -> None:
     """Delete the map (jobs keep running; their `outlier_map_id` becomes null), then its blob."""
-    key = row.blob_key
-    session.delete(row)
-    session.commit()
-    blobs.delete(key)
+    delete_with_blob(session, blobs, row)
