@@ -26,6 +26,9 @@ COMMAND_MODULES: tuple[ModuleType, ...] = (
     jobs,
 )
 
+# Libraries whose INFO lines are noise at the command line (shown with --verbose).
+QUIET_LOGGERS = ("alembic.runtime.plugins",)
+
 
 def package_version() -> str:
     """The installed version of the quaff distribution."""
@@ -59,6 +62,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if not args.verbose:
+        for name in QUIET_LOGGERS:
+            logging.getLogger(name).setLevel(logging.WARNING)
     handler = getattr(args, "handler", None)
     if handler is None:
         parser.print_help()
