@@ -173,6 +173,7 @@ def create_job(
             param="model",
             code="model_not_available",
         )
+    model = entry.id  # an alias (e.g. 'SmolLM2-135M-Instruct') is stored as the canonical id
     options = resolve_options(body)
     suffix, seed, metadata = _check_scalars(body)
     training = _usable_file(session, project_id, body.get("training_file"), "training_file")

@@ -145,6 +145,15 @@ def test_create_job_bad_input_changes_nothing(
     assert _queued_messages(quaff_settings) == []
 
 
+def test_create_job_with_a_model_alias_stores_the_canonical_id(
+    client: TestClient, keyed_project: KeyedProject
+) -> None:
+    job = created_job(client, keyed_project, model="SmolLM2-135M-Instruct")
+    assert job["model"] == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    again = client.get(f"/v1/fine_tuning/jobs/{job['id']}", headers=keyed_project.headers)
+    assert again.json()["model"] == "HuggingFaceTB/SmolLM2-135M-Instruct"
+
+
 def test_create_job_too_few_examples(client: TestClient, keyed_project: KeyedProject) -> None:
     file_id = uploaded_file_id(client, keyed_project, n=9)
     response = client.post(
