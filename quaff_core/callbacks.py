@@ -13,7 +13,8 @@ from transformers import TrainerCallback, TrainerControl, TrainerState, Training
 
 logger = logging.getLogger(__name__)
 
-Control = Literal["continue", "cancel", "pause"]
+Control = Literal["continue", "checkpoint", "cancel", "pause"]
+CONTROLS: tuple[Control, ...] = ("continue", "checkpoint", "cancel", "pause")
 
 
 @dataclass(frozen=True)
@@ -62,7 +63,8 @@ class TrainCallbacks(Protocol):
         """A phase message ("Calibrating outlier channels on N examples", ...)."""
 
     def control(self) -> Control:
-        """Asked between steps: "continue", "cancel" (stop now) or "pause" (checkpoint, stop)."""
+        """Asked between steps: "continue", "checkpoint" (save one now and go on), "cancel" (stop
+        now) or "pause" (checkpoint, stop)."""
 
 
 class NullCallbacks:
@@ -174,10 +176,14 @@ class HFBridge(TrainerCallback):
             self._poll(state, control)
 
     def _poll(self, state: TrainerState, control: TrainerControl) -> None:
-        """Ask the caller between steps; cancel stops now, pause checkpoints this step and stops."""
+        """Ask the caller between steps: checkpoint saves this step; cancel stops now; pause
+        checkpoints this step and stops."""
         decision = self.callbacks.control()
-        if decision not in ("continue", "cancel", "pause"):
-            raise ValueError(f"control() must return continue, cancel or pause, got {decision!r}")
+        if decision not in CONTROLS:
+            raise ValueError(f"control() must return one of {CONTROLS}, got {decision!r}")
+        if decision == "checkpoint":
+            control.should_save = True
+            return
         if decision == "continue" or state.global_step >= state.max_steps:
             return
         self.stopped = decision

@@ -33,6 +33,11 @@ class Settings(BaseSettings):
     worker_lease_seconds: float = Field(
         default=120.0, gt=0, description="a running job silent this long is taken over"
     )
+    safety_checkpoint_seconds: float = Field(
+        default=600.0,
+        gt=0,
+        description="a running job checkpoints at least this often, so a crash loses little",
+    )
     broker_visibility_timeout: int = Field(
         default=7200, gt=0, description="Redis: seconds before an unacked task is redelivered"
     )

@@ -195,7 +195,12 @@ def _run_claimed(
             resuming=resume is not None,
         )
         callbacks = StoreCallbacks(
-            session, blobs, job, lease_lost=lease_lost, extra_files=tokenizer_files
+            session,
+            blobs,
+            job,
+            lease_lost=lease_lost,
+            extra_files=tokenizer_files,
+            safety_checkpoint_seconds=settings.safety_checkpoint_seconds,
         )
         try:
             result = train(

@@ -6,13 +6,14 @@ import logging
 import math
 import tempfile
 import threading
+import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from quaff_core.callbacks import ProgressEvent
+from quaff_core.callbacks import Control, ProgressEvent
 from store import jobs
 from store.blobs import BlobStore
 from store.checkpoints import save_checkpoint
@@ -23,7 +24,6 @@ from worker.lease import STOPPING
 
 logger = logging.getLogger(__name__)
 
-Control = Literal["continue", "cancel", "pause"]
 # Messages from `train` that the worker says itself, with store facts (ids, stored checkpoints).
 _REPLACED = ("Reusing outlier map", "Checkpoint saved at step", "New fine-tuned model created")
 
@@ -46,10 +46,13 @@ class StoreCallbacks:
         *,
         lease_lost: threading.Event,
         extra_files: Path | None = None,
+        safety_checkpoint_seconds: float | None = None,
     ) -> None:
         self.session, self.blobs, self.job = session, blobs, job
         self.lease_lost = lease_lost
         self.extra_files = extra_files
+        self.safety_checkpoint_seconds = safety_checkpoint_seconds
+        self.last_checkpoint_time = time.monotonic()
         self.last_step = 0
         self.handing_back = False
 
@@ -99,6 +102,7 @@ class StoreCallbacks:
             )
         add_event(self.session, self.job.id, f"Checkpoint saved at step {step}")
         self.session.commit()
+        self.last_checkpoint_time = time.monotonic()
 
     def control(self) -> Control:
         """Between steps: stop when the job is cancelled, paused or taken over, or on shutdown."""
@@ -113,4 +117,12 @@ class StoreCallbacks:
         if STOPPING.is_set():
             self.handing_back = True
             return "pause"
+        if self._safety_checkpoint_due():
+            return "checkpoint"
         return "continue"
+
+    def _safety_checkpoint_due(self) -> bool:
+        """Whether the last checkpoint (or the start) is older than the safety interval."""
+        if self.safety_checkpoint_seconds is None:
+            return False
+        return time.monotonic() - self.last_checkpoint_time >= self.safety_checkpoint_seconds

@@ -172,6 +172,24 @@ def test_cancel_and_pause_are_honoured_within_one_step(
         assert result.checkpoint_dir == tmp_path / "checkpoints" / f"checkpoint-{at}"
 
 
+class CheckpointAt(Recorder):
+    """Asks for an extra checkpoint once, right after step `at`."""
+
+    def control(self) -> Control:
+        return "checkpoint" if self.progress[-1].step == self.at else "continue"
+
+
+def test_checkpoint_request_saves_and_training_goes_on(tmp_path: Path) -> None:
+    config = TrainConfig(**{**FAST.to_dict(), "max_steps": 4})
+    calls = CheckpointAt(at=2)
+    result = train("tiny-llama", EXAMPLES, tmp_path, config=config, callbacks=calls)
+    assert result.stopped == "completed"
+    assert result.final_step == 4
+    assert [s for s, _, _ in calls.checkpoints] == [2, 4]
+    assert (tmp_path / "checkpoints" / "checkpoint-2" / "quaff.json").exists()
+    assert result.adapter_dir is not None
+
+
 def test_eval_and_checkpoints_every_n_steps(tmp_path: Path) -> None:
     config = TrainConfig(**{**FAST.to_dict(), "eval_steps": 2, "save_steps": 3, "max_steps": 5})
     calls = Recorder()

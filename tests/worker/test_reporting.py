@@ -1,0 +1,45 @@
+"""StoreCallbacks: a running job checkpoints at the safety interval as well as when asked."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy.orm import Session
+
+from store.checkpoints import list_checkpoints
+from store.events import list_events
+from store.settings import Settings
+from tests.conftest import KeyedProject
+from tests.worker.test_pipeline import new_job, reload
+from worker.pipeline import run_job
+
+
+@pytest.mark.parametrize(
+    ("interval", "expected_steps"),
+    [
+        (600.0, [3]),  # a short job only checkpoints at its end (n_checkpoints = 1)
+        (1e-6, [1, 2, 3]),  # an overdue safety checkpoint is taken after every step
+    ],
+)
+def test_safety_checkpoints_follow_the_interval(
+    db_session: Session,
+    quaff_settings: Settings,
+    keyed_project: KeyedProject,
+    interval: float,
+    expected_steps: list[int],
+) -> None:
+    settings = quaff_settings.model_copy(update={"safety_checkpoint_seconds": interval})
+    job = new_job(
+        db_session,
+        settings,
+        keyed_project,
+        hyperparameters={"n_epochs": 1, "batch_size": 4},
+        training={"max_seq_length": 64},
+    )
+    assert run_job(job.id, settings, "test:1") == "succeeded"
+    job = reload(db_session, job)
+    assert job.status == "succeeded"
+    rows, _ = list_checkpoints(db_session, job.id, limit=50)
+    assert sorted(r.step_number for r in rows) == expected_steps
+    messages = [e.message for e in list_events(db_session, job.id, limit=100)[0]]
+    for step in expected_steps:
+        assert f"Checkpoint saved at step {step}" in messages
