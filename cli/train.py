@@ -32,6 +32,8 @@ CONFIG_FLAGS: dict[str, str] = {
     "threshold": "outlier_threshold",
     "max_ratio": "outlier_max_ratio",
     "momentum": "momentum",
+    "compute_dtype": "compute_dtype",
+    "compile": "compile",
     "calibration_examples": "calibration_examples",
     "eval_steps": "eval_steps",
     "save_steps": "save_steps",
@@ -90,6 +92,17 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--lora-dropout", type=float)
     add_outlier_args(parser)
     parser.add_argument("--momentum", type=float)
+    parser.add_argument(
+        "--compute-dtype",
+        choices=["float32", "bfloat16"],
+        help="bfloat16: base layers, attention and head in bf16 (faster on recent CPUs and GPUs)",
+    )
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        default=None,
+        help="fuse the int8 quantize passes with torch.compile (faster after a slow first step)",
+    )
     parser.add_argument("--calibration-examples", type=int)
     parser.add_argument("--eval-steps", type=int, help="evaluate every N steps (0: at the end)")
     parser.add_argument("--save-steps", type=int, help="checkpoint every N steps (0: at the end)")

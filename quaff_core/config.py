@@ -9,6 +9,7 @@ from typing import Any, Literal
 SCHEDULERS = ("linear", "cosine", "constant")
 QUANTIZATIONS = ("quaff", "none")
 OUTLIER_STRATEGIES = ("mean_times", "top_abs", "zscore", "static")
+COMPUTE_DTYPES = ("float32", "bfloat16")
 
 
 def _check_int(name: str, value: Any, low: int) -> None:
@@ -58,6 +59,8 @@ class TrainConfig:
     outlier_threshold: float = 100.0
     outlier_max_ratio: float = 0.01
     momentum: float = 0.9
+    compute_dtype: Literal["float32", "bfloat16"] = "float32"
+    compile: bool = False
     calibration_examples: int = 64
     eval_steps: int = 0
     save_steps: int = 0
@@ -91,6 +94,9 @@ class TrainConfig:
         _check_choice("lr_scheduler", self.lr_scheduler, SCHEDULERS)
         _check_choice("quantization", self.quantization, QUANTIZATIONS)
         _check_choice("outlier_strategy", self.outlier_strategy, OUTLIER_STRATEGIES)
+        _check_choice("compute_dtype", self.compute_dtype, COMPUTE_DTYPES)
+        if not isinstance(self.compile, bool):
+            raise TypeError(f"compile must be true or false, got {self.compile!r}")
         if self.train_on_inputs not in (True, False, "auto"):
             raise ValueError(
                 f"train_on_inputs must be true, false or 'auto', got {self.train_on_inputs!r}"

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from quaff_core.callbacks import TrainCallbacks
@@ -89,7 +90,12 @@ def prepare_model(
             used = calibrate_on(
                 model, dataset, collator, config, model_id=model_id, callbacks=callbacks
             )
-        convert_to_quaff(model, used, momentum=config.momentum)
+        dtype = torch.bfloat16 if config.compute_dtype == "bfloat16" else None
+        if dtype is not None:
+            model.to(dtype)  # attention, norms and head run in bf16 too; LoRA stays fp32
+        convert_to_quaff(
+            model, used, momentum=config.momentum, compute_dtype=dtype, compile=config.compile
+        )
         n_layers = len(quaff_layers(model))
         callbacks.on_event(
             f"Quantized {n_layers} linear layers to int8 "

@@ -123,6 +123,7 @@ def _training_args(config: TrainConfig, checkpoints: Path) -> TrainingArguments:
         eval_strategy="no",
         report_to="none",
         use_cpu=not torch.cuda.is_available(),
+        bf16=config.compute_dtype == "bfloat16",
         dataloader_num_workers=0,
         remove_unused_columns=False,
         label_names=["labels"],

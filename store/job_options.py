@@ -58,6 +58,12 @@ def _choice(*options: Any) -> Checker:
     return check
 
 
+def _bool(param: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise _bad(param, f"expected true or false, got {value!r}")
+    return value
+
+
 def _target_modules(param: str, value: Any) -> str | list[str]:
     if value == "all-linear":
         return "all-linear"
@@ -95,6 +101,8 @@ QUANTIZATION: dict[str, tuple[Any, Checker]] = {
     "outlier_threshold": (100.0, _float(0.0, 1e6, lo_open=True)),
     "outlier_max_ratio": (0.01, _float(0.0, 0.5, lo_open=True)),
     "momentum": (0.9, _float(0.0, 1.0, hi_open=True)),
+    "compute_dtype": ("float32", _choice("float32", "bfloat16")),
+    "compile": (False, _bool),
     "outlier_map": (None, _outlier_map_id),
 }
 TRAINING: dict[str, tuple[Any, Checker]] = {

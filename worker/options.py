@@ -83,6 +83,8 @@ def train_config(job: Job, n_examples: int, *, has_validation: bool) -> TrainCon
             outlier_threshold=float(quant["outlier_threshold"]),
             outlier_max_ratio=float(quant["outlier_max_ratio"]),
             momentum=float(quant["momentum"]),
+            compute_dtype=quant.get("compute_dtype", "float32"),
+            compile=bool(quant.get("compile", False)),
             save_steps=every(steps, int(training["n_checkpoints"])),
             eval_steps=every(steps, int(training["n_evals"])) if has_validation else 0,
         )

@@ -172,6 +172,20 @@ def test_cancel_and_pause_are_honoured_within_one_step(
         assert result.checkpoint_dir == tmp_path / "checkpoints" / f"checkpoint-{at}"
 
 
+def test_bf16_compute_trains_fp32_lora_on_an_int8_base(tmp_path: Path) -> None:
+    config = TrainConfig(**{**QUAFF.to_dict(), "compute_dtype": "bfloat16", "max_steps": 4})
+    calls = Recorder()
+    result = train("tiny-llama", EXAMPLES, tmp_path, config=config, callbacks=calls)
+    assert result.stopped == "completed"
+    assert all(torch.isfinite(torch.tensor(e.train_loss)) for e in calls.progress)
+    assert result.adapter_dir is not None
+    weights = lora_weights(result.adapter_dir)
+    assert weights
+    assert {w.dtype for w in weights.values()} == {torch.float32}
+    facts = json.loads((result.adapter_dir / "quaff.json").read_text())
+    assert facts["config"]["compute_dtype"] == "bfloat16"
+
+
 class CheckpointAt(Recorder):
     """Asks for an extra checkpoint once, right after step `at`."""
 

@@ -20,6 +20,8 @@ def test_defaults_are_resolved_numbers() -> None:
     assert options.lora == {"r": 16, "alpha": 32.0, "dropout": 0.0, "target_modules": "all-linear"}
     assert options.quantization["method"] == "quaff"
     assert options.quantization["outlier_map"] is None
+    assert options.quantization["compute_dtype"] == "float32"
+    assert options.quantization["compile"] is False
     assert options.training["learning_rate"] == pytest.approx(2e-4)
     assert options.training["max_seq_length"] == 1024
 
@@ -98,3 +100,16 @@ def test_bad_option_names_its_param(body: dict[str, Any], param: str) -> None:
     assert exc.value.param == param
     assert exc.value.status_code == 400
     assert param.split(".")[-1] in exc.value.message
+
+
+def test_compute_dtype_and_compile_are_checked() -> None:
+    fast = resolve_options({"quantization": {"compute_dtype": "bfloat16", "compile": True}})
+    assert (fast.quantization["compute_dtype"], fast.quantization["compile"]) == ("bfloat16", True)
+    for bad, param in (
+        ({"compute_dtype": "float16"}, "quantization.compute_dtype"),
+        ({"compile": 1}, "quantization.compile"),
+        ({"compile": "yes"}, "quantization.compile"),
+    ):
+        with pytest.raises(InvalidRequestError) as exc:
+            resolve_options({"quantization": bad})
+        assert exc.value.param == param

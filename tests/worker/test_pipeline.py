@@ -156,3 +156,21 @@ def test_unquantized_job_with_nothing_to_train_names_max_seq_length(
     assert (job.error_code, job.error_param) == ("invalid_training_data", "training.max_seq_length")
     assert job.error_message is not None
     assert job.error_message.startswith("Nothing to train on: ")
+
+
+def test_bf16_compute_job_succeeds_and_records_its_options(
+    db_session: Session, quaff_settings: Settings, keyed_project: KeyedProject
+) -> None:
+    job = new_job(
+        db_session,
+        quaff_settings,
+        keyed_project,
+        hyperparameters={"n_epochs": 1, "batch_size": 4},
+        quantization={"compute_dtype": "bfloat16"},
+        training={"max_seq_length": 64},
+    )
+    assert run_job(job.id, quaff_settings, "test:1") == "succeeded"
+    job = reload(db_session, job)
+    assert job.quantization["compute_dtype"] == "bfloat16"
+    assert job.fine_tuned_model is not None
+    assert (job.trained_tokens or 0) > 0
