@@ -13,6 +13,7 @@ from store.errors import NotFoundError
 from store.ids import new_id, now_s
 from store.jobs import checkpoint_model_name
 from store.models import Checkpoint, Job
+from store.pages import page
 
 
 def save_checkpoint(
@@ -49,10 +50,7 @@ def list_checkpoints(
 ) -> tuple[list[Checkpoint], bool]:
     """A page of a job's checkpoints newest first; returns (checkpoints, has_more)."""
     query = select(Checkpoint).where(Checkpoint.job_id == job_id)
-    if after:
-        query = query.where(Checkpoint.id < after)
-    rows = list(session.scalars(query.order_by(Checkpoint.id.desc()).limit(limit + 1)))
-    return rows[:limit], len(rows) > limit
+    return page(session, query, Checkpoint.id, after=after, limit=limit)
 
 
 def latest_checkpoint(session: Session, job_id: str) -> Checkpoint | None:

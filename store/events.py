@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from store.ids import new_id, now_s
 from store.models import JobEvent
+from store.pages import page
 
 LEVELS = ("info", "warn", "error")
 TYPES = ("message", "metrics")
@@ -48,10 +49,7 @@ def list_events(
 ) -> tuple[list[JobEvent], bool]:
     """A page of events newest first, older than the event `after`; returns (events, has_more)."""
     query = select(JobEvent).where(JobEvent.job_id == job_id)
-    if after:
-        query = query.where(JobEvent.id < after)
-    rows = list(session.scalars(query.order_by(JobEvent.id.desc()).limit(limit + 1)))
-    return rows[:limit], len(rows) > limit
+    return page(session, query, JobEvent.id, after=after, limit=limit)
 
 
 def events_since(session: Session, job_id: str, after: str | None = None) -> Sequence[JobEvent]:

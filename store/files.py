@@ -12,6 +12,7 @@ from store.blobs import BlobInfo, BlobStore, commit_with_blob, delete_with_blob
 from store.errors import InvalidRequestError, NotFoundError
 from store.ids import new_id, now_s
 from store.models import File, Job
+from store.pages import page
 
 logger = logging.getLogger(__name__)
 
@@ -133,14 +134,7 @@ def list_files(
     query = select(File).where(File.project_id == project_id)
     if purpose:
         query = query.where(File.purpose == purpose)
-    if order == "asc":
-        query = query.where(File.id > after) if after else query
-        query = query.order_by(File.id)
-    else:
-        query = query.where(File.id < after) if after else query
-        query = query.order_by(File.id.desc())
-    rows = list(session.scalars(query.limit(limit + 1)))
-    return rows[:limit], len(rows) > limit
+    return page(session, query, File.id, after=after, limit=limit, ascending=order == "asc")
 
 
 def delete_file(session: Session, blobs: BlobStore, project_id: str, file_id: str) -> None:

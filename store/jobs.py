@@ -33,6 +33,7 @@ from store.job_runs import (
 )
 from store.job_states import TERMINAL, TRANSITIONS, check_transition, ensure_can, transition
 from store.models import File, Job, OutlierMap
+from store.pages import page
 from store.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -253,10 +254,7 @@ def list_jobs(
         query = query.where(Job.meta.is_(None))
     for key, value in (metadata or {}).items():
         query = query.where(Job.meta[key].as_string() == value)
-    if after:
-        query = query.where(Job.id < after)
-    rows = list(session.scalars(query.order_by(Job.id.desc()).limit(limit + 1)))
-    return rows[:limit], len(rows) > limit
+    return page(session, query, Job.id, after=after, limit=limit)
 
 
 def cancel_job(session: Session, job: Job) -> Job:

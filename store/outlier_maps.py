@@ -14,6 +14,7 @@ from store.blobs import BlobStore, commit_with_blob, delete_with_blob
 from store.errors import NotFoundError
 from store.ids import new_id, now_s
 from store.models import OutlierMap
+from store.pages import page
 
 
 def options_hash(options: Mapping[str, Any]) -> str:
@@ -104,10 +105,7 @@ def list_outlier_maps(
 ) -> tuple[list[OutlierMap], bool]:
     """A page of the project's maps newest first; returns (maps, has_more)."""
     query = select(OutlierMap).where(OutlierMap.project_id == project_id)
-    if after:
-        query = query.where(OutlierMap.id < after)
-    rows = list(session.scalars(query.order_by(OutlierMap.id.desc()).limit(limit + 1)))
-    return rows[:limit], len(rows) > limit
+    return page(session, query, OutlierMap.id, after=after, limit=limit)
 
 
 def delete_outlier_map(session: Session, blobs: BlobStore, row: OutlierMap) -> None:
