@@ -176,11 +176,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--results", type=Path, default=Path("bench/results"))
     p.add_argument("--out", type=Path, default=Path("bench/RESULTS.md"))
     p.add_argument("--readme", type=Path, help="also rewrite this README's Benchmarks section")
+    p.add_argument("--note", action="append", default=[], help="a line for the notes section")
     args = p.parse_args(argv)
     results = load_results(args.results)
     if not results:
         raise SystemExit(f"no results JSON in {args.results}: run `make bench` first")
-    text = render(results, args.results, args.out.parent)
+    text = render(results, args.results, args.out.parent, notes=args.note)
     args.out.write_text(text, encoding="utf-8")
     print(f"wrote {args.out}")
     if args.readme:

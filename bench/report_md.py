@@ -223,7 +223,9 @@ def _stability_section(quality: dict[str, Any], figures: Path, md_dir: Path) -> 
     return lines
 
 
-def render(results: dict[str, Any], figures: Path, md_dir: Path) -> str:
+def render(
+    results: dict[str, Any], figures: Path, md_dir: Path, notes: list[str] | None = None
+) -> str:
     """The whole RESULTS.md; draws the PNGs into `figures`."""
     speed, quality = results.get("speed"), results.get("quality")
     verdicts = (speed_verdicts(speed) if speed else []) + (
@@ -273,7 +275,7 @@ def render(results: dict[str, Any], figures: Path, md_dir: Path) -> str:
     if quality:
         lines += _quality_section(quality, figures, md_dir)
         lines += _stability_section(quality, figures, md_dir)
-    lines += NOTES
+    lines += NOTES[:-1] + [f"- {note}" for note in notes or []] + [""]
     return "\n".join(lines).rstrip() + "\n"
 
 

@@ -139,8 +139,9 @@ def test_report_writes_results_md_and_figures(tmp_path: Path) -> None:
     (results / "speed.json").write_text(json.dumps(speed_json()))
     (results / "quality.json").write_text(json.dumps(quality_json()))
     out = tmp_path / "RESULTS.md"
-    main(["--results", str(results), "--out", str(out)])
+    main(["--results", str(results), "--out", str(out), "--note", "Ran in two parts."])
     text = out.read_text()
+    assert text.endswith("- Ran in two parts.\n")
     assert "| step latency, smollm2 4x256 | >= 1.73x faster than fp32 LoRA | 2.00x" in text
     assert "**missed** (5 points short)" in text
     assert "No GPU table" in text
