@@ -165,6 +165,9 @@ def load_results(folder: Path) -> dict[str, Any]:
         path = folder / f"{name}.json"
         if path.is_file():
             found[name] = json.loads(path.read_text(encoding="utf-8"))
+    extra = sorted(folder.glob("quality_seed*.json"))
+    if extra:
+        found["quality_seeds"] = [json.loads(p.read_text(encoding="utf-8")) for p in extra]
     return found
 
 

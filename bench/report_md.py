@@ -94,6 +94,22 @@ def op_label(name: str) -> str:
     return name.replace("|", "/")
 
 
+ELEMENTWISE = ("aten::copy_", "aten::mul", "aten::add", "aten::fill_", "aten::to", "aten::sum")
+
+
+def cost_breakdown(prof: dict[str, Any]) -> dict[str, float]:
+    """Share of the step per part: matmuls by model part, attention, element-wise (top ops)."""
+    parts = dict(prof.get("matmul_share_by_component", {}))
+    ops = prof.get("ops", [])
+    parts["attention (SDPA forward + backward)"] = sum(
+        op["share"] for op in ops if "scaled_dot_product" in op["name"]
+    )
+    parts["element-wise ops and casts (copy_, mul, add, ...; top ops only)"] = sum(
+        op["share"] for op in ops if op["name"] in ELEMENTWISE
+    )
+    return dict(sorted(parts.items(), key=lambda kv: -kv[1]))
+
+
 def _profile_section(speed: dict[str, Any]) -> list[str]:
     """Top operators of the profiled Quaff steps: the largest remaining costs."""
     lines: list[str] = []
@@ -116,12 +132,12 @@ def _profile_section(speed: dict[str, Any]) -> list[str]:
                 f"| `{op_label(op['name'])}` | {op['self_cpu_ms']:.1f} | {op['share']:.1%} "
                 f"| {op['calls']} |"
             )
-        parts = prof.get("matmul_share_by_component", {})
+        parts = cost_breakdown(prof)
         if parts:
             lines += [
                 "",
-                "Matrix multiplies grouped by the part of the model they belong to (share of the "
-                "step's self CPU time): "
+                "Self CPU time by part of the step (matrix multiplies assigned to a part of the "
+                "model by their shapes): "
                 + "; ".join(f"{part} {share:.1%}" for part, share in parts.items())
                 + ".",
             ]
@@ -190,6 +206,45 @@ def _quality_section(quality: dict[str, Any], figures: Path, md_dir: Path) -> li
     return lines
 
 
+def _seeds_section(quality: dict[str, Any], others: list[dict[str, Any]]) -> list[str]:
+    """The quality runs with other training seeds (same task and config): a noise check."""
+    if not others:
+        return []
+    runs = [quality, *others]
+    modes = list(quality["modes"])
+    lines = [
+        "### Training-seed variation",
+        "",
+        "The same quality run repeated with other training seeds (LoRA init and data order); "
+        "the verdicts above use the first seed only.",
+        "",
+        "| seed | " + " | ".join(f"{m} final loss | {m} EM" for m in modes) + " |",
+        "|---:|" + "---:|---:|" * len(modes),
+    ]
+    for run in runs:
+        cells = []
+        for m in modes:
+            info = run["modes"].get(m, {})
+            cells += [
+                _fmt(info.get("final_valid_loss"), ".4f"),
+                _fmt(info.get("exact_match"), ".1%"),
+            ]
+        lines.append(f"| {run['config'].get('seed')} | " + " | ".join(cells) + " |")
+    mean = []
+    for m in modes:
+        losses = [r["modes"][m]["final_valid_loss"] for r in runs if m in r["modes"]]
+        ems = [r["modes"][m].get("exact_match", 0.0) for r in runs if m in r["modes"]]
+        mean += [f"{sum(losses) / len(losses):.4f}", f"{sum(ems) / len(ems):.1%}"]
+    lines.append("| mean | " + " | ".join(mean) + " |")
+    if "fp32" in modes and "quaff" in modes:
+        ref = [r["modes"]["fp32"]["final_valid_loss"] for r in runs]
+        qua = [r["modes"]["quaff"]["final_valid_loss"] for r in runs]
+        rel = sum(qua) / sum(ref) - 1.0
+        lines += ["", f"Quaff vs fp32 final validation loss over all seeds: {rel:+.2%}."]
+    lines.append("")
+    return lines
+
+
 def _stability_section(quality: dict[str, Any], figures: Path, md_dir: Path) -> list[str]:
     """Recall of the initial outlier map over the Quaff fine-tune."""
     stab = quality["modes"].get("quaff", {}).get("stability")
@@ -249,13 +304,14 @@ def render(
     if speed and speed.get("profiles"):
         prof = speed["profiles"][0]
         top = prof["ops"][0]
-        parts = prof.get("matmul_share_by_component", {})
-        biggest = next(iter(parts.items()), None)
+        parts = cost_breakdown(prof)
+        top_parts = list(parts.items())[:3]
         lines += [
-            f"Largest remaining cost in a `{prof['mode']}` step ({prof['model']}, profiled): "
-            f"`{op_label(top['name'])}` at {top['share']:.0%} of self CPU time"
-            + (f"; by part of the model, {biggest[0]} ({biggest[1]:.0%})" if biggest else "")
-            + " (see the profile below).",
+            f"Largest remaining costs in a `{prof['mode']}` step ({prof['model']}, profiled), "
+            "by part of the step: "
+            + "; ".join(f"{name} {share:.0%}" for name, share in top_parts)
+            + f" of self CPU time (largest single operator: `{op_label(top['name'])}`, "
+            f"{top['share']:.0%}; see the profile below).",
             "",
         ]
     if speed:
@@ -274,6 +330,7 @@ def render(
         ]
     if quality:
         lines += _quality_section(quality, figures, md_dir)
+        lines += _seeds_section(quality, results.get("quality_seeds", []))
         lines += _stability_section(quality, figures, md_dir)
     lines += NOTES[:-1] + [f"- {note}" for note in notes or []] + [""]
     return "\n".join(lines).rstrip() + "\n"
@@ -330,15 +387,12 @@ def readme_section(results: dict[str, Any], results_md: str) -> str:
     ]
     if speed and speed.get("profiles"):
         prof = speed["profiles"][0]
-        parts = prof.get("matmul_share_by_component", {})
-        top = prof["ops"][0]
-        biggest = next(iter(parts.items()), None)
+        parts = list(cost_breakdown(prof).items())[:3]
         lines += [
             "",
-            f"Largest remaining cost of a `{prof['mode']}` step ({prof['model']}, profiled): "
-            f"`{op_label(top['name'])}` at {top['share']:.0%} of self CPU time"
-            + (f"; by part of the model, {biggest[0]} ({biggest[1]:.0%})" if biggest else "")
-            + f". Details in [{results_md}]({results_md}).",
+            f"Largest remaining costs of a `{prof['mode']}` step ({prof['model']}, profiled): "
+            + "; ".join(f"{name} {share:.0%}" for name, share in parts)
+            + f" of self CPU time. Details in [{results_md}]({results_md}).",
         ]
     return "\n".join(lines) + "\n"
 

@@ -50,7 +50,9 @@ def speed_json() -> dict[str, Any]:
                 "ops": [
                     {"name": "aten::mm", "self_cpu_ms": 60.0, "share": 0.6, "calls": 10},
                     {"name": "aten::_int_mm", "self_cpu_ms": 20.0, "share": 0.2, "calls": 5},
+                    {"name": "aten::copy_", "self_cpu_ms": 10.0, "share": 0.1, "calls": 50},
                 ],
+                "matmul_share_by_component": {"output head": 0.45, "int8 base GEMMs": 0.2},
             }
         ],
     }
@@ -145,13 +147,30 @@ def test_report_writes_results_md_and_figures(tmp_path: Path) -> None:
     assert "| step latency, smollm2 4x256 | >= 1.73x faster than fp32 LoRA | 2.00x" in text
     assert "**missed** (5 points short)" in text
     assert "No GPU table" in text
-    assert "Largest remaining cost in a `quaff-bf16` step" in text
-    assert "`aten::mm` at 60%" in text
+    assert "Largest remaining costs in a `quaff-bf16` step (smollm2, profiled)" in text
+    assert "by part of the step: output head 45%; int8 base GEMMs 20%; element-wise" in text
+    assert "(largest single operator: `aten::mm`, 60%" in text
     assert "| quaff: Quaff | - | 0.1010 | +1.00% | 95.0% | 10 |" in text
     assert "| 2 | 80.0% | 60% (`a`) | 1 of 2 | 11 |" in text
     for png in ("speed_4x256.png", "loss_curves.png", "outlier_recall.png"):
         assert (results / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert f"](results/{png})" in text
+
+
+def test_other_training_seeds_get_a_table_and_a_pooled_ratio(tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "quality.json").write_text(json.dumps(quality_json()))
+    other = quality_json()
+    other["config"]["seed"] = 43
+    other["modes"]["quaff"]["final_valid_loss"] = 0.099
+    (results / "quality_seed43.json").write_text(json.dumps(other))
+    out = tmp_path / "RESULTS.md"
+    main(["--results", str(results), "--out", str(out)])
+    text = out.read_text()
+    assert "| 43 | 0.1000 | 98.0% | 0.0990 | 95.0% | 0.1200 | 90.0% |" in text
+    assert "| mean | 0.1000 | 98.0% | 0.1000 | 95.0% | 0.1200 | 90.0% |" in text
+    assert "Quaff vs fp32 final validation loss over all seeds: +0.00%." in text
 
 
 def test_readme_section_is_replaced_and_the_rest_kept(tmp_path: Path) -> None:
