@@ -119,8 +119,10 @@ def _profile_section(speed: dict[str, Any]) -> list[str]:
             f"### Profile: one `{prof['mode']}` step, {prof['model']} "
             f"{prof['batch']} x {prof['seq_len']}",
             "",
-            f"Largest remaining cost: **`{op_label(top['name'])}`** ({top['share']:.0%} of self "
-            "CPU time)."
+            "Largest part: **{}** ({:.0%} of self CPU time); largest single operator: `{}` "
+            "({:.0%}).".format(
+                *next(iter(cost_breakdown(prof).items())), op_label(top["name"]), top["share"]
+            )
             if top
             else "",
             "",
