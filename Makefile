@@ -39,7 +39,7 @@ run: $(STAMP)
 	$(BIN)/quaff db upgrade
 	$(BIN)/quaff serve --no-migrate --ensure-key --host $(HOST) --port $(PORT)
 
-# `make bench` (about 40 min on 2 CPU cores); `make bench BENCH_ARGS=--quick`: ~15 min.
+# `make bench` (about 30 min on 2 idle CPU cores); `make bench BENCH_ARGS=--quick`: ~15 min.
 # Installs the project only if it was never installed, then the `bench` extra's requirements
 # (no project reinstall): idempotent and cheap.
 BENCH_ARGS ?=

@@ -1,6 +1,6 @@
 """`make bench`: speed/memory, quality parity + outlier stability, then RESULTS.md and figures.
 
-    .venv/bin/python -m bench.run            # the full configuration (~40 min on 2 CPU cores)
+    .venv/bin/python -m bench.run            # the full configuration (~30 min on 2 idle CPU cores)
     .venv/bin/python -m bench.run --quick    # about 15 minutes: fewer steps, one shape, small test
 
 Each stage runs in its own process (so one stage's memory never inflates the next one's
