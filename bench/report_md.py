@@ -334,7 +334,8 @@ def render(
         lines += _quality_section(quality, figures, md_dir)
         lines += _seeds_section(quality, results.get("quality_seeds", []))
         lines += _stability_section(quality, figures, md_dir)
-    lines += NOTES[:-1] + [f"- {note}" for note in notes or []] + [""]
+    general = [n for n in NOTES[:-1] if not (results.get("quality_seeds") and "One seed" in n)]
+    lines += general + [f"- {note}" for note in notes or []] + [""]
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -387,6 +388,7 @@ def readme_section(results: dict[str, Any], results_md: str) -> str:
             else "."
         ),
     ]
+    lines += _readme_context(speed, results.get("quality_seeds", []), quality)
     if speed and speed.get("profiles"):
         prof = speed["profiles"][0]
         parts = list(cost_breakdown(prof).items())[:3]
@@ -397,6 +399,52 @@ def readme_section(results: dict[str, Any], results_md: str) -> str:
             + f" of self CPU time. Details in [{results_md}]({results_md}).",
         ]
     return "\n".join(lines) + "\n"
+
+
+def _readme_context(
+    speed: dict[str, Any] | None, seeds: list[dict[str, Any]], quality: dict[str, Any] | None
+) -> list[str]:
+    """Caveats next to the verdicts: the bf16 baseline, the W8A8 ablation, seed noise, the loss."""
+    lines: list[str] = []
+    if speed:
+        recs = [d[m] for d in speed.get("shapes", {}).values() for m in models_of(d)]
+        vs_bf16 = [r["quaff-bf16"]["speedup_vs_bf16_autocast"] for r in recs if "quaff-bf16" in r]
+        w8a8 = [
+            r["w8a8-bf16"]["median_step_s"] / r["quaff-bf16"]["median_step_s"]
+            for r in recs
+            if "quaff-bf16" in r and "w8a8-bf16" in r
+        ]
+        if vs_bf16 and w8a8:
+            lines += [
+                "",
+                f"Against bf16-autocast LoRA, the faster CPU baseline, Quaff bf16 is only "
+                f"{min(vs_bf16):.2f}x to {max(vs_bf16):.2f}x faster; plain W8A8 (no outlier "
+                f"channels) takes {min(w8a8):.2f}x to {max(w8a8):.2f}x Quaff bf16's step time "
+                "with the same memory. The fp32 baselines compute the loss over all logits, the "
+                "int8 modes use the chunked loss, so part of the saving is the loss's.",
+            ]
+    if quality and seeds:
+        runs = [quality, *seeds]
+        ref = sum(r["modes"]["fp32"]["final_valid_loss"] for r in runs)
+        qua = sum(r["modes"]["quaff"]["final_valid_loss"] for r in runs)
+        gaps = []
+        for r in runs:
+            fp32, quaff = r["modes"]["fp32"], r["modes"]["quaff"]
+            gap = quaff["final_valid_loss"] / fp32["final_valid_loss"] - 1
+            gaps.append(f"{r['config'].get('seed')}: {gap:+.2%}")
+        em = max(
+            abs(
+                r["modes"]["quaff"].get("exact_match", 0) - r["modes"]["fp32"].get("exact_match", 0)
+            )
+            for r in runs
+        )
+        lines += [
+            "",
+            f"Over {len(runs)} training seeds the Quaff/fp32 final-loss gap is "
+            f"{qua / ref - 1:+.2%} (per seed: {', '.join(gaps)}); test exact match of Quaff and "
+            f"fp32 differs by at most {em * 100:.1f} points per seed.",
+        ]
+    return lines
 
 
 def replace_section(text: str, heading: str, section: str) -> str:
