@@ -408,7 +408,11 @@ def _readme_context(
     lines: list[str] = []
     if speed:
         recs = [d[m] for d in speed.get("shapes", {}).values() for m in models_of(d)]
-        vs_bf16 = [r["quaff-bf16"]["speedup_vs_bf16_autocast"] for r in recs if "quaff-bf16" in r]
+        vs_bf16 = [
+            r["quaff-bf16"]["speedup_vs_bf16_autocast"]
+            for r in recs
+            if r.get("quaff-bf16", {}).get("speedup_vs_bf16_autocast") is not None
+        ]
         w8a8 = [
             r["w8a8-bf16"]["median_step_s"] / r["quaff-bf16"]["median_step_s"]
             for r in recs

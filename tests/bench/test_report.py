@@ -193,3 +193,22 @@ def test_replace_section_needs_the_heading() -> None:
     assert replace_section("a\n## B\nold\n", "## B", "## B\nnew\n") == "a\n## B\nnew\n\n"
     with pytest.raises(ValueError, match="no '## C' section"):
         replace_section("a\n## B\n", "## C", "x")
+
+
+def test_readme_section_adds_the_bf16_baseline_and_seed_gaps(tmp_path: Path) -> None:
+    from bench.report_md import readme_section
+
+    speed = speed_json()
+    recs = speed["shapes"]["4x256"]["smollm2"]
+    recs["bf16-autocast"] = step_record(2.5, 1900, 4.0, 2000)
+    for rec in recs.values():
+        rec["speedup_vs_bf16_autocast"] = 2.5 / rec["median_step_s"]
+    other = quality_json()
+    other["config"]["seed"] = 43
+    text = readme_section(
+        {"speed": speed, "quality": quality_json(), "quality_seeds": [other]}, "bench/RESULTS.md"
+    )
+    assert "Quaff bf16 is only 1.25x to 1.25x faster" in text
+    assert "plain W8A8 (no outlier channels) takes 0.95x to 0.95x" in text
+    assert "Over 2 training seeds the Quaff/fp32 final-loss gap is +1.00%" in text
+    assert "differs by at most 3.0 points per seed" in text
