@@ -18,20 +18,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from quaff_core.calibration import _ChannelStats, quantizable_linears
+from quaff_core.calibration import calibrate
 from quaff_core.callbacks import NullCallbacks, ProgressEvent
-from quaff_core.convert import quaff_layers
 from quaff_core.outliers import OutlierMap
 
 logger = logging.getLogger(__name__)
-
-
-def base_projections(model: nn.Module) -> dict[str, nn.Module]:
-    """The frozen base projections by normalised name: QuaffLinear layers, else nn.Linear ones."""
-    quaff = quaff_layers(model)
-    if quaff:
-        return dict(quaff)
-    return dict(quantizable_linears(model))
 
 
 @torch.no_grad()
@@ -41,54 +32,16 @@ def measure_outliers(
     """Outlier channels of `model`'s base projections now, by `like`'s strategy and thresholds.
 
     batches: dicts with input_ids int64 [B, T] and optionally attention_mask [B, T] (0 = ignore).
-    Runs in eval mode (QuaffLinear momentum state is not touched) and restores the mode.
+    `calibrate` measures the QuaffLinear inputs of a converted model, in eval mode (momentum state
+    untouched), and restores the mode.
     """
-    layers = base_projections(model)
-    if not layers:
-        raise ValueError("measure_outliers found no QuaffLinear or nn.Linear base projections")
-    stats = {
-        name: _ChannelStats(
-            int(getattr(m, "in_features")),  # noqa: B009 (QuaffLinear and nn.Linear both have it)
-            like.strategy,
-            like.threshold,
-            int(like.max_ratio * int(getattr(m, "in_features"))),  # noqa: B009
-        )
-        for name, m in layers.items()
-    }
-    mask_holder: dict[str, torch.Tensor | None] = {"mask": None}
-
-    def make_hook(name: str) -> Any:
-        def hook(module: nn.Module, args: tuple[Any, ...]) -> None:
-            x = args[0]
-            mask = mask_holder["mask"]
-            if mask is not None and tuple(mask.shape) == tuple(x.shape[:-1]):
-                x = x[mask.bool()]
-            stats[name].update(x.reshape(-1, x.shape[-1]))
-
-        return hook
-
-    handles = [m.register_forward_pre_hook(make_hook(n)) for n, m in layers.items()]
-    was_training = model.training
-    tokens = 0
-    try:
-        model.eval()
-        for batch in batches:
-            mask = batch.get("attention_mask")
-            mask_holder["mask"] = mask
-            tokens += int(mask.sum()) if mask is not None else int(batch["input_ids"].numel())
-            model(input_ids=batch["input_ids"], attention_mask=mask)
-    finally:
-        for handle in handles:
-            handle.remove()
-        model.train(was_training)
-    return OutlierMap(
-        layers={name: s.select() for name, s in stats.items()},
-        in_features={name: s.in_features for name, s in stats.items()},
-        model_id=like.model_id,
+    return calibrate(
+        model,
+        batches,
         strategy=like.strategy,
         threshold=like.threshold,
         max_ratio=like.max_ratio,
-        tokens_seen=tokens,
+        model_id=like.model_id,
     )
 
 

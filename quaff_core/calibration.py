@@ -10,6 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from quaff_core.linear import quaff_layers
 from quaff_core.outliers import OutlierMap, normalise_layer_name
 
 logger = logging.getLogger(__name__)
@@ -34,6 +35,18 @@ def quantizable_linears(model: nn.Module) -> dict[str, nn.Linear]:
         for name, module in model.named_modules()
         if isinstance(module, nn.Linear) and name not in skip
     }
+
+
+def calibration_targets(model: nn.Module) -> dict[str, nn.Module]:
+    """The base projections whose inputs calibration measures, by normalised name.
+
+    The `QuaffLinear` layers of a converted (possibly PEFT-wrapped) model, else every `nn.Linear`
+    but the head (`quantizable_linears`).
+    """
+    converted = quaff_layers(model)
+    if converted:
+        return dict(converted)
+    return dict(quantizable_linears(model))
 
 
 class _ChannelStats:
@@ -99,7 +112,9 @@ def calibrate(
     max_ratio: float = 0.01,
     model_id: str | None = None,
 ) -> OutlierMap:
-    """Run `batches` through `model` and return the outlier channels of every linear but the head.
+    """Run `batches` through `model` and return the outlier channels of every linear but the head
+    (on a Quaff-converted model: the inputs of its QuaffLinear layers, e.g. to re-measure them
+    during fine-tuning).
 
     Strategies: `mean_times` (|x| > threshold * mean|x| of the token), `top_abs` (the token's
     max_ratio * K largest |x|), `zscore` ((|x| - mean) / std > threshold) and `static`
@@ -112,11 +127,13 @@ def calibrate(
         raise ValueError(f"threshold must be a positive finite number, got {threshold}")
     if not 0.0 < max_ratio <= 1.0:
         raise ValueError(f"max_ratio must be in (0, 1], got {max_ratio}")
-    linears = quantizable_linears(model)
+    linears = calibration_targets(model)
     if not linears:
         raise ValueError("calibrate found no nn.Linear layers (other than the output head)")
     stats = {
-        name: _ChannelStats(m.in_features, strategy, threshold, int(max_ratio * m.in_features))
+        name: _ChannelStats(
+            int(m.in_features), strategy, threshold, int(max_ratio * int(m.in_features))
+        )
         for name, m in linears.items()
     }
     state: dict[str, torch.Tensor | None] = {"mask": None}

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from quaff_core.calibration import quantizable_linears
-from quaff_core.linear import QuaffLinear
+from quaff_core.linear import QuaffLinear, quaff_layers
 from quaff_core.outliers import OutlierMap, normalise_layer_name
 
 logger = logging.getLogger(__name__)
@@ -62,19 +62,6 @@ def convert_to_quaff(
         )
     logger.info("converted %d linear layers to QuaffLinear", len(linears))
     return model
-
-
-def quaff_layers(model: nn.Module) -> dict[str, QuaffLinear]:
-    """Every `QuaffLinear` in `model` (PEFT-wrapped or not), keyed by normalised module name."""
-    layers: dict[str, QuaffLinear] = {}
-    for name, module in model.named_modules():
-        if isinstance(module, QuaffLinear):
-            key = normalise_layer_name(name)
-            # PEFT wraps the base layer as `<name>.base_layer`
-            if key.endswith(".base_layer"):
-                key = key[: -len(".base_layer")]
-            layers[key] = module
-    return layers
 
 
 def quaff_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:

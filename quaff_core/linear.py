@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from quaff_core.autograd import quaff_linear
+from quaff_core.outliers import normalise_layer_name
 from quaff_core.quant import get_quant_ops, quantize_weight
 
 _EPS = 1e-12
@@ -169,3 +170,16 @@ class QuaffLinear(nn.Module):
             f"bias={self.bias is not None}, n_outliers={self.n_outliers}, "
             f"compute_dtype={self.compute_dtype}, compile={self.compile}"
         )
+
+
+def quaff_layers(model: nn.Module) -> dict[str, QuaffLinear]:
+    """Every `QuaffLinear` in `model` (PEFT-wrapped or not), keyed by normalised module name."""
+    layers: dict[str, QuaffLinear] = {}
+    for name, module in model.named_modules():
+        if isinstance(module, QuaffLinear):
+            key = normalise_layer_name(name)
+            # PEFT wraps the base layer as `<name>.base_layer`
+            if key.endswith(".base_layer"):
+                key = key[: -len(".base_layer")]
+            layers[key] = module
+    return layers

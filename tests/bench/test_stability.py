@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bench.stability import OutlierTracker, base_projections, measure_outliers
-from quaff_core.calibration import calibrate
+from bench.stability import OutlierTracker, measure_outliers
+from quaff_core.calibration import calibrate, calibration_targets
 from quaff_core.callbacks import ProgressEvent
 from quaff_core.convert import convert_to_quaff
 from quaff_core.models import load_tiny_llama
@@ -36,7 +36,7 @@ def test_measure_finds_the_quaff_layers_under_lora() -> None:
     initial = calibrate(model, batches(), strategy="top_abs", max_ratio=0.05)
     convert_to_quaff(model, initial)
     peft_model = add_lora(model, r=4, alpha=8)
-    assert set(base_projections(peft_model)) == set(initial.layers)
+    assert set(calibration_targets(peft_model)) == set(initial.layers)
     current = measure_outliers(peft_model, batches(), initial)
     assert set(current.layers) == set(initial.layers)
     recall = initial.overlap(current)

@@ -124,3 +124,19 @@ def test_rejects_bad_arguments():
         calibrate(Toy([3]), batches(), max_ratio=2.0)
     with pytest.raises(TypeError, match="LongTensor or a Mapping"):
         calibrate(Toy([3]), [[1, 2, 3]])
+
+
+def test_converted_model_is_measured_at_its_quaff_layers(tiny_llama):
+    from quaff_core.convert import convert_to_quaff
+    from quaff_core.peft import add_lora
+
+    gen = torch.Generator().manual_seed(0)
+    batches = [torch.randint(0, 512, (2, 16), generator=gen) for _ in range(2)]
+    before = calibrate(tiny_llama, batches, strategy="top_abs", max_ratio=0.05)
+    convert_to_quaff(tiny_llama, before)
+    wrapped = add_lora(tiny_llama, r=4, alpha=8)
+    after = calibrate(wrapped, batches, strategy="top_abs", max_ratio=0.05)
+    # the same layer names (no LoRA lora_A/lora_B linears), the same budget per layer
+    assert set(after.layers) == set(before.layers)
+    assert all(len(after.layers[n]) == len(before.layers[n]) for n in before.layers)
+    assert before.overlap(after).overall >= 0.5
