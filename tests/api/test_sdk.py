@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from collections.abc import Iterator
 
 import openai
 import pytest
-import uvicorn
 from openai import OpenAI
 from sqlalchemy.orm import Session
 
@@ -20,32 +16,15 @@ from store.blobs import BlobStore
 from store.checkpoints import save_checkpoint
 from store.settings import Settings
 from tests.conftest import KeyedProject, chat_jsonl
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+from tests.servers import serve_in_thread
 
 
 @pytest.fixture
 def base_url(quaff_settings: Settings) -> Iterator[str]:
     """A uvicorn server on 127.0.0.1 serving the app, stopped after the test."""
     small = quaff_settings.model_copy(update={"max_upload_bytes": 64 * 1024})
-    port = _free_port()
-    config = uvicorn.Config(create_app(small), host="127.0.0.1", port=port, log_level="warning")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}/v1"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serve_in_thread(create_app(small)) as url:
+        yield url
 
 
 @pytest.fixture

@@ -4,16 +4,12 @@ from __future__ import annotations
 
 import io
 import json
-import socket
 import tarfile
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 from sqlalchemy.orm import Session
 
 from api.main import create_app
@@ -26,6 +22,7 @@ from store.blobs import BlobStore
 from store.models import Job
 from store.settings import Settings
 from tests.conftest import KeyedProject, chat_jsonl
+from tests.servers import serve_in_thread
 
 pytestmark = pytest.mark.slow
 
@@ -33,23 +30,8 @@ pytestmark = pytest.mark.slow
 @pytest.fixture
 def base_url(quaff_settings: Settings) -> Iterator[str]:
     """The API on a free loopback port, stopped after the test."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    config = uvicorn.Config(
-        create_app(quaff_settings), host="127.0.0.1", port=port, log_level="warning"
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}/v1"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serve_in_thread(create_app(quaff_settings)) as url:
+        yield url
 
 
 def quaff_jobs(base_url: str, key: str, *argv: str) -> int:

@@ -18,7 +18,8 @@ from cli.serve import KEY_FILE, ensure_key, snippets
 from store import auth, migrate
 from store.db import dispose_engine, session_scope
 from store.settings import Settings
-from tests.worker.conftest import ROOT, free_port, wait_for
+from tests.servers import free_port
+from tests.worker.conftest import ROOT, wait_for
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -26,6 +25,7 @@ from store import migrate
 from store.auth import create_key
 from store.db import dispose_engine, session_factory
 from store.settings import Settings
+from tests.servers import free_port
 
 REDIS_URL = os.environ.get("QUAFF_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,14 +37,6 @@ FAST_LEASES = {
     "QUAFF_EVENT_POLL_SECONDS": "0.2",
     "QUAFF_DEVICE": "cpu",
 }
-
-
-def free_port() -> int:
-    """A free TCP port on the loopback interface."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def wait_for(what: str, check: Callable[[], Any], timeout: float = 120.0) -> Any:
