@@ -6,7 +6,7 @@ TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.quaff-installed
 
-.PHONY: install test lint run bench clean
+.PHONY: install test test-fast lint run bench clean
 
 install: $(STAMP)
 
@@ -26,8 +26,16 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+# The whole suite with a coverage floor (CI runs this through .ci/run, with
+# QUAFF_REQUIRE_SERVICES=1 so that a missing PostgreSQL or Redis fails instead of skipping).
+COVERAGE_FLOOR ?= 85
+
 test: lint
-	$(BIN)/pytest
+	$(BIN)/pytest --cov --cov-report=term:skip-covered --cov-fail-under=$(COVERAGE_FLOOR)
+
+# Everything but the `slow` tests (real training runs, real processes): a quick check while editing.
+test-fast: lint
+	$(BIN)/pytest -m "not slow"
 
 # `make run`: migrate, create an API key if none exists (printed, with an openai SDK snippet and a
 # curl line), then serve the API on $(HOST):$(PORT) plus one worker, on the embedded defaults

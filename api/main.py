@@ -6,7 +6,8 @@ from fastapi import FastAPI
 
 from api.errors import RequestIdMiddleware, install_error_handlers
 from api.queue import JobQueue
-from api.routes import checkpoints, events, files, health, jobs, models, outlier_maps
+from api.routes import checkpoints, events, files, health, jobs, models, options, outlier_maps
+from quaff_core import __version__
 from store.blobs import BlobStore
 from store.db import session_factory
 from store.settings import Settings, get_settings
@@ -19,14 +20,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(
         title="Quaff",
         summary="Fine-tune LLMs with Quaff quantized LoRA; OpenAI-compatible fine-tuning API.",
-        version="0.1.0",
+        version=__version__,
     )
     app.state.settings = settings
     app.state.session_factory = session_factory(settings)
     app.state.blobs = BlobStore(settings.blob_dir)
     app.state.queue = JobQueue(settings.broker_url)
     install_error_handlers(app)
-    for module in (health, files, jobs, events, checkpoints, models, outlier_maps):
+    for module in (health, files, jobs, options, events, checkpoints, models, outlier_maps):
         app.include_router(module.router)
     app.add_middleware(RequestIdMiddleware)
     return app

@@ -90,6 +90,7 @@ class EventObject(BaseModel):
     level: str
     message: str
     type: str
+    kind: str
     data: dict[str, Any] | None
 
 
@@ -189,7 +190,7 @@ def event_object(row: JobEvent) -> EventObject:
     """The wire form of an event row."""
     return EventObject(
         id=row.id, created_at=row.created_at, level=row.level, message=row.message,
-        type=row.type, data=row.data,
+        type=row.type, kind=row.kind, data=row.data,
     )  # fmt: skip
 
 

@@ -7,7 +7,18 @@ from pathlib import Path
 from typing import Any
 
 from cli.common import CliError
-from cli.train import add_model_args, add_outlier_args, check_data, load_model
+from cli.options import add_flags, build_config, flag_values
+from cli.train import add_model_args, check_data, load_model
+
+CALIBRATION_OPTIONS = (
+    "outlier_strategy",
+    "outlier_threshold",
+    "outlier_max_ratio",
+    "calibration_examples",
+    "max_seq_length",
+    "batch_size",
+    "train_on_inputs",
+)
 
 
 def register(subparsers: Any) -> None:
@@ -18,49 +29,37 @@ def register(subparsers: Any) -> None:
     add_model_args(parser)
     parser.add_argument("--data", required=True, help="JSONL file of examples to calibrate on")
     parser.add_argument("--output", required=True, help="where to write the map (map.json)")
-    add_outlier_args(parser)
-    parser.add_argument("--examples", type=int, default=64, help="examples to use (default 64)")
-    parser.add_argument("--max-seq-length", type=int, default=1024)
-    parser.add_argument("--batch-size", type=int, default=4)
+    add_flags(parser, CALIBRATION_OPTIONS)
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Calibrate and save the map."""
+    """Calibrate on the calibration set `quaff train` would use, and save the map."""
     from quaff_core.callbacks import NullCallbacks
-    from quaff_core.config import TrainConfig
     from quaff_core.data import read_examples
-    from quaff_core.prepare import calibrate_on, describe_base
-    from quaff_core.tokenize import PadCollator, tokenize_examples
+    from quaff_core.prepare import calibrate_on, describe_base, tokenize_dataset
 
-    options = {
-        "outlier_strategy": args.strategy,
-        "outlier_threshold": args.threshold,
-        "outlier_max_ratio": args.max_ratio,
-    }
-    try:
-        config = TrainConfig(
-            calibration_examples=args.examples,
-            max_seq_length=args.max_seq_length,
-            batch_size=args.batch_size,
-            **{k: v for k, v in options.items() if v is not None},
-        )
-    except (ValueError, TypeError) as exc:
-        raise CliError(str(exc)) from exc
+    config = build_config(flag_values(args))
     check_data(args.data, "calibration")
     model, tokenizer = load_model(args)
-    dataset = tokenize_examples(
-        read_examples(args.data),
-        tokenizer,
-        max_seq_length=config.max_seq_length,
-        train_on_inputs=True,
+    try:
+        dataset = tokenize_dataset(
+            read_examples(args.data),
+            tokenizer,
+            config,
+            name="calibration",
+            callbacks=NullCallbacks(),
+        )
+    except ValueError as exc:
+        raise CliError(str(exc)) from exc
+    print(
+        f"Calibrating outlier channels on {min(config.calibration_examples, len(dataset))} examples"
     )
-    print(f"Calibrating outlier channels on {min(args.examples, len(dataset))} examples")
     outlier_map = calibrate_on(
         model,
         dataset,
-        PadCollator(int(tokenizer.pad_token_id)),
         config,
+        pad_token_id=int(tokenizer.pad_token_id),
         model_id=describe_base(args.model),
         callbacks=NullCallbacks(),
     )

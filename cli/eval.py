@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 from cli.common import CliError
+from cli.options import add_flags, build_config, flag_values
 from cli.train import add_model_args, check_data, load_model
 
 
@@ -18,19 +19,18 @@ def register(subparsers: Any) -> None:
     add_model_args(parser)
     parser.add_argument("--adapter", help="adapter directory (or a `quaff train --output`)")
     parser.add_argument("--data", required=True, help="JSONL file to evaluate on")
-    parser.add_argument("--max-seq-length", type=int, default=1024)
-    parser.add_argument("--batch-size", type=int, default=2)
+    add_flags(parser, ("max_seq_length", "batch_size", "train_on_inputs"))
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Evaluate and print the numbers."""
+    from quaff_core.adapters import find_adapter_dir, load_adapter
     from quaff_core.data import read_examples
-    from quaff_core.evaluate import evaluate, find_adapter_dir, load_adapter
+    from quaff_core.evaluate import evaluate
 
-    if args.max_seq_length < 2 or args.batch_size < 1:
-        raise CliError("--max-seq-length must be >= 2 and --batch-size >= 1")
+    config = build_config(flag_values(args))
     check_data(args.data, "evaluation")
     if args.adapter:
         try:
@@ -45,8 +45,9 @@ def run(args: argparse.Namespace) -> int:
             model,
             tokenizer,
             read_examples(args.data),
-            max_seq_length=args.max_seq_length,
-            batch_size=args.batch_size,
+            max_seq_length=config.max_seq_length,
+            train_on_inputs=config.train_on_inputs,
+            batch_size=config.batch_size,
         )
     except ValueError as exc:
         raise CliError(str(exc).splitlines()[0]) from exc

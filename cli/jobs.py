@@ -6,7 +6,6 @@ import argparse
 import io
 import json
 import logging
-import os
 import sys
 import tarfile
 from pathlib import Path
@@ -15,8 +14,8 @@ from typing import Any, TextIO
 import httpx
 
 from cli.common import CliError
+from cli.local import DEFAULT_BASE_URL, find_base_url, find_key
 
-DEFAULT_BASE_URL = "http://127.0.0.1:8000/v1"
 TERMINAL = ("succeeded", "failed", "cancelled")
 BAR_WIDTH = 30
 
@@ -26,11 +25,14 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("jobs", help="create, watch and download fine-tuning jobs")
     parser.add_argument(
         "--base-url",
-        default=os.environ.get("OPENAI_BASE_URL", DEFAULT_BASE_URL),
-        help=f"server API root (default $OPENAI_BASE_URL or {DEFAULT_BASE_URL})",
+        default=None,
+        help="server API root (default: $QUAFF_BASE_URL, $OPENAI_BASE_URL, the local "
+        f"`quaff serve`, or {DEFAULT_BASE_URL})",
     )
     parser.add_argument(
-        "--api-key", default=os.environ.get("OPENAI_API_KEY"), help="default $OPENAI_API_KEY"
+        "--api-key",
+        default=None,
+        help="default: $QUAFF_API_KEY, $OPENAI_API_KEY, or the local `quaff serve` key file",
     )
     sub = parser.add_subparsers(dest="jobs_command", metavar="ACTION", required=True)
     create = sub.add_parser("create", help="upload a training file and submit a job")
@@ -65,12 +67,17 @@ def register(subparsers: Any) -> None:
 
 def client(args: argparse.Namespace, timeout: float | None = 60.0) -> httpx.Client:
     """An HTTP client for the server in `args`."""
-    if not args.api_key:
-        raise CliError("no API key: pass --api-key or set OPENAI_API_KEY")
+    key = args.api_key if args.api_key is not None else find_key()
+    if not key:
+        raise CliError(
+            "no API key: pass --api-key, set QUAFF_API_KEY (or OPENAI_API_KEY), or run "
+            "`quaff serve --ensure-key` here"
+        )
+    base_url = args.base_url or find_base_url()
     logging.getLogger("httpx").setLevel(logging.WARNING)
     return httpx.Client(
-        base_url=args.base_url.rstrip("/"),
-        headers={"Authorization": f"Bearer {args.api_key}"},
+        base_url=base_url.rstrip("/"),
+        headers={"Authorization": f"Bearer {key}"},
         timeout=timeout,
     )
 
@@ -169,13 +176,21 @@ def watch_job(args: argparse.Namespace) -> int:
                     continue
                 event = json.loads(line.removeprefix("data:").strip())
                 show(event)
-                if event.get("type") == "message" and "paused" in event.get("message", ""):
+                if _became_paused(event):
                     job = checked(http.get(f"/fine_tuning/jobs/{args.job_id}"))
                     if job["status"] == "paused":
                         break
         job = checked(http.get(f"/fine_tuning/jobs/{args.job_id}"))
     print(f"job {job['id']} {job['status']}" + _ending(job))
     return {"succeeded": 0, "paused": 2}.get(job["status"], 1)
+
+
+def _became_paused(event: dict[str, Any]) -> bool:
+    """Whether an event records a stop that leaves the job paused (by kind, not by wording)."""
+    data = event.get("data") or {}
+    if event.get("kind") == "status":
+        return data.get("status") == "paused"
+    return event.get("kind") == "training_stopped" and data.get("reason") == "paused"
 
 
 def _ending(job: dict[str, Any]) -> str:

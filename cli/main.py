@@ -6,7 +6,6 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
-from importlib.metadata import PackageNotFoundError, version
 from types import ModuleType
 
 from cli import api, calibrate, db, eval, info, jobs, keys, serve, train, worker
@@ -31,13 +30,10 @@ QUIET_LOGGERS = ("alembic.runtime.plugins",)
 
 
 def package_version() -> str:
-    """The installed version of the quaff distribution."""
-    try:
-        return version("quaff")
-    except PackageNotFoundError:
-        from quaff_core import __version__
+    """Quaff's version (the one version string, `quaff_core.__version__`)."""
+    from quaff_core import __version__
 
-        return __version__
+    return __version__
 
 
 def build_parser() -> argparse.ArgumentParser:

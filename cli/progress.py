@@ -10,6 +10,7 @@ from types import FrameType
 from typing import Any, TextIO
 
 from quaff_core.callbacks import Control, NullCallbacks, ProgressEvent
+from quaff_core.events import EventKind, TrainEvent
 
 BAR_WIDTH = 24
 
@@ -90,10 +91,10 @@ class TerminalCallbacks(NullCallbacks):
         """Say where the checkpoint is."""
         self.line(f"Checkpoint saved at step {step}: {path}")
 
-    def on_event(self, message: str) -> None:
-        """Phase messages (checkpoints are printed by on_checkpoint)."""
-        if not message.startswith("Checkpoint saved"):
-            self.line(message)
+    def on_event(self, event: TrainEvent) -> None:
+        """Phase events (checkpoints are printed by on_checkpoint)."""
+        if event.kind != EventKind.CHECKPOINT_SAVED:
+            self.line(event.message)
 
     def control(self) -> Control:
         """Pause once Ctrl-C was pressed."""

@@ -12,13 +12,13 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from cli.common import CliError
+from cli.local import KEY_FILE, announce, key_path, withdraw
 
 if TYPE_CHECKING:
     from store.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-KEY_FILE = "api-key"
 DEFAULT_PROJECT = "default"
 SDK_SNIPPET = """\
 import json
@@ -64,7 +64,7 @@ def ensure_key(settings: Settings) -> str | None:
     from store import auth
     from store.db import session_scope
 
-    saved = settings.data_dir / KEY_FILE
+    saved = key_path(settings)
     with session_scope(settings) as session:
         active = [k for k, _project in auth.list_keys(session) if k.revoked_at is None]
         if saved.is_file():
@@ -126,9 +126,9 @@ def run(args: argparse.Namespace) -> int:
         key = ensure_key(settings) if args.ensure_key else None
     except SQLAlchemyError as exc:
         raise CliError(f"cannot prepare the database: {exc}") from exc
+    host = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
+    base_url = f"http://{host}:{args.port}/v1"
     if args.ensure_key:
-        host = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
-        base_url = f"http://{host}:{args.port}/v1"
         if key is None:
             print(
                 f"API keys exist already; create one for the snippet with `quaff keys create "
@@ -137,9 +137,11 @@ def run(args: argparse.Namespace) -> int:
             key = "YOUR_API_KEY"
         print(snippets(base_url, key), flush=True)
     worker = None if args.no_worker else start_worker()
+    announce(settings, base_url)
     try:
         uvicorn.run("api.main:create_app", factory=True, host=args.host, port=args.port)
     finally:
+        withdraw(settings)
         if worker is not None:
             stop_worker(worker)
     return 0

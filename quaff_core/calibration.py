@@ -11,11 +11,12 @@ import torch
 from torch import nn
 
 from quaff_core.linear import quaff_layers
+from quaff_core.options import OUTLIER_STRATEGIES
 from quaff_core.outliers import OutlierMap, normalise_layer_name
 
 logger = logging.getLogger(__name__)
 
-STRATEGIES = ("mean_times", "top_abs", "zscore", "static")
+STRATEGIES = OUTLIER_STRATEGIES
 
 
 def output_head_names(model: nn.Module) -> set[str]:

@@ -11,6 +11,9 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
+from quaff_core.artifacts import CHECKPOINT_PREFIX
+from quaff_core.events import EventKind, TrainEvent
+
 logger = logging.getLogger(__name__)
 
 Control = Literal["continue", "checkpoint", "cancel", "pause"]
@@ -59,8 +62,8 @@ class TrainCallbacks(Protocol):
     def on_checkpoint(self, step: int, path: Path, metrics: dict[str, Any]) -> None:
         """A resumable checkpoint was written at `path`."""
 
-    def on_event(self, message: str) -> None:
-        """A phase message ("Calibrating outlier channels on N examples", ...)."""
+    def on_event(self, event: TrainEvent) -> None:
+        """A phase event (calibrating, quantized, checkpoint saved, ...), typed by its kind."""
 
     def control(self) -> Control:
         """Asked between steps: "continue", "checkpoint" (save one now and go on), "cancel" (stop
@@ -76,8 +79,8 @@ class NullCallbacks:
     def on_checkpoint(self, step: int, path: Path, metrics: dict[str, Any]) -> None:
         """Ignore checkpoints."""
 
-    def on_event(self, message: str) -> None:
-        """Ignore messages."""
+    def on_event(self, event: TrainEvent) -> None:
+        """Ignore phase events."""
 
     def control(self) -> Control:
         """Always continue."""
@@ -195,11 +198,17 @@ class HFBridge(TrainerCallback):
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any
     ) -> None:
         """Add the Quaff files to the checkpoint HF just wrote, then report it."""
-        path = Path(str(args.output_dir)) / f"checkpoint-{state.global_step}"
+        path = Path(str(args.output_dir)) / f"{CHECKPOINT_PREFIX}{state.global_step}"
         self.on_save_hook(path)
         self.last_checkpoint = path
         metrics = next(
             (dict(h) for h in reversed(self.history) if h["step"] == state.global_step), {}
         )
-        self.callbacks.on_event(f"Checkpoint saved at step {state.global_step}")
+        self.callbacks.on_event(
+            TrainEvent(
+                EventKind.CHECKPOINT_SAVED,
+                f"Checkpoint saved at step {state.global_step}",
+                {"step": state.global_step},
+            )
+        )
         self.callbacks.on_checkpoint(state.global_step, path, metrics)

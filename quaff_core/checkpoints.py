@@ -9,12 +9,9 @@ from typing import Any
 
 from safetensors.torch import save_file
 
+from quaff_core.artifacts import MOMENTUM_FILE, OUTLIER_MAP_FILE, QUAFF_FILE, TRAINER_STATE
 from quaff_core.config import TrainConfig
 from quaff_core.outliers import OutlierMap
-
-MOMENTUM_FILE = "quaff_momentum.safetensors"
-OUTLIER_MAP_FILE = "outlier_map.json"
-QUAFF_FILE = "quaff.json"
 
 
 def metrics_history(log_history: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -63,14 +60,14 @@ def check_resume(resume_from: str | os.PathLike[str] | None) -> Path | None:
     if resume_from is None:
         return None
     path = Path(resume_from)
-    if not (path / "trainer_state.json").is_file() or not (path / QUAFF_FILE).is_file():
+    if not (path / TRAINER_STATE).is_file() or not (path / QUAFF_FILE).is_file():
         raise ValueError(f"resume_from {os.fspath(path)!r} is not a Quaff training checkpoint")
     return path
 
 
 def checkpoint_step(path: Path) -> int:
     """The optimizer step a checkpoint was written at (from HF's trainer_state.json)."""
-    return int(json.loads((path / "trainer_state.json").read_text())["global_step"])
+    return int(json.loads((path / TRAINER_STATE).read_text())["global_step"])
 
 
 def adapter_facts(

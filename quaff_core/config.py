@@ -1,117 +1,63 @@
-"""`TrainConfig`: every training option, named as in the API, validated on construction."""
+"""`TrainConfig`: every library training option, checked against the one option spec."""
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
 from typing import Any, Literal
 
-SCHEDULERS = ("linear", "cosine", "constant")
-QUANTIZATIONS = ("quaff", "none")
-OUTLIER_STRATEGIES = ("mean_times", "top_abs", "zscore", "static")
-COMPUTE_DTYPES = ("float32", "bfloat16")
-
-
-def _check_int(name: str, value: Any, low: int) -> None:
-    """ValueError/TypeError unless `value` is an int >= low."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {value!r}")
-    if value < low:
-        raise ValueError(f"{name} must be >= {low}, got {value}")
-
-
-def _check_float(name: str, value: Any, low: float, high: float, *, open_low: bool) -> None:
-    """ValueError/TypeError unless `value` is a finite number in the range."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise TypeError(f"{name} must be a finite number, got {value!r}")
-    if value < low or (open_low and value == low) or value > high:
-        bracket = "(" if open_low else "["
-        raise ValueError(f"{name} must be in {bracket}{low}, {high}], got {value}")
-
-
-def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
-    """ValueError unless `value` is one of `choices`."""
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+from quaff_core.options import (
+    BASE_LORA_LEARNING_RATE,
+    OptionError,
+    default,
+    every,
+    library_options,
+    option,
+)
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Hyperparameters of one fine-tuning run (API names; `eval_steps`/`save_steps` 0 = at end)."""
+    """Hyperparameters of one fine-tuning run; each field is an option of `quaff_core.options`."""
 
-    n_epochs: int = 3
-    batch_size: int = 4
-    learning_rate: float = 2e-4
-    lr_scheduler: Literal["linear", "cosine", "constant"] = "cosine"
-    warmup_ratio: float = 0.0
-    max_seq_length: int = 1024
-    gradient_accumulation_steps: int = 1
-    weight_decay: float = 0.0
-    max_grad_norm: float = 1.0
-    train_on_inputs: bool | Literal["auto"] = "auto"
-    seed: int = 42
-    lora_r: int = 16
-    lora_alpha: int = 32
-    lora_dropout: float = 0.0
-    lora_target_modules: str | tuple[str, ...] = "all-linear"
-    quantization: Literal["quaff", "none"] = "quaff"
-    outlier_strategy: Literal["mean_times", "top_abs", "zscore", "static"] = "mean_times"
-    outlier_threshold: float = 100.0
-    outlier_max_ratio: float = 0.01
-    momentum: float = 0.9
-    compute_dtype: Literal["float32", "bfloat16"] = "float32"
-    compile: bool = False
-    calibration_examples: int = 64
-    eval_steps: int = 0
-    save_steps: int = 0
-    max_steps: int = 0
-    chunked_loss: bool = True
+    n_epochs: int = default("n_epochs")
+    batch_size: int = default("batch_size")
+    learning_rate: float = default("learning_rate")
+    lr_scheduler: Literal["linear", "cosine", "constant"] = default("lr_scheduler")
+    warmup_ratio: float = default("warmup_ratio")
+    max_seq_length: int = default("max_seq_length")
+    gradient_accumulation_steps: int = default("gradient_accumulation_steps")
+    weight_decay: float = default("weight_decay")
+    max_grad_norm: float = default("max_grad_norm")
+    train_on_inputs: bool | Literal["auto"] = default("train_on_inputs")
+    seed: int = default("seed")
+    lora_r: int = default("lora_r")
+    lora_alpha: float = default("lora_alpha")
+    lora_dropout: float = default("lora_dropout")
+    lora_target_modules: str | tuple[str, ...] = default("lora_target_modules")
+    quantization: Literal["quaff", "none"] = default("quantization")
+    outlier_strategy: str = default("outlier_strategy")
+    outlier_threshold: float = default("outlier_threshold")
+    outlier_max_ratio: float = default("outlier_max_ratio")
+    momentum: float = default("momentum")
+    compute_dtype: Literal["float32", "bfloat16"] = default("compute_dtype")
+    compile: bool = default("compile")
+    calibration_examples: int = default("calibration_examples")
+    n_checkpoints: int = default("n_checkpoints")
+    n_evals: int = default("n_evals")
+    save_steps: int = default("save_steps")
+    eval_steps: int = default("eval_steps")
+    max_steps: int = default("max_steps")
+    chunked_loss: bool = default("chunked_loss")
 
     def __post_init__(self) -> None:
-        """Range-check every field; errors name the field and the allowed values."""
-        for name, low in (
-            ("n_epochs", 1),
-            ("batch_size", 1),
-            ("max_seq_length", 2),
-            ("gradient_accumulation_steps", 1),
-            ("seed", 0),
-            ("lora_r", 1),
-            ("lora_alpha", 1),
-            ("calibration_examples", 1),
-            ("eval_steps", 0),
-            ("save_steps", 0),
-            ("max_steps", 0),
-        ):
-            _check_int(name, getattr(self, name), low)
-        _check_float("learning_rate", self.learning_rate, 0.0, 1.0, open_low=True)
-        _check_float("warmup_ratio", self.warmup_ratio, 0.0, 0.99, open_low=False)
-        _check_float("weight_decay", self.weight_decay, 0.0, 1.0, open_low=False)
-        _check_float("max_grad_norm", self.max_grad_norm, 0.0, 1e6, open_low=False)
-        _check_float("lora_dropout", self.lora_dropout, 0.0, 0.99, open_low=False)
-        _check_float("outlier_threshold", self.outlier_threshold, 0.0, 1e9, open_low=True)
-        _check_float("outlier_max_ratio", self.outlier_max_ratio, 0.0, 1.0, open_low=True)
-        _check_float("momentum", self.momentum, 0.0, 1.0, open_low=False)
-        _check_choice("lr_scheduler", self.lr_scheduler, SCHEDULERS)
-        _check_choice("quantization", self.quantization, QUANTIZATIONS)
-        _check_choice("outlier_strategy", self.outlier_strategy, OUTLIER_STRATEGIES)
-        _check_choice("compute_dtype", self.compute_dtype, COMPUTE_DTYPES)
-        if not isinstance(self.compile, bool):
-            raise TypeError(f"compile must be true or false, got {self.compile!r}")
-        if self.train_on_inputs not in (True, False, "auto"):
-            raise ValueError(
-                f"train_on_inputs must be true, false or 'auto', got {self.train_on_inputs!r}"
-            )
-        targets = self.lora_target_modules
-        if isinstance(targets, list):
-            object.__setattr__(self, "lora_target_modules", tuple(targets))
-            targets = tuple(targets)
-        if isinstance(targets, str):
-            if targets != "all-linear":
-                raise ValueError(
-                    f"lora_target_modules must be 'all-linear' or a list of names, got {targets!r}"
-                )
-        elif not targets or not all(isinstance(t, str) and t for t in targets):
-            raise ValueError(f"lora_target_modules must be non-empty names, got {targets!r}")
+        """Check every field against its option; OptionError names the field and the range."""
+        for opt in library_options():
+            value = opt.check(getattr(self, opt.name))
+            if value is None:
+                raise OptionError(opt, "a value is required here")
+            object.__setattr__(self, opt.name, value)
 
     def total_steps(self, n_examples: int) -> int:
         """Optimizer steps of a run over `n_examples` (as HF Trainer counts them)."""
@@ -121,9 +67,40 @@ class TrainConfig:
         per_epoch = max(math.ceil(batches / self.gradient_accumulation_steps), 1)
         return self.n_epochs * per_epoch
 
+    def save_every(self, total: int) -> int:
+        """Steps between checkpoints (0: only at the end): `save_steps`, else `n_checkpoints`."""
+        return self.save_steps or every(total, self.n_checkpoints)
+
+    def eval_every(self, total: int) -> int:
+        """Steps between evaluations (0: only at the end): `eval_steps`, else `n_evals`."""
+        return self.eval_steps or every(total, self.n_evals)
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict of every field."""
         data = asdict(self)
         if isinstance(self.lora_target_modules, tuple):
             data["lora_target_modules"] = list(self.lora_target_modules)
         return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TrainConfig:
+        """A config from `to_dict` output; unknown keys (older or newer versions) are ignored."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+def api_values(config: TrainConfig) -> dict[str, Any]:
+    """The config as API params (`lora.r` -> 16), for the options a job request can set."""
+    return {opt.api: getattr(config, opt.name) for opt in library_options() if opt.api is not None}
+
+
+def config_from_api(values: Mapping[str, Any]) -> TrainConfig:
+    """A config from checked API params (`lora.r` -> 16); a null learning rate is derived."""
+    kwargs: dict[str, Any] = {}
+    for opt in library_options():
+        if opt.api is not None and opt.api in values:
+            kwargs[opt.name] = values[opt.api]
+    if kwargs.get("learning_rate") is None:
+        multiplier = values.get(option("learning_rate_multiplier").api or "", 1.0)
+        kwargs["learning_rate"] = BASE_LORA_LEARNING_RATE * float(multiplier)
+    return TrainConfig(**kwargs)

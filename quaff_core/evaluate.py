@@ -1,22 +1,32 @@
-"""Evaluate a base model or a trained adapter: token-weighted loss and mean token accuracy."""
+"""The one evaluation routine: token-weighted next-token loss and accuracy of a causal LM.
+
+`batch_counts` is what the trainer's loss, its evaluation, `quaff eval`, the service and the
+benchmarks all use: the chunked head + cross-entropy when the model exposes its decoder and
+output head, else the model's full logits.
+"""
 
 from __future__ import annotations
 
-import json
-import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
-from quaff_core.config import TrainConfig
+from quaff_core.loss import IGNORE_INDEX, chunked_causal_lm_loss
+from quaff_core.options import default
 from quaff_core.tokenize import PadCollator, TokenizedDataset, TrainOnInputs, tokenize_examples
 
-ADAPTER_WEIGHTS = "adapter_model.safetensors"
+
+@dataclass(frozen=True)
+class BatchCounts:
+    """Mean CE over a batch's labelled tokens (float32 scalar, differentiable) and the counts."""
+
+    loss: torch.Tensor
+    n_correct: int
+    n_tokens: int
 
 
 @dataclass(frozen=True)
@@ -30,63 +40,54 @@ class EvalResult:
     n_truncated: int
 
 
-def find_adapter_dir(path: str | os.PathLike[str]) -> Path:
-    """The adapter directory: `path` itself, or `path/adapter` (a `train` output directory)."""
-    base = Path(path)
-    for candidate in (base, base / "adapter"):
-        if (candidate / "adapter_config.json").is_file() and (
-            candidate / ADAPTER_WEIGHTS
-        ).is_file():
-            return candidate
-    raise ValueError(
-        f"{os.fspath(path)!r} holds no adapter (adapter_config.json + {ADAPTER_WEIGHTS}); "
-        "pass the directory written by `quaff train` or its adapter/ subdirectory"
-    )
+def causal_parts(model: nn.Module) -> tuple[nn.Module, nn.Linear] | None:
+    """(decoder backbone, output head) of a (PEFT-wrapped) causal LM, or None if not found."""
+    unwrap = getattr(model, "get_base_model", None)
+    inner = unwrap() if callable(unwrap) else model
+    get_decoder = getattr(inner, "get_decoder", None)
+    get_head = getattr(inner, "get_output_embeddings", None)
+    if get_decoder is None or get_head is None:
+        return None
+    backbone, head = get_decoder(), get_head()
+    if not isinstance(head, nn.Linear) or not isinstance(backbone, nn.Module):
+        return None
+    return backbone, head
 
 
-def load_adapter(model: nn.Module, adapter: str | os.PathLike[str]) -> Any:
-    """Rebuild a trained model: Quaff-convert with the adapter's outlier map, add LoRA, load it."""
-    from peft import set_peft_model_state_dict
-
-    from quaff_core.convert import convert_to_quaff, load_quaff_state_dict
-    from quaff_core.outliers import OutlierMap
-    from quaff_core.peft import add_lora
-
-    path = find_adapter_dir(adapter)
-    facts = json.loads((path / "quaff.json").read_text()) if (path / "quaff.json").is_file() else {}
-    lora = json.loads((path / "adapter_config.json").read_text())
-    quantization = facts.get("quantization", {}).get("method", "none")
-    if quantization == "quaff":
-        outlier_map = OutlierMap.load(path / "outlier_map.json")
-        convert_to_quaff(model, outlier_map, momentum=facts["quantization"].get("momentum", 0.9))
-    targets = lora["target_modules"]
-    peft_model = add_lora(
-        model,
-        r=int(lora["r"]),
-        alpha=int(lora["lora_alpha"]),
-        target_modules=sorted(targets) if isinstance(targets, list) else targets,
-    )
-    result = set_peft_model_state_dict(peft_model, load_file(str(path / ADAPTER_WEIGHTS)))
-    if getattr(result, "unexpected_keys", None):
-        raise ValueError(f"adapter {os.fspath(path)!r} does not fit this base model")
-    if quantization == "quaff" and (path / "quaff_momentum.safetensors").is_file():
-        load_quaff_state_dict(peft_model, load_file(str(path / "quaff_momentum.safetensors")))
-    return peft_model
-
-
-def _batch_counts(model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[float, int, int]:
-    """(loss sum, correct, labelled tokens) of one batch."""
-    outputs = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
-    logits = outputs.logits[:, :-1].float()
+def _full_logit_counts(model: nn.Module, batch: Mapping[str, torch.Tensor]) -> BatchCounts:
+    """Counts from the model's full logits [B, T, V]."""
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch.get("attention_mask")).logits
+    shifted = logits[:, :-1].float()
     target = batch["labels"][:, 1:]
-    keep = target != -100
-    loss = nn.functional.cross_entropy(logits[keep], target[keep], reduction="sum")
-    correct = int((logits[keep].argmax(dim=-1) == target[keep]).sum())
-    return float(loss), correct, int(keep.sum())
+    keep = target != IGNORE_INDEX
+    n_tokens = int(keep.sum())
+    loss_sum = nn.functional.cross_entropy(shifted[keep], target[keep], reduction="sum")
+    correct = int((shifted[keep].argmax(dim=-1) == target[keep]).sum())
+    return BatchCounts(loss_sum / max(n_tokens, 1), correct, n_tokens)
+
+
+def batch_counts(
+    model: nn.Module, batch: Mapping[str, torch.Tensor], *, chunked: bool = True
+) -> BatchCounts:
+    """Loss and argmax hits of one batch (input_ids, attention_mask, labels int64 [B, T])."""
+    parts = causal_parts(model) if chunked else None
+    if parts is None:
+        return _full_logit_counts(model, batch)
+    backbone, head = parts
+    hidden = backbone(
+        input_ids=batch["input_ids"], attention_mask=batch.get("attention_mask")
+    ).last_hidden_state
+    loss, correct, total = chunked_causal_lm_loss(hidden, head, batch["labels"])
+    return BatchCounts(loss, int(correct), int(total))
 
 
 def evaluate_dataset(
-    model: nn.Module, dataset: TokenizedDataset, *, pad_token_id: int, batch_size: int = 4
+    model: nn.Module,
+    dataset: TokenizedDataset,
+    *,
+    pad_token_id: int,
+    batch_size: int = 4,
+    chunked: bool = True,
 ) -> EvalResult:
     """Loss and mean token accuracy of `model` on a tokenised dataset (no gradients)."""
     if not len(dataset):
@@ -99,14 +100,12 @@ def evaluate_dataset(
     try:
         with torch.no_grad():
             for start in range(0, len(dataset), batch_size):
-                rows = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
+                rows = _rows(dataset, range(start, min(start + batch_size, len(dataset))))
                 batch = {k: v.to(device) for k, v in collate(rows).items()}
-                batch_loss, batch_correct, batch_total = _batch_counts(model, batch)
-                loss_sum, correct, total = (
-                    loss_sum + batch_loss,
-                    correct + batch_correct,
-                    total + batch_total,
-                )
+                counts = batch_counts(model, batch, chunked=chunked)
+                loss_sum += float(counts.loss) * counts.n_tokens
+                correct += counts.n_correct
+                total += counts.n_tokens
     finally:
         model.train(was_training)
     return EvalResult(
@@ -118,12 +117,17 @@ def evaluate_dataset(
     )
 
 
+def _rows(dataset: TokenizedDataset, indices: Sequence[int]) -> list[dict[str, Any]]:
+    """The dataset rows at `indices`."""
+    return [dataset[i] for i in indices]
+
+
 def evaluate(
     model: nn.Module,
     tokenizer: PreTrainedTokenizerBase,
     examples: list[Any],
     *,
-    max_seq_length: int = TrainConfig.max_seq_length,
+    max_seq_length: int = default("max_seq_length"),
     train_on_inputs: TrainOnInputs = "auto",
     batch_size: int = 4,
 ) -> EvalResult:

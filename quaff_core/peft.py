@@ -7,7 +7,6 @@ from typing import Any
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model
 from peft.tuners.lora.layer import LoraLayer
-from peft.tuners.tuners_utils import BaseTunerLayer
 from torch import nn
 
 from quaff_core.calibration import output_head_names
@@ -74,16 +73,6 @@ class QuaffLoraLinear(nn.Module, LoraLayer):
         return "lora." + super().__repr__()
 
 
-def dispatch_quaff(
-    target: nn.Module, adapter_name: str, config: LoraConfig, **kwargs: Any
-) -> nn.Module | None:
-    """PEFT dispatch: a `QuaffLoraLinear` for a `QuaffLinear` target, else None."""
-    base = target.get_base_layer() if isinstance(target, BaseTunerLayer) else target
-    if isinstance(base, QuaffLinear):
-        return QuaffLoraLinear(target, adapter_name, config=config, **kwargs)
-    return None
-
-
 def _all_linear_targets(model: nn.Module) -> list[str]:
     """Leaf names of every QuaffLinear / nn.Linear except the output head (PEFT suffix match)."""
     head = output_head_names(model)
@@ -111,7 +100,7 @@ def add_lora(
     model: nn.Module,
     *,
     r: int = 16,
-    alpha: int = 32,
+    alpha: float = 32.0,
     dropout: float = 0.0,
     target_modules: str | list[str] = "all-linear",
 ) -> PeftModel:
@@ -122,7 +111,11 @@ def add_lora(
         raise ValueError(f"dropout must be in [0, 1), got {dropout}")
     targets = _all_linear_targets(model) if target_modules == "all-linear" else target_modules
     config = LoraConfig(
-        r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets, bias="none"
+        r=r,
+        lora_alpha=alpha,  # type: ignore[arg-type]  # PEFT types it int; scaling is alpha / r
+        lora_dropout=dropout,
+        target_modules=targets,
+        bias="none",
     )
     config._register_custom_module({QuaffLinear: QuaffLoraLinear})
     peft_model = get_peft_model(model, config)

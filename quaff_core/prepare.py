@@ -1,21 +1,25 @@
-"""Make the model to train: calibrate (or reuse) an outlier map, convert, add LoRA."""
+"""Make the model to train: tokenise, calibrate (or reuse) an outlier map, convert, add LoRA."""
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
+from transformers import PreTrainedTokenizerBase
 
 from quaff_core.callbacks import TrainCallbacks
 from quaff_core.catalog import find_base_model
 from quaff_core.config import TrainConfig
+from quaff_core.data import Example
+from quaff_core.errors import NothingToTrainError
+from quaff_core.events import EventKind, TrainEvent
 from quaff_core.outliers import OutlierMap
-from quaff_core.tokenize import PadCollator, TokenizedDataset
+from quaff_core.tokenize import PadCollator, TokenizedDataset, tokenize_examples
 
 logger = logging.getLogger(__name__)
 
@@ -29,33 +33,88 @@ def describe_base(source: str | os.PathLike[str]) -> str:
     return str(path.resolve()) if path.exists() else os.fspath(source)
 
 
+def tokenize_dataset(
+    examples: Sequence[Example],
+    tokenizer: PreTrainedTokenizerBase,
+    config: TrainConfig,
+    *,
+    name: str,
+    callbacks: TrainCallbacks,
+) -> TokenizedDataset:
+    """Tokenise as training does; report truncated and dropped examples; refuse an empty set."""
+    dataset = tokenize_examples(
+        examples,
+        tokenizer,
+        max_seq_length=config.max_seq_length,
+        train_on_inputs=config.train_on_inputs,
+    )
+    limit = config.max_seq_length
+    if dataset.n_truncated:
+        callbacks.on_event(
+            TrainEvent(
+                EventKind.EXAMPLES_TRUNCATED,
+                f"{dataset.n_truncated} of {len(examples)} {name} examples truncated to "
+                f"{limit} tokens",
+                {"dataset": name, "count": dataset.n_truncated, "max_seq_length": limit},
+            )
+        )
+    if dataset.n_dropped:
+        callbacks.on_event(
+            TrainEvent(
+                EventKind.EXAMPLES_DROPPED,
+                f"{dataset.n_dropped} of {len(examples)} {name} examples dropped: no trainable "
+                f"token within max_seq_length={limit}",
+                {
+                    "dataset": name,
+                    "count": dataset.n_dropped,
+                    "reason": "no_trainable_token",
+                    "max_seq_length": limit,
+                },
+                level="warn",
+            )
+        )
+    if not len(dataset):
+        raise NothingToTrainError(name, limit)
+    return dataset
+
+
 def calibration_batches(
-    dataset: TokenizedDataset, collator: PadCollator, n_examples: int, batch_size: int
-) -> Iterator[dict[str, Any]]:
-    """The first `n_examples` examples as padded batches of input_ids and attention_mask."""
-    rows = [dataset[i] for i in range(min(n_examples, len(dataset)))]
-    for start in range(0, len(rows), batch_size):
-        batch = collator(rows[start : start + batch_size])
+    dataset: TokenizedDataset, config: TrainConfig, pad_token_id: int
+) -> Iterator[dict[str, torch.Tensor]]:
+    """The calibration set: the first `calibration_examples` examples, padded, in batches.
+
+    The one builder of calibration batches (trainer, worker, CLI and benchmarks).
+    """
+    collator = PadCollator(pad_token_id=pad_token_id)
+    rows = [dataset[i] for i in range(min(config.calibration_examples, len(dataset)))]
+    for start in range(0, len(rows), config.batch_size):
+        batch = collator(rows[start : start + config.batch_size])
         yield {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
 
 
 def calibrate_on(
     model: nn.Module,
     dataset: TokenizedDataset,
-    collator: PadCollator,
     config: TrainConfig,
     *,
+    pad_token_id: int,
     model_id: str | None,
     callbacks: TrainCallbacks,
 ) -> OutlierMap:
-    """Find outlier channels on the first `config.calibration_examples` training examples."""
+    """Find outlier channels on the calibration set of a tokenised training set."""
     from quaff_core.calibration import calibrate
 
     n = min(config.calibration_examples, len(dataset))
-    callbacks.on_event(f"Calibrating outlier channels on {n} examples")
+    callbacks.on_event(
+        TrainEvent(
+            EventKind.CALIBRATING,
+            f"Calibrating outlier channels on {n} examples",
+            {"examples": n, "strategy": config.outlier_strategy},
+        )
+    )
     return calibrate(
         model,
-        calibration_batches(dataset, collator, n, config.batch_size),
+        calibration_batches(dataset, config, pad_token_id),
         strategy=config.outlier_strategy,
         threshold=config.outlier_threshold,
         max_ratio=config.outlier_max_ratio,
@@ -63,12 +122,28 @@ def calibrate_on(
     )
 
 
+def _given_map(
+    outlier_map: OutlierMap | str | os.PathLike[str], callbacks: TrainCallbacks
+) -> OutlierMap:
+    """A map passed in by the caller (object or JSON path), reported as reused."""
+    used = outlier_map if isinstance(outlier_map, OutlierMap) else OutlierMap.load(outlier_map)
+    where = "" if isinstance(outlier_map, OutlierMap) else f" {os.fspath(outlier_map)}"
+    callbacks.on_event(
+        TrainEvent(
+            EventKind.OUTLIER_MAP_REUSED,
+            f"Reusing outlier map{where} ({used.num_channels} channels)",
+            {"channels": used.num_channels, "layers": len(used.layers)},
+        )
+    )
+    return used
+
+
 def prepare_model(
     model: nn.Module,
     config: TrainConfig,
     dataset: TokenizedDataset,
-    collator: PadCollator,
     *,
+    pad_token_id: int,
     outlier_map: OutlierMap | str | os.PathLike[str] | None,
     callbacks: TrainCallbacks,
     model_id: str | None,
@@ -80,15 +155,16 @@ def prepare_model(
     if config.quantization == "quaff":
         from quaff_core.convert import convert_to_quaff, quaff_layers
 
-        if isinstance(outlier_map, str | os.PathLike):
-            callbacks.on_event(f"Reusing outlier map {os.fspath(outlier_map)}")
-            used = OutlierMap.load(outlier_map)
-        elif isinstance(outlier_map, OutlierMap):
-            callbacks.on_event("Reusing outlier map" + (f" of {used_map_id(outlier_map)}"))
-            used = outlier_map
+        if outlier_map is not None:
+            used = _given_map(outlier_map, callbacks)
         else:
             used = calibrate_on(
-                model, dataset, collator, config, model_id=model_id, callbacks=callbacks
+                model,
+                dataset,
+                config,
+                pad_token_id=pad_token_id,
+                model_id=model_id,
+                callbacks=callbacks,
             )
         dtype = torch.bfloat16 if config.compute_dtype == "bfloat16" else None
         if dtype is not None:
@@ -98,8 +174,12 @@ def prepare_model(
         )
         n_layers = len(quaff_layers(model))
         callbacks.on_event(
-            f"Quantized {n_layers} linear layers to int8 "
-            f"({used.num_channels} outlier channels kept in full precision)"
+            TrainEvent(
+                EventKind.QUANTIZED,
+                f"Quantized {n_layers} linear layers to int8 "
+                f"({used.num_channels} outlier channels kept in full precision)",
+                {"layers": n_layers, "outlier_channels": used.num_channels},
+            )
         )
     elif outlier_map is not None:
         raise ValueError("an outlier map was given but quantization is 'none'; drop one of them")
@@ -116,8 +196,3 @@ def prepare_model(
         target_modules=targets if isinstance(targets, str) else list(targets),
     )
     return peft_model, used
-
-
-def used_map_id(outlier_map: OutlierMap) -> str:
-    """A short description of a map for event messages."""
-    return f"{outlier_map.model_id or 'unknown model'} ({outlier_map.num_channels} channels)"

@@ -12,10 +12,11 @@ from jinja2.exceptions import TemplateError
 from transformers import PreTrainedTokenizerBase
 
 from quaff_core.data import Example
+from quaff_core.loss import IGNORE_INDEX
 
 logger = logging.getLogger(__name__)
 
-IGNORE_INDEX = -100
+__all__ = ["IGNORE_INDEX", "PadCollator", "TokenizedDataset", "TokenizedExample"]
 TrainOnInputs = bool | Literal["auto"]
 
 

@@ -22,10 +22,17 @@ from transformers import (
     TrainingArguments,
 )
 
-from quaff_core.callbacks import HFBridge, NullCallbacks, TrainCallbacks
-from quaff_core.checkpoints import (
+from quaff_core.artifacts import (
+    ADAPTER_DIR,
+    ADAPTER_WEIGHTS,
+    CHECKPOINTS_DIR,
+    METRICS_FILE,
     MOMENTUM_FILE,
     OUTLIER_MAP_FILE,
+    TRAINER_STATE,
+)
+from quaff_core.callbacks import HFBridge, NullCallbacks, TrainCallbacks
+from quaff_core.checkpoints import (
     adapter_facts,
     check_resume,
     checkpoint_step,
@@ -34,16 +41,15 @@ from quaff_core.checkpoints import (
 )
 from quaff_core.config import TrainConfig
 from quaff_core.data import Example, read_examples
+from quaff_core.events import EventKind, TrainEvent
 from quaff_core.lm_trainer import CausalLMTrainer
 from quaff_core.models import load_base_model
 from quaff_core.outliers import OutlierMap
-from quaff_core.prepare import describe_base, prepare_model
-from quaff_core.tokenize import PadCollator, TokenizedDataset, tokenize_examples
+from quaff_core.prepare import describe_base, prepare_model, tokenize_dataset
+from quaff_core.tokenize import PadCollator, TokenizedDataset
 
 logger = logging.getLogger(__name__)
 
-ADAPTER_DIR = "adapter"
-CHECKPOINTS_DIR = "checkpoints"
 Stopped = Literal["completed", "cancelled", "paused"]
 ModelSource = str | os.PathLike[str] | tuple[PreTrainedModel, PreTrainedTokenizerBase]
 DataSource = str | os.PathLike[str] | Sequence[Example]
@@ -63,6 +69,7 @@ class TrainResult:
     metrics: list[dict[str, Any]] = field(default_factory=list)
     outlier_map: OutlierMap | None = None
     n_truncated: int = 0
+    n_dropped: int = 0
 
 
 def _examples(data: DataSource, name: str) -> list[Example]:
@@ -81,25 +88,10 @@ def _tokenized(
     config: TrainConfig,
     callbacks: TrainCallbacks,
 ) -> TokenizedDataset:
-    """Tokenise a dataset and report truncation; ValueError if nothing is left to train on."""
-    examples = _examples(data, name)
-    dataset = tokenize_examples(
-        examples,
-        tokenizer,
-        max_seq_length=config.max_seq_length,
-        train_on_inputs=config.train_on_inputs,
+    """Tokenise a dataset (NothingToTrainError if no example has a trainable token)."""
+    return tokenize_dataset(
+        _examples(data, name), tokenizer, config, name=name, callbacks=callbacks
     )
-    if dataset.n_truncated:
-        callbacks.on_event(
-            f"{dataset.n_truncated} of {len(examples)} {name} examples truncated to "
-            f"{config.max_seq_length} tokens"
-        )
-    if not len(dataset):
-        raise ValueError(
-            f"no {name} example has a trainable token within max_seq_length="
-            f"{config.max_seq_length}; raise max_seq_length"
-        )
-    return dataset
 
 
 def _training_args(config: TrainConfig, checkpoints: Path) -> TrainingArguments:
@@ -173,7 +165,13 @@ def train(
         base, tokenizer = model
         base_id = base_model_id or str(getattr(base.config, "_name_or_path", "") or "unknown")
     else:
-        callbacks.on_event(f"Loading base model {os.fspath(model)}")
+        callbacks.on_event(
+            TrainEvent(
+                EventKind.MODEL_LOADING,
+                f"Loading base model {os.fspath(model)}",
+                {"model": os.fspath(model)},
+            )
+        )
         base, tokenizer = load_base_model(model, cache_dir=cache_dir)
         base_id = base_model_id or describe_base(model)
     train_set = _tokenized(train_data, "training", tokenizer, config, callbacks)
@@ -184,12 +182,13 @@ def train(
     )
     if resume is not None and (resume / OUTLIER_MAP_FILE).is_file():
         outlier_map = OutlierMap.load(resume / OUTLIER_MAP_FILE)
-    collator = PadCollator(pad_token_id=int(tokenizer.pad_token_id))
+    pad_id = int(tokenizer.pad_token_id)
+    collator = PadCollator(pad_token_id=pad_id)
     peft_model, used_map = prepare_model(
         base,
         config,
         train_set,
-        collator,
+        pad_token_id=pad_id,
         outlier_map=outlier_map,
         callbacks=callbacks,
         model_id=base_id,
@@ -199,10 +198,11 @@ def train(
 
         load_quaff_state_dict(peft_model, load_file(str(resume / MOMENTUM_FILE)))
     facts = adapter_facts(base_id, config, used_map)
+    total = config.total_steps(len(train_set))
     bridge = HFBridge(
         callbacks,
-        save_steps=config.save_steps,
-        eval_steps=config.eval_steps,
+        save_steps=config.save_every(total),
+        eval_steps=config.eval_every(total),
         has_eval=valid_set is not None,
         on_save=lambda path: write_quaff_files(path, peft_model, facts, used_map),
     )
@@ -216,10 +216,10 @@ def train(
         chunked_loss=config.chunked_loss,
     )
     trainer.remove_callback(PrinterCallback)  # progress goes to `callbacks`, not stdout
-    if resume is not None and checkpoint_step(resume) >= config.total_steps(len(train_set)):
+    if resume is not None and checkpoint_step(resume) >= total:
         # the run ended at this checkpoint (e.g. a crash before the adapter was written)
-        set_peft_model_state_dict(peft_model, load_file(str(resume / "adapter_model.safetensors")))
-        state = TrainerState.load_from_json(str(resume / "trainer_state.json"))
+        set_peft_model_state_dict(peft_model, load_file(str(resume / ADAPTER_WEIGHTS)))
+        state = TrainerState.load_from_json(str(resume / TRAINER_STATE))
     else:
         trainer.train(resume_from_checkpoint=str(resume) if resume is not None else None)
         state = trainer.state
@@ -233,8 +233,14 @@ def train(
     if stopped == "completed":
         facts = {**facts, "steps": state.global_step, "trained_tokens": state.num_input_tokens_seen}
         adapter_dir = _save_adapter(out, peft_model, tokenizer, facts, used_map)
-        callbacks.on_event("New fine-tuned model created")
-    with (out / "metrics.jsonl").open("w", encoding="utf-8") as fh:
+        callbacks.on_event(
+            TrainEvent(
+                EventKind.MODEL_SAVED,
+                "New fine-tuned model created",
+                {"path": str(adapter_dir), "steps": state.global_step},
+            )
+        )
+    with (out / METRICS_FILE).open("w", encoding="utf-8") as fh:
         fh.writelines(json.dumps(row) + "\n" for row in history)
     return TrainResult(
         output_dir=out,
@@ -247,4 +253,5 @@ def train(
         metrics=history,
         outlier_map=used_map,
         n_truncated=train_set.n_truncated,
+        n_dropped=train_set.n_dropped,
     )

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from store.blobs import BlobStore, commit_with_blob, delete_with_blob
+from store.blobs import BlobStore, commit_with_blob
 from store.errors import NotFoundError
 from store.ids import new_id, now_s
 from store.jobs import checkpoint_model_name
@@ -71,8 +71,3 @@ def get_checkpoint_at_step(session: Session, job_id: str, step: int) -> Checkpoi
     if row is None:
         raise NotFoundError("checkpoint", f"{job_id} step {step}", param="step")
     return row
-
-
-def delete_checkpoint(session: Session, blobs: BlobStore, row: Checkpoint) -> None:
-    """Delete the row, then its blob."""
-    delete_with_blob(session, blobs, row)

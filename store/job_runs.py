@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from sqlalchemy import update
 from sqlalchemy.orm import Session
 
+from quaff_core.events import EventKind
 from store.errors import InvalidRequestError
 from store.events import add_event
 from store.ids import now_s
@@ -26,36 +26,6 @@ def claim_job(session: Session, job_id: str, worker_id: str) -> Job | None:
     job.heartbeat_at = now_s()
     job.attempts = (job.attempts or 0) + 1
     session.commit()
-    return job
-
-
-def reclaim_stale_job(
-    session: Session, job_id: str, worker_id: str, *, lease_seconds: float
-) -> Job | None:
-    """Worker: take over a `running` job whose heartbeat is older than `lease_seconds`.
-
-    The status stays `running` (not a transition); the lease moves to `worker_id` and `attempts`
-    grows. Returns None when the job is not running or its lease is still fresh. Commits.
-    """
-    cutoff = now_s() - int(lease_seconds)
-    result = session.execute(
-        update(Job)
-        .where(
-            Job.id == job_id,
-            Job.status == "running",
-            (Job.heartbeat_at.is_(None)) | (Job.heartbeat_at < cutoff),
-        )
-        .values(worker_id=worker_id, heartbeat_at=now_s(), attempts=Job.attempts + 1)
-        .execution_options(synchronize_session=False)
-    )
-    if getattr(result, "rowcount", 0) != 1:
-        session.rollback()
-        return None
-    add_event(session, job_id, f"Worker {worker_id} took over the job after its lease expired")
-    session.commit()
-    job = session.get(Job, job_id)
-    if job is not None:
-        session.refresh(job)
     return job
 
 
@@ -115,7 +85,13 @@ def succeed_job(session: Session, job: Job) -> Job:
     if not job.fine_tuned_model:
         raise ValueError(f"job {job.id} has no adapter; call store.adapters.save_adapter first")
     ensure_can(session, job, "succeeded")
-    add_event(session, job.id, "New fine-tuned model created")
+    add_event(
+        session,
+        job.id,
+        "New fine-tuned model created",
+        kind=EventKind.MODEL_SAVED,
+        data={"fine_tuned_model": job.fine_tuned_model},
+    )
     transition(session, job, "succeeded", reason="The job has successfully completed")
     session.commit()
     return job

@@ -8,7 +8,7 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from store.errors import InvalidRequestError
-from store.events import add_event
+from store.events import ServiceEvent, add_event
 from store.ids import now_s
 from store.models import Job
 
@@ -80,5 +80,12 @@ def transition(
             code="invalid_job_state",
         )
     if reason:
-        add_event(session, job.id, reason, level=level)
+        add_event(
+            session,
+            job.id,
+            reason,
+            level=level,
+            kind=ServiceEvent.STATUS,
+            data={"status": new_status, "previous": old},
+        )
     return job

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import re
-import secrets
 from collections.abc import Mapping
 from typing import Any
 
@@ -17,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from store import catalog
 from store.errors import InvalidRequestError, NotFoundError
-from store.events import add_event
+from store.events import ServiceEvent, add_event
 from store.files import get_file
 from store.ids import new_id, now_s
 from store.job_options import resolve_options
@@ -26,7 +25,6 @@ from store.job_runs import (
     current_status,
     fail_job,
     heartbeat,
-    reclaim_stale_job,
     record_progress,
     set_result,
     succeed_job,
@@ -55,7 +53,6 @@ __all__ = [
     "heartbeat",
     "list_jobs",
     "pause_job",
-    "reclaim_stale_job",
     "record_progress",
     "resume_job",
     "set_result",
@@ -118,18 +115,11 @@ def _usable_file(session: Session, project_id: str, file_id: Any, param: str) ->
     return row
 
 
-def _check_scalars(body: Mapping[str, Any]) -> tuple[str | None, int, dict[str, str] | None]:
+def _check_scalars(body: Mapping[str, Any]) -> tuple[str | None, dict[str, str] | None]:
     suffix = body.get("suffix")
     if suffix is not None and (not isinstance(suffix, str) or not _SUFFIX.match(suffix)):
         raise InvalidRequestError(
             "Invalid value for 'suffix': 1 to 64 characters from A-Z a-z 0-9 _ . -", param="suffix"
-        )
-    seed = body.get("seed")
-    if seed is None:
-        seed = secrets.randbelow(2**31)
-    elif isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**31:
-        raise InvalidRequestError(
-            f"Invalid value for 'seed': an integer in [0, 2147483647], got {seed!r}", param="seed"
         )
     metadata = body.get("metadata")
     if metadata is not None:
@@ -147,7 +137,7 @@ def _check_scalars(body: Mapping[str, Any]) -> tuple[str | None, int, dict[str, 
         metadata = dict(metadata)
     if body.get("integrations"):
         raise InvalidRequestError("Integrations are not supported by Quaff.", param="integrations")
-    return suffix, seed, metadata
+    return suffix, metadata
 
 
 def create_job(
@@ -176,7 +166,7 @@ def create_job(
         )
     model = entry.id  # an alias (e.g. 'SmolLM2-135M-Instruct') is stored as the canonical id
     options = resolve_options(body)
-    suffix, seed, metadata = _check_scalars(body)
+    suffix, metadata = _check_scalars(body)
     training = _usable_file(session, project_id, body.get("training_file"), "training_file")
     if (training.n_examples or 0) < MIN_TRAINING_EXAMPLES:
         raise InvalidRequestError(
@@ -212,7 +202,7 @@ def create_job(
         lora=options.lora,
         quantization=options.quantization,
         training=options.training,
-        seed=seed,
+        seed=options.seed,
         suffix=suffix,
         meta=metadata or None,
         step=0,
@@ -224,8 +214,14 @@ def create_job(
     )
     session.add(job)
     session.flush()
-    add_event(session, job.id, f"Created fine-tuning job: {job.id}")
-    add_event(session, job.id, f"Validating training file: {training.id}")
+    add_event(session, job.id, f"Created fine-tuning job: {job.id}", kind=ServiceEvent.JOB_CREATED)
+    add_event(
+        session,
+        job.id,
+        f"Validating training file: {training.id}",
+        kind=ServiceEvent.FILES_VALIDATING,
+        data={"training_file": training.id, "validation_file": validation_id},
+    )
     transition(session, job, "queued", reason="Files validated, moving job to queued state")
     session.commit()
     return job

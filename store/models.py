@@ -136,6 +136,7 @@ class JobEvent(Base):
     created_at: Mapped[int] = mapped_column(BigInteger)
     level: Mapped[str] = mapped_column(String(8))
     type: Mapped[str] = mapped_column(String(16))
+    kind: Mapped[str] = mapped_column(String(32), server_default="message")
     message: Mapped[str] = mapped_column(Text)
     data: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 

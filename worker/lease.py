@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from store import jobs
 from store.db import make_engine, session_scope
-from store.events import add_event
+from store.events import ServiceEvent, add_event
 from store.ids import now_s
 from store.models import Job
 from store.queue import FINE_TUNE_QUEUE, FINE_TUNE_TASK
@@ -70,6 +70,8 @@ def take_over(session: Session, job_id: str, worker_id: str, settings: Settings)
         job_id,
         f"Worker {previous or 'unknown'} stopped responding; worker {worker_id} took over the job",
         level="warn",
+        kind=ServiceEvent.WORKER_TOOK_OVER,
+        data={"previous": previous, "worker": worker_id},
     )
     session.commit()
     session.refresh(job)

@@ -9,10 +9,11 @@ from sqlalchemy.orm import Session
 
 from quaff_core.callbacks import NullCallbacks
 from quaff_core.config import TrainConfig
+from quaff_core.events import EventKind, TrainEvent
 from quaff_core.outliers import OutlierMap
 from store import outlier_maps
 from store.blobs import BlobStore
-from store.events import add_event
+from store.events import ServiceEvent, add_event
 from store.models import File, Job
 from store.models import OutlierMap as OutlierMapRow
 from worker.options import JobFailure, calibration_options
@@ -34,14 +35,14 @@ def _load(blobs: BlobStore, row: OutlierMapRow) -> OutlierMap:
 
 
 class _EventSink(NullCallbacks):
-    """Sends calibration's phase messages to the job's events."""
+    """Sends calibration's phase events to the job's events."""
 
     def __init__(self, session: Session, job: Job) -> None:
         self.session, self.job = session, job
 
-    def on_event(self, message: str) -> None:
-        """Store one message event."""
-        add_event(self.session, self.job.id, message)
+    def on_event(self, event: TrainEvent) -> None:
+        """Store one message event with its kind."""
+        add_event(self.session, self.job.id, event.message, kind=event.kind, level=event.level)
         self.session.commit()
 
 
@@ -54,28 +55,30 @@ def _calibrate(
     model: Any,
     tok: Any,
 ) -> OutlierMap:
-    """Calibrate on the first `calibration_examples` tokenized training examples."""
+    """Calibrate on the calibration set of the training file, tokenised as training does."""
     from quaff_core.data import read_examples
-    from quaff_core.prepare import calibrate_on
-    from quaff_core.tokenize import PadCollator, tokenize_examples
+    from quaff_core.errors import NothingToTrainError
+    from quaff_core.prepare import calibrate_on, tokenize_dataset
 
     examples = read_examples(path, name=f"training file {train_file.id}")
-    dataset = tokenize_examples(
-        examples[: config.calibration_examples],
-        tok,
-        max_seq_length=config.max_seq_length,
-        train_on_inputs=config.train_on_inputs,
-    )
-    if not len(dataset):
+    try:
+        dataset = tokenize_dataset(
+            examples, tok, config, name="training", callbacks=NullCallbacks()
+        )
+    except NothingToTrainError as exc:
         raise JobFailure(
             "invalid_training_data",
             f"No example of {train_file.id} has a trainable token within max_seq_length="
             f"{config.max_seq_length}; raise training.max_seq_length.",
             "training.max_seq_length",
-        )
-    collator = PadCollator(pad_token_id=int(tok.pad_token_id))
+        ) from exc
     return calibrate_on(
-        model, dataset, collator, config, model_id=job.model, callbacks=_EventSink(session, job)
+        model,
+        dataset,
+        config,
+        pad_token_id=int(tok.pad_token_id),
+        model_id=job.model,
+        callbacks=_EventSink(session, job),
     )
 
 
@@ -93,7 +96,7 @@ def resolve_outlier_map(
     """The job's map: named or earlier-attempt (`job.outlier_map_id`), a stored match, or new."""
     if config.quantization != "quaff":
         return None
-    options = calibration_options(job, config)
+    options = calibration_options(config)
     row = session.get(OutlierMapRow, job.outlier_map_id) if job.outlier_map_id else None
     if row is None:
         row = outlier_maps.find_reusable(
@@ -111,6 +114,8 @@ def resolve_outlier_map(
                 job.id,
                 f"Reusing outlier map {row.id} ({row.n_outlier_channels} outlier channels in "
                 f"{row.n_layers} layers)",
+                kind=EventKind.OUTLIER_MAP_REUSED,
+                data={"outlier_map": row.id},
             )
         session.commit()
         return _load(blobs, row)
@@ -133,6 +138,8 @@ def resolve_outlier_map(
         job.id,
         f"Stored outlier map {row.id} ({row.n_outlier_channels} outlier channels in "
         f"{row.n_layers} layers) for reuse",
+        kind=ServiceEvent.OUTLIER_MAP_STORED,
+        data={"outlier_map": row.id},
     )
     session.commit()
     return fresh

@@ -12,12 +12,13 @@ from typing import Any, Literal
 
 from sqlalchemy.orm import Session
 
+from quaff_core.events import EventKind
 from store import jobs
 from store.blobs import BlobStore
 from store.checkpoints import latest_checkpoint
 from store.db import session_scope
 from store.errors import InvalidRequestError
-from store.events import add_event
+from store.events import ServiceEvent, add_event
 from store.models import File, Job
 from store.settings import Settings
 from worker.lease import Heartbeat, acquire, hand_back
@@ -46,11 +47,6 @@ def run_job(
             return _fail(session, job, failure.code, failure.message, failure.param)
         except MemoryError as exc:
             return _fail(session, job, *out_of_memory_error(job, "cpu", exc))
-        except RuntimeError as exc:
-            if "out of memory" not in str(exc).lower():
-                logger.exception("job %s crashed", job_id)
-                return _fail(session, job, "internal_error", _internal_message(exc))
-            return _fail(session, job, *out_of_memory_error(job, "cuda", exc))
         except Exception as exc:  # the job must end `failed`, whatever broke
             logger.exception("job %s crashed", job_id)
             return _fail(session, job, "internal_error", _internal_message(exc))
@@ -149,13 +145,22 @@ def _run_claimed(
     requeue: Requeue | None,
 ) -> Outcome:
     """Everything after the claim; JobFailure for problems the user can fix."""
+    import torch
+
+    from quaff_core.errors import NothingToTrainError
     from quaff_core.models import ModelLoadError, load_base_model
     from quaff_core.train import train
     from worker.outliers import resolve_outlier_map
     from worker.reporting import StoreCallbacks
     from worker.results import resume_dir, store_results
 
-    add_event(session, job.id, f"Fine-tuning job started (attempt {job.attempts})")
+    add_event(
+        session,
+        job.id,
+        f"Fine-tuning job started (attempt {job.attempts})",
+        kind=ServiceEvent.JOB_STARTED,
+        data={"attempt": job.attempts},
+    )
     session.commit()
     train_file = _dataset(session, blobs, job, job.training_file_id, "training_file")
     valid_file = (
@@ -163,9 +168,15 @@ def _run_claimed(
         if job.validation_file_id
         else None
     )
-    config = train_config(job, train_file.n_examples or 0, has_validation=valid_file is not None)
+    config = train_config(job)
     device = resolve_device(settings)
-    add_event(session, job.id, f"Loading base model {job.model} on {device}")
+    add_event(
+        session,
+        job.id,
+        f"Loading base model {job.model} on {device}",
+        kind=EventKind.MODEL_LOADING,
+        data={"model": job.model, "device": device},
+    )
     session.commit()
     try:
         model, tokenizer = load_base_model(job.model, device=device)
@@ -182,6 +193,8 @@ def _run_claimed(
                 session,
                 job.id,
                 f"Resuming from checkpoint at step {checkpoint.step_number} ({checkpoint.id})",
+                kind=ServiceEvent.RESUMING,
+                data={"step": checkpoint.step_number, "checkpoint": checkpoint.id},
             )
             session.commit()
         outlier_map = resolve_outlier_map(
@@ -214,11 +227,11 @@ def _run_claimed(
                 resume_from=resume,
                 base_model_id=job.model,
             )
-        except ValueError as exc:
-            if "max_seq_length" not in str(exc):
-                raise
+        except NothingToTrainError as exc:
             message = f"Nothing to train on: {exc}"
             raise JobFailure("invalid_training_data", message, "training.max_seq_length") from exc
+        except torch.OutOfMemoryError as exc:
+            raise JobFailure(*out_of_memory_error(job, device, exc)) from exc
         del model
         if result.stopped == "paused" and callbacks.handing_back:
             return _hand_back(session, job, worker_id, result.final_step, requeue)
@@ -243,7 +256,13 @@ def _finish_stopped(session: Session, job: Job, step: int) -> Outcome:
     logger.info("job %s stopped at step %d (%s)", job.id, step, status)
     if status != "paused":
         return "cancelled"
-    add_event(session, job.id, f"Training paused at step {step}; resume the job to continue")
+    add_event(
+        session,
+        job.id,
+        f"Training paused at step {step}; resume the job to continue",
+        kind=ServiceEvent.TRAINING_STOPPED,
+        data={"step": step, "reason": "paused"},
+    )
     session.commit()
     return "paused"
 
@@ -258,6 +277,8 @@ def _finish(
             job.id,
             f"Training paused at step {result.final_step}/{result.total_steps}; resume the job "
             "to continue from its last checkpoint",
+            kind=ServiceEvent.TRAINING_STOPPED,
+            data={"step": result.final_step, "reason": "paused"},
         )
         session.commit()
         return "paused"
@@ -269,6 +290,8 @@ def _finish(
                 job.id,
                 f"Training stopped at step {result.final_step}/{result.total_steps}: the job was "
                 "cancelled; its checkpoints are kept",
+                kind=ServiceEvent.TRAINING_STOPPED,
+                data={"step": result.final_step, "reason": "cancelled"},
             )
             session.commit()
         logger.info("job %s stopped at step %d (%s)", job.id, result.final_step, status)

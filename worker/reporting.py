@@ -14,18 +14,21 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from quaff_core.callbacks import Control, ProgressEvent
+from quaff_core.events import EventKind, TrainEvent
 from store import jobs
 from store.blobs import BlobStore
 from store.checkpoints import save_checkpoint
-from store.events import add_event
+from store.events import ServiceEvent, add_event
 from store.models import Checkpoint, Job
 from worker.artifacts import pack_dir
 from worker.lease import STOPPING
 
 logger = logging.getLogger(__name__)
 
-# Messages from `train` that the worker says itself, with store facts (ids, stored checkpoints).
-_REPLACED = ("Reusing outlier map", "Checkpoint saved at step", "New fine-tuned model created")
+# Events of `train` that the worker reports itself, with store facts (ids, stored checkpoints).
+_REPLACED = frozenset(
+    {EventKind.OUTLIER_MAP_REUSED, EventKind.CHECKPOINT_SAVED, EventKind.MODEL_SAVED}
+)
 
 
 def _json_number(value: Any) -> Any:
@@ -56,18 +59,28 @@ class StoreCallbacks:
         self.last_step = 0
         self.handing_back = False
 
-    def on_event(self, message: str) -> None:
-        """A phase message from training, stored as a message event."""
-        if message.startswith(_REPLACED):
-            logger.debug("job %s: %s", self.job.id, message)
+    def on_event(self, event: TrainEvent) -> None:
+        """A phase event from training, stored as a message event of the same kind."""
+        if event.kind in _REPLACED:
+            logger.debug("job %s: %s", self.job.id, event.message)
             return
-        add_event(self.session, self.job.id, message)
+        data = {k: _json_number(v) for k, v in event.data.items()} or None
+        add_event(
+            self.session, self.job.id, event.message, level=event.level, kind=event.kind, data=data
+        )
         self.session.commit()
 
     def on_progress(self, event: ProgressEvent) -> None:
         """A metrics event plus `progress`, `trained_tokens` and `estimated_finish` on the job."""
         data = {k: _json_number(v) for k, v in event.metrics().items()}
-        add_event(self.session, self.job.id, event.message(), type="metrics", data=data)
+        add_event(
+            self.session,
+            self.job.id,
+            event.message(),
+            type="metrics",
+            kind=ServiceEvent.METRICS,
+            data=data,
+        )
         self.last_step = event.step
         jobs.record_progress(
             self.session,
@@ -100,7 +113,13 @@ class StoreCallbacks:
             save_checkpoint(
                 self.session, self.blobs, self.job, step=step, metrics=clean, source=archive
             )
-        add_event(self.session, self.job.id, f"Checkpoint saved at step {step}")
+        add_event(
+            self.session,
+            self.job.id,
+            f"Checkpoint saved at step {step}",
+            kind=EventKind.CHECKPOINT_SAVED,
+            data={"step": step},
+        )
         self.session.commit()
         self.last_checkpoint_time = time.monotonic()
 

@@ -15,7 +15,7 @@ from api.deps import CurrentProject, QueueDep, SessionDep, SettingsDep
 from api.queue import JobQueue
 from api.schemas import JobObject, ListObject, job_object, page
 from store import jobs
-from store.events import add_event
+from store.events import ServiceEvent, add_event
 from store.models import Job
 
 logger = logging.getLogger(__name__)
@@ -35,6 +35,7 @@ def enqueue_after_commit(session: Session, queue: JobQueue, job: Job) -> None:
             f"Could not reach the job queue ({type(exc).__name__}); the job stays queued "
             "and will start when a worker picks it up.",
             level="warn",
+            kind=ServiceEvent.QUEUE_UNREACHABLE,
         )
         session.commit()
 

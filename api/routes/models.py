@@ -7,7 +7,7 @@ from fastapi import APIRouter
 from api.deps import BlobsDep, CurrentProject, SessionDep, SettingsDep
 from api.schemas import ListObject, ModelDeleted, ModelObject, adapter_model_object, page
 from store import adapters, catalog
-from store.errors import InvalidRequestError, NotFoundError
+from store.errors import InvalidRequestError
 from store.settings import Settings
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
@@ -51,9 +51,6 @@ def delete_model(
         raise InvalidRequestError(
             f"'{model}' is a base model; only fine-tuned models can be deleted.", param="model"
         )
-    try:
-        row = adapters.get_adapter_by_model(session, project.id, model)
-    except NotFoundError:
-        raise NotFoundError("model", model, param="model") from None
+    row = adapters.get_adapter_by_model(session, project.id, model)
     adapters.delete_adapter(session, blobs, row)
     return ModelDeleted(id=model)

@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from store.models import File, Job
-from tests.conftest import KeyedProject
+from tests.helpers import KeyedProject
 
 
 def test_unknown_url_is_an_enveloped_404(client: TestClient, keyed_project: KeyedProject) -> None:

@@ -15,8 +15,8 @@ from store.adapters import save_adapter
 from store.blobs import BlobStore
 from store.checkpoints import save_checkpoint
 from store.settings import Settings
-from tests.conftest import KeyedProject, chat_jsonl
-from tests.servers import serve_in_thread
+from tests.helpers import KeyedProject, chat_jsonl
+from tests.processes import serve_in_thread
 
 
 @pytest.fixture

@@ -21,8 +21,8 @@ from store.adapters import save_adapter
 from store.blobs import BlobStore
 from store.models import Job
 from store.settings import Settings
-from tests.conftest import KeyedProject, chat_jsonl
-from tests.servers import serve_in_thread
+from tests.helpers import KeyedProject, chat_jsonl
+from tests.processes import serve_in_thread
 
 pytestmark = pytest.mark.slow
 

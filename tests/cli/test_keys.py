@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import select
 
 from cli.main import main
+from store import migrate
 from store.db import dispose_all, session_scope
 from store.models import ApiKey
 from store.settings import get_settings
@@ -27,11 +28,12 @@ def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
 
 
 def test_db_upgrade_current_downgrade(data_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    head = migrate.head_revision()
     assert main(["db", "upgrade"]) == 0
-    assert capsys.readouterr().out.strip() == "database at revision 0001"
+    assert capsys.readouterr().out.strip() == f"database at revision {head}"
     assert (data_dir / "quaff.sqlite").is_file()
     assert main(["db", "current"]) == 0
-    assert capsys.readouterr().out.strip() == "0001 (up to date)"
+    assert capsys.readouterr().out.strip() == f"{head} (up to date)"
     assert main(["db", "downgrade", "base"]) == 0
     assert capsys.readouterr().out.strip() == "database at revision base"
 

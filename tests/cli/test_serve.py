@@ -14,12 +14,12 @@ import httpx
 import pytest
 from openai import OpenAI
 
-from cli.serve import KEY_FILE, ensure_key, snippets
+from cli.local import KEY_FILE
+from cli.serve import ensure_key, snippets
 from store import auth, migrate
 from store.db import dispose_engine, session_scope
 from store.settings import Settings
-from tests.servers import free_port
-from tests.worker.conftest import ROOT, wait_for
+from tests.processes import ROOT, free_port, wait_for
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ import pytest
 from cli.main import main
 from cli.progress import TerminalCallbacks
 from quaff_core.callbacks import ProgressEvent
+from quaff_core.events import EventKind, TrainEvent
 from quaff_core.outliers import OutlierMap
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -92,15 +93,18 @@ def test_calibrate_train_eval_and_resume(
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["train", "--lr", "5"], "learning_rate must be in (0.0, 1.0], got 5.0"),
-        (["train", "--epochs", "0"], "n_epochs must be >= 1, got 0"),
+        (["train", "--lr", "5"], "--lr: 5.0 is out of range; it must be in (0, 1]"),
+        (["train", "--epochs", "0"], "--epochs: 0 is out of range; it must be in [1, 50]"),
         (["train", "--model", "nope"], "unknown base model 'nope'"),
         (["train", "--data", "missing.jsonl"], "training file 'missing.jsonl' does not exist"),
         (["train", "--data", "BAD"], "line 2: invalid JSON"),
         (["train", "--outlier-map", "none.json"], "--outlier-map 'none.json' does not exist"),
         (["train", "--resume", "."], "no checkpoint there"),
         (["eval", "--adapter", "."], "holds no adapter"),
-        (["calibrate", "--max-ratio", "2"], "outlier_max_ratio must be in (0.0, 1.0]"),
+        (
+            ["calibrate", "--max-ratio", "2"],
+            "--max-ratio: 2.0 is out of range; it must be in (0, 0.5]",
+        ),
     ],
 )
 def test_bad_arguments_get_a_one_line_error(
@@ -134,8 +138,8 @@ def test_progress_bar_on_a_terminal() -> None:
     stream = Tty()
     terminal = TerminalCallbacks(stream)
     terminal.on_progress(ProgressEvent(step=5, total_steps=10, epoch=0.5, train_loss=1.25))
-    terminal.on_event("Checkpoint saved at step 5")
-    terminal.on_event("New fine-tuned model created")
+    terminal.on_event(TrainEvent(EventKind.CHECKPOINT_SAVED, "Checkpoint saved at step 5"))
+    terminal.on_event(TrainEvent(EventKind.MODEL_SAVED, "New fine-tuned model created"))
     text = stream.getvalue()
     assert text.startswith("\r[" + "#" * 12 + "." * 12 + "] 5/10 loss 1.2500")
     assert text.endswith("\nNew fine-tuned model created\n")

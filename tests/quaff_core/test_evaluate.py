@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from quaff_core.adapters import find_adapter_dir, load_adapter
 from quaff_core.config import TrainConfig
 from quaff_core.data import Example, Message
-from quaff_core.evaluate import evaluate, find_adapter_dir, load_adapter
+from quaff_core.evaluate import evaluate
 from quaff_core.models import load_base_model
 from quaff_core.train import train
 

@@ -14,6 +14,8 @@ from safetensors.torch import load_file
 from quaff_core.callbacks import Control, NullCallbacks, ProgressEvent
 from quaff_core.config import TrainConfig
 from quaff_core.data import Example, Message
+from quaff_core.errors import NothingToTrainError
+from quaff_core.events import EventKind, TrainEvent
 from quaff_core.models import load_base_model
 from quaff_core.train import train
 
@@ -55,14 +57,17 @@ class Recorder(NullCallbacks):
     def __init__(self, decision: Control = "continue", at: int = 0) -> None:
         self.decision, self.at = decision, at
         self.progress: list[ProgressEvent] = []
-        self.events: list[str] = []
+        self.events: list[TrainEvent] = []
         self.checkpoints: list[tuple[int, Path, dict[str, Any]]] = []
 
     def on_progress(self, event: ProgressEvent) -> None:
         self.progress.append(event)
 
-    def on_event(self, message: str) -> None:
-        self.events.append(message)
+    def on_event(self, event: TrainEvent) -> None:
+        self.events.append(event)
+
+    def of(self, kind: EventKind) -> list[TrainEvent]:
+        return [e for e in self.events if e.kind == kind]
 
     def on_checkpoint(self, step: int, path: Path, metrics: dict[str, Any]) -> None:
         self.checkpoints.append((step, path, metrics))
@@ -101,7 +106,7 @@ def test_loss_goes_down_and_adapter_is_complete(tmp_path: Path) -> None:
     assert facts["base_model"] == "tiny-llama"
     assert facts["quantization"] == {"method": "none"}
     assert facts["steps"] == 9
-    assert "New fine-tuned model created" in calls.events
+    assert [e.data["steps"] for e in calls.of(EventKind.MODEL_SAVED)] == [9]
     # the adapter loads on a freshly built base and holds the trained weights
     base, _ = load_base_model("tiny-llama")
     loaded = PeftModel.from_pretrained(base, str(adapter))
@@ -222,7 +227,7 @@ def test_eval_and_checkpoints_every_n_steps(tmp_path: Path) -> None:
     assert [m["step"] for m in result.metrics if "valid_loss" in m] == [2, 4, 5]
     assert [s for s, _, _ in calls.checkpoints] == [3, 5]
     assert calls.checkpoints[-1][2]["valid_loss"] == evals[-1].valid_loss
-    assert "Checkpoint saved at step 3" in calls.events
+    assert [e.data["step"] for e in calls.of(EventKind.CHECKPOINT_SAVED)] == [3, 5]
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == [
         "checkpoint-3",
         "checkpoint-5",
@@ -266,9 +271,9 @@ def test_reusing_an_outlier_map_skips_calibration(tmp_path: Path) -> None:
     second = train(
         "tiny-llama", EXAMPLES, tmp_path / "b", config=config, outlier_map=path, callbacks=calls
     )
-    assert not any(e.startswith("Calibrating") for e in calls.events)
-    assert any(e.startswith("Reusing outlier map") for e in calls.events)
-    assert any(e.startswith("Quantized 14 linear layers to int8") for e in calls.events)
+    assert not calls.of(EventKind.CALIBRATING)
+    assert len(calls.of(EventKind.OUTLIER_MAP_REUSED)) == 1
+    assert [e.data["layers"] for e in calls.of(EventKind.QUANTIZED)] == [14]
     assert second.outlier_map is not None
     assert second.outlier_map.layers == first.outlier_map.layers
 
@@ -279,7 +284,7 @@ def test_bad_inputs_raise_clear_errors(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="not a Quaff training checkpoint"):
         train("tiny-llama", EXAMPLES, tmp_path, config=FAST, resume_from=tmp_path)
     long = [Example("chat", 1, messages=(Message("user", "x" * 80), Message("assistant", "y")))]
-    with pytest.raises(ValueError, match="raise max_seq_length"):
+    with pytest.raises(NothingToTrainError, match="raise max_seq_length"):
         train("tiny-llama", long, tmp_path, config=FAST)
     with pytest.raises(TypeError, match=r"list of quaff_core\.data\.Example"):
         train("tiny-llama", [{"text": "x"}], tmp_path, config=FAST)  # type: ignore[list-item]

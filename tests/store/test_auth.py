@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from store.auth import authenticate, create_key, list_keys, revoke_key
 from store.errors import AuthenticationError
 from store.models import ApiKey
-from tests.conftest import make_project
+from tests.helpers import make_project
 
 
 def test_key_is_stored_hashed_never_in_clear(db_session: Session) -> None:

@@ -12,7 +12,7 @@ from store.checkpoints import latest_checkpoint, save_checkpoint
 from store.errors import InvalidRequestError
 from store.events import list_events
 from store.settings import Settings
-from tests.conftest import KeyedProject, queued_job
+from tests.helpers import KeyedProject, queued_job
 
 
 def test_worker_lifecycle_through_store_calls(
@@ -68,16 +68,3 @@ def test_fail_job_records_the_error(
     )
     (last,), _ = list_events(db_session, job.id, limit=1)
     assert (last.level, last.message) == ("error", "Fine-tuning job failed: line 3: bad")
-
-
-def test_reclaim_stale_job_moves_the_lease_only_when_expired(
-    db_session: Session, quaff_settings: Settings, keyed_project: KeyedProject
-) -> None:
-    job = queued_job(db_session, quaff_settings, keyed_project)
-    jobs.claim_job(db_session, job.id, "w1")
-    assert jobs.reclaim_stale_job(db_session, job.id, "w2", lease_seconds=3600) is None
-    job.heartbeat_at = (job.heartbeat_at or 0) - 7200  # the first worker went silent two hours ago
-    db_session.commit()
-    taken = jobs.reclaim_stale_job(db_session, job.id, "w2", lease_seconds=3600)
-    assert taken is not None
-    assert (taken.status, taken.worker_id, taken.attempts) == ("running", "w2", 2)

@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session
 from store import jobs
 from store.errors import InvalidRequestError
 from store.settings import Settings
-from tests.conftest import KeyedProject, queued_job
+from tests.helpers import KeyedProject, queued_job
 
 
 def test_every_transition_in_the_table_and_no_other(

@@ -9,7 +9,7 @@ from store import jobs
 from store.errors import InvalidRequestError
 from store.events import events_since
 from store.settings import Settings
-from tests.conftest import KeyedProject, chat_jsonl, queued_job, store_training_file
+from tests.helpers import KeyedProject, chat_jsonl, queued_job, store_training_file
 
 
 def test_create_job_is_queued_with_resolved_options(

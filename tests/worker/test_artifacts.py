@@ -11,7 +11,7 @@ import pytest
 from store.job_options import resolve_options
 from store.models import Job
 from worker.artifacts import metrics_csv, pack_dir, unpack
-from worker.options import JobFailure, every, total_steps, train_config
+from worker.options import JobFailure, train_config
 
 
 def test_pack_and_unpack_round_trip(tmp_path: Path) -> None:
@@ -43,16 +43,6 @@ def test_metrics_csv_merges_train_and_eval_rows_of_a_step() -> None:
     assert table[0]["valid_loss"] == ""
 
 
-def test_schedules() -> None:
-    hyper = {"batch_size": 4, "n_epochs": 3}
-    assert total_steps(10, hyper, {"gradient_accumulation_steps": 1}) == 9
-    assert total_steps(10, hyper, {"gradient_accumulation_steps": 2}) == 6
-    assert every(9, 1) == 0
-    assert every(9, 3) == 3
-    assert every(10, 3) == 4
-    assert every(2, 5) == 1
-
-
 def job_with(body: dict[str, object]) -> Job:
     options = resolve_options(body)
     return Job(
@@ -66,26 +56,32 @@ def job_with(body: dict[str, object]) -> Job:
     )
 
 
-def test_train_config_from_resolved_options() -> None:
-    job = job_with(
-        {
-            "method": {"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": 2}}},
-            "lora": {"r": 8, "alpha": 16, "target_modules": ["q_proj", "v_proj"]},
-            "training": {"n_checkpoints": 4, "max_seq_length": 256},
-        }
-    )
-    config = train_config(job, 20, has_validation=False)
+def test_train_config_is_the_config_create_job_checked() -> None:
+    body = {
+        "method": {"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": 2}}},
+        "lora": {"r": 8, "alpha": 16, "target_modules": ["q_proj", "v_proj"]},
+        "training": {"n_checkpoints": 4, "max_seq_length": 256},
+        "seed": 3,
+    }
+    config = train_config(job_with(body))
+    assert config == resolve_options(body).config
     assert (config.n_epochs, config.batch_size, config.seed) == (2, 4, 3)
-    assert (config.lora_r, config.lora_alpha) == (8, 16)
+    assert (config.lora_r, config.lora_alpha) == (8, 16.0)
     assert config.lora_target_modules == ("q_proj", "v_proj")
-    assert config.save_steps == 3
-    assert config.eval_steps == 0
+    assert config.save_every(config.total_steps(20)) == 3
+    assert config.eval_every(10) == 0
     assert config.max_seq_length == 256
     assert config.quantization == "quaff"
 
 
-def test_fractional_lora_alpha_is_a_job_failure() -> None:
+def test_fractional_lora_alpha_trains() -> None:
+    assert train_config(job_with({"lora": {"alpha": 2.5}})).lora_alpha == 2.5
+
+
+def test_a_stored_option_the_spec_now_refuses_is_a_job_failure() -> None:
+    job = job_with({})
+    job.lora = {**job.lora, "r": 0}
     with pytest.raises(JobFailure) as failure:
-        train_config(job_with({"lora": {"alpha": 2.5}}), 20, has_validation=False)
-    assert failure.value.param == "lora.alpha"
+        train_config(job)
+    assert failure.value.param == "lora.r"
     assert failure.value.code == "invalid_hyperparameters"

@@ -17,7 +17,7 @@ import httpx
 import pytest
 from openai import OpenAI
 
-from tests.worker.conftest import ROOT, Service, wait_for
+from tests.processes import ROOT, Service, wait_for
 
 pytestmark = pytest.mark.slow
 

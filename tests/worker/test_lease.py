@@ -12,7 +12,7 @@ from store.ids import now_s
 from store.models import Job, JobEvent
 from store.queue import FINE_TUNE_QUEUE, FINE_TUNE_TASK
 from store.settings import Settings
-from tests.conftest import KeyedProject, chat_jsonl, store_training_file
+from tests.helpers import KeyedProject, chat_jsonl, store_training_file
 from worker.lease import acquire, renew, sweep, take_over
 
 

@@ -8,8 +8,7 @@ from sqlalchemy.orm import Session
 from store.checkpoints import list_checkpoints
 from store.events import list_events
 from store.settings import Settings
-from tests.conftest import KeyedProject
-from tests.worker.test_pipeline import new_job, reload
+from tests.helpers import KeyedProject, queued_job, reloaded
 from worker.pipeline import run_job
 
 
@@ -28,7 +27,7 @@ def test_safety_checkpoints_follow_the_interval(
     expected_steps: list[int],
 ) -> None:
     settings = quaff_settings.model_copy(update={"safety_checkpoint_seconds": interval})
-    job = new_job(
+    job = queued_job(
         db_session,
         settings,
         keyed_project,
@@ -36,7 +35,7 @@ def test_safety_checkpoints_follow_the_interval(
         training={"max_seq_length": 64},
     )
     assert run_job(job.id, settings, "test:1") == "succeeded"
-    job = reload(db_session, job)
+    job = reloaded(db_session, job)
     assert job.status == "succeeded"
     rows, _ = list_checkpoints(db_session, job.id, limit=50)
     assert sorted(r.step_number for r in rows) == expected_steps

@@ -14,8 +14,7 @@ from store.blobs import BlobStore
 from store.checkpoints import save_checkpoint
 from store.models import Job
 from store.settings import Settings
-from tests.api.conftest import created_job
-from tests.conftest import KeyedProject, make_project
+from tests.helpers import KeyedProject, created_job, make_project
 
 ADAPTER = bytes(range(256)) * 4  # 1024 bytes
 

@@ -14,8 +14,7 @@ from store.blobs import BlobStore
 from store.events import add_event
 from store.models import Job
 from store.settings import Settings
-from tests.api.conftest import created_job
-from tests.conftest import KeyedProject
+from tests.helpers import KeyedProject, created_job
 
 
 def test_list_events_newest_first_with_cursor(
@@ -31,12 +30,14 @@ def test_list_events_newest_first_with_cursor(
         f"Created fine-tuning job: {job['id']}",
     ]
     first = everything["data"][0]
-    assert set(first) == {"id", "object", "created_at", "level", "message", "type", "data"}
+    assert set(first) == {"id", "object", "created_at", "level", "message", "type", "kind", "data"}
     assert (first["object"], first["level"], first["type"]) == (
         "fine_tuning.job.event",
         "info",
         "message",
     )
+    assert [e["kind"] for e in everything["data"]] == ["status", "files_validating", "job_created"]
+    assert first["data"] == {"status": "queued", "previous": "validating_files"}
     page = client.get(f"{url}?limit=1&after={first['id']}", headers=keyed_project.headers).json()
     assert [e["message"] for e in page["data"]] == [messages[1]]
     assert page["has_more"] is True

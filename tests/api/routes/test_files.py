@@ -13,8 +13,14 @@ from sqlalchemy.orm import Session
 
 from store.models import File
 from store.settings import Settings
-from tests.api.conftest import created_job, upload, uploaded_file_id
-from tests.conftest import KeyedProject, chat_jsonl, make_project
+from tests.helpers import (
+    KeyedProject,
+    chat_jsonl,
+    created_job,
+    make_project,
+    upload,
+    uploaded_file_id,
+)
 
 
 def _file_count(session: Session, project_id: str) -> int:

@@ -17,8 +17,16 @@ from store.db import session_factory
 from store.models import Job
 from store.queue import FINE_TUNE_QUEUE, FINE_TUNE_TASK
 from store.settings import Settings
-from tests.api.conftest import created_job, upload, uploaded_file_id
-from tests.conftest import KeyedProject, chat_jsonl, make_project
+from tests.helpers import (
+    KeyedProject,
+    chat_jsonl,
+    created_job,
+    make_project,
+    redis_unreachable,
+    unavailable,
+    upload,
+    uploaded_file_id,
+)
 
 JOB_FIELDS = {
     "id", "object", "created_at", "finished_at", "model", "fine_tuned_model", "organization_id",
@@ -303,23 +311,13 @@ def test_failed_job_shows_its_error(
     }
 
 
-def _redis_reason() -> str | None:
-    import redis
-
-    try:
-        redis.Redis(host="127.0.0.1", port=6379, socket_connect_timeout=2).ping()
-    except redis.RedisError as exc:
-        return f"Redis at 127.0.0.1:6379 is not reachable: {exc}"
-    return None
-
-
 @pytest.mark.redis
 def test_create_job_enqueues_on_redis(
     quaff_settings: Settings, keyed_project: KeyedProject
 ) -> None:
-    reason = _redis_reason()
+    reason = redis_unreachable("redis://127.0.0.1:6379/15")
     if reason:
-        pytest.skip(reason)
+        unavailable(reason)
     from api.main import create_app
 
     on_redis = quaff_settings.model_copy(update={"broker_url": "redis://127.0.0.1:6379/15"})

@@ -9,8 +9,7 @@ from store import jobs
 from store.adapters import save_adapter
 from store.blobs import BlobStore
 from store.settings import Settings
-from tests.api.conftest import created_job
-from tests.conftest import KeyedProject, make_project
+from tests.helpers import KeyedProject, created_job, make_project
 
 
 def _fine_tuned(

@@ -9,8 +9,7 @@ from store.blobs import BlobStore
 from store.models import OutlierMap
 from store.outlier_maps import create_outlier_map, find_reusable
 from store.settings import Settings
-from tests.api.conftest import created_job
-from tests.conftest import KeyedProject, make_project
+from tests.helpers import KeyedProject, created_job, make_project
 
 OPTIONS = {"outlier_strategy": "mean_times", "outlier_threshold": 100.0, "outlier_max_ratio": 0.01}
 
