@@ -1,7 +1,8 @@
 """Where a local server is and which key to use: one lookup for `quaff jobs` and the snippets.
 
 `quaff serve` writes DATA_DIR/server.json (its API root) while it runs and keeps the key it
-made in DATA_DIR/api-key; the client CLI reads them when no flag or variable says otherwise.
+made in DATA_DIR/api-key; the client CLI reads them when no flag or setting says otherwise
+(settings: QUAFF_BASE_URL or OPENAI_BASE_URL, QUAFF_API_KEY or OPENAI_API_KEY).
 """
 
 from __future__ import annotations
@@ -15,8 +16,6 @@ from store.settings import Settings, get_settings
 KEY_FILE = "api-key"
 SERVER_FILE = "server.json"
 DEFAULT_BASE_URL = "http://127.0.0.1:8000/v1"
-KEY_VARIABLES = ("QUAFF_API_KEY", "OPENAI_API_KEY")
-URL_VARIABLES = ("QUAFF_BASE_URL", "OPENAI_BASE_URL")
 
 
 def key_path(settings: Settings) -> Path:
@@ -45,25 +44,24 @@ def withdraw(settings: Settings) -> None:
 
 
 def find_base_url(settings: Settings | None = None) -> str:
-    """$QUAFF_BASE_URL, $OPENAI_BASE_URL, the local server's announcement, or the default."""
-    for name in URL_VARIABLES:
-        if os.environ.get(name):
-            return os.environ[name]
-    path = server_path(settings or get_settings())
+    """The configured API root, the local server's announcement, or the default."""
+    settings = settings or get_settings()
+    if settings.client_base_url:
+        return settings.client_base_url
     try:
-        announced = json.loads(path.read_text(encoding="utf-8"))
+        announced = json.loads(server_path(settings).read_text(encoding="utf-8"))
         return str(announced["base_url"])
     except (OSError, ValueError, KeyError, TypeError):
         return DEFAULT_BASE_URL
 
 
 def find_key(settings: Settings | None = None) -> str | None:
-    """$QUAFF_API_KEY, $OPENAI_API_KEY, or the local server's key file; None when none."""
-    for name in KEY_VARIABLES:
-        if os.environ.get(name):
-            return os.environ[name]
+    """The configured key, or the local server's key file; None when there is none."""
+    settings = settings or get_settings()
+    if settings.client_api_key:
+        return settings.client_api_key
     try:
-        key = key_path(settings or get_settings()).read_text(encoding="utf-8").strip()
+        key = key_path(settings).read_text(encoding="utf-8").strip()
     except OSError:
         return None
     return key or None

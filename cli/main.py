@@ -8,8 +8,11 @@ import sys
 from collections.abc import Sequence
 from types import ModuleType
 
+from pydantic import ValidationError
+
 from cli import api, calibrate, db, eval, info, jobs, keys, serve, train, worker
 from cli.common import CliError
+from store.settings import settings_problem
 
 # Each module exposes `register(subparsers)` and sets `handler` on its parsers.
 COMMAND_MODULES: tuple[ModuleType, ...] = (
@@ -69,6 +72,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(handler(args) or 0)
     except CliError as exc:
         print(f"quaff {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except ValidationError as exc:
+        print(f"quaff {args.command}: error: {settings_problem(exc)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"quaff {args.command}: interrupted", file=sys.stderr)

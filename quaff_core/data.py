@@ -1,9 +1,9 @@
-"""Training-file rules: parse and validate JSONL datasets in pure Python (no torch import).
+"""Training files: scan and validate JSONL datasets in pure Python (no torch import).
 
-Three formats, one per file (see ../shared/API.md):
-chat `{"messages": [{"role", "content", "weight"?}, ...]}`, `{"prompt", "completion"}`,
-and `{"text"}`.
-The API validates uploads with `validate_jsonl`; the trainer reads examples with `read_examples`.
+Four formats, one per file (see docs/api.md): OpenAI's chat format (with tools and tool calls),
+`{"prompt", "completion"}`, `{"text"}`, and OpenAI's preference pairs (for DPO); each line is
+parsed by `quaff_core.formats`. The API validates uploads with `validate_jsonl`; the trainer
+reads examples with `read_examples`.
 """
 
 from __future__ import annotations
@@ -14,58 +14,30 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-Format = Literal["chat", "prompt_completion", "text"]
-ROLES: tuple[str, ...] = ("system", "user", "assistant", "tool")
-FORMAT_KEYS: dict[str, frozenset[str]] = {
-    "chat": frozenset({"messages"}),
-    "prompt_completion": frozenset({"prompt", "completion"}),
-    "text": frozenset({"text"}),
-}
-MESSAGE_KEYS = frozenset({"role", "content", "weight", "name", "tool_call_id"})
+from quaff_core.chat_format import ROLES
+from quaff_core.examples import DatasetError, Example, Format, Message, ToolCall
+from quaff_core.formats import FORMAT_KEYS, parse_example
+
+__all__ = [
+    "FORMAT_KEYS",
+    "ROLES",
+    "DatasetError",
+    "DatasetValidationError",
+    "Example",
+    "Format",
+    "Message",
+    "ToolCall",
+    "ValidationReport",
+    "examples_from_dicts",
+    "parse_example",
+    "read_examples",
+    "validate_jsonl",
+]
+
 SUMMARY_ERRORS = 5
 _BOM = b"\xef\xbb\xbf"
-
-
-@dataclass(frozen=True)
-class DatasetError:
-    """One problem in a training file: 1-based line, message, and a stable machine code."""
-
-    line: int
-    message: str
-    code: str = "invalid_example"
-
-    def __str__(self) -> str:
-        return f"line {self.line}: {self.message}"
-
-
-@dataclass(frozen=True)
-class Message:
-    """One chat turn; `weight` 0 excludes an assistant turn from the loss."""
-
-    role: str
-    content: str
-    weight: int = 1
-
-
-@dataclass(frozen=True)
-class Example:
-    """One parsed training example; only the fields of its `format` are set."""
-
-    format: Format
-    line: int
-    messages: tuple[Message, ...] = ()
-    prompt: str = ""
-    completion: str = ""
-    text: str = ""
-
-    @property
-    def n_chars(self) -> int:
-        """Characters of content in the example."""
-        if self.format == "chat":
-            return sum(len(m.content) for m in self.messages)
-        return len(self.prompt) + len(self.completion) + len(self.text)
 
 
 @dataclass
@@ -126,123 +98,23 @@ def _lines(source: bytes | str | os.PathLike[str] | Iterable[bytes]) -> Iterator
         yield pending
 
 
-def _check_message(msg: Any, i: int, line: int) -> tuple[Message | None, list[DatasetError]]:
-    """Validate one element of `messages`."""
-    where = f"messages[{i}]"
-    if not isinstance(msg, dict):
-        return None, [DatasetError(line, f"{where} must be an object", "wrong_type")]
-    errors = [
-        DatasetError(line, f"{where} has unknown key {k!r}", "unknown_key")
-        for k in sorted(set(msg) - MESSAGE_KEYS)
-    ]
-    role, content, weight = msg.get("role"), msg.get("content"), msg.get("weight", 1)
-    if role not in ROLES:
-        allowed = ", ".join(ROLES)
-        errors.append(DatasetError(line, f"{where}.role {role!r} is not one of {allowed}", "role"))
-    if not isinstance(content, str):
-        kind = "missing" if "content" not in msg else f"a {type(content).__name__}"
-        errors.append(
-            DatasetError(line, f"{where}.content must be a string, got {kind}", "wrong_type")
-        )
-    elif not content.strip():
-        errors.append(DatasetError(line, f"{where}.content is empty", "empty_content"))
-    if isinstance(weight, bool) or weight not in (0, 1):
-        errors.append(
-            DatasetError(line, f"{where}.weight must be 0 or 1, got {weight!r}", "weight")
-        )
-    elif "weight" in msg and role != "assistant":
-        errors.append(
-            DatasetError(line, f"{where}.weight is only allowed on assistant messages", "weight")
-        )
-    for key in ("name", "tool_call_id"):
-        if key in msg and not isinstance(msg[key], str):
-            errors.append(DatasetError(line, f"{where}.{key} must be a string", "wrong_type"))
-    if errors:
-        return None, errors
-    return Message(role=str(role), content=str(content), weight=int(weight)), []
-
-
-def _parse_chat(obj: dict[str, Any], line: int) -> tuple[Example | None, list[DatasetError]]:
-    """Validate a chat example."""
-    messages = obj["messages"]
-    if not isinstance(messages, list) or not messages:
-        return None, [DatasetError(line, "messages must be a non-empty list", "wrong_type")]
-    parsed: list[Message] = []
-    errors: list[DatasetError] = []
-    for i, msg in enumerate(messages):
-        message, errs = _check_message(msg, i, line)
-        errors.extend(errs)
-        if message is not None:
-            parsed.append(message)
-    if errors:
-        return None, errors
-    assistants = [m for m in parsed if m.role == "assistant"]
-    if not assistants:
-        return None, [DatasetError(line, "no assistant message to train on", "no_assistant")]
-    if all(m.weight == 0 for m in assistants):
-        msg = "every assistant message has weight 0: nothing to train on"
-        return None, [DatasetError(line, msg, "no_assistant")]
-    return Example(format="chat", line=line, messages=tuple(parsed)), []
-
-
-def _parse_strings(
-    obj: dict[str, Any], fmt: Format, line: int
-) -> tuple[Example | None, list[DatasetError]]:
-    """Validate a prompt/completion or text example."""
-    errors: list[DatasetError] = []
-    for key in sorted(FORMAT_KEYS[fmt]):
-        value = obj.get(key)
-        if key not in obj:
-            errors.append(DatasetError(line, f"missing key {key!r}", "missing_key"))
-        elif not isinstance(value, str):
-            kind = type(value).__name__
-            errors.append(DatasetError(line, f"{key} must be a string, got {kind}", "wrong_type"))
-        elif not value.strip():
-            errors.append(DatasetError(line, f"{key} is empty", "empty_content"))
-    if errors:
-        return None, errors
-    if fmt == "text":
-        return Example(format="text", line=line, text=obj["text"]), []
-    return Example(fmt, line, prompt=obj["prompt"], completion=obj["completion"]), []
-
-
-def parse_example(obj: Any, line: int) -> tuple[Example | None, list[DatasetError]]:
-    """Validate one decoded JSON value; returns the example or the errors found."""
-    if not isinstance(obj, dict):
-        kind = type(obj).__name__
-        return None, [DatasetError(line, f"expected a JSON object, got {kind}", "wrong_type")]
-    matches = [fmt for fmt, keys in FORMAT_KEYS.items() if keys & obj.keys()]
-    if not matches:
-        keys = ", ".join(sorted(obj)) or "none"
-        msg = (
-            f"no known format: expected 'messages', 'prompt'/'completion' or 'text' (keys: {keys})"
-        )
-        return None, [DatasetError(line, msg, "unknown_format")]
-    if len(matches) > 1:
-        return None, [DatasetError(line, f"mixes formats {', '.join(matches)}", "mixed_formats")]
-    fmt: Format = matches[0]  # type: ignore[assignment]
-    unknown = sorted(set(obj) - FORMAT_KEYS[fmt])
-    if unknown:
-        msg = "unknown key {!r} in a {} example"
-        return None, [DatasetError(line, msg.format(k, fmt), "unknown_key") for k in unknown]
-    return _parse_chat(obj, line) if fmt == "chat" else _parse_strings(obj, fmt, line)
-
-
 def _statistics(examples: list[Example]) -> dict[str, Any]:
     """Token-free statistics over the valid examples."""
     chars = [e.n_chars for e in examples]
-    roles: Counter[str] = Counter(m.role for e in examples for m in e.messages)
+    roles: Counter[str] = Counter(m.role for e in examples for m in e.turns)
     stats: dict[str, Any] = {
         "characters": sum(chars),
         "longest_example_chars": max(chars, default=0),
         "mean_example_chars": round(sum(chars) / len(chars), 1) if chars else 0.0,
     }
-    if any(e.format == "chat" for e in examples):
-        counts = [len(e.messages) for e in examples]
+    if any(e.format in ("chat", "preference") for e in examples):
+        counts = [len(e.turns) for e in examples]
         stats["messages"] = sum(counts)
         stats["max_messages"] = max(counts, default=0)
-        stats["role_counts"] = {role: roles.get(role, 0) for role in ROLES}
-        stats["weight_zero_messages"] = sum(1 for e in examples for m in e.messages if not m.weight)
+        stats["role_counts"] = {role: roles.get(role, 0) for role in ROLES if role != "function"}
+        stats["weight_zero_messages"] = sum(1 for e in examples for m in e.turns if not m.weight)
+        stats["tool_calls"] = sum(len(m.tool_calls) for e in examples for m in e.turns)
+        stats["examples_with_tools"] = sum(1 for e in examples if e.tools)
     return stats
 
 

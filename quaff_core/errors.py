@@ -13,3 +13,15 @@ class NothingToTrainError(ValueError):
         )
         self.dataset = dataset
         self.max_seq_length = max_seq_length
+
+
+class UnsupportedExamplesError(ValueError):
+    """Examples this model (or this training method) cannot train on; `lines` names them."""
+
+    def __init__(self, lines: list[int], reason: str, *, dataset: str = "training") -> None:
+        shown = ", ".join(str(n) for n in lines[:10]) + (", ..." if len(lines) > 10 else "")
+        noun = "line" if len(lines) == 1 else "lines"
+        super().__init__(f"{dataset} file {noun} {shown}: the example {reason}")
+        self.lines = lines
+        self.reason = reason
+        self.dataset = dataset

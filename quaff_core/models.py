@@ -26,18 +26,13 @@ from transformers import (
 )
 
 from quaff_core.catalog import SMOLLM2, SMOLLM2_PACKAGE, TINY_LLAMA, find_base_model
+from quaff_core.templates import CHATML_TEMPLATE, SMOLLM2_SYSTEM, chatml_template
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_CACHE_DIR = Path("~/.cache/quaff/models")
 TINY_SEED = 1234
 HUB_HOST = "huggingface.co"
-CHATML_TEMPLATE = (
-    "{% for message in messages %}"
-    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
-    "{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
-)
 _CACHE_MARKER = "quaff-cache.json"
 
 
@@ -177,10 +172,10 @@ def _load_any(source: str, cache_dir: Path, kwargs: dict[str, Any]) -> tuple[Any
         return load_tiny_llama()
     if info is not None and info.id == SMOLLM2:
         path = _cached_smollm2(cache_dir)
-        return (
-            AutoModelForCausalLM.from_pretrained(path, **kwargs),
-            AutoTokenizer.from_pretrained(path),
-        )
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        # SmolLM2's own ChatML, rendered the same, plus tools and tool calls
+        tokenizer.chat_template = chatml_template(SMOLLM2_SYSTEM)
+        return AutoModelForCausalLM.from_pretrained(path, **kwargs), tokenizer
     path = Path(source).expanduser()
     if path.is_dir():
         if not (path / "config.json").is_file():

@@ -16,7 +16,7 @@ from quaff_core.callbacks import TrainCallbacks
 from quaff_core.catalog import find_base_model
 from quaff_core.config import TrainConfig
 from quaff_core.data import Example
-from quaff_core.errors import NothingToTrainError
+from quaff_core.errors import NothingToTrainError, UnsupportedExamplesError
 from quaff_core.events import EventKind, TrainEvent
 from quaff_core.outliers import OutlierMap
 from quaff_core.tokenize import PadCollator, TokenizedDataset, tokenize_examples
@@ -42,12 +42,15 @@ def tokenize_dataset(
     callbacks: TrainCallbacks,
 ) -> TokenizedDataset:
     """Tokenise as training does; report truncated and dropped examples; refuse an empty set."""
-    dataset = tokenize_examples(
-        examples,
-        tokenizer,
-        max_seq_length=config.max_seq_length,
-        train_on_inputs=config.train_on_inputs,
-    )
+    try:
+        dataset = tokenize_examples(
+            examples,
+            tokenizer,
+            max_seq_length=config.max_seq_length,
+            train_on_inputs=config.train_on_inputs,
+        )
+    except UnsupportedExamplesError as exc:
+        raise UnsupportedExamplesError(exc.lines, exc.reason, dataset=name) from None
     limit = config.max_seq_length
     if dataset.n_truncated:
         callbacks.on_event(
@@ -55,7 +58,12 @@ def tokenize_dataset(
                 EventKind.EXAMPLES_TRUNCATED,
                 f"{dataset.n_truncated} of {len(examples)} {name} examples truncated to "
                 f"{limit} tokens",
-                {"dataset": name, "count": dataset.n_truncated, "max_seq_length": limit},
+                {
+                    "dataset": name,
+                    "count": dataset.n_truncated,
+                    "reason": "longer_than_max_seq_length",
+                    "max_seq_length": limit,
+                },
             )
         )
     if dataset.n_dropped:

@@ -12,7 +12,9 @@ from jinja2.exceptions import TemplateError
 from transformers import PreTrainedTokenizerBase
 
 from quaff_core.data import Example
+from quaff_core.errors import UnsupportedExamplesError
 from quaff_core.loss import IGNORE_INDEX
+from quaff_core.templates import renders_tools
 
 logger = logging.getLogger(__name__)
 
@@ -55,21 +57,43 @@ class TokenizedDataset(torch.utils.data.Dataset[dict[str, list[int]]]):
         return sum(len(e.input_ids) for e in self.examples)
 
 
-def _render(tokenizer: PreTrainedTokenizerBase, messages: list[dict[str, str]], gen: bool) -> str:
-    """The chat template applied to `messages` as text."""
+def _render(
+    tokenizer: PreTrainedTokenizerBase,
+    messages: list[dict[str, Any]],
+    gen: bool,
+    tools: list[dict[str, Any]] | None = None,
+) -> str:
+    """The chat template applied to `messages` (and the example's `tools`) as text."""
     if not messages:
         return ""
-    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=gen)
+    text = tokenizer.apply_chat_template(
+        messages, tools=tools, tokenize=False, add_generation_prompt=gen
+    )
     if not isinstance(text, str):
         raise TypeError(f"chat template rendered {type(text).__name__}, expected str")
     return text
 
 
-def _turn_end(tokenizer: PreTrainedTokenizerBase, messages: list[dict[str, str]], upto: str) -> int:
+def template_renders_tools(tokenizer: PreTrainedTokenizerBase) -> bool:
+    """Whether the tokenizer's chat template shows tools, tool calls and tool results."""
+    return renders_tools(lambda messages, tools: _render(tokenizer, messages, False, tools))
+
+
+def uses_tools(example: Example) -> bool:
+    """Whether an example has tools, tool calls or tool results to render."""
+    return bool(example.tools) or any(m.tool_calls or m.role == "tool" for m in example.turns)
+
+
+def _turn_end(
+    tokenizer: PreTrainedTokenizerBase,
+    messages: list[dict[str, Any]],
+    upto: str,
+    tools: list[dict[str, Any]] | None,
+) -> int:
     """End of the last turn in `upto`: where it stops agreeing with a render that continues."""
     probe = [*messages, {"role": "user", "content": "\x00"}]
     try:
-        longer = _render(tokenizer, probe, gen=False)
+        longer = _render(tokenizer, probe, False, tools)
     except TemplateError:
         return len(upto.rstrip())
     same = next(
@@ -85,27 +109,29 @@ def chat_spans(
     # A span runs from the end of the generation prompt to the end of the turn (end-of-turn token
     # included, trailing whitespace not), found by rendering prefixes of the conversation; when a
     # template's prefixes are not stable, the content is located in the full text instead.
-    messages = [{"role": m.role, "content": m.content} for m in example.messages]
-    text = _render(tokenizer, messages, gen=False)
+    messages = [m.to_template() for m in example.messages]
+    tools = example.template_tools()
+    text = _render(tokenizer, messages, False, tools)
     spans: list[tuple[int, int]] = []
     cursor = 0
     eos = tokenizer.eos_token if isinstance(tokenizer.eos_token, str) else None
     for i, message in enumerate(example.messages):
         if message.role != "assistant" or not (message.weight or all_assistant):
             continue
-        prefix = _render(tokenizer, messages[:i], gen=True)
-        upto = _render(tokenizer, messages[: i + 1], gen=False)
+        prefix = _render(tokenizer, messages[:i], True, tools)
+        upto = _render(tokenizer, messages[: i + 1], False, tools)
         stable = i > 0 and upto.startswith(prefix) and text.startswith(upto)
         if stable and len(prefix) >= cursor:
-            start, end = len(prefix), _turn_end(tokenizer, messages[: i + 1], upto)
+            start, end = len(prefix), _turn_end(tokenizer, messages[: i + 1], upto, tools)
         else:
-            start = text.find(message.content, cursor)
+            needle = message.content or (message.tool_calls[0].name if message.tool_calls else "")
+            start = text.find(needle, cursor) if needle else -1
             if start < 0:
                 raise ValueError(
                     f"line {example.line}: the chat template dropped assistant message {i}; "
                     "use a template that renders every assistant turn"
                 )
-            end = start + len(message.content)
+            end = start + len(needle)
             if eos and text.startswith(eos, end):
                 end += len(eos)
         spans.append((start, end))
@@ -158,6 +184,22 @@ def tokenize_example(
     return TokenizedExample(ids[:max_seq_length], labels[:max_seq_length], truncated)
 
 
+def check_renderable(examples: Sequence[Example], tokenizer: PreTrainedTokenizerBase) -> None:
+    """UnsupportedExamplesError naming the lines this model's tokenizer cannot train on."""
+    pairs = [e.line for e in examples if e.format == "preference"]
+    if pairs:
+        raise UnsupportedExamplesError(
+            pairs, "is a preference pair: train preference files with method 'dpo'"
+        )
+    tooled = [e.line for e in examples if uses_tools(e)]
+    if tooled and not template_renders_tools(tokenizer):
+        raise UnsupportedExamplesError(
+            tooled,
+            "uses tools or tool calls, which this model's chat template cannot render; use a "
+            "model whose template supports tools",
+        )
+
+
 def tokenize_examples(
     examples: Sequence[Example],
     tokenizer: PreTrainedTokenizerBase,
@@ -168,6 +210,7 @@ def tokenize_examples(
     """Tokenise a dataset; counts truncated examples and drops those left with nothing to train."""
     if train_on_inputs not in (True, False, "auto"):
         raise ValueError(f"train_on_inputs must be true, false or 'auto', got {train_on_inputs!r}")
+    check_renderable(examples, tokenizer)
     dataset = TokenizedDataset()
     for example in examples:
         tok = tokenize_example(

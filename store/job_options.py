@@ -116,6 +116,18 @@ def _hyperparameters(body: Mapping[str, Any]) -> tuple[Any, str]:
     return top, "hyperparameters"
 
 
+def _one_learning_rate(hyper: Any, training: Any, hyper_prefix: str) -> None:
+    """A learning rate multiplier and an absolute learning rate together: say which wins, 400."""
+    multiplier = hyper.get("learning_rate_multiplier") if isinstance(hyper, Mapping) else None
+    absolute = training.get("learning_rate") if isinstance(training, Mapping) else None
+    if multiplier not in (None, AUTO) and absolute is not None:
+        raise InvalidRequestError(
+            f"Give either '{hyper_prefix}.learning_rate_multiplier' or 'training.learning_rate', "
+            "not both: the absolute rate would override the multiplier.",
+            param="training.learning_rate",
+        )
+
+
 def _config(values: dict[str, Any], hyper_prefix: str) -> TrainConfig:
     """The trainer's config; what it refuses is a 400 naming the param."""
     try:
@@ -130,6 +142,7 @@ def _config(values: dict[str, Any], hyper_prefix: str) -> TrainConfig:
 def resolve_options(body: Mapping[str, Any]) -> JobOptions:
     """Resolve hyperparameters (top level or in `method`), lora, quantization, training, seed."""
     raw_hyper, hyper_prefix = _hyperparameters(body)
+    _one_learning_rate(raw_hyper, body.get("training"), hyper_prefix)
     raws = {group: body.get(group) for group in API_GROUPS}
     raws["hyperparameters"] = raw_hyper
     prefixes = {group: group for group in API_GROUPS}

@@ -18,7 +18,7 @@ def claim_job(session: Session, job_id: str, worker_id: str) -> Job | None:
     if job is None or job.status != "queued":
         return None
     try:
-        transition(session, job, "running")
+        transition(session, job, "running", reason=f"Job claimed by worker {worker_id}")
     except InvalidRequestError:
         session.rollback()
         return None

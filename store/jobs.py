@@ -176,8 +176,19 @@ def create_job(
             code="invalid_n_examples",
         )
     validation_id = body.get("validation_file")
-    if validation_id is not None:
+    validation = (
         _usable_file(session, project_id, validation_id, "validation_file")
+        if validation_id is not None
+        else None
+    )
+    for row, param in ((training, "training_file"), (validation, "validation_file")):
+        if row is not None and row.data_format == "preference":
+            raise InvalidRequestError(
+                f"File {row.id} holds preference pairs, which train with method 'dpo', not "
+                "'supervised'.",
+                param=param,
+                code="invalid_file",
+            )
     map_id = options.quantization["outlier_map"]
     if map_id is not None:
         om = session.get(OutlierMap, map_id)

@@ -6,7 +6,7 @@ import re
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_BASE_MODELS = ("tiny-llama", "HuggingFaceTB/SmolLM2-135M-Instruct")
@@ -16,7 +16,7 @@ _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 class Settings(BaseSettings):
     """Service configuration; `database_url` and `broker_url` default to files in `data_dir`."""
 
-    model_config = SettingsConfigDict(env_prefix="QUAFF_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="QUAFF_", extra="ignore", populate_by_name=True)
 
     data_dir: Path = Field(default=Path("./.quaff"), description="SQLite store, blobs, broker")
     database_url: str = Field(default="", description="SQLAlchemy URL; default SQLite in data_dir")
@@ -40,6 +40,16 @@ class Settings(BaseSettings):
     )
     broker_visibility_timeout: int = Field(
         default=7200, gt=0, description="Redis: seconds before an unacked task is redelivered"
+    )
+    client_api_key: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("QUAFF_API_KEY", "OPENAI_API_KEY"),
+        description="the key `quaff jobs` sends (default: the local server's key file)",
+    )
+    client_base_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("QUAFF_BASE_URL", "OPENAI_BASE_URL"),
+        description="the API root `quaff jobs` calls (default: the local server's)",
     )
 
     @field_validator("device")
@@ -75,3 +85,20 @@ class Settings(BaseSettings):
 def get_settings() -> Settings:
     """The process-wide settings, read from the environment once."""
     return Settings()
+
+
+def variable_name(field: str) -> str:
+    """The environment variable that sets `field` (its first alias, else QUAFF_<FIELD>)."""
+    info = Settings.model_fields.get(field)
+    choices = getattr(info.validation_alias, "choices", None) if info is not None else None
+    return str(choices[0]) if choices else f"QUAFF_{field.upper()}"
+
+
+def settings_problem(exc: ValidationError) -> str:
+    """One line naming each bad environment variable and why it was refused."""
+    parts = []
+    for error in exc.errors():
+        field = str(error["loc"][0]) if error.get("loc") else ""
+        where = variable_name(field) if field else "QUAFF_* settings"
+        parts.append(f"{where}: {error.get('msg', 'invalid value')}")
+    return "invalid setting " + "; ".join(parts)

@@ -24,7 +24,7 @@ from openai import OpenAI
 
 from store.settings import Settings
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 # Short leases so a killed worker's job is taken over within seconds, not minutes.
 FAST_LEASES = {
     "QUAFF_WORKER_HEARTBEAT_SECONDS": "0.5",

@@ -42,7 +42,14 @@ class _EventSink(NullCallbacks):
 
     def on_event(self, event: TrainEvent) -> None:
         """Store one message event with its kind."""
-        add_event(self.session, self.job.id, event.message, kind=event.kind, level=event.level)
+        add_event(
+            self.session,
+            self.job.id,
+            event.message,
+            kind=event.kind,
+            level=event.level,
+            data=dict(event.data) or None,
+        )
         self.session.commit()
 
 
@@ -57,7 +64,7 @@ def _calibrate(
 ) -> OutlierMap:
     """Calibrate on the calibration set of the training file, tokenised as training does."""
     from quaff_core.data import read_examples
-    from quaff_core.errors import NothingToTrainError
+    from quaff_core.errors import NothingToTrainError, UnsupportedExamplesError
     from quaff_core.prepare import calibrate_on, tokenize_dataset
 
     examples = read_examples(path, name=f"training file {train_file.id}")
@@ -65,6 +72,8 @@ def _calibrate(
         dataset = tokenize_dataset(
             examples, tok, config, name="training", callbacks=NullCallbacks()
         )
+    except UnsupportedExamplesError as exc:
+        raise JobFailure("invalid_training_data", str(exc), "training_file") from exc
     except NothingToTrainError as exc:
         raise JobFailure(
             "invalid_training_data",

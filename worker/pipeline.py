@@ -147,7 +147,7 @@ def _run_claimed(
     """Everything after the claim; JobFailure for problems the user can fix."""
     import torch
 
-    from quaff_core.errors import NothingToTrainError
+    from quaff_core.errors import NothingToTrainError, UnsupportedExamplesError
     from quaff_core.models import ModelLoadError, load_base_model
     from quaff_core.train import train
     from worker.outliers import resolve_outlier_map
@@ -227,6 +227,9 @@ def _run_claimed(
                 resume_from=resume,
                 base_model_id=job.model,
             )
+        except UnsupportedExamplesError as exc:
+            param = "validation_file" if exc.dataset == "validation" else "training_file"
+            raise JobFailure("invalid_training_data", str(exc), param) from exc
         except NothingToTrainError as exc:
             message = f"Nothing to train on: {exc}"
             raise JobFailure("invalid_training_data", message, "training.max_seq_length") from exc

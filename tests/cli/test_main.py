@@ -62,3 +62,19 @@ def test_console_script_entry_point() -> None:
         check=True,
     )
     assert result.stdout.startswith("quaff ")
+
+
+def test_a_bad_setting_is_one_line_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from store.settings import get_settings
+
+    monkeypatch.setenv("QUAFF_DEVICE", "gpu")
+    get_settings.cache_clear()
+    try:
+        assert main(["db", "current"]) == 1
+    finally:
+        get_settings.cache_clear()
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("quaff db: error: invalid setting QUAFF_DEVICE: ")
+    assert "Traceback" not in err

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 from pathlib import Path
 
@@ -9,12 +10,15 @@ import pytest
 import torch
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
-from quaff_core.data import Example, Message
+from quaff_core.data import Example, Message, ToolCall
+from quaff_core.errors import UnsupportedExamplesError
 from quaff_core.models import tiny_llama_tokenizer
+from quaff_core.templates import SMOLLM2_SYSTEM, chatml_template
 from quaff_core.tokenize import (
     IGNORE_INDEX,
     PadCollator,
     chat_spans,
+    template_renders_tools,
     tokenize_example,
     tokenize_examples,
 )
@@ -176,3 +180,83 @@ def test_pad_collator_pads_right() -> None:
     assert batch["labels"].tolist() == [[-100, 6, 7], [8, -100, -100]]
     assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
     assert batch["input_ids"].dtype == torch.long
+
+
+TOOL_CALL = ToolCall("call_1", "get_weather", '{"city": "Paris"}')
+TOOLS_EXAMPLE = Example(
+    "chat",
+    3,
+    messages=(
+        Message("user", "Weather in Paris?"),
+        Message("assistant", "", tool_calls=(TOOL_CALL,)),
+        Message("tool", "sunny", tool_call_id="call_1"),
+        Message("assistant", "It is sunny."),
+    ),
+    tools=({"type": "function", "function": {"name": "get_weather", "parameters": {}}},),
+)
+
+
+@pytest.mark.parametrize("name", ["tiny", "smol_quaff"])
+def test_tool_calls_are_trained_and_tool_results_are_not(
+    name: str, request: pytest.FixtureRequest
+) -> None:
+    tokenizer: PreTrainedTokenizerBase = request.getfixturevalue(name)
+    tok = tokenize_example(TOOLS_EXAMPLE, tokenizer, max_seq_length=1024)
+    assert trained_text(tokenizer, tok.input_ids, tok.labels) == [
+        '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>'
+        "<|im_end|>",
+        "It is sunny.<|im_end|>",
+    ]
+    text = tokenizer.decode(tok.input_ids)
+    assert '"name": "get_weather"' in text.split("<|im_start|>user")[0]  # declared in the system
+    assert "<tool_response>\nsunny\n</tool_response>" in text
+
+
+@pytest.fixture(scope="module")
+def smol_quaff(smol: PreTrainedTokenizerBase) -> PreTrainedTokenizerBase:
+    """SmolLM2's tokenizer with the template Quaff gives it (its own ChatML plus tools)."""
+    tokenizer = copy.deepcopy(smol)
+    tokenizer.chat_template = chatml_template(SMOLLM2_SYSTEM)
+    return tokenizer
+
+
+def test_shipped_templates_render_tool_free_chats_like_the_originals(
+    smol: PreTrainedTokenizerBase, smol_quaff: PreTrainedTokenizerBase
+) -> None:
+    chats = [
+        [{"role": "user", "content": "hi"}],
+        [{"role": "system", "content": "S"}, {"role": "user", "content": "a"}],
+        [{"role": "assistant", "content": "first"}, {"role": "user", "content": "b"}],
+        [m.to_template() for m in CHAT.messages],
+    ]
+    for chat in chats:
+        for gen in (False, True):
+            assert smol_quaff.apply_chat_template(
+                chat, tokenize=False, add_generation_prompt=gen
+            ) == smol.apply_chat_template(chat, tokenize=False, add_generation_prompt=gen)
+    assert template_renders_tools(smol_quaff)
+    assert not template_renders_tools(smol)
+
+
+def test_a_template_without_tools_refuses_tool_examples_by_line(
+    smol: PreTrainedTokenizerBase,
+) -> None:
+    plain = Example("chat", 7, messages=CHAT.messages)
+    with pytest.raises(UnsupportedExamplesError, match="line 3: the example uses tools") as exc:
+        tokenize_examples([plain, TOOLS_EXAMPLE], smol, max_seq_length=256)
+    assert exc.value.lines == [3]
+    assert len(tokenize_examples([plain], smol, max_seq_length=256)) == 1
+
+
+def test_preference_pairs_are_refused_for_supervised_training(
+    tiny: PreTrainedTokenizerBase,
+) -> None:
+    pair = Example(
+        "preference",
+        2,
+        messages=(Message("user", "Hi"),),
+        chosen=(Message("assistant", "Hello!"),),
+        rejected=(Message("assistant", "Go away."),),
+    )
+    with pytest.raises(UnsupportedExamplesError, match="method 'dpo'"):
+        tokenize_examples([pair], tiny, max_seq_length=64)

@@ -36,10 +36,16 @@ def test_multiplier_scales_the_base_rate_and_learning_rate_overrides_it() -> Non
         }
     )
     assert scaled.training["learning_rate"] == pytest.approx(4e-4)
-    absolute = resolve_options(
-        {"hyperparameters": {"learning_rate_multiplier": 2.0}, "training": {"learning_rate": 1e-3}}
-    )
+    absolute = resolve_options({"training": {"learning_rate": 1e-3}})
     assert absolute.training["learning_rate"] == pytest.approx(1e-3)
+    with pytest.raises(InvalidRequestError) as exc:
+        resolve_options(
+            {
+                "hyperparameters": {"learning_rate_multiplier": 2.0},
+                "training": {"learning_rate": 1e-3},
+            }
+        )
+    assert exc.value.param == "training.learning_rate"
 
 
 @pytest.mark.parametrize(

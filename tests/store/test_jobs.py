@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from sqlalchemy.orm import Session
 
@@ -47,3 +49,31 @@ def test_too_few_examples_is_refused(
             {"model": "tiny-llama", "training_file": small.id},
         )
     assert (exc.value.code, exc.value.param) == ("invalid_n_examples", "training_file")
+
+
+def test_the_default_seed_is_recorded(
+    db_session: Session, quaff_settings: Settings, keyed_project: KeyedProject
+) -> None:
+    assert queued_job(db_session, quaff_settings, keyed_project).seed == 42
+
+
+def test_a_preference_file_is_refused_for_a_supervised_job(
+    db_session: Session, quaff_settings: Settings, keyed_project: KeyedProject
+) -> None:
+    pair = {
+        "input": {"messages": [{"role": "user", "content": "Hi"}]},
+        "preferred_output": [{"role": "assistant", "content": "Hello!"}],
+        "non_preferred_output": [{"role": "assistant", "content": "Go away."}],
+    }
+    data = b"".join(json.dumps(pair).encode() + b"\n" for _ in range(10))
+    pairs = store_training_file(db_session, quaff_settings, keyed_project.project.id, data)
+    assert (pairs.status, pairs.data_format) == ("processed", "preference")
+    with pytest.raises(InvalidRequestError) as exc:
+        jobs.create_job(
+            db_session,
+            quaff_settings,
+            keyed_project.project.id,
+            {"model": "tiny-llama", "training_file": pairs.id},
+        )
+    assert (exc.value.code, exc.value.param) == ("invalid_file", "training_file")
+    assert "method 'dpo'" in exc.value.message
