@@ -10,12 +10,14 @@ from torch import nn
 from transformers import Trainer
 
 from quaff_core.evaluate import batch_counts
+from quaff_core.safe_state import SafeStateMixin
 
 logger = logging.getLogger(__name__)
 
 
-class CausalLMTrainer(Trainer):
-    """Trainer whose loss is the mean CE over labelled tokens, tracking token accuracy."""
+class CausalLMTrainer(SafeStateMixin, Trainer):
+    """Trainer whose loss is the mean CE over labelled tokens, tracking token accuracy; its
+    checkpoints hold no pickles (`SafeStateMixin`)."""
 
     def __init__(self, *args: Any, chunked_loss: bool = True, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

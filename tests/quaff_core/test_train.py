@@ -133,15 +133,21 @@ def test_pause_then_resume_equals_a_straight_run(tmp_path: Path) -> None:
     assert [(s, p) for s, p, _ in pauser.checkpoints] == [(5, ckpt)]
     for name in (
         "adapter_model.safetensors",
-        "optimizer.pt",
-        "scheduler.pt",
-        "rng_state.pth",
+        "optimizer.safetensors",
+        "optimizer.json",
+        "scheduler.json",
+        "rng_state.safetensors",
+        "rng_state.json",
         "trainer_state.json",
+        "training_args.json",
         "quaff_momentum.safetensors",
         "outlier_map.json",
         "quaff.json",
     ):
         assert (ckpt / name).is_file(), name
+    # tensors and JSON only: nothing in a checkpoint is a pickle
+    suffixes = {p.suffix for p in ckpt.rglob("*") if p.is_file()}
+    assert suffixes <= {".safetensors", ".json", ".jinja", ".txt", ".md"}, suffixes
     resumed = train(
         "tiny-llama", data, tmp_path / "b", config=QUAFF, resume_from=first.checkpoint_dir
     )
