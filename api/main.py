@@ -6,7 +6,7 @@ from fastapi import FastAPI
 
 from api.errors import RequestIdMiddleware, install_error_handlers
 from api.queue import JobQueue
-from api.routes import checkpoints, events, files, health, jobs, models, outlier_maps
+from api.routes import checkpoints, events, files, health, jobs, models, outlier_maps, ui
 from store.blobs import BlobStore
 from store.db import session_factory
 from store.settings import Settings, get_settings
@@ -28,5 +28,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     for module in (health, files, jobs, events, checkpoints, models, outlier_maps):
         app.include_router(module.router)
+    ui.install(app)
     app.add_middleware(RequestIdMiddleware)
     return app
