@@ -41,7 +41,9 @@ def index_page(path: str = "") -> Response:
     page = UI_DIST / "index.html"
     if not page.is_file():
         return error_response(
-            503, f"The dashboard is not built ({page} is missing): run `make ui`.", code="ui_missing"
+            503,
+            f"The dashboard is not built ({page} is missing): run `make ui`.",
+            code="ui_missing",
         )
     headers = {"Cache-Control": "no-cache", "Content-Security-Policy": CSP}
     return FileResponse(page, media_type="text/html", headers=headers)

@@ -26,6 +26,9 @@ export interface ChartProps {
   height?: number;
 }
 
+/** x is always a whole number (a step, a layer): ticks at 1, 2, 5, 10, 20, 50 ... */
+const STEPS = [1, 2, 5].flatMap((m) => [1, 10, 100, 1000, 10000, 100000].map((p) => m * p)).sort((a, b) => a - b);
+
 function seriesOptions(props: ChartProps): uPlot.Series[] {
   const kind = props.kind ?? "line";
   const paths = kind === "bars" ? uPlot.paths.bars!({ size: [0.8, 40] }) : undefined;
@@ -48,7 +51,7 @@ function options(props: ChartProps, width: number): uPlot.Options {
     height: props.height ?? 220,
     scales: { x: { time: false }, y: props.yRange ? { range: props.yRange } : {} },
     axes: [
-      { ...axis, label: props.xLabel },
+      { ...axis, label: props.xLabel, incrs: STEPS },
       { ...axis, size: 64, values: (_u, ticks) => ticks.map((t) => num(t, 3)) },
     ],
     series: [{ label: props.xLabel, value: props.xValue && ((_u, v) => (v == null ? "—" : props.xValue!(v))) }, ...seriesOptions(props)],

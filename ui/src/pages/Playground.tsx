@@ -111,7 +111,7 @@ export function Playground({ api, query }: { api: Api; query: URLSearchParams })
                 <>
                   <li class="bubble user"><span class="sr-only">You: </span>{turn}</li>
                   <li class="bubble assistant" aria-busy={p.streaming && i === turns.length - 1 ? "true" : "false"}>
-                    <span class="sr-only">{p.model}: </span>{p.replies[i] ?? ""}
+                    <span class="sr-only">{p.model}: </span><span class="reply">{p.replies[i] ?? ""}</span>
                     {p.streaming && i === turns.length - 1 && <span class="cursor" aria-hidden="true">▍</span>}
                   </li>
                 </>
