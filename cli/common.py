@@ -1,7 +1,15 @@
-"""Shared pieces of the command line: the user-facing error type."""
+"""Shared pieces of the command line: the user-facing error type and time formatting."""
 
 from __future__ import annotations
 
 
 class CliError(Exception):
     """A problem the user can fix; printed as one line with a non-zero exit, never a traceback."""
+
+
+def clock(seconds: float) -> str:
+    """A duration as m:ss, or h:mm:ss from an hour on (negative counts as 0)."""
+    total = max(0, round(seconds))
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"

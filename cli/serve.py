@@ -82,8 +82,9 @@ def ensure_key(settings: Settings) -> str | None:
 
 
 def snippets(base_url: str, key: str) -> str:
-    """A Python snippet (official openai SDK) and a curl line that work as printed."""
+    """The dashboard's address, a Python snippet (official openai SDK) and a curl line."""
     return (
+        f"Dashboard: {base_url.removesuffix('/v1')}/ui/ (sign in with the API key)\n\n"
         "Fine-tune with the openai SDK (pip install openai):\n\n"
         + SDK_SNIPPET.format(base_url=base_url, key=key)
         + "\nList jobs with curl:\n\n"
