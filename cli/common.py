@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+# Open event streams (a dashboard following a running job) never end by themselves; on shutdown
+# uvicorn waits this long for them, then closes them.
+SHUTDOWN_GRACE_SECONDS = 5
+
 
 class CliError(Exception):
     """A problem the user can fix; printed as one line with a non-zero exit, never a traceback."""

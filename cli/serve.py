@@ -11,7 +11,7 @@ import subprocess
 import sys
 from typing import TYPE_CHECKING, Any
 
-from cli.common import CliError
+from cli.common import SHUTDOWN_GRACE_SECONDS, CliError
 
 if TYPE_CHECKING:
     from store.settings import Settings
@@ -139,7 +139,13 @@ def run(args: argparse.Namespace) -> int:
         print(snippets(base_url, key), flush=True)
     worker = None if args.no_worker else start_worker()
     try:
-        uvicorn.run("api.main:create_app", factory=True, host=args.host, port=args.port)
+        uvicorn.run(
+            "api.main:create_app",
+            factory=True,
+            host=args.host,
+            port=args.port,
+            timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,
+        )
     finally:
         if worker is not None:
             stop_worker(worker)
