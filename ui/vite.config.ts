@@ -12,5 +12,7 @@ export default defineConfig({
     sourcemap: false,
     reportCompressedSize: true,
   },
+  // `npm run dev`: the page on :5173 with hot reload, /v1 forwarded to a running `make run`.
+  server: { proxy: { "/v1": "http://127.0.0.1:8000" } },
   test: { environment: "node", include: ["src/**/*.test.ts"] },
 });

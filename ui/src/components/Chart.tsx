@@ -8,7 +8,12 @@ export interface SeriesSpec {
   label: string;
   color: string;
   dash?: number[];
+  /** Few values (evaluations): always mark each one. */
+  sparse?: boolean;
 }
+
+/** Mark points while a line is short enough for them to be seen apart. */
+const FEW_POINTS = 40;
 
 export interface ChartProps {
   title: string;
@@ -40,8 +45,20 @@ function seriesOptions(props: ChartProps): uPlot.Series[] {
     width: kind === "points" ? 0 : 2,
     spanGaps: true,
     paths: kind === "points" ? () => null : paths,
-    points: kind === "points" ? { show: true, size: 5, fill: s.color } : { show: false },
+    points:
+      kind === "points"
+        ? { show: true, size: 5, fill: s.color }
+        : kind === "bars"
+          ? { show: false }
+          : { show: (u: uPlot) => s.sparse || u.data[0].length < FEW_POINTS, size: 6, fill: s.color },
   }));
+}
+
+/** A fixed range, from 0 for bars, else uPlot's own fit. */
+function yRange(props: ChartProps): uPlot.Range.MinMax | uPlot.Range.Function | undefined {
+  if (props.yRange) return props.yRange;
+  if (props.kind === "bars") return (_u, _min, max) => [0, Math.max(1, max * 1.1)];
+  return undefined;
 }
 
 function options(props: ChartProps, width: number): uPlot.Options {
@@ -49,7 +66,7 @@ function options(props: ChartProps, width: number): uPlot.Options {
   return {
     width,
     height: props.height ?? 220,
-    scales: { x: { time: false }, y: props.yRange ? { range: props.yRange } : {} },
+    scales: { x: { time: false }, y: { range: yRange(props) } },
     axes: [
       { ...axis, label: props.xLabel, incrs: STEPS },
       { ...axis, size: 64, values: (_u, ticks) => ticks.map((t) => num(t, 3)) },

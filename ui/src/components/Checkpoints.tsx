@@ -1,21 +1,21 @@
 // A job's checkpoints with their metrics, each downloadable.
-import { bytes, num, when } from "../format";
+import { bytes, clock, num, when } from "../format";
 import type { Checkpoint } from "../types";
 import { TableBox } from "./bits";
 
-/** OpenAI's checkpoint metrics, in the order shown. */
-const METRICS = [
-  "train_loss",
-  "train_mean_token_accuracy",
-  "valid_loss",
-  "valid_mean_token_accuracy",
-  "full_valid_loss",
-  "full_valid_mean_token_accuracy",
+/** OpenAI's checkpoint metrics, in the order shown, with their column titles. */
+const METRICS: [string, string][] = [
+  ["train_loss", "Train loss"],
+  ["train_mean_token_accuracy", "Train accuracy"],
+  ["valid_loss", "Valid loss"],
+  ["valid_mean_token_accuracy", "Valid accuracy"],
+  ["full_valid_loss", "Full valid loss"],
+  ["full_valid_mean_token_accuracy", "Full valid accuracy"],
 ];
 
 /** The metrics any checkpoint carries a number for. */
-export function metricNames(items: Checkpoint[]): string[] {
-  return METRICS.filter((k) => items.some((c) => typeof c.metrics?.[k] === "number"));
+export function metricNames(items: Checkpoint[]): [string, string][] {
+  return METRICS.filter(([k]) => items.some((c) => typeof c.metrics?.[k] === "number"));
 }
 
 export function Checkpoints(props: { items: Checkpoint[]; disabled: boolean; onDownload: (c: Checkpoint) => void }) {
@@ -27,7 +27,7 @@ export function Checkpoints(props: { items: Checkpoint[]; disabled: boolean; onD
         <thead>
           <tr>
             <th scope="col">Step</th>
-            {names.map((n) => <th scope="col">{n.replaceAll("_", " ")}</th>)}
+            {names.map(([, title]) => <th scope="col">{title}</th>)}
             <th scope="col">Model</th><th scope="col">Saved</th><th scope="col">Size</th><th scope="col"><span class="sr-only">Download</span></th>
           </tr>
         </thead>
@@ -35,9 +35,9 @@ export function Checkpoints(props: { items: Checkpoint[]; disabled: boolean; onD
           {props.items.map((c) => (
             <tr key={c.id}>
               <th scope="row">{c.step_number}</th>
-              {names.map((n) => <td>{num(c.metrics?.[n])}</td>)}
+              {names.map(([key]) => <td>{num(c.metrics?.[key])}</td>)}
               <td class="model-name"><code>{c.fine_tuned_model_checkpoint}</code></td>
-              <td>{when(c.created_at)}</td>
+              <td><time dateTime={new Date(c.created_at * 1000).toISOString()} title={when(c.created_at)}>{clock(c.created_at)}</time></td>
               <td>{bytes(c.bytes)}</td>
               <td>
                 <button type="button" disabled={props.disabled} onClick={() => props.onDownload(c)} aria-label={`Download the checkpoint at step ${c.step_number}`}>

@@ -41,7 +41,7 @@ export function JobCharts({ series, version }: { series: MetricsSeries; version:
       <Chart
         title="Loss"
         xLabel="step"
-        series={[{ label: "training", color: TRAIN }, { label: "validation", color: VALID, dash: [6, 4] }]}
+        series={[{ label: "training", color: TRAIN }, { label: "validation", color: VALID, dash: [6, 4], sparse: true }]}
         data={charts.loss}
         version={version}
         summary={summary(series, [["train_loss", "training loss"], ["valid_loss", "validation loss"]])}
@@ -49,7 +49,7 @@ export function JobCharts({ series, version }: { series: MetricsSeries; version:
       <Chart
         title="Mean token accuracy"
         xLabel="step"
-        series={[{ label: "training", color: TRAIN }, { label: "validation", color: VALID, dash: [6, 4] }]}
+        series={[{ label: "training", color: TRAIN }, { label: "validation", color: VALID, dash: [6, 4], sparse: true }]}
         data={charts.accuracy}
         version={version}
         yRange={[0, 1]}
