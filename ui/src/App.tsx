@@ -18,26 +18,40 @@ const NAV: { path: string; label: string; routes: Route["name"][] }[] = [
 
 function title(route: Route): string {
   switch (route.name) {
-    case "job": return `Job ${route.id}`;
-    case "map": return `Outlier map ${route.id}`;
-    case "missing": return "Not found";
-    default: return NAV.find((n) => n.routes.includes(route.name))?.label ?? "Quaff";
+    case "job":
+      return `Job ${route.id}`;
+    case "map":
+      return `Outlier map ${route.id}`;
+    case "missing":
+      return "Not found";
+    default:
+      return NAV.find((n) => n.routes.includes(route.name))?.label ?? "Quaff";
   }
 }
 
 function Page({ api, route, query }: { api: Api; route: Route; query: URLSearchParams }) {
   switch (route.name) {
-    case "jobs": return <JobsList api={api} query={query} />;
-    case "job": return <JobPage api={api} id={route.id} key={route.id} />;
-    case "new": return <NewJob api={api} />;
-    case "maps": return <OutlierMaps api={api} />;
-    case "map": return <OutlierMapPage api={api} id={route.id} key={route.id} />;
-    case "playground": return <Playground api={api} query={query} />;
+    case "jobs":
+      return <JobsList api={api} query={query} />;
+    case "job":
+      return <JobPage api={api} id={route.id} key={route.id} />;
+    case "new":
+      return <NewJob api={api} />;
+    case "maps":
+      return <OutlierMaps api={api} />;
+    case "map":
+      return <OutlierMapPage api={api} id={route.id} key={route.id} />;
+    case "playground":
+      return <Playground api={api} query={query} />;
     case "missing":
       return (
         <section>
-          <h1 id="page-title" tabIndex={-1}>Not found</h1>
-          <p>There is no page at <code>{route.path}</code>. <a href={href("/jobs")}>See the jobs</a>.</p>
+          <h1 id="page-title" tabIndex={-1}>
+            Not found
+          </h1>
+          <p>
+            There is no page at <code>{route.path}</code>. <a href={href("/jobs")}>See the jobs</a>.
+          </p>
         </section>
       );
   }
@@ -49,11 +63,13 @@ export function App() {
   const { path, query } = useLocation();
   const route = parseRoute(path);
   const api = useMemo(
-    () => key && new Api(key, (error) => {
-      keyStore.clear();
-      setKey(null);
-      setNotice(`Please sign in again: ${error.message}`);
-    }),
+    () =>
+      key &&
+      new Api(key, (error) => {
+        keyStore.clear();
+        setKey(null);
+        setNotice(`Please sign in again: ${error.message}`);
+      }),
     [key],
   );
   const previous = useRef(path);
@@ -64,7 +80,16 @@ export function App() {
   }, [path, !!api]);
 
   if (!api) {
-    return <SignIn notice={notice} onSignIn={(k) => { keyStore.set(k); setNotice(null); setKey(k); }} />;
+    return (
+      <SignIn
+        notice={notice}
+        onSignIn={(k) => {
+          keyStore.set(k);
+          setNotice(null);
+          setKey(k);
+        }}
+      />
+    );
   }
   const signOut = () => {
     keyStore.clear();
@@ -73,17 +98,27 @@ export function App() {
   };
   return (
     <>
-      <a class="skip" href="#main">Skip to content</a>
+      <a class="skip" href="#main">
+        Skip to content
+      </a>
       <header class="top">
-        <a class="brand" href={href("/jobs")}>Quaff</a>
+        <a class="brand" href={href("/jobs")}>
+          Quaff
+        </a>
         <nav aria-label="Main">
           <ul>
             {NAV.map((n) => (
-              <li><a href={href(n.path)} aria-current={n.routes.includes(route.name) ? "page" : undefined}>{n.label}</a></li>
+              <li>
+                <a href={href(n.path)} aria-current={n.routes.includes(route.name) ? "page" : undefined}>
+                  {n.label}
+                </a>
+              </li>
             ))}
           </ul>
         </nav>
-        <button type="button" class="sign-out" onClick={signOut}>Sign out</button>
+        <button type="button" class="sign-out" onClick={signOut}>
+          Sign out
+        </button>
       </header>
       <main id="main" tabIndex={-1}>
         <Page api={api} route={route} query={query} />

@@ -73,11 +73,7 @@ export class Api {
   }
 
   /** POST/GET a Server-Sent Events stream; calls `onData` with each event's data. */
-  async stream(
-    path: string,
-    onData: (data: string) => void,
-    init: RequestInit = {},
-  ): Promise<void> {
+  async stream(path: string, onData: (data: string) => void, init: RequestInit = {}): Promise<void> {
     const headers = new Headers(init.headers);
     headers.set("Accept", "text/event-stream");
     const response = await this.fetch(path, { ...init, headers });

@@ -31,7 +31,8 @@ export async function streamChat(
     (data) => {
       if (data.trim() === "[DONE]") return;
       const chunk = JSON.parse(data) as Chunk;
-      if (chunk.error) throw new ApiError(200, chunk.error.message, chunk.error.param ?? null, chunk.error.code ?? null);
+      if (chunk.error)
+        throw new ApiError(200, chunk.error.message, chunk.error.param ?? null, chunk.error.code ?? null);
       const choice = chunk.choices?.[0];
       if (choice?.delta?.content) onText(choice.delta.content);
       if (choice?.finish_reason) finish = choice.finish_reason;

@@ -51,9 +51,13 @@ export function useJobStream(api: Api, jobId: string, onMessage: () => void): Jo
         const after = last ? `&after=${encodeURIComponent(last)}` : "";
         try {
           setState("live");
-          await api.stream(`/fine_tuning/jobs/${encodeURIComponent(jobId)}/events?stream=true${after}`, receive, {
-            signal: controller.signal,
-          });
+          await api.stream(
+            `/fine_tuning/jobs/${encodeURIComponent(jobId)}/events?stream=true${after}`,
+            receive,
+            {
+              signal: controller.signal,
+            },
+          );
           setState("ended");
           callback.current();
           return;

@@ -2,18 +2,64 @@ import { describe, expect, it } from "vitest";
 import { buildBody, describe as describeOption, groups, optionForParam, parse } from "./options";
 import type { OptionSpec } from "./types";
 
-const spec = (o: Partial<OptionSpec> & Pick<OptionSpec, "name" | "group" | "field" | "type">): OptionSpec => ({
+const spec = (
+  o: Partial<OptionSpec> & Pick<OptionSpec, "name" | "group" | "field" | "type">,
+): OptionSpec => ({
   param: `${o.group}.${o.field}`,
   default: null,
   ...o,
 });
 
-const R = spec({ name: "lora_r", group: "lora", field: "r", type: "integer", default: 16, minimum: 1, maximum: 256 });
-const DROPOUT = spec({ name: "lora_dropout", group: "lora", field: "dropout", type: "number", default: 0, minimum: 0, maximum: 1, exclusive_maximum: true });
-const MODULES = spec({ name: "lora_target_modules", group: "lora", field: "target_modules", type: "string_list", default: "all-linear" });
-const EPOCHS = spec({ name: "n_epochs", group: "hyperparameters", field: "n_epochs", type: "integer", default: 3, minimum: 1, maximum: 50 });
-const INPUTS = spec({ name: "training_train_on_inputs", group: "training", field: "train_on_inputs", type: "string", default: "auto", choices: ["auto", true, false] });
-const COMPILE = spec({ name: "quantization_compile", group: "quantization", field: "compile", type: "boolean", default: false });
+const R = spec({
+  name: "lora_r",
+  group: "lora",
+  field: "r",
+  type: "integer",
+  default: 16,
+  minimum: 1,
+  maximum: 256,
+});
+const DROPOUT = spec({
+  name: "lora_dropout",
+  group: "lora",
+  field: "dropout",
+  type: "number",
+  default: 0,
+  minimum: 0,
+  maximum: 1,
+  exclusive_maximum: true,
+});
+const MODULES = spec({
+  name: "lora_target_modules",
+  group: "lora",
+  field: "target_modules",
+  type: "string_list",
+  default: "all-linear",
+});
+const EPOCHS = spec({
+  name: "n_epochs",
+  group: "hyperparameters",
+  field: "n_epochs",
+  type: "integer",
+  default: 3,
+  minimum: 1,
+  maximum: 50,
+});
+const INPUTS = spec({
+  name: "training_train_on_inputs",
+  group: "training",
+  field: "train_on_inputs",
+  type: "string",
+  default: "auto",
+  choices: ["auto", true, false],
+});
+const COMPILE = spec({
+  name: "quantization_compile",
+  group: "quantization",
+  field: "compile",
+  type: "boolean",
+  default: false,
+});
 const SPEC = [R, DROPOUT, MODULES, INPUTS, COMPILE, EPOCHS];
 
 describe("parse", () => {
@@ -57,7 +103,10 @@ describe("buildBody", () => {
     });
   });
   it("names every bad input", () => {
-    const { errors } = buildBody({ model: "m", training_file: "f", method: "dpo", seed: "x" }, SPEC, { lora_r: "0", n_epochs: "a" });
+    const { errors } = buildBody({ model: "m", training_file: "f", method: "dpo", seed: "x" }, SPEC, {
+      lora_r: "0",
+      n_epochs: "a",
+    });
     expect(Object.keys(errors).sort()).toEqual(["lora_r", "n_epochs", "seed"]);
   });
 });

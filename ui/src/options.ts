@@ -36,7 +36,8 @@ export function show(value: OptionValue | undefined): string {
 }
 
 function rangeText(option: OptionSpec): string {
-  const lo = option.minimum, hi = option.maximum;
+  const lo = option.minimum,
+    hi = option.maximum;
   const left = option.exclusive_minimum ? "(" : "[";
   const right = option.exclusive_maximum ? ")" : "]";
   if (lo != null && hi != null) return `in ${left}${lo}, ${hi}${right}`;
@@ -47,7 +48,9 @@ function rangeText(option: OptionSpec): string {
 
 /** "integer in [1, 256], default 16" */
 export function describe(option: OptionSpec): string {
-  const parts: string[] = [option.choices ? `one of ${option.choices.map(show).join(", ")}` : option.type.replace("_", " ")];
+  const parts: string[] = [
+    option.choices ? `one of ${option.choices.map(show).join(", ")}` : option.type.replace("_", " "),
+  ];
   const range = rangeText(option);
   if (range) parts[0] += ` ${range}`;
   if (option.default !== null && option.default !== undefined) parts.push(`default ${show(option.default)}`);
@@ -89,7 +92,10 @@ export function parse(option: OptionSpec, raw: string): { value?: OptionValue; e
       return { value: text === "true" };
     case "string_list": {
       if (typeof option.default === "string" && text === option.default) return { value: text };
-      const items = text.split(/[,\n]/).map((s) => s.trim()).filter(Boolean);
+      const items = text
+        .split(/[,\n]/)
+        .map((s) => s.trim())
+        .filter(Boolean);
       return items.length ? { value: items } : { error: "give at least one item" };
     }
     default:

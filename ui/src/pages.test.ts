@@ -29,7 +29,11 @@ describe("jobs list", () => {
   });
   it("merges a fresh first page: new jobs on top, known ones updated", () => {
     const merged = merge([job("b"), job("a")], [job("c"), job("b", "succeeded")]);
-    expect(merged.map((j) => [j.id, j.status])).toEqual([["c", "running"], ["b", "succeeded"], ["a", "running"]]);
+    expect(merged.map((j) => [j.id, j.status])).toEqual([
+      ["c", "running"],
+      ["b", "succeeded"],
+      ["a", "running"],
+    ]);
   });
 });
 
@@ -44,7 +48,10 @@ describe("formatting", () => {
     expect(num(null)).toBe("—");
   });
   it("lists a rejected file's problems one per line", () => {
-    expect(problems("line 1: bad; line 3: invalid JSON: x; y")).toEqual(["line 1: bad", "line 3: invalid JSON: x; y"]);
+    expect(problems("line 1: bad; line 3: invalid JSON: x; y")).toEqual([
+      "line 1: bad",
+      "line 3: invalid JSON: x; y",
+    ]);
   });
 });
 

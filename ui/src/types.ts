@@ -9,13 +9,7 @@ export interface ApiList<T> {
 }
 
 export type JobStatus =
-  | "validating_files"
-  | "queued"
-  | "running"
-  | "paused"
-  | "succeeded"
-  | "failed"
-  | "cancelled";
+  "validating_files" | "queued" | "running" | "paused" | "succeeded" | "failed" | "cancelled";
 
 export const JOB_STATUSES: JobStatus[] = [
   "validating_files",

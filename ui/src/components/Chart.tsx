@@ -32,7 +32,9 @@ export interface ChartProps {
 }
 
 /** x is always a whole number (a step, a layer): ticks at 1, 2, 5, 10, 20, 50 ... */
-const STEPS = [1, 2, 5].flatMap((m) => [1, 10, 100, 1000, 10000, 100000].map((p) => m * p)).sort((a, b) => a - b);
+const STEPS = [1, 2, 5]
+  .flatMap((m) => [1, 10, 100, 1000, 10000, 100000].map((p) => m * p))
+  .sort((a, b) => a - b);
 
 function seriesOptions(props: ChartProps): uPlot.Series[] {
   const kind = props.kind ?? "line";
@@ -71,7 +73,10 @@ function options(props: ChartProps, width: number): uPlot.Options {
       { ...axis, label: props.xLabel, incrs: STEPS },
       { ...axis, size: 64, values: (_u, ticks) => ticks.map((t) => num(t, 3)) },
     ],
-    series: [{ label: props.xLabel, value: props.xValue && ((_u, v) => (v == null ? "—" : props.xValue!(v))) }, ...seriesOptions(props)],
+    series: [
+      { label: props.xLabel, value: props.xValue && ((_u, v) => (v == null ? "—" : props.xValue!(v))) },
+      ...seriesOptions(props),
+    ],
     legend: { live: true },
     cursor: { drag: { x: true, y: false } },
   };
@@ -85,7 +90,9 @@ export function Chart(props: ChartProps) {
     const element = box.current!;
     const chart = new uPlot(options(props, element.clientWidth || 300), props.data, element);
     plot.current = chart;
-    const resize = new ResizeObserver(() => chart.setSize({ width: element.clientWidth || 300, height: props.height ?? 220 }));
+    const resize = new ResizeObserver(() =>
+      chart.setSize({ width: element.clientWidth || 300, height: props.height ?? 220 }),
+    );
     resize.observe(element);
     return () => {
       resize.disconnect();

@@ -18,7 +18,11 @@ export function metricNames(items: Checkpoint[]): [string, string][] {
   return METRICS.filter(([k]) => items.some((c) => typeof c.metrics?.[k] === "number"));
 }
 
-export function Checkpoints(props: { items: Checkpoint[]; disabled: boolean; onDownload: (c: Checkpoint) => void }) {
+export function Checkpoints(props: {
+  items: Checkpoint[];
+  disabled: boolean;
+  onDownload: (c: Checkpoint) => void;
+}) {
   if (!props.items.length) return <p class="muted">No checkpoints yet.</p>;
   const names = metricNames(props.items);
   return (
@@ -27,20 +31,40 @@ export function Checkpoints(props: { items: Checkpoint[]; disabled: boolean; onD
         <thead>
           <tr>
             <th scope="col">Step</th>
-            {names.map(([, title]) => <th scope="col">{title}</th>)}
-            <th scope="col">Model</th><th scope="col">Saved</th><th scope="col">Size</th><th scope="col"><span class="sr-only">Download</span></th>
+            {names.map(([, title]) => (
+              <th scope="col">{title}</th>
+            ))}
+            <th scope="col">Model</th>
+            <th scope="col">Saved</th>
+            <th scope="col">Size</th>
+            <th scope="col">
+              <span class="sr-only">Download</span>
+            </th>
           </tr>
         </thead>
         <tbody>
           {props.items.map((c) => (
             <tr key={c.id}>
               <th scope="row">{c.step_number}</th>
-              {names.map(([key]) => <td>{num(c.metrics?.[key])}</td>)}
-              <td class="model-name"><code>{c.fine_tuned_model_checkpoint}</code></td>
-              <td><time dateTime={new Date(c.created_at * 1000).toISOString()} title={when(c.created_at)}>{clock(c.created_at)}</time></td>
+              {names.map(([key]) => (
+                <td>{num(c.metrics?.[key])}</td>
+              ))}
+              <td class="model-name">
+                <code>{c.fine_tuned_model_checkpoint}</code>
+              </td>
+              <td>
+                <time dateTime={new Date(c.created_at * 1000).toISOString()} title={when(c.created_at)}>
+                  {clock(c.created_at)}
+                </time>
+              </td>
               <td>{bytes(c.bytes)}</td>
               <td>
-                <button type="button" disabled={props.disabled} onClick={() => props.onDownload(c)} aria-label={`Download the checkpoint at step ${c.step_number}`}>
+                <button
+                  type="button"
+                  disabled={props.disabled}
+                  onClick={() => props.onDownload(c)}
+                  aria-label={`Download the checkpoint at step ${c.step_number}`}
+                >
                   Download
                 </button>
               </td>

@@ -20,7 +20,9 @@ export function EventsLog({ events, version }: { events: JobEvent[]; version: nu
           <input type="checkbox" checked={metrics} onChange={(e) => setMetrics(e.currentTarget.checked)} />
           Show metrics events
         </label>
-        <span class="muted">{picked.length} of {events.length} events</span>
+        <span class="muted">
+          {picked.length} of {events.length} events
+        </span>
       </div>
       <ol class="event-list" aria-label="Events, newest first">
         {rows.map((e) => (
@@ -32,7 +34,9 @@ export function EventsLog({ events, version }: { events: JobEvent[]; version: nu
         ))}
       </ol>
       {!all && picked.length > SHOWN && (
-        <button type="button" onClick={() => setAll(true)}>Show all {picked.length} events</button>
+        <button type="button" onClick={() => setAll(true)}>
+          Show all {picked.length} events
+        </button>
       )}
     </div>
   );

@@ -18,7 +18,10 @@ interface Props {
 
 /** "line 1: …; line 2: …" as one problem per line. */
 export function problems(details: string | null): string[] {
-  return (details ?? "").split(/;\s*(?=line \d+)/).map((s) => s.trim()).filter(Boolean);
+  return (details ?? "")
+    .split(/;\s*(?=line \d+)/)
+    .map((s) => s.trim())
+    .filter(Boolean);
 }
 
 export function FilePicker(props: Props) {
@@ -51,30 +54,61 @@ export function FilePicker(props: Props) {
   const errorId = `${props.id}-error`;
   return (
     <fieldset class="file-picker" aria-describedby={props.error ? errorId : undefined}>
-      <legend>{props.legend}{props.required ? " (required)" : " (optional)"}</legend>
+      <legend>
+        {props.legend}
+        {props.required ? " (required)" : " (optional)"}
+      </legend>
       <label for={`${props.id}-upload`}>Upload a JSONL file</label>
-      <input id={`${props.id}-upload`} type="file" accept=".jsonl,.json,application/jsonl,application/x-ndjson" disabled={busy} onChange={(e) => upload(e.currentTarget)} />
-      <p role="status" aria-live="polite" class="muted">{busy ? "Uploading and validating…" : ""}</p>
+      <input
+        id={`${props.id}-upload`}
+        type="file"
+        accept=".jsonl,.json,application/jsonl,application/x-ndjson"
+        disabled={busy}
+        onChange={(e) => upload(e.currentTarget)}
+      />
+      <p role="status" aria-live="polite" class="muted">
+        {busy ? "Uploading and validating…" : ""}
+      </p>
       {result?.status === "processed" && (
         <p class="ok-note">
-          <code>{result.id}</code> ({result.filename}) is valid: {result.n_examples ?? "?"} examples{result.format ? `, ${result.format} format` : ""}.
+          <code>{result.id}</code> ({result.filename}) is valid: {result.n_examples ?? "?"} examples
+          {result.format ? `, ${result.format} format` : ""}.
         </p>
       )}
       {result?.status === "error" && (
         <div class="error-note" role="alert">
-          <p><strong>{result.filename} was rejected.</strong> Fix these lines and upload it again:</p>
-          <ul class="details">{problems(result.status_details).map((p) => <li>{p}</li>)}</ul>
+          <p>
+            <strong>{result.filename} was rejected.</strong> Fix these lines and upload it again:
+          </p>
+          <ul class="details">
+            {problems(result.status_details).map((p) => (
+              <li>{p}</li>
+            ))}
+          </ul>
         </div>
       )}
       <ErrorNote error={failure} />
       <label for={props.id}>or choose an uploaded file</label>
-      <select id={props.id} value={props.value} aria-invalid={props.error ? "true" : undefined} aria-describedby={props.error ? errorId : undefined} onChange={(e) => props.onChange(e.currentTarget.value)}>
+      <select
+        id={props.id}
+        value={props.value}
+        aria-invalid={props.error ? "true" : undefined}
+        aria-describedby={props.error ? errorId : undefined}
+        onChange={(e) => props.onChange(e.currentTarget.value)}
+      >
         <option value="">{props.required ? "— choose a file —" : "— none —"}</option>
         {processed.map((f) => (
-          <option value={f.id}>{f.filename} · {f.id}{f.n_examples ? ` · ${f.n_examples} examples` : ""}</option>
+          <option value={f.id}>
+            {f.filename} · {f.id}
+            {f.n_examples ? ` · ${f.n_examples} examples` : ""}
+          </option>
         ))}
       </select>
-      {props.error && <p id={errorId} class="field-error">{props.error}</p>}
+      {props.error && (
+        <p id={errorId} class="field-error">
+          {props.error}
+        </p>
+      )}
     </fieldset>
   );
 }

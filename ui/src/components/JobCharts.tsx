@@ -12,7 +12,10 @@ export const VALID = "#b3261e";
 function latest(series: MetricsSeries, key: MetricKey, name: string): string {
   const count = series.count(key);
   if (!count) return "";
-  return `${name} ${num(series.latest[key])}` + (key.startsWith("valid") ? ` (${count} evaluation${count === 1 ? "" : "s"})` : "");
+  return (
+    `${name} ${num(series.latest[key])}` +
+    (key.startsWith("valid") ? ` (${count} evaluation${count === 1 ? "" : "s"})` : "")
+  );
 }
 
 function summary(series: MetricsSeries, parts: [MetricKey, string][]): string {
@@ -41,19 +44,31 @@ export function JobCharts({ series, version }: { series: MetricsSeries; version:
       <Chart
         title="Loss"
         xLabel="step"
-        series={[{ label: "training", color: TRAIN }, { label: "validation", color: VALID, dash: [6, 4], sparse: true }]}
+        series={[
+          { label: "training", color: TRAIN },
+          { label: "validation", color: VALID, dash: [6, 4], sparse: true },
+        ]}
         data={charts.loss}
         version={version}
-        summary={summary(series, [["train_loss", "training loss"], ["valid_loss", "validation loss"]])}
+        summary={summary(series, [
+          ["train_loss", "training loss"],
+          ["valid_loss", "validation loss"],
+        ])}
       />
       <Chart
         title="Mean token accuracy"
         xLabel="step"
-        series={[{ label: "training", color: TRAIN }, { label: "validation", color: VALID, dash: [6, 4], sparse: true }]}
+        series={[
+          { label: "training", color: TRAIN },
+          { label: "validation", color: VALID, dash: [6, 4], sparse: true },
+        ]}
         data={charts.accuracy}
         version={version}
         yRange={[0, 1]}
-        summary={summary(series, [["train_mean_token_accuracy", "training accuracy"], ["valid_mean_token_accuracy", "validation accuracy"]])}
+        summary={summary(series, [
+          ["train_mean_token_accuracy", "training accuracy"],
+          ["valid_mean_token_accuracy", "validation accuracy"],
+        ])}
       />
       <Chart
         title="Learning rate"

@@ -26,29 +26,58 @@ export function OptionField({ option, raw, error, onInput }: Props) {
     const choices = option.choices ?? [true, false];
     const value = option.choices ? raw : raw === "" ? "" : String(choices.indexOf(raw === "true"));
     control = (
-      <select {...common} value={value} onChange={(e) => {
-        const picked = e.currentTarget.value;
-        onInput(option.choices || picked === "" ? picked : String(choices[Number(picked)]));
-      }}>
+      <select
+        {...common}
+        value={value}
+        onChange={(e) => {
+          const picked = e.currentTarget.value;
+          onInput(option.choices || picked === "" ? picked : String(choices[Number(picked)]));
+        }}
+      >
         <option value="">Default ({defaultText})</option>
-        {choices.map((c, i) => <option value={String(i)}>{show(c)}</option>)}
+        {choices.map((c, i) => (
+          <option value={String(i)}>{show(c)}</option>
+        ))}
       </select>
     );
   } else if (option.type === "integer" || option.type === "number") {
     control = (
-      <input {...common} type="number" inputMode={option.type === "integer" ? "numeric" : "decimal"}
-        step={option.type === "integer" ? 1 : "any"} min={option.minimum ?? undefined} max={option.maximum ?? undefined}
-        placeholder={defaultText} value={raw} onInput={(e) => onInput(e.currentTarget.value)} />
+      <input
+        {...common}
+        type="number"
+        inputMode={option.type === "integer" ? "numeric" : "decimal"}
+        step={option.type === "integer" ? 1 : "any"}
+        min={option.minimum ?? undefined}
+        max={option.maximum ?? undefined}
+        placeholder={defaultText}
+        value={raw}
+        onInput={(e) => onInput(e.currentTarget.value)}
+      />
     );
   } else {
-    control = <input {...common} type="text" placeholder={defaultText} value={raw} onInput={(e) => onInput(e.currentTarget.value)} />;
+    control = (
+      <input
+        {...common}
+        type="text"
+        placeholder={defaultText}
+        value={raw}
+        onInput={(e) => onInput(e.currentTarget.value)}
+      />
+    );
   }
   return (
     <div class={`field${error ? " has-error" : ""}`}>
       <label for={id}>{option.help || option.field.replaceAll("_", " ")}</label>
       {control}
-      <p id={`${id}-help`} class="help"><code>{option.param}</code> · {describe(option)}{option.type === "string_list" ? " (comma-separated)" : ""}</p>
-      {error && <p id={`${id}-error`} class="field-error">{error}</p>}
+      <p id={`${id}-help`} class="help">
+        <code>{option.param}</code> · {describe(option)}
+        {option.type === "string_list" ? " (comma-separated)" : ""}
+      </p>
+      {error && (
+        <p id={`${id}-error`} class="field-error">
+          {error}
+        </p>
+      )}
     </div>
   );
 }

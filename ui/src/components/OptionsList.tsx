@@ -16,7 +16,10 @@ function Group({ title, values }: { title: string; values?: Record<string, unkno
       <h3>{title}</h3>
       <dl>
         {Object.entries(values).map(([k, v]) => (
-          <div><dt>{k}</dt><dd>{text(v)}</dd></div>
+          <div>
+            <dt>{k}</dt>
+            <dd>{text(v)}</dd>
+          </div>
         ))}
       </dl>
     </div>
@@ -29,16 +32,53 @@ export function OptionsList({ job, created, finished }: { job: Job; created: str
       <div class="option-group job-facts">
         <h3>Job</h3>
         <dl>
-          <div><dt>Base model</dt><dd>{job.model}</dd></div>
-          <div><dt>Fine-tuned model</dt><dd><code class="wrap">{job.fine_tuned_model ?? "—"}</code></dd></div>
-          <div><dt>Method</dt><dd>{job.method?.type ?? "supervised"}</dd></div>
-          <div><dt>Training file</dt><dd><code>{job.training_file}</code></dd></div>
-          <div><dt>Validation file</dt><dd><code>{job.validation_file ?? "—"}</code></dd></div>
-          <div><dt>Seed</dt><dd>{job.seed}</dd></div>
-          <div><dt>Created</dt><dd>{created}</dd></div>
-          <div><dt>Finished</dt><dd>{finished}</dd></div>
+          <div>
+            <dt>Base model</dt>
+            <dd>{job.model}</dd>
+          </div>
+          <div>
+            <dt>Fine-tuned model</dt>
+            <dd>
+              <code class="wrap">{job.fine_tuned_model ?? "—"}</code>
+            </dd>
+          </div>
+          <div>
+            <dt>Method</dt>
+            <dd>{job.method?.type ?? "supervised"}</dd>
+          </div>
+          <div>
+            <dt>Training file</dt>
+            <dd>
+              <code>{job.training_file}</code>
+            </dd>
+          </div>
+          <div>
+            <dt>Validation file</dt>
+            <dd>
+              <code>{job.validation_file ?? "—"}</code>
+            </dd>
+          </div>
+          <div>
+            <dt>Seed</dt>
+            <dd>{job.seed}</dd>
+          </div>
+          <div>
+            <dt>Created</dt>
+            <dd>{created}</dd>
+          </div>
+          <div>
+            <dt>Finished</dt>
+            <dd>{finished}</dd>
+          </div>
           {job.outlier_map && (
-            <div><dt>Outlier map</dt><dd><a href={href(`/maps/${job.outlier_map}`)}><code>{job.outlier_map}</code></a></dd></div>
+            <div>
+              <dt>Outlier map</dt>
+              <dd>
+                <a href={href(`/maps/${job.outlier_map}`)}>
+                  <code>{job.outlier_map}</code>
+                </a>
+              </dd>
+            </div>
           )}
         </dl>
       </div>

@@ -23,7 +23,10 @@ const ACTIONS: Record<Action, { label: string; from: string[] }> = {
 export function JobPage({ api, id }: { api: Api; id: string }) {
   const path = `/fine_tuning/jobs/${encodeURIComponent(id)}`;
   const job = useLoad((signal) => api.get<Job>(path, signal), [api, id]);
-  const checkpoints = useLoad((signal) => api.get<ApiList<Checkpoint>>(`${path}/checkpoints?limit=100`, signal), [api, id]);
+  const checkpoints = useLoad(
+    (signal) => api.get<ApiList<Checkpoint>>(`${path}/checkpoints?limit=100`, signal),
+    [api, id],
+  );
   const pending = useRef(0);
   const refresh = () => {
     clearTimeout(pending.current);
@@ -69,25 +72,34 @@ export function JobPage({ api, id }: { api: Api; id: string }) {
   if (!current) {
     return (
       <section>
-        <h1 id="page-title" tabIndex={-1}>Job <code>{id}</code></h1>
+        <h1 id="page-title" tabIndex={-1}>
+          Job <code>{id}</code>
+        </h1>
         {job.error ? <ErrorNote error={job.error} /> : <p>Loading…</p>}
       </section>
     );
   }
   const { series } = stream;
-  const step = series.length ? series.steps[series.length - 1] : current.progress?.step ?? 0;
+  const step = series.length ? series.steps[series.length - 1] : (current.progress?.step ?? 0);
   const total = series.totalSteps ?? current.progress?.total_steps ?? null;
-  const shown: Job = { ...current, progress: { step, total_steps: total, epoch: current.progress?.epoch ?? null } };
+  const shown: Job = {
+    ...current,
+    progress: { step, total_steps: total, epoch: current.progress?.epoch ?? null },
+  };
   const succeeded = current.status === "succeeded";
 
   return (
     <section aria-labelledby="page-title">
-      <p class="crumbs"><a href={href("/jobs")}>Jobs</a> /</p>
+      <p class="crumbs">
+        <a href={href("/jobs")}>Jobs</a> /
+      </p>
       <div class="page-head">
         <h1 id="page-title" tabIndex={-1}>
           Job <code>{current.id}</code>
         </h1>
-        <span role="status" aria-live="polite"><StatusBadge status={current.status} /></span>
+        <span role="status" aria-live="polite">
+          <StatusBadge status={current.status} />
+        </span>
       </div>
       {current.error && (
         <div class="error-note" role="alert">
@@ -97,38 +109,89 @@ export function JobPage({ api, id }: { api: Api; id: string }) {
       )}
       <div class="toolbar" role="group" aria-label="Job actions">
         {(Object.keys(ACTIONS) as Action[]).map((action) => (
-          <button type="button" disabled={busy || !ACTIONS[action].from.includes(current.status)} onClick={() => act(action)}>
+          <button
+            type="button"
+            disabled={busy || !ACTIONS[action].from.includes(current.status)}
+            onClick={() => act(action)}
+          >
             {ACTIONS[action].label}
           </button>
         ))}
-        <button type="button" class="primary" disabled={busy || !succeeded} onClick={() => download("", `${id}-adapter.tar.gz`)}>
+        <button
+          type="button"
+          class="primary"
+          disabled={busy || !succeeded}
+          onClick={() => download("", `${id}-adapter.tar.gz`)}
+        >
           Download adapter
         </button>
-        <button type="button" disabled={busy || !succeeded} onClick={() => download("?format=merged", `${id}-merged.tar.gz`)}>
+        <button
+          type="button"
+          disabled={busy || !succeeded}
+          onClick={() => download("?format=merged", `${id}-merged.tar.gz`)}
+        >
           Export merged model
         </button>
         {current.fine_tuned_model && (
-          <a class="button" href={href(`/playground?model=${encodeURIComponent(current.fine_tuned_model)}&compare=${encodeURIComponent(current.model)}`)}>
+          <a
+            class="button"
+            href={href(
+              `/playground?model=${encodeURIComponent(current.fine_tuned_model)}&compare=${encodeURIComponent(current.model)}`,
+            )}
+          >
             Try in playground
           </a>
         )}
       </div>
-      <p class="action-note" role="status" aria-live="polite">{note}</p>
+      <p class="action-note" role="status" aria-live="polite">
+        {note}
+      </p>
       <ErrorNote error={actionError} />
 
       <dl class="stats">
-        <div><dt>Progress</dt><dd><JobProgress job={shown} /></dd></div>
-        <div><dt>ETA</dt><dd>{eta(current.estimated_finish, current.status)}</dd></div>
-        <div><dt>Training loss</dt><dd>{num(series.latest.train_loss)}</dd></div>
-        <div><dt>Validation loss</dt><dd>{num(series.latest.valid_loss)}</dd></div>
-        <div><dt>Learning rate</dt><dd>{num(series.latest.learning_rate, 3)}</dd></div>
-        <div><dt>Tokens/s</dt><dd>{num(series.latest.tokens_per_second, 4)}</dd></div>
-        <div><dt>Trained tokens</dt><dd>{current.trained_tokens ?? "—"}</dd></div>
+        <div>
+          <dt>Progress</dt>
+          <dd>
+            <JobProgress job={shown} />
+          </dd>
+        </div>
+        <div>
+          <dt>ETA</dt>
+          <dd>{eta(current.estimated_finish, current.status)}</dd>
+        </div>
+        <div>
+          <dt>Training loss</dt>
+          <dd>{num(series.latest.train_loss)}</dd>
+        </div>
+        <div>
+          <dt>Validation loss</dt>
+          <dd>{num(series.latest.valid_loss)}</dd>
+        </div>
+        <div>
+          <dt>Learning rate</dt>
+          <dd>{num(series.latest.learning_rate, 3)}</dd>
+        </div>
+        <div>
+          <dt>Tokens/s</dt>
+          <dd>{num(series.latest.tokens_per_second, 4)}</dd>
+        </div>
+        <div>
+          <dt>Trained tokens</dt>
+          <dd>{current.trained_tokens ?? "—"}</dd>
+        </div>
       </dl>
 
       <h2>Curves</h2>
       <p class="muted" aria-live="polite">
-        {{ connecting: "Connecting to the event stream…", live: "Following the event stream live.", ended: "The job has ended; all its events are shown.", retrying: "The event stream was interrupted; reconnecting…", failed: "The event stream is unavailable." }[stream.state]}
+        {
+          {
+            connecting: "Connecting to the event stream…",
+            live: "Following the event stream live.",
+            ended: "The job has ended; all its events are shown.",
+            retrying: "The event stream was interrupted; reconnecting…",
+            failed: "The event stream is unavailable.",
+          }[stream.state]
+        }
       </p>
       <ErrorNote error={stream.error} />
       <JobCharts series={series} version={stream.version} />
@@ -140,12 +203,23 @@ export function JobPage({ api, id }: { api: Api; id: string }) {
         <p class="muted">No stability measurements for this job (yet).</p>
       )}
       {current.outlier_map && (
-        <p>Outlier map: <a href={href(`/maps/${current.outlier_map}`)}><code>{current.outlier_map}</code></a></p>
+        <p>
+          Outlier map:{" "}
+          <a href={href(`/maps/${current.outlier_map}`)}>
+            <code>{current.outlier_map}</code>
+          </a>
+        </p>
       )}
 
       <h2>Checkpoints</h2>
       <ErrorNote error={checkpoints.error} />
-      <Checkpoints items={checkpoints.data?.data ?? []} disabled={busy} onDownload={(ckpt) => download(`?step=${ckpt.step_number}`, `${id}-step-${ckpt.step_number}-adapter.tar.gz`)} />
+      <Checkpoints
+        items={checkpoints.data?.data ?? []}
+        disabled={busy}
+        onDownload={(ckpt) =>
+          download(`?step=${ckpt.step_number}`, `${id}-step-${ckpt.step_number}-adapter.tar.gz`)
+        }
+      />
 
       <h2>Details</h2>
       <OptionsList job={current} created={when(current.created_at)} finished={when(current.finished_at)} />

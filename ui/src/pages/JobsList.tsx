@@ -15,8 +15,9 @@ export function matches(job: Job, status: string, text: string): boolean {
   if (status && job.status !== status) return false;
   const needle = text.trim().toLowerCase();
   if (!needle) return true;
-  return [job.id, job.model, job.fine_tuned_model, job.suffix]
-    .some((field) => field?.toLowerCase().includes(needle));
+  return [job.id, job.model, job.fine_tuned_model, job.suffix].some((field) =>
+    field?.toLowerCase().includes(needle),
+  );
 }
 
 /** `fresh` (the newest page) merged into `known`: updated in place, new ones on top. */
@@ -41,7 +42,9 @@ export function JobsList({ api, query }: { api: Api; query: URLSearchParams }) {
   liveRef.current = live;
 
   const fetchPage = (after?: string) =>
-    api.get<ApiList<Job>>(`/fine_tuning/jobs?limit=${PAGE}${after ? `&after=${encodeURIComponent(after)}` : ""}`);
+    api.get<ApiList<Job>>(
+      `/fine_tuning/jobs?limit=${PAGE}${after ? `&after=${encodeURIComponent(after)}` : ""}`,
+    );
 
   useEffect(() => {
     let stop = false;
@@ -95,45 +98,69 @@ export function JobsList({ api, query }: { api: Api; query: URLSearchParams }) {
   return (
     <section aria-labelledby="page-title">
       <div class="page-head">
-        <h1 id="page-title" tabIndex={-1}>Fine-tuning jobs</h1>
-        <a class="button primary" href={href("/jobs/new")}>New job</a>
+        <h1 id="page-title" tabIndex={-1}>
+          Fine-tuning jobs
+        </h1>
+        <a class="button primary" href={href("/jobs/new")}>
+          New job
+        </a>
       </div>
       <form class="filters" role="search" onSubmit={(e) => e.preventDefault()}>
         <label>
           Status
           <select value={status} onChange={(e) => setStatus(e.currentTarget.value)}>
             <option value="">Any</option>
-            {JOB_STATUSES.map((s) => <option value={s}>{label(s)}</option>)}
+            {JOB_STATUSES.map((s) => (
+              <option value={s}>{label(s)}</option>
+            ))}
           </select>
         </label>
         <label>
           Search
-          <input type="search" value={text} placeholder="id, model, suffix" onInput={(e) => setText(e.currentTarget.value)} />
+          <input
+            type="search"
+            value={text}
+            placeholder="id, model, suffix"
+            onInput={(e) => setText(e.currentTarget.value)}
+          />
         </label>
       </form>
       <ErrorNote error={error} />
       <p class="muted" aria-live="polite">
-        {loading ? "Loading jobs…" : `Showing ${shown.length} of ${jobs.length} loaded job${jobs.length === 1 ? "" : "s"}${live ? " (refreshing live)" : ""}.`}
+        {loading
+          ? "Loading jobs…"
+          : `Showing ${shown.length} of ${jobs.length} loaded job${jobs.length === 1 ? "" : "s"}${live ? " (refreshing live)" : ""}.`}
       </p>
       <TableBox label="Jobs">
         <table class="jobs">
           <thead>
             <tr>
-              <th scope="col">Job</th><th scope="col">Status</th><th scope="col">Base model</th>
-              <th scope="col">Method</th><th scope="col">Progress</th><th scope="col">ETA</th><th scope="col">Created</th>
+              <th scope="col">Job</th>
+              <th scope="col">Status</th>
+              <th scope="col">Base model</th>
+              <th scope="col">Method</th>
+              <th scope="col">Progress</th>
+              <th scope="col">ETA</th>
+              <th scope="col">Created</th>
             </tr>
           </thead>
           <tbody>
             {shown.map((job) => (
               <tr key={job.id}>
                 <td>
-                  <a href={href(`/jobs/${job.id}`)}><code>{job.id}</code></a>
+                  <a href={href(`/jobs/${job.id}`)}>
+                    <code>{job.id}</code>
+                  </a>
                   {job.suffix && <span class="muted"> {job.suffix}</span>}
                 </td>
-                <td><StatusBadge status={job.status} /></td>
+                <td>
+                  <StatusBadge status={job.status} />
+                </td>
                 <td>{job.model}</td>
                 <td>{job.method?.type ?? "supervised"}</td>
-                <td><JobProgress job={job} /></td>
+                <td>
+                  <JobProgress job={job} />
+                </td>
                 <td>{eta(job.estimated_finish, job.status)}</td>
                 <td>{when(job.created_at)}</td>
               </tr>
@@ -142,9 +169,15 @@ export function JobsList({ api, query }: { api: Api; query: URLSearchParams }) {
         </table>
       </TableBox>
       {!loading && jobs.length === 0 && (
-        <p>No jobs yet. <a href={href("/jobs/new")}>Start one</a>.</p>
+        <p>
+          No jobs yet. <a href={href("/jobs/new")}>Start one</a>.
+        </p>
       )}
-      {hasMore && <button type="button" onClick={loadMore}>Load older jobs</button>}
+      {hasMore && (
+        <button type="button" onClick={loadMore}>
+          Load older jobs
+        </button>
+      )}
     </section>
   );
 }

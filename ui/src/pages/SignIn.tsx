@@ -25,16 +25,29 @@ export function SignIn({ onSignIn, notice }: { onSignIn: (key: string) => void; 
     <main id="main" class="sign-in">
       <h1>Quaff</h1>
       <form onSubmit={submit} aria-describedby="key-help">
-        {notice && <p class="error-note" role="alert">{notice}</p>}
+        {notice && (
+          <p class="error-note" role="alert">
+            {notice}
+          </p>
+        )}
         <label for="api-key">API key</label>
-        <input id="api-key" type="password" autoComplete="current-password" required value={key} onInput={(e) => setKey(e.currentTarget.value)} />
+        <input
+          id="api-key"
+          type="password"
+          autoComplete="current-password"
+          required
+          value={key}
+          onInput={(e) => setKey(e.currentTarget.value)}
+        />
         <p id="key-help" class="help">
-          <code>make run</code> prints one (it is saved in <code>.quaff/api-key</code>); <code>quaff keys create</code> makes
-          more. The key stays in this browser tab only and is sent as <code>Authorization: Bearer</code> to the same{" "}
-          <code>/v1</code> API that scripts use.
+          <code>make run</code> prints one (it is saved in <code>.quaff/api-key</code>);{" "}
+          <code>quaff keys create</code> makes more. The key stays in this browser tab only and is sent as{" "}
+          <code>Authorization: Bearer</code> to the same <code>/v1</code> API that scripts use.
         </p>
         <ErrorNote error={error} />
-        <button type="submit" class="primary" disabled={busy || !key.trim()}>{busy ? "Checking…" : "Sign in"}</button>
+        <button type="submit" class="primary" disabled={busy || !key.trim()}>
+          {busy ? "Checking…" : "Sign in"}
+        </button>
       </form>
     </main>
   );
