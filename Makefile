@@ -6,7 +6,7 @@ TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.quaff-installed
 
-.PHONY: install test test-fast lint run bench clean
+.PHONY: install test test-fast lint run bench clean ui screenshots
 
 install: $(STAMP)
 
@@ -62,5 +62,14 @@ $(BENCH_STAMP): pyproject.toml
 bench: $(BENCH_STAMP)
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
+# `make ui`: after editing ui/src, rebuild the dashboard into api/ui_dist/ (committed, so `pip install`
+# users and `make run` need no node); a test fails while the committed build is stale.
+ui:
+	cd ui && npm ci --no-audit --no-fund && npm test && npm run build
+
+# `make screenshots`: the browser tests also write each page's screenshot into docs/screenshots/.
+screenshots: $(STAMP)
+	QUAFF_SCREENSHOT_DIR=docs/screenshots $(BIN)/pytest tests/ui/test_dashboard.py
+
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache ui/node_modules

@@ -6,7 +6,17 @@ from fastapi import FastAPI
 
 from api.errors import RequestIdMiddleware, install_error_handlers
 from api.queue import JobQueue
-from api.routes import checkpoints, events, files, health, jobs, models, options, outlier_maps
+from api.routes import (
+    checkpoints,
+    events,
+    files,
+    health,
+    jobs,
+    models,
+    options,
+    outlier_maps,
+    ui,
+)
 from quaff_core import __version__
 from store.blobs import BlobStore
 from store.db import session_factory
@@ -29,5 +39,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     for module in (health, files, jobs, options, events, checkpoints, models, outlier_maps):
         app.include_router(module.router)
+    ui.install(app)
     app.add_middleware(RequestIdMiddleware)
     return app

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from cli.common import SHUTDOWN_GRACE_SECONDS
+
 
 def register(subparsers: Any) -> None:
     """Add the `api` subcommand."""
@@ -23,5 +25,11 @@ def run(args: argparse.Namespace) -> int:
 
     if not args.no_migrate:
         migrate.upgrade()
-    uvicorn.run("api.main:create_app", factory=True, host=args.host, port=args.port)
+    uvicorn.run(
+        "api.main:create_app",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,
+    )
     return 0

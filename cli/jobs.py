@@ -8,16 +8,19 @@ import json
 import logging
 import sys
 import tarfile
+import time
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 import httpx
 
-from cli.common import CliError
+from cli.common import CliError, clock
+from cli.job_watch import EventPrinter, metrics_text, stamp
 from cli.local import DEFAULT_BASE_URL, find_base_url, find_key
 
 TERMINAL = ("succeeded", "failed", "cancelled")
-BAR_WIDTH = 30
+STATUSES = ("validating_files", "queued", "running", "paused", *TERMINAL)
+PAGE_SIZE = 100
 
 
 def register(subparsers: Any) -> None:
@@ -51,7 +54,18 @@ def register(subparsers: Any) -> None:
     )
     create.add_argument("--watch", action="store_true", help="then watch it until it ends")
     create.set_defaults(handler=create_job)
-    watch = sub.add_parser("watch", help="follow a job's events with a progress bar")
+    listing = sub.add_parser("list", help="list jobs, newest first")
+    listing.add_argument("--limit", type=int, default=20, help="at most this many (default 20)")
+    listing.add_argument("--after", help="start after this job id (the last one of a page)")
+    listing.add_argument("--status", choices=STATUSES, help="only jobs with this status")
+    listing.set_defaults(handler=list_jobs)
+    events = sub.add_parser("events", help="print a job's events, oldest first")
+    events.add_argument("job_id")
+    events.add_argument("--limit", type=int, default=50, help="the newest N events (default 50)")
+    events.set_defaults(handler=list_events)
+    watch = sub.add_parser(
+        "watch", help="follow a job's events: progress, loss, validation loss, tokens/s, ETA"
+    )
     watch.add_argument("job_id")
     watch.set_defaults(handler=watch_job)
     download = sub.add_parser("download", help="download and unpack a job's adapter")
@@ -132,34 +146,6 @@ def create_job(args: argparse.Namespace) -> int:
     return 0
 
 
-def progress_line(data: dict[str, Any]) -> str:
-    """`[#####-----] step 5/10 loss 1.2345` from a metrics event's data."""
-    step, total = int(data.get("step") or 0), int(data.get("total_steps") or 0)
-    done = int(BAR_WIDTH * step / total) if total else 0
-    loss = data.get("train_loss")
-    tail = f" loss {loss:.4f}" if isinstance(loss, int | float) else ""
-    return f"[{'#' * done}{'-' * (BAR_WIDTH - done)}] step {step}/{total}{tail}"
-
-
-class EventPrinter:
-    """A metrics event redraws the progress bar in place; a message event gets its own line."""
-
-    def __init__(self, out: TextIO) -> None:
-        self.out = out
-        self.bar_shown = False
-
-    def __call__(self, event: dict[str, Any]) -> None:
-        """Print one event."""
-        if event.get("type") == "metrics" and isinstance(event.get("data"), dict):
-            self.out.write("\r" + progress_line(event["data"]))
-            self.bar_shown = True
-        else:
-            prefix = "\n" if self.bar_shown else ""
-            self.out.write(f"{prefix}{event.get('level', 'info')}: {event.get('message', '')}\n")
-            self.bar_shown = False
-        self.out.flush()
-
-
 def watch_job(args: argparse.Namespace) -> int:
     """Stream events until the job ends or pauses; exit 0 succeeded, 2 paused, 1 otherwise."""
     with client(args, timeout=None) as http:
@@ -180,6 +166,7 @@ def watch_job(args: argparse.Namespace) -> int:
                     job = checked(http.get(f"/fine_tuning/jobs/{args.job_id}"))
                     if job["status"] == "paused":
                         break
+            show.close()
         job = checked(http.get(f"/fine_tuning/jobs/{args.job_id}"))
     print(f"job {job['id']} {job['status']}" + _ending(job))
     return {"succeeded": 0, "paused": 2}.get(job["status"], 1)
@@ -191,6 +178,71 @@ def _became_paused(event: dict[str, Any]) -> bool:
     if event.get("kind") == "status":
         return data.get("status") == "paused"
     return event.get("kind") == "training_stopped" and data.get("reason") == "paused"
+
+
+def job_row(job: dict[str, Any], now: float) -> list[str]:
+    """ID, STATUS, MODEL, METHOD, PROGRESS, ETA, CREATED of one job."""
+    progress = job.get("progress") or {}
+    step, total = progress.get("step") or 0, progress.get("total_steps")
+    finish = job.get("estimated_finish")
+    eta = clock(finish - now) if finish and job["status"] in ("queued", "running") else "-"
+    created = time.strftime("%Y-%m-%d %H:%M", time.localtime(job["created_at"]))
+    method = (job.get("method") or {}).get("type", "supervised")
+    return [job["id"], job["status"], job["model"], method, f"{step}/{total or '?'}", eta, created]
+
+
+def table(header: list[str], rows: list[list[str]]) -> str:
+    """Left-aligned columns, two spaces apart."""
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    lines = [
+        "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+        for r in [header, *rows]
+    ]
+    return "\n".join(lines)
+
+
+def list_jobs(args: argparse.Namespace) -> int:
+    """Print the jobs (newest first), with --status reading on until --limit of them match."""
+    found: list[dict[str, Any]] = []
+    after, more = args.after, True
+    with client(args) as http:
+        while more and len(found) < args.limit:
+            params = {
+                "limit": PAGE_SIZE if args.status else min(args.limit - len(found), PAGE_SIZE),
+                **({"after": after} if after else {}),
+            }
+            page = checked(http.get("/fine_tuning/jobs", params=params))
+            found += [j for j in page["data"] if args.status in (None, j["status"])]
+            more = page["has_more"] and bool(page["data"])
+            after = page["data"][-1]["id"] if page["data"] else after
+    found = found[: args.limit]
+    header = ["ID", "STATUS", "MODEL", "METHOD", "PROGRESS", "ETA", "CREATED"]
+    print(table(header, [job_row(j, time.time()) for j in found]) if found else "no jobs")
+    if more and found:
+        print(f"(more: --after {found[-1]['id']})", file=sys.stderr)
+    return 0
+
+
+def event_line(event: dict[str, Any]) -> str:
+    """`2026-01-02 10:00:00 info  message`, a metrics event with its numbers."""
+    data = event.get("data")
+    text = event.get("message", "")
+    if event.get("type") == "metrics" and isinstance(data, dict):
+        text = metrics_text(data, data.get("valid_loss"), None).removesuffix(" eta ?")
+    return f"{stamp(event)} {event.get('level', 'info'):<5} {text}"
+
+
+def list_events(args: argparse.Namespace) -> int:
+    """Print the newest --limit events of a job, oldest first."""
+    with client(args) as http:
+        page = checked(
+            http.get(f"/fine_tuning/jobs/{args.job_id}/events", params={"limit": args.limit})
+        )
+    for event in reversed(page["data"]):
+        print(event_line(event))
+    if page["has_more"]:
+        print(f"(older events: --limit {args.limit * 2})", file=sys.stderr)
+    return 0
 
 
 def _ending(job: dict[str, Any]) -> str:

@@ -9,6 +9,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
 
+from cli.common import clock
 from quaff_core.callbacks import Control, NullCallbacks, ProgressEvent
 from quaff_core.events import EventKind, TrainEvent
 
@@ -17,10 +18,7 @@ BAR_WIDTH = 24
 
 def _eta(finish: int | None) -> str:
     """Seconds until `finish` (unix time) as m:ss."""
-    if finish is None:
-        return "?"
-    left = max(0, finish - int(time.time()))
-    return f"{left // 60}:{left % 60:02d}"
+    return "?" if finish is None else clock(finish - time.time())
 
 
 def describe(event: ProgressEvent) -> str:

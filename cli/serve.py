@@ -11,7 +11,7 @@ import subprocess
 import sys
 from typing import TYPE_CHECKING, Any
 
-from cli.common import CliError
+from cli.common import SHUTDOWN_GRACE_SECONDS, CliError
 from cli.local import KEY_FILE, announce, key_path, withdraw
 
 if TYPE_CHECKING:
@@ -82,8 +82,9 @@ def ensure_key(settings: Settings) -> str | None:
 
 
 def snippets(base_url: str, key: str) -> str:
-    """A Python snippet (official openai SDK) and a curl line that work as printed."""
+    """The dashboard's address, a Python snippet (official openai SDK) and a curl line."""
     return (
+        f"Dashboard: {base_url.removesuffix('/v1')}/ui/ (sign in with the API key)\n\n"
         "Fine-tune with the openai SDK (pip install openai):\n\n"
         + SDK_SNIPPET.format(base_url=base_url, key=key)
         + "\nList jobs with curl:\n\n"
@@ -139,7 +140,13 @@ def run(args: argparse.Namespace) -> int:
     worker = None if args.no_worker else start_worker()
     announce(settings, base_url)
     try:
-        uvicorn.run("api.main:create_app", factory=True, host=args.host, port=args.port)
+        uvicorn.run(
+            "api.main:create_app",
+            factory=True,
+            host=args.host,
+            port=args.port,
+            timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,
+        )
     finally:
         withdraw(settings)
         if worker is not None:

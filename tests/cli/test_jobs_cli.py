@@ -14,14 +14,15 @@ from sqlalchemy.orm import Session
 
 from api.main import create_app
 from cli.common import CliError
-from cli.jobs import EventPrinter, checked, progress_line
+from cli.jobs import checked
 from cli.main import main
 from store import jobs
 from store.adapters import save_adapter
 from store.blobs import BlobStore
+from store.events import add_event
 from store.models import Job
 from store.settings import Settings
-from tests.helpers import KeyedProject, chat_jsonl
+from tests.helpers import KeyedProject, chat_jsonl, queued_job
 from tests.processes import serve_in_thread
 
 pytestmark = pytest.mark.slow
@@ -36,23 +37,6 @@ def base_url(quaff_settings: Settings) -> Iterator[str]:
 
 def quaff_jobs(base_url: str, key: str, *argv: str) -> int:
     return main(["jobs", "--base-url", base_url, "--api-key", key, *argv])
-
-
-def test_progress_line() -> None:
-    assert progress_line({"step": 3, "total_steps": 6, "train_loss": 1.23456}) == (
-        f"[{'#' * 15}{'-' * 15}] step 3/6 loss 1.2346"
-    )
-    assert progress_line({"step": 0, "total_steps": None}) == f"[{'-' * 30}] step 0/0"
-
-
-def test_event_printer_ends_the_bar_before_a_message() -> None:
-    out = io.StringIO()
-    show = EventPrinter(out)
-    show({"type": "metrics", "data": {"step": 1, "total_steps": 2, "train_loss": 2.0}})
-    show({"type": "message", "level": "info", "message": "Checkpoint saved at step 1"})
-    assert out.getvalue() == (
-        f"\r[{'#' * 15}{'-' * 15}] step 1/2 loss 2.0000\ninfo: Checkpoint saved at step 1\n"
-    )
 
 
 def test_checked_names_the_param() -> None:
@@ -105,6 +89,53 @@ def test_create_get_cancel_and_watch(
     out = capsys.readouterr().out
     assert f"info: Created fine-tuning job: {job_id}\n" in out
     assert out.endswith(f"job {job_id} cancelled\n")
+    assert "\r" not in out  # not a terminal: plain lines
+    assert quaff_jobs(base_url, keyed_project.key, "events", job_id) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].endswith(f"info  Created fine-tuning job: {job_id}")
+    assert lines[-1].endswith("info  Job cancelled by the user")
+
+
+def test_list_shows_newest_first_with_status_and_paging(
+    base_url: str,
+    keyed_project: KeyedProject,
+    db_session: Session,
+    quaff_settings: Settings,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    older = queued_job(db_session, quaff_settings, keyed_project)
+    newer = queued_job(db_session, quaff_settings, keyed_project)
+    jobs.cancel_job(db_session, older)
+    assert quaff_jobs(base_url, keyed_project.key, "list") == 0
+    header, first, second = capsys.readouterr().out.splitlines()
+    assert header.split() == ["ID", "STATUS", "MODEL", "METHOD", "PROGRESS", "ETA", "CREATED"]
+    assert first.split()[:5] == [newer.id, "queued", "tiny-llama", "supervised", "0/?"]
+    assert second.split()[:2] == [older.id, "cancelled"]
+    assert quaff_jobs(base_url, keyed_project.key, "list", "--status", "cancelled") == 0
+    assert [line.split()[0] for line in capsys.readouterr().out.splitlines()[1:]] == [older.id]
+    assert quaff_jobs(base_url, keyed_project.key, "list", "--limit", "1") == 0
+    captured = capsys.readouterr()
+    assert captured.out.splitlines()[1].startswith(newer.id)
+    assert f"--after {newer.id}" in captured.err
+    assert quaff_jobs(base_url, keyed_project.key, "list", "--after", newer.id) == 0
+    assert capsys.readouterr().out.splitlines()[1].startswith(older.id)
+
+
+def test_events_prints_metrics_with_their_numbers(
+    base_url: str,
+    keyed_project: KeyedProject,
+    db_session: Session,
+    quaff_settings: Settings,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    job = queued_job(db_session, quaff_settings, keyed_project)
+    data = {"step": 2, "total_steps": 4, "train_loss": 1.5, "valid_loss": 1.25}
+    add_event(db_session, job.id, "Step 2/4: training loss=1.5", type="metrics", data=data)
+    db_session.commit()
+    assert quaff_jobs(base_url, keyed_project.key, "events", job.id, "--limit", "1") == 0
+    captured = capsys.readouterr()
+    assert captured.out.strip().endswith("info  step 2/4 loss 1.5000 val 1.2500")
+    assert "--limit 2" in captured.err
 
 
 def test_create_rejects_a_bad_option(

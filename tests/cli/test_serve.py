@@ -54,6 +54,7 @@ def test_ensure_key_never_adds_a_key_next_to_existing_ones(fresh_settings: Setti
 
 def test_snippets_name_the_server_and_key() -> None:
     text = snippets("http://127.0.0.1:9/v1", "sk-quaff-abc")
+    assert text.startswith("Dashboard: http://127.0.0.1:9/ui/ ")
     assert 'OpenAI(base_url="http://127.0.0.1:9/v1", api_key="sk-quaff-abc")' in text
     assert (
         'curl -s http://127.0.0.1:9/v1/fine_tuning/jobs -H "Authorization: Bearer sk-quaff-abc"'
