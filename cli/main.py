@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 from types import ModuleType
 
-from cli import api, calibrate, db, eval, info, jobs, keys, serve, train, worker
+from cli import api, calibrate, db, eval, export, infer, info, jobs, keys, serve, train, worker
 from cli.common import CliError
 
 # Each module exposes `register(subparsers)` and sets `handler` on its parsers.
@@ -22,7 +22,9 @@ COMMAND_MODULES: tuple[ModuleType, ...] = (
     eval,
     serve,
     worker,
+    infer,
     jobs,
+    export,
 )
 
 # Libraries whose INFO lines are noise at the command line (shown with --verbose).

@@ -1,4 +1,4 @@
-"""`quaff serve`: the REST API on 127.0.0.1:8000 plus one worker process (unless `--no-worker`)."""
+"""`quaff serve`: the REST API on 127.0.0.1:8000 plus one worker and one inference process."""
 
 from __future__ import annotations
 
@@ -49,6 +49,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     parser.add_argument("--no-worker", action="store_true", help="serve the API only")
+    parser.add_argument(
+        "--no-infer", action="store_true", help="start no inference node (`quaff infer`)"
+    )
     parser.add_argument("--no-migrate", action="store_true", help="skip `quaff db upgrade`")
     parser.add_argument(
         "--ensure-key",
@@ -92,9 +95,9 @@ def snippets(base_url: str, key: str) -> str:
     )
 
 
-def start_worker() -> subprocess.Popen[bytes]:
-    """`quaff worker` in its own process group, with this environment (so the same settings)."""
-    return subprocess.Popen([sys.executable, "-m", "cli.main", "worker"], start_new_session=True)
+def start_worker(command: str = "worker") -> subprocess.Popen[bytes]:
+    """`quaff worker` (or `infer`) in its own process group, with this environment."""
+    return subprocess.Popen([sys.executable, "-m", "cli.main", command], start_new_session=True)
 
 
 def stop_worker(process: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
@@ -137,11 +140,13 @@ def run(args: argparse.Namespace) -> int:
             key = "YOUR_API_KEY"
         print(snippets(base_url, key), flush=True)
     worker = None if args.no_worker else start_worker()
+    infer = None if args.no_worker or args.no_infer else start_worker("infer")
     announce(settings, base_url)
     try:
         uvicorn.run("api.main:create_app", factory=True, host=args.host, port=args.port)
     finally:
         withdraw(settings)
-        if worker is not None:
-            stop_worker(worker)
+        for child in (worker, infer):
+            if child is not None:
+                stop_worker(child)
     return 0

@@ -1,0 +1,1 @@
+"""Merged exports (built on a node): placeholder replaced below."""
