@@ -12,7 +12,6 @@ import gc
 import hashlib
 import logging
 import shutil
-import tarfile
 import tempfile
 import threading
 from collections import OrderedDict
@@ -31,6 +30,7 @@ from quaff_core.adapters import (
     trained_quantization,
 )
 from quaff_core.artifacts import ADAPTER_WEIGHTS, OUTLIER_MAP_FILE
+from store.archives import unpack
 from store.blobs import BlobStore
 from store.model_refs import ModelRef
 
@@ -134,8 +134,7 @@ class ModelCache:
                 raise ModelUnavailable(f"the adapter archive of {ref.name} is missing on this host")
             target.parent.mkdir(parents=True, exist_ok=True)
             staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=".unpack-"))
-            with tarfile.open(self.blobs.path(ref.blob_key), "r:gz") as tar:
-                tar.extractall(staging, filter="data")
+            unpack(self.blobs.path(ref.blob_key), staging)
             try:
                 staging.rename(target)
             except OSError:  # another process unpacked it meanwhile

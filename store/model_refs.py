@@ -108,6 +108,25 @@ def resolve_model(session: Session, settings: Settings, project_id: str, name: s
     return ref
 
 
+def job_model_ref(session: Session, job: Job, step: int | None) -> ModelRef:
+    """The job's final model (step None) or its checkpoint at `step`; NotFoundError otherwise."""
+    if step is None:
+        row = session.scalar(select(Adapter).where(Adapter.job_id == job.id))
+        if row is None:
+            raise NotFoundError("adapter for job", job.id)
+        ref = _adapter_ref(session, job.project_id, row.fine_tuned_model)
+    else:
+        ckpt = session.scalar(
+            select(Checkpoint).where(Checkpoint.job_id == job.id, Checkpoint.step_number == step)
+        )
+        if ckpt is None:
+            raise NotFoundError("checkpoint", f"{job.id} step {step}", param="step")
+        ref = _checkpoint_ref(session, job.project_id, ckpt.fine_tuned_model_checkpoint)
+    if ref is None:
+        raise NotFoundError("model of job", job.id)
+    return ref
+
+
 def project_checkpoints(session: Session, project_id: str) -> list[tuple[Checkpoint, Job]]:
     """Every checkpoint of the project's jobs, oldest first (listed as models)."""
     rows = session.execute(
