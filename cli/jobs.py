@@ -14,6 +14,7 @@ from typing import Any, TextIO
 import httpx
 
 from cli.common import CliError
+from cli.evaluations import register_eval
 from cli.local import DEFAULT_BASE_URL, find_base_url, find_key
 
 TERMINAL = ("succeeded", "failed", "cancelled")
@@ -59,6 +60,7 @@ def register(subparsers: Any) -> None:
     download.add_argument("-o", "--output", required=True, type=Path, help="target directory")
     download.add_argument("--step", type=int, help="a checkpoint's step instead of the final")
     download.set_defaults(handler=download_adapter)
+    register_eval(sub)
     for action in ("get", "cancel", "pause", "resume"):
         one = sub.add_parser(action, help=f"{action} a job (prints the job as JSON)")
         one.add_argument("job_id")

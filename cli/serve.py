@@ -41,6 +41,23 @@ job = client.fine_tuning.jobs.create(
 print(job.id, job.status)
 """
 CURL_LINE = 'curl -s {base_url}/fine_tuning/jobs -H "Authorization: Bearer {key}"'
+ASK_SNIPPET = """\
+from openai import OpenAI
+
+client = OpenAI(base_url="{base_url}", api_key="{key}")
+job = client.fine_tuning.jobs.list(limit=1).data[0]  # once it has succeeded
+reply = client.chat.completions.create(
+    model=job.fine_tuned_model or "tiny-llama",
+    messages=[{{"role": "user", "content": "What is 3 plus 3?"}}],
+    max_tokens=16,
+)
+print(reply.choices[0].message.content)
+"""
+ASK_CURL = (
+    'curl -s {base_url}/chat/completions -H "Authorization: Bearer {key}" '
+    '-H "Content-Type: application/json" -d \'{{"model": "tiny-llama", "messages": '
+    '[{{"role": "user", "content": "What is 3 plus 3?"}}], "max_tokens": 16}}\''
+)
 
 
 def register(subparsers: Any) -> None:
@@ -91,6 +108,10 @@ def snippets(base_url: str, key: str) -> str:
         + SDK_SNIPPET.format(base_url=base_url, key=key)
         + "\nList jobs with curl:\n\n"
         + CURL_LINE.format(base_url=base_url, key=key)
+        + "\n\nAsk your model with the openai SDK:\n\n"
+        + ASK_SNIPPET.format(base_url=base_url, key=key)
+        + "\nAsk it with curl:\n\n"
+        + ASK_CURL.format(base_url=base_url, key=key)
         + "\n"
     )
 
