@@ -128,4 +128,7 @@ def list_evaluations(
     jobs.get_job(session, project.id, job_id)
     rows, has_more = evaluations.list_evaluations(session, job_id, after=after, limit=limit)
     evaluations.reap_orphans(session, rows, settings.infer_lease_seconds)
-    return page([evaluation_object(r) for r in rows], has_more, with_ids=True)
+    listed = page([evaluation_object(r) for r in rows], has_more)
+    listed.first_id = rows[0].id if rows else None
+    listed.last_id = rows[-1].id if rows else None
+    return listed
