@@ -97,23 +97,19 @@ class _RowText(TextStreamer):
 
 
 class _StopText:
-    """Holds back text that may begin a stop string; says where one appeared."""
+    """Holds back the last characters, which may begin a stop string."""
 
     def __init__(self, stops: Sequence[str]) -> None:
         self.stops = tuple(stops)
         self.keep = max((len(s) for s in self.stops), default=1) - 1
         self.held = ""
 
-    def feed(self, text: str) -> tuple[str, bool]:
-        """(text safe to emit now, whether a stop string was reached)."""
+    def feed(self, text: str) -> str:
+        """The text safe to emit now (what cannot start a stop string)."""
         self.held += text
-        hits = [i for s in self.stops if (i := self.held.find(s)) >= 0]
-        if hits:
-            out, self.held = self.held[: min(hits)], ""
-            return out, True
         cut = max(len(self.held) - self.keep, 0)
         out, self.held = self.held[:cut], self.held[cut:]
-        return out, False
+        return out
 
     def flush(self) -> str:
         """Everything still held (the row ended without a stop string)."""
@@ -134,8 +130,12 @@ class RowStreamer(BaseStreamer):
         self.rows = list(rows)
         self.recorder = recorder
         self.sampling = sampling
+        self.tokenizer = tokenizer
         self.texts = [_RowText(tokenizer) for _ in rows]
         self.stops = [_StopText(r.stop) for r in rows]
+        self.ids: list[list[int]] = [[] for _ in rows]
+        self.sent = ["" for _ in rows]
+        self.full = ["" for _ in rows]
         eos = tokenizer.eos_token_id
         self.eos_ids = {eos} if isinstance(eos, int) else set(eos or [])
         self.prompt_seen = False
@@ -150,30 +150,45 @@ class RowStreamer(BaseStreamer):
             top = tuple(zip(ids.tolist(), values.tolist(), strict=True))
         return float(row[token]), top
 
-    def _finish(self, i: int, reason: str, token: int | None, text: str, lp: tuple) -> None:
-        row = self.rows[i]
-        self.texts[i].end()
-        text += self.stops[i].feed(self.texts[i].take())[0] if reason != "stop_string" else ""
-        text += self.stops[i].flush() if reason != "stop_string" else ""
-        row.done = True
-        final = "stop" if reason in ("stop", "stop_string") else reason
-        row.sink(TokenEvent(token, text, lp[0], lp[1], finish_reason=final))
+    def _emit(self, i: int, token: int | None, text: str, lp: tuple, reason: str | None) -> None:
+        self.sent[i] += text
+        if reason is not None:
+            self.rows[i].done = True
+        self.rows[i].sink(TokenEvent(token, text, lp[0], lp[1], finish_reason=reason))
+
+    def _stopped_at(self, i: int) -> int | None:
+        """Where the first stop string starts in the row's whole decoded text (None: nowhere)."""
+        if not self.rows[i].stop:
+            return None
+        full = str(self.tokenizer.decode(self.ids[i], skip_special_tokens=True))
+        hits = [j for stop in self.rows[i].stop if (j := full.find(stop)) >= 0]
+        if not hits:
+            return None
+        self.full[i] = full
+        return min(hits)
 
     def _step(self, i: int, token: int) -> None:
         row = self.rows[i]
         row.n_generated += 1
         lp = self._logprobs(i, token) if self.sampling.logprobs else (None, ())
         if token in self.eos_ids:
-            self._finish(i, "stop", token, "", lp)
+            self.texts[i].end()
+            self._emit(i, token, self.stops[i].flush() + self.texts[i].take(), lp, "stop")
             return
+        self.ids[i].append(token)
         self.texts[i].put(torch.tensor([token]))
-        text, stopped = self.stops[i].feed(self.texts[i].take())
-        if stopped:
-            self._finish(i, "stop_string", token, text, lp)
-        elif row.n_generated >= row.max_new_tokens:
-            self._finish(i, "length", token, text, lp)
+        cut = self._stopped_at(i)
+        if cut is not None:
+            self._emit(i, token, self.full[i][len(self.sent[i]) : max(cut, len(self.sent[i]))],
+                       lp, "stop")  # fmt: skip
+            return
+        text = self.stops[i].feed(self.texts[i].take())
+        if row.n_generated >= row.max_new_tokens:
+            self.texts[i].end()
+            self._emit(i, token, text + self.stops[i].feed(self.texts[i].take())
+                       + self.stops[i].flush(), lp, "length")  # fmt: skip
         else:
-            row.sink(TokenEvent(token, text, lp[0], lp[1]))
+            self._emit(i, token, text, lp, None)
 
     def put(self, value: torch.Tensor) -> None:
         """The prompt first (ignored), then one token per row per step."""
@@ -188,7 +203,9 @@ class RowStreamer(BaseStreamer):
         """generate returned: rows still open ended by length (or were cancelled)."""
         for i, row in enumerate(self.rows):
             if not row.done:
-                self._finish(i, "length", None, "", (None, ()))
+                self.texts[i].end()
+                tail = self.stops[i].feed(self.texts[i].take()) + self.stops[i].flush()
+                self._emit(i, None, tail, (None, ()), "length")
 
 
 class RowLimits(StoppingCriteria):

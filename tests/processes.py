@@ -1,5 +1,5 @@
 """Real servers and processes for tests: uvicorn in a thread, or `quaff api` + `quaff worker`
-(+ `quaff infer`) processes sharing one environment (the `service` fixture of tests/worker builds them)."""
+(+ `quaff infer`) processes sharing one environment (tests/worker and tests/infer build them)."""
 
 from __future__ import annotations
 

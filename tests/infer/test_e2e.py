@@ -168,7 +168,8 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 model = AutoModelForCausalLM.from_pretrained(sys.argv[1]).eval()
 tokenizer = AutoTokenizer.from_pretrained(sys.argv[1])
-text = tokenizer.apply_chat_template(json.loads(sys.argv[2]), add_generation_prompt=True, tokenize=False)
+messages = json.loads(sys.argv[2])
+text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
 ids = tokenizer(text, add_special_tokens=False, return_tensors="pt")["input_ids"]
 with torch.no_grad():
     logits = model(input_ids=ids).logits[0].tolist()
