@@ -38,7 +38,8 @@ test-fast: lint
 	$(BIN)/pytest -m "not slow"
 
 # `make run`: migrate, create an API key if none exists (printed, with an openai SDK snippet and a
-# curl line), then serve the API on $(HOST):$(PORT) plus one worker, on the embedded defaults
+# curl line), then serve the API on $(HOST):$(PORT) plus one worker and one inference node
+# (`quaff infer`, which answers /v1/chat/completions), on the embedded defaults
 # (SQLite and a SQLite-backed broker in ./.quaff; QUAFF_* variables override them).
 HOST ?= 127.0.0.1
 PORT ?= 8000

@@ -7,7 +7,9 @@ from fastapi import FastAPI
 from api.errors import RequestIdMiddleware, install_error_handlers
 from api.queue import JobQueue
 from api.routes import (
+    chat,
     checkpoints,
+    evaluations,
     events,
     files,
     health,
@@ -38,6 +40,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.queue = JobQueue(settings.broker_url)
     install_error_handlers(app)
     for module in (health, files, jobs, options, events, checkpoints, models, outlier_maps):
+        app.include_router(module.router)
+    for module in (chat, evaluations):  # inference, forwarded to `quaff infer` nodes
         app.include_router(module.router)
     ui.install(app)
     app.add_middleware(RequestIdMiddleware)

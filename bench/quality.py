@@ -23,7 +23,6 @@ from typing import Any
 import torch
 
 from bench.common import command_line, environment, write_json
-from bench.exact_match import normalise, score
 from bench.stability import OutlierTracker
 from bench.task import write_splits
 from quaff_core.calibration import quantizable_linears
@@ -31,6 +30,7 @@ from quaff_core.callbacks import NullCallbacks, TrainCallbacks
 from quaff_core.config import TrainConfig
 from quaff_core.convert import convert_to_quaff
 from quaff_core.data import Example, read_examples
+from quaff_core.exact_match import normalise, score
 from quaff_core.models import load_base_model
 from quaff_core.outliers import OutlierMap
 from quaff_core.prepare import calibrate_on, calibration_batches

@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 
 from cli.common import CliError, clock
+from cli.evaluations import register_eval
 from cli.job_watch import EventPrinter, metrics_text, stamp
 from cli.local import DEFAULT_BASE_URL, find_base_url, find_key
 
@@ -73,6 +74,7 @@ def register(subparsers: Any) -> None:
     download.add_argument("-o", "--output", required=True, type=Path, help="target directory")
     download.add_argument("--step", type=int, help="a checkpoint's step instead of the final")
     download.set_defaults(handler=download_adapter)
+    register_eval(sub)
     for action in ("get", "cancel", "pause", "resume"):
         one = sub.add_parser(action, help=f"{action} a job (prints the job as JSON)")
         one.add_argument("job_id")

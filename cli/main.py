@@ -10,7 +10,7 @@ from types import ModuleType
 
 from pydantic import ValidationError
 
-from cli import api, calibrate, db, eval, info, jobs, keys, serve, train, worker
+from cli import api, calibrate, db, eval, export, infer, info, jobs, keys, serve, train, worker
 from cli.common import CliError
 from store.settings import settings_problem
 
@@ -25,7 +25,9 @@ COMMAND_MODULES: tuple[ModuleType, ...] = (
     eval,
     serve,
     worker,
+    infer,
     jobs,
+    export,
 )
 
 # Libraries whose INFO lines are noise at the command line (shown with --verbose).

@@ -1,4 +1,4 @@
-"""`quaff serve`: the REST API on 127.0.0.1:8000 plus one worker process (unless `--no-worker`)."""
+"""`quaff serve`: the REST API on 127.0.0.1:8000 plus one worker and one inference process."""
 
 from __future__ import annotations
 
@@ -41,6 +41,23 @@ job = client.fine_tuning.jobs.create(
 print(job.id, job.status)
 """
 CURL_LINE = 'curl -s {base_url}/fine_tuning/jobs -H "Authorization: Bearer {key}"'
+ASK_SNIPPET = """\
+from openai import OpenAI
+
+client = OpenAI(base_url="{base_url}", api_key="{key}")
+job = client.fine_tuning.jobs.list(limit=1).data[0]  # once it has succeeded
+reply = client.chat.completions.create(
+    model=job.fine_tuned_model or "tiny-llama",
+    messages=[{{"role": "user", "content": "What is 3 plus 3?"}}],
+    max_tokens=16,
+)
+print(reply.choices[0].message.content)
+"""
+ASK_CURL = (
+    'curl -s {base_url}/chat/completions -H "Authorization: Bearer {key}" '
+    '-H "Content-Type: application/json" -d \'{{"model": "tiny-llama", "messages": '
+    '[{{"role": "user", "content": "What is 3 plus 3?"}}], "max_tokens": 16}}\''
+)
 
 
 def register(subparsers: Any) -> None:
@@ -49,6 +66,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     parser.add_argument("--no-worker", action="store_true", help="serve the API only")
+    parser.add_argument(
+        "--no-infer", action="store_true", help="start no inference node (`quaff infer`)"
+    )
     parser.add_argument("--no-migrate", action="store_true", help="skip `quaff db upgrade`")
     parser.add_argument(
         "--ensure-key",
@@ -89,13 +109,17 @@ def snippets(base_url: str, key: str) -> str:
         + SDK_SNIPPET.format(base_url=base_url, key=key)
         + "\nList jobs with curl:\n\n"
         + CURL_LINE.format(base_url=base_url, key=key)
+        + "\n\nAsk your model with the openai SDK:\n\n"
+        + ASK_SNIPPET.format(base_url=base_url, key=key)
+        + "\nAsk it with curl:\n\n"
+        + ASK_CURL.format(base_url=base_url, key=key)
         + "\n"
     )
 
 
-def start_worker() -> subprocess.Popen[bytes]:
-    """`quaff worker` in its own process group, with this environment (so the same settings)."""
-    return subprocess.Popen([sys.executable, "-m", "cli.main", "worker"], start_new_session=True)
+def start_worker(command: str = "worker") -> subprocess.Popen[bytes]:
+    """`quaff worker` (or `infer`) in its own process group, with this environment."""
+    return subprocess.Popen([sys.executable, "-m", "cli.main", command], start_new_session=True)
 
 
 def stop_worker(process: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
@@ -138,6 +162,7 @@ def run(args: argparse.Namespace) -> int:
             key = "YOUR_API_KEY"
         print(snippets(base_url, key), flush=True)
     worker = None if args.no_worker else start_worker()
+    infer = None if args.no_worker or args.no_infer else start_worker("infer")
     announce(settings, base_url)
     try:
         uvicorn.run(
@@ -149,6 +174,7 @@ def run(args: argparse.Namespace) -> int:
         )
     finally:
         withdraw(settings)
-        if worker is not None:
-            stop_worker(worker)
+        for child in (worker, infer):
+            if child is not None:
+                stop_worker(child)
     return 0

@@ -40,32 +40,80 @@ def adapter_facts(path: Path) -> dict[str, Any]:
     return facts
 
 
-def load_adapter(model: nn.Module, adapter: str | os.PathLike[str]) -> Any:
-    """Rebuild a trained model: Quaff-convert with the adapter's outlier map, add LoRA, load it."""
-    from peft import set_peft_model_state_dict
-    from safetensors.torch import load_file
+def trained_quantization(path: Path) -> str:
+    """`quaff` when the adapter was trained on the Quaff int8 base, else `none`."""
+    method: str = adapter_facts(path).get("quantization", {}).get("method", "none")
+    return method
 
-    from quaff_core.convert import convert_to_quaff, load_quaff_state_dict
+
+def convert_as_trained(
+    model: nn.Module, adapter: str | os.PathLike[str], *, compute_dtype: Any = None
+) -> nn.Module:
+    """Quaff-convert `model` in place with the adapter's outlier map when it was trained so.
+
+    `compute_dtype` (e.g. torch.bfloat16) casts the model first and runs the int8 layers in it.
+    """
+    from quaff_core.convert import convert_to_quaff
     from quaff_core.outliers import OutlierMap
-    from quaff_core.peft import add_lora
 
     path = find_adapter_dir(adapter)
-    facts = adapter_facts(path)
-    lora = json.loads((path / ADAPTER_CONFIG).read_text(encoding="utf-8"))
-    quantization = facts.get("quantization", {}).get("method", "none")
-    if quantization == "quaff":
-        outlier_map = OutlierMap.load(path / OUTLIER_MAP_FILE)
-        convert_to_quaff(model, outlier_map, momentum=facts["quantization"].get("momentum", 0.9))
-    targets = lora["target_modules"]
-    peft_model = add_lora(
-        model,
-        r=int(lora["r"]),
-        alpha=float(lora["lora_alpha"]),
-        target_modules=sorted(targets) if isinstance(targets, list) else targets,
+    if trained_quantization(path) == "quaff":
+        momentum = adapter_facts(path)["quantization"].get("momentum", 0.9)
+        if compute_dtype is not None:
+            model.to(compute_dtype)
+        convert_to_quaff(
+            model,
+            OutlierMap.load(path / OUTLIER_MAP_FILE),
+            momentum=momentum,
+            compute_dtype=compute_dtype,
+        )
+    elif compute_dtype is not None:
+        model.to(compute_dtype)
+    return model
+
+
+def attach_adapter(model: nn.Module, adapter: str | os.PathLike[str], name: str) -> Any:
+    """Add the adapter as `name` (PEFT multi-adapter API) to a base or a PeftModel; returns it."""
+    from peft import LoraConfig, PeftModel, get_peft_model, set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    from quaff_core.linear import QuaffLinear
+    from quaff_core.peft import QuaffLoraLinear
+
+    path = find_adapter_dir(adapter)
+    config = LoraConfig.from_pretrained(str(path))
+    config.inference_mode = True
+    config._register_custom_module({QuaffLinear: QuaffLoraLinear})
+    if isinstance(model, PeftModel):
+        model.add_adapter(name, config)
+        peft_model = model
+    else:
+        peft_model = get_peft_model(model, config, adapter_name=name)  # type: ignore[arg-type]
+    result = set_peft_model_state_dict(
+        peft_model, load_file(str(path / ADAPTER_WEIGHTS)), adapter_name=name
     )
-    result = set_peft_model_state_dict(peft_model, load_file(str(path / ADAPTER_WEIGHTS)))
     if getattr(result, "unexpected_keys", None):
         raise ValueError(f"adapter {os.fspath(path)!r} does not fit this base model")
-    if quantization == "quaff" and (path / MOMENTUM_FILE).is_file():
-        load_quaff_state_dict(peft_model, load_file(str(path / MOMENTUM_FILE)))
+    return peft_model
+
+
+def adapter_momentum(adapter: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The Quaff outlier-scale state saved with the adapter (None when it has none)."""
+    from safetensors.torch import load_file
+
+    path = find_adapter_dir(adapter)
+    if trained_quantization(path) != "quaff" or not (path / MOMENTUM_FILE).is_file():
+        return None
+    return dict(load_file(str(path / MOMENTUM_FILE)))
+
+
+def load_adapter(model: nn.Module, adapter: str | os.PathLike[str]) -> Any:
+    """Rebuild a trained model: Quaff-convert with the adapter's outlier map, add LoRA, load it."""
+    from quaff_core.convert import load_quaff_state_dict
+
+    convert_as_trained(model, adapter)
+    peft_model = attach_adapter(model, adapter, "default")
+    momentum = adapter_momentum(adapter)
+    if momentum is not None:
+        load_quaff_state_dict(peft_model, momentum)
     return peft_model

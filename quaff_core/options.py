@@ -96,6 +96,26 @@ OPTIONS: tuple[Option, ...] = (
     Option("chunked_loss", "bool", True, "output head + loss in token chunks (saves memory)"),
 )  # fmt: skip
 
+# Generation (`POST /v1/chat/completions`, `/v1/completions`): top-level request fields, checked
+# by `quaff_core.generation_request`; defaults apply when a field is absent or null.
+GENERATION_OPTIONS: tuple[Option, ...] = (
+    Option("max_tokens", "int", 256, "most tokens generated per choice", api="max_tokens",
+           bounds="[1, 8192]", library=False, nullable=True),
+    Option("temperature", "float", 1.0, "sampling temperature (0: greedy)", api="temperature",
+           bounds="[0, 2]", library=False, nullable=True),
+    Option("top_p", "float", 1.0, "nucleus sampling: smallest token set with this mass",
+           api="top_p", bounds="(0, 1]", library=False, nullable=True),
+    Option("n", "int", 1, "choices generated per prompt", api="n", bounds="[1, 4]",
+           library=False, nullable=True),
+    Option("seed", "int", None, "sampling seed (same seed and request: same output)",
+           api="seed", bounds="[0, 9223372036854775807]", library=False, nullable=True),
+    Option("top_logprobs", "int", 0, "most likely alternatives returned per token (chat)",
+           api="top_logprobs", bounds="[0, 20]", library=False, nullable=True),
+    Option("completion_logprobs", "int", 0, "alternatives per token (completions' logprobs)",
+           api="logprobs", bounds="[0, 5]", library=False, nullable=True),
+)  # fmt: skip
+GENERATION: dict[str, Option] = {o.name: o for o in GENERATION_OPTIONS}
+
 BY_NAME: dict[str, Option] = {o.name: o for o in OPTIONS}
 BY_PARAM: dict[str, Option] = {o.api: o for o in OPTIONS if o.api is not None}
 

@@ -46,6 +46,7 @@ from quaff_core.lm_trainer import CausalLMTrainer
 from quaff_core.models import load_base_model
 from quaff_core.outliers import OutlierMap
 from quaff_core.prepare import describe_base, prepare_model, tokenize_dataset
+from quaff_core.provenance import name_base, weights_facts, write_modelfile
 from quaff_core.tokenize import PadCollator, TokenizedDataset
 
 logger = logging.getLogger(__name__)
@@ -137,6 +138,8 @@ def _save_adapter(
     shutil.rmtree(staging, ignore_errors=True)
     peft_model.save_pretrained(str(staging))
     tokenizer.save_pretrained(str(staging))
+    name_base(staging, facts["base_model"])
+    write_modelfile(staging, facts["base_model"], tokenizer)
     write_quaff_files(staging, peft_model, facts, outlier_map)
     shutil.rmtree(target, ignore_errors=True)
     os.replace(staging, target)
@@ -197,7 +200,7 @@ def train(
         from quaff_core.convert import load_quaff_state_dict
 
         load_quaff_state_dict(peft_model, load_file(str(resume / MOMENTUM_FILE)))
-    facts = adapter_facts(base_id, config, used_map)
+    facts = {**adapter_facts(base_id, config, used_map), "weights": weights_facts(base_id)}
     total = config.total_steps(len(train_set))
     bridge = HFBridge(
         callbacks,

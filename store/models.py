@@ -1,4 +1,5 @@
-"""SQLAlchemy 2.0 tables: projects, keys, files, jobs, events, checkpoints, maps, adapters."""
+"""SQLAlchemy 2.0 tables: projects, keys, files, jobs, events, checkpoints, maps, adapters,
+inference nodes, evaluations and merged exports."""
 
 from __future__ import annotations
 
@@ -202,3 +203,60 @@ class Adapter(Base):
     sha256: Mapped[str] = mapped_column(String(64))
     bytes: Mapped[int] = mapped_column(BigInteger)
     created_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class InferNode(Base):
+    """A running `quaff infer` process: where the API forwards generation, and what it holds."""
+
+    __tablename__ = "infer_nodes"
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    url: Mapped[str] = mapped_column(String(255))
+    token: Mapped[str] = mapped_column(String(64))
+    hostname: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    device: Mapped[str] = mapped_column(String(32))
+    queue_depth: Mapped[int] = mapped_column(Integer, default=0)
+    queue_size: Mapped[int] = mapped_column(Integer)
+    loaded: Mapped[list[str]] = mapped_column(JSON)
+    started_at: Mapped[int] = mapped_column(BigInteger)
+    heartbeat_at: Mapped[float] = mapped_column(Float, index=True)
+
+
+class Evaluation(Base):
+    """Scores of a job's models (base, tuned, checkpoints) on a validation file."""
+
+    __tablename__ = "fine_tuning_evaluations"
+    __table_args__ = (Index("ix_fine_tuning_evaluations_job_id_id", "job_id", "id"),)
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("fine_tuning_jobs.id", ondelete="CASCADE"))
+    file_id: Mapped[str] = mapped_column(ID)
+    status: Mapped[str] = mapped_column(String(16))
+    models: Mapped[list[str]] = mapped_column(JSON)
+    results: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    error_message: Mapped[str | None] = mapped_column(Text)
+    node_id: Mapped[str | None] = mapped_column(ID)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    finished_at: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class MergedExport(Base):
+    """An adapter merged into its unquantized base (blob: a transformers dir `.tar.gz`)."""
+
+    __tablename__ = "merged_exports"
+    __table_args__ = (UniqueConstraint("job_id", "source_sha256"),)
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("fine_tuning_jobs.id", ondelete="CASCADE"))
+    step: Mapped[int | None] = mapped_column(Integer)
+    source_sha256: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))
+    blob_key: Mapped[str | None] = mapped_column(String(255))
+    sha256: Mapped[str | None] = mapped_column(String(64))
+    bytes: Mapped[int | None] = mapped_column(BigInteger)
+    verification: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    error_message: Mapped[str | None] = mapped_column(Text)
+    node_id: Mapped[str | None] = mapped_column(ID)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    finished_at: Mapped[int | None] = mapped_column(BigInteger)

@@ -5,8 +5,16 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
-from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_BASE_MODELS = ("tiny-llama", "HuggingFaceTB/SmolLM2-135M-Instruct")
@@ -51,10 +59,38 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("QUAFF_BASE_URL", "OPENAI_BASE_URL"),
         description="the API root `quaff jobs` calls (default: the local server's)",
     )
+    # inference processes (`quaff infer`); see infer/ and docs in the README
+    infer_host: str = Field(default="127.0.0.1", description="bind address of `quaff infer`")
+    infer_port: int = Field(default=0, ge=0, le=65535, description="its port (0: a free one)")
+    infer_url: str = Field(
+        default="", description="URL the API reaches it at (default http://HOST:PORT)"
+    )
+    infer_device: str = Field(default="", description="auto, cpu or cuda:N (default: device)")
+    infer_dtype: Literal["float32", "bfloat16"] = Field(
+        default="float32", description="dtype of unquantized bases served"
+    )
+    infer_memory_budget_mb: int = Field(
+        default=4096, gt=0, description="bases + adapters kept loaded; least recently used go"
+    )
+    infer_queue_size: int = Field(default=32, gt=0, description="requests waiting; then 429")
+    infer_max_batch: int = Field(default=8, gt=0, description="sequences generated together")
+    infer_heartbeat_seconds: float = Field(default=2.0, gt=0, description="node registry beat")
+    infer_lease_seconds: float = Field(
+        default=10.0, gt=0, description="a node silent this long is not sent requests"
+    )
+    infer_retry_after_seconds: int = Field(default=1, gt=0, description="Retry-After on a 429")
+    infer_timeout_seconds: float = Field(
+        default=600.0, gt=0, description="API-side limit for one forwarded request"
+    )
+    infer_yield_to_training: bool = Field(
+        default=True, description="on a device a worker also uses, pause between training steps"
+    )
 
-    @field_validator("device")
+    @field_validator("device", "infer_device")
     @classmethod
-    def _check_device(cls, value: str) -> str:
+    def _check_device(cls, value: str, info: ValidationInfo) -> str:
+        if info.field_name == "infer_device" and value == "":
+            return value
         if not _DEVICE.match(value):
             raise ValueError(f"device must be 'auto', 'cpu' or 'cuda:N', got {value!r}")
         return value
@@ -79,6 +115,11 @@ class Settings(BaseSettings):
     def blob_dir(self) -> Path:
         """Where artifacts live on disk."""
         return self.data_dir / "blobs"
+
+    @property
+    def resolved_infer_device(self) -> str:
+        """The device setting inference uses (`infer_device`, else `device`)."""
+        return self.infer_device or self.device
 
 
 @lru_cache(maxsize=1)

@@ -1,5 +1,5 @@
 """Real servers and processes for tests: uvicorn in a thread, or `quaff api` + `quaff worker`
-processes sharing one environment (the `service` fixture of tests/worker builds them)."""
+(+ `quaff infer`) processes sharing one environment (tests/worker and tests/infer build them)."""
 
 from __future__ import annotations
 
@@ -59,6 +59,7 @@ class Service:
     base_url: str = ""
     api: subprocess.Popen[bytes] | None = None
     workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    infers: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     def _spawn(self, argv: list[str], log_name: str) -> subprocess.Popen[bytes]:
         log = (self.logs / log_name).open("ab")
@@ -93,6 +94,12 @@ class Service:
         self.workers.append(process)
         return process
 
+    def start_infer(self) -> subprocess.Popen[bytes]:
+        """A new `quaff infer` process (it registers itself in the node table)."""
+        process = self._spawn(["infer"], f"infer-{len(self.infers)}.log")
+        self.infers.append(process)
+        return process
+
     def kill_worker(self, process: subprocess.Popen[bytes]) -> None:
         """SIGKILL the worker and its pool process (its whole process group), no clean-up."""
         os.killpg(process.pid, signal.SIGKILL)
@@ -100,10 +107,11 @@ class Service:
 
     def stop(self) -> None:
         """Stop every process this service started."""
-        for process in [*self.workers, *([self.api] if self.api else [])]:
+        processes = [*self.workers, *self.infers, *([self.api] if self.api else [])]
+        for process in processes:
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGTERM)
-        for process in [*self.workers, *([self.api] if self.api else [])]:
+        for process in processes:
             try:
                 process.wait(timeout=15)
             except subprocess.TimeoutExpired:

@@ -16,7 +16,7 @@ from store.settings import Settings
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text(encoding="utf-8"))
 SERVICES: dict[str, dict[str, Any]] = COMPOSE["services"]
-QUAFF_SERVICES = ("migrate", "api", "worker", "worker-gpu")
+QUAFF_SERVICES = ("migrate", "api", "worker", "worker-gpu", "infer")
 
 
 def environment(service: dict[str, Any]) -> dict[str, str]:
@@ -28,7 +28,9 @@ def environment(service: dict[str, Any]) -> dict[str, str]:
 
 
 def test_compose_has_the_services() -> None:
-    assert set(SERVICES) == {"postgres", "redis", "migrate", "api", "worker", "worker-gpu"}
+    assert set(SERVICES) == {"postgres", "redis", "migrate", "api", "worker", "worker-gpu", "infer"}
+    assert SERVICES["infer"]["command"] == ["quaff", "infer"]
+    assert "quaff-data:/data" in SERVICES["infer"]["volumes"]
     assert SERVICES["migrate"]["command"] == ["quaff", "db", "upgrade"]
     assert SERVICES["migrate"]["restart"] == "no"
     assert SERVICES["worker"]["command"] == ["quaff", "worker"]

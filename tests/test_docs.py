@@ -26,7 +26,14 @@ DOCS = ROOT / "docs"
 DOC_FILES = [README, *sorted(DOCS.glob("*.md"))]
 MAX_README_LINES = 200
 # The quick-start blocks, in the order a reader runs them; each follows `<!-- quickstart: NAME -->`.
-QUICKSTART = {"data": "bash", "sdk": "python", "curl": "bash", "cli": "bash"}
+QUICKSTART = {
+    "data": "bash",
+    "sdk": "python",
+    "curl": "bash",
+    "cli": "bash",
+    "ask": "python",
+    "ask_curl": "bash",
+}
 README_ADDRESS = "127.0.0.1:8000"  # where `make run` serves; the test's server has its own port
 BLOCK_SECONDS = 300
 
@@ -210,6 +217,8 @@ def test_the_readme_quickstart_works_as_printed(served_checkout: tuple[Path, str
     for name, lang, code in quickstart_blocks():
         done = _run_block(home, name, lang, code.replace(README_ADDRESS, f"127.0.0.1:{port}"))
         assert done.returncode == 0, f"{name} block failed:\n{done.stdout[-3000:]}{done.stderr}"
+        if name.startswith("ask"):
+            assert "ft:tiny-llama:" in done.stdout or '"chat.completion"' in done.stdout
     key = (home / ".quaff" / "api-key").read_text(encoding="utf-8").strip()
     listed = httpx.get(
         f"{base_url}/fine_tuning/jobs", headers={"Authorization": f"Bearer {key}"}, timeout=30

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("api", "store", "worker", "quaff_core", "cli", "migrations")
+PACKAGES = ("api", "store", "worker", "infer", "quaff_core", "cli", "migrations")
 SERVICE = {"api", "store", "worker", "cli", "infer", "bench", "migrations"}
 # quaff_core modules that never import torch: what the torch-free layers may use
 TORCH_FREE_CORE = {
@@ -22,6 +22,7 @@ TORCH_FREE_CORE = {
     "quaff_core.events",
     "quaff_core.examples",
     "quaff_core.formats",
+    "quaff_core.generation_request",
     "quaff_core.option",
     "quaff_core.options",
     "quaff_core.templates",
@@ -31,6 +32,7 @@ FORBIDDEN: dict[str, set[str]] = {
     "store": {"api", "worker", "cli", "infer", "torch", "fastapi", "celery", "transformers"},
     "api": {"worker", "cli", "infer", "torch", "transformers", "peft"},
     "worker": {"api", "cli", "infer"},
+    "infer": {"api", "worker", "cli"},
     "migrations": {"api", "worker", "cli", "infer", "torch"},
 }
 TORCH_FREE = ("store", "api", "migrations")

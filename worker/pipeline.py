@@ -17,10 +17,12 @@ from store import jobs
 from store.blobs import BlobStore
 from store.checkpoints import latest_checkpoint
 from store.db import session_scope
+from store.device_lock import DeviceTurnstile, lock_dir, lock_name
 from store.errors import InvalidRequestError
 from store.events import ServiceEvent, add_event
 from store.models import File, Job
 from store.settings import Settings
+from worker.device_share import DeviceSharing
 from worker.lease import Heartbeat, acquire, hand_back
 from worker.options import JobFailure, train_config
 
@@ -113,6 +115,16 @@ def resolve_device(settings: Settings) -> str:
             "device setting or its GPU reservation.",
         )
     return "cpu"
+
+
+def device_turnstile(settings: Settings) -> DeviceTurnstile | None:
+    """The device turnstile shared with inference nodes on this host (None: not sharing)."""
+    import torch
+
+    if not settings.infer_yield_to_training:
+        return None
+    name = lock_name(settings.device, torch.cuda.is_available())
+    return DeviceTurnstile(lock_dir(settings.data_dir), name)
 
 
 def _dataset(session: Session, blobs: BlobStore, job: Job, file_id: str, param: str) -> File:
@@ -215,7 +227,10 @@ def _run_claimed(
             extra_files=tokenizer_files,
             safety_checkpoint_seconds=settings.safety_checkpoint_seconds,
         )
+        turnstile = device_turnstile(settings)
         try:
+            if turnstile is not None:
+                turnstile.acquire()
             result = train(
                 (model, tokenizer),
                 blobs.path(train_file.blob_key),
@@ -223,7 +238,7 @@ def _run_claimed(
                 config=config,
                 validation_data=blobs.path(valid_file.blob_key) if valid_file else None,
                 outlier_map=outlier_map,
-                callbacks=callbacks,
+                callbacks=DeviceSharing(callbacks, turnstile) if turnstile else callbacks,
                 resume_from=resume,
                 base_model_id=job.model,
             )
@@ -235,6 +250,9 @@ def _run_claimed(
             raise JobFailure("invalid_training_data", message, "training.max_seq_length") from exc
         except torch.OutOfMemoryError as exc:
             raise JobFailure(*out_of_memory_error(job, device, exc)) from exc
+        finally:
+            if turnstile is not None:
+                turnstile.release()
         del model
         if result.stopped == "paused" and callbacks.handing_back:
             return _hand_back(session, job, worker_id, result.final_step, requeue)

@@ -7,15 +7,20 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response, StreamingResponse
+from sqlalchemy.orm import Session
 
-from api.deps import BlobsDep, CurrentProject, SessionDep
+from api.deps import CurrentProject, SessionDep
 from api.errors import error_response
+from api.routes.exports import merged_export
 from api.schemas import ListObject, checkpoint_object, page
 from store import adapters, checkpoints, jobs
-from store.errors import NotFoundError
+from store.blobs import BlobStore
+from store.errors import InvalidRequestError, NotFoundError
+from store.models import Job
 
 router = APIRouter(prefix="/v1/fine_tuning/jobs", tags=["fine-tuning"])
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+FORMATS = ("adapter", "merged")
 
 
 @router.get("/{job_id}/checkpoints", response_model=ListObject)
@@ -51,16 +56,28 @@ def parse_range(header: str, size: int) -> tuple[int, int] | None:
 
 
 @router.get("/{job_id}/adapter", response_model=None)
-def download_adapter(
+async def download_adapter(
     request: Request,
     job_id: str,
     project: CurrentProject,
-    session: SessionDep,
-    blobs: BlobsDep,
     step: Annotated[int | None, Query(ge=0)] = None,
+    format: str = "adapter",
 ) -> Response:
-    """The PEFT adapter `.tar.gz` (final, or the checkpoint at `step`); supports `Range`."""
-    job = jobs.get_job(session, project.id, job_id)
+    """The PEFT adapter `.tar.gz` (final, or the checkpoint at `step`); `format=merged`: the
+    adapter merged into its base (see api/routes/exports.py)."""
+    if format not in FORMATS:
+        raise InvalidRequestError(f"format must be one of {', '.join(FORMATS)}", param="format")
+    with request.app.state.session_factory() as session:
+        job = jobs.get_job(session, project.id, job_id)
+        if format == "merged":
+            return await merged_export(request, job, step)
+        return _adapter_archive(request, session, request.app.state.blobs, job, step)
+
+
+def _adapter_archive(
+    request: Request, session: Session, blobs: BlobStore, job: Job, step: int | None
+) -> Response:
+    """The adapter archive with Range support."""
     if step is None:
         adapter = adapters.adapter_for_job(session, job.id)
         if adapter is None:

@@ -7,7 +7,9 @@ from fastapi import APIRouter
 from api.deps import BlobsDep, CurrentProject, SessionDep, SettingsDep
 from api.schemas import ListObject, ModelDeleted, ModelObject, adapter_model_object, page
 from store import adapters, catalog
-from store.errors import InvalidRequestError
+from store.errors import InvalidRequestError, NotFoundError
+from store.model_refs import project_checkpoints
+from store.models import Checkpoint, Job
 from store.settings import Settings
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
@@ -20,11 +22,20 @@ def _base_models(settings: Settings) -> list[ModelObject]:
     ]
 
 
+def _checkpoint_model(ckpt: Checkpoint, job: Job) -> ModelObject:
+    """A checkpoint as a model (servable by chat/completions like the final model)."""
+    return ModelObject(
+        id=ckpt.fine_tuned_model_checkpoint, created=ckpt.created_at, owned_by=job.project_id,
+        base_model=job.model, fine_tuning_job=job.id,
+    )  # fmt: skip
+
+
 @router.get("", response_model=ListObject)
 def list_models(project: CurrentProject, session: SessionDep, settings: SettingsDep) -> ListObject:
-    """Base models first, then the project's fine-tuned models."""
+    """Base models first, then the project's fine-tuned models and their checkpoints."""
     tuned = [adapter_model_object(a) for a in adapters.list_adapters(session, project.id)]
-    return page([*_base_models(settings), *tuned], False)
+    ckpts = [_checkpoint_model(c, j) for c, j in project_checkpoints(session, project.id)]
+    return page([*_base_models(settings), *tuned, *ckpts], False)
 
 
 @router.get("/{model:path}", response_model=ModelObject)
@@ -35,7 +46,13 @@ def retrieve_model(
     for base in _base_models(settings):
         if base.id == model:
             return base
-    return adapter_model_object(adapters.get_adapter_by_model(session, project.id, model))
+    try:
+        return adapter_model_object(adapters.get_adapter_by_model(session, project.id, model))
+    except NotFoundError:
+        for ckpt, job in project_checkpoints(session, project.id):
+            if ckpt.fine_tuned_model_checkpoint == model:
+                return _checkpoint_model(ckpt, job)
+        raise
 
 
 @router.delete("/{model:path}", response_model=ModelDeleted)

@@ -114,7 +114,14 @@ def test_sdk_jobs(
     assert done.fine_tuned_model == f"ft:tiny-llama:sdk:{job.id[-8:]}"
 
     model_ids = [m.id for m in sdk.models.list()]
-    assert model_ids == ["tiny-llama", "HuggingFaceTB/SmolLM2-135M-Instruct", done.fine_tuned_model]
+    checkpoint = checkpoints.data[0].fine_tuned_model_checkpoint
+    assert model_ids == [
+        "tiny-llama",
+        "HuggingFaceTB/SmolLM2-135M-Instruct",
+        done.fine_tuned_model,
+        checkpoint,
+    ]
+    assert sdk.models.retrieve(checkpoint).model_extra["fine_tuning_job"] == job.id
     assert sdk.models.retrieve("HuggingFaceTB/SmolLM2-135M-Instruct").owned_by == "quaff"
     assert sdk.models.delete(done.fine_tuned_model).deleted is True
     with pytest.raises(openai.NotFoundError):

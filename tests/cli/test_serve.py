@@ -70,7 +70,9 @@ def _children(pid: int) -> list[int]:
 
 
 @pytest.mark.slow
-def test_serve_runs_the_api_and_a_worker_until_interrupted(tmp_path: Path) -> None:
+def test_serve_runs_the_api_a_worker_and_an_inference_node_until_interrupted(
+    tmp_path: Path,
+) -> None:
     if not Path("/proc/self/task").is_dir():
         pytest.skip("needs Linux /proc to find the worker process")
     port = free_port()
@@ -98,7 +100,11 @@ def test_serve_runs_the_api_and_a_worker_until_interrupted(tmp_path: Path) -> No
         key = (tmp_path / "data" / KEY_FILE).read_text().strip()
         output = (tmp_path / "serve.log").read_text()
         assert f'api_key="{key}"' in output
-        (worker,) = _children(serve.pid)
+        children = wait_for(
+            "the worker and the inference node", lambda: len(_children(serve.pid)) == 2
+        )
+        assert children
+        kids = _children(serve.pid)
         sdk = OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=key, max_retries=2)
         rows = [
             {
@@ -127,4 +133,5 @@ def test_serve_runs_the_api_and_a_worker_until_interrupted(tmp_path: Path) -> No
         serve.send_signal(signal.SIGINT)
         serve.wait(timeout=60)
     assert serve.returncode == 0
-    assert not Path(f"/proc/{worker}").exists()  # it stopped with serve and was reaped
+    for kid in kids:
+        assert not Path(f"/proc/{kid}").exists()  # they stopped with serve and were reaped

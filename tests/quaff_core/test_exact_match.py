@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from bench.exact_match import exact_match, normalise, prompt_and_answer, score
 from quaff_core.data import Example, Message
+from quaff_core.exact_match import exact_match, normalise, prompt_and_answer, score
 from quaff_core.models import load_tiny_llama
 
 

@@ -1,0 +1,1 @@
+"""The inference process (`quaff infer`): loads bases once, hot-swaps adapters, generates."""

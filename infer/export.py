@@ -1,0 +1,71 @@
+"""Build a merged export on a node: merge, verify against the adapter on the base, store."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from pathlib import Path
+
+from infer.cache import ModelCache
+from quaff_core.data import read_examples
+from store import exports
+from store.archives import pack_dir
+from store.blobs import BlobStore
+from store.db import session_scope
+from store.model_refs import job_model_ref
+from store.models import File, Job, MergedExport
+from store.settings import Settings
+
+logger = logging.getLogger(__name__)
+CHECK_EXAMPLES = 4
+CHECK_MAX_TOKENS = 256
+
+
+def _check_rows(blobs: BlobStore, data: File, tokenizer_source: str) -> list[dict[str, list[int]]]:
+    """The first few examples of the job's validation (else training) file, tokenised."""
+    from quaff_core.models import load_base_model
+    from quaff_core.tokenize import tokenize_examples
+
+    examples = read_examples(blobs.path(data.blob_key))[:CHECK_EXAMPLES]
+    _model, tokenizer = load_base_model(tokenizer_source)
+    dataset = tokenize_examples(examples, tokenizer, max_seq_length=CHECK_MAX_TOKENS)
+    return [dataset[i] for i in range(len(dataset))]
+
+
+def run_export(settings: Settings, cache: ModelCache, export_id: str, node_id: str) -> None:
+    """Merge the export's adapter into its base, check it, store it (or why it failed)."""
+    from quaff_core.merge import merge_adapter, verify_export, write_export_facts
+
+    blobs = BlobStore(settings.blob_dir)
+    with session_scope(settings) as session:
+        row = session.get(MergedExport, export_id)
+        if row is None or row.status != "building" or row.node_id != node_id:
+            return
+        try:
+            job = session.get(Job, row.job_id)
+            if job is None:
+                raise ValueError("the job was deleted")
+            ref = job_model_ref(session, job, row.step)
+            adapter = cache.adapter_dir(ref)
+            data = session.get(File, job.validation_file_id or job.training_file_id)
+            if data is None:
+                raise ValueError("the job's training and validation files were deleted")
+            rows = _check_rows(blobs, data, ref.base)
+            with tempfile.TemporaryDirectory(prefix="quaff-export-") as tmp:
+                merged = merge_adapter(ref.base, adapter, Path(tmp) / "merged")
+                verification = verify_export(ref.base, adapter, merged, rows)
+                if not verification["passed"]:
+                    message = (
+                        f"The merged model's logits differ from the adapter on the base by "
+                        f"{verification['max_abs_logit_diff']:.3g} (allowed "
+                        f"{verification['tolerance']:.3g}); the export was not kept."
+                    )
+                    exports.fail_export(session, row, message, verification)
+                    return
+                write_export_facts(merged, adapter, verification)
+                archive = pack_dir(merged, Path(tmp) / "merged.tar.gz")
+                exports.finish_export(session, blobs, row, archive, verification)
+        except Exception as exc:  # the export must end failed, whatever broke
+            logger.exception("export %s failed", export_id)
+            session.rollback()
+            exports.fail_export(session, row, f"{type(exc).__name__}: {exc}", None)
