@@ -28,7 +28,7 @@ import torch
 from bench.step_models import build_base
 from bench.step_modes import MODES
 
-DEFAULT_MODES = ["fp32", "bf16-autocast", "quaff-fp32", "quaff-bf16"]
+DEFAULT_MODES = ["fp32", "bf16-autocast", "quaff", "w8a8", "fp32-hf", "bf16-autocast-hf"]
 
 
 def rss_bytes() -> int:
@@ -98,7 +98,7 @@ def run_memory_probes(args: argparse.Namespace, model_name: str) -> dict[str, di
         cmd = [sys.executable, "-m", "bench.step", "--probe-memory", mode, "--model", model_name]
         cmd += ["--batch", str(args.batch), "--seq-len", str(args.seq_len)]
         cmd += ["--layers", str(args.layers), "--threads", str(args.threads)]
-        cmd += [] if args.compile else ["--no-compile"]
+        cmd += ["--no-compile"] if args.compile is False else []
         done = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
         if done.returncode != 0:
             raise RuntimeError(f"memory probe for {mode} failed:\n{done.stderr[-3000:]}")
@@ -197,7 +197,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--no-compile", dest="compile", action="store_false")
+    p.add_argument(
+        "--no-compile", dest="compile", action="store_const", const=False, default="auto"
+    )
     p.add_argument("--no-memory", dest="memory", action="store_false")
     p.add_argument("--profile", choices=sorted(MODES), help="profile one step of this mode")
     p.add_argument("--json", type=Path, help="write all results to this JSON file")
