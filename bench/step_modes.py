@@ -57,8 +57,15 @@ def _runner(model: nn.Module, *, autocast: bool, chunked: bool) -> Runner:
     """One step: forward (optionally under CPU bf16 autocast), backward, AdamW."""
     opt = _optimizer(model)
 
+    device = next(model.parameters()).device
+
     def step(ids: torch.Tensor) -> float:
-        ctx = torch.autocast("cpu", dtype=torch.bfloat16) if autocast else contextlib.nullcontext()
+        ids = ids.to(device)
+        ctx = (
+            torch.autocast(device.type, dtype=torch.bfloat16)
+            if autocast
+            else contextlib.nullcontext()
+        )
         with ctx:
             loss = _loss(model, ids, chunked)
         loss.backward()
@@ -109,7 +116,8 @@ def _quaff(
             om = calibrate(model, calib)
         else:  # plain W8A8 ablation: the same int8 path with no outlier channels
             om = OutlierMap(layers={name: [] for name in quantizable_linears(model)})
-        resolved = resolve_compute_dtype(dtype, "cpu")  # type: ignore[arg-type]
+        device = next(model.parameters()).device
+        resolved = resolve_compute_dtype(dtype, device)  # type: ignore[arg-type]
         if resolved == torch.bfloat16:
             model.to(resolved)  # attention, norms and head in bf16 too; LoRA stays fp32
         comp = compile if compile_override is None else compile_override
