@@ -72,7 +72,9 @@ def cuda_memory_probe(args: argparse.Namespace, model_name: str, mode: str) -> d
     start = torch.cuda.memory_allocated()
     base = build_base(model_name, args.layers).to(args.device)
     vocab = base.config.vocab_size
-    runner = MODES[mode].build(base, token_batches(vocab, args.batch, args.seq_len, 2, 1), args.compile)
+    runner = MODES[mode].build(
+        base, token_batches(vocab, args.batch, args.seq_len, 2, 1), args.compile
+    )
     del base
     ids = token_batches(vocab, args.batch, args.seq_len, 1, seed=2)[0]
     runner.step(ids)
@@ -173,7 +175,7 @@ def profile(runner: Any, ids: torch.Tensor, mode: str) -> None:
 
 def report(model_name: str, timing: dict[str, Any], memory: dict[str, Any]) -> dict[str, Any]:
     """Print the table for one model and return its JSON record."""
-    med = {m: statistics.median(t) for m, t in timing["times"].items()}
+    med = {m: statistics.median(t) if t else float("nan") for m, t in timing["times"].items()}
     ref = med.get("fp32")
     ref_bf16 = med.get("bf16-autocast")
     print(f"\n== {model_name}: median step over {len(next(iter(timing['times'].values())))} steps")
@@ -223,6 +225,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--no-compile", dest="compile", action="store_const", const=False, default="auto"
     )
     p.add_argument("--no-memory", dest="memory", action="store_false")
+    p.add_argument("--memory-only", action="store_true", help="peak memory rows, no timing")
     p.add_argument("--profile", choices=sorted(MODES), help="profile one step of this mode")
     p.add_argument("--json", type=Path, help="write all results to this JSON file")
     p.add_argument("--probe-memory", choices=sorted(MODES), help=argparse.SUPPRESS)
@@ -252,7 +255,11 @@ def main(argv: list[str] | None = None) -> None:
     results: dict[str, Any] = {"config": {k: str(v) for k, v in vars(args).items()}}
     for model_name in args.model:
         print(f"\n== {model_name}: building and timing {', '.join(args.modes)}", flush=True)
-        timing = time_modes(args, model_name)
+        timing = (
+            {"times": {m: [] for m in args.modes}, "last_loss": dict.fromkeys(args.modes)}
+            if args.memory_only
+            else time_modes(args, model_name)
+        )
         gc.collect()
         memory = run_memory_probes(args, model_name) if args.memory else {}
         results[model_name] = report(model_name, timing, memory)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Sequence
 
 import torch
@@ -31,10 +32,11 @@ def _beta_from(scale_beta: float, momentum: float | None) -> float:
     """The EMA weight of the new statistic; `momentum` is the deprecated old-value weight."""
     if momentum is None:
         return check_scale_beta(scale_beta)
-    logger.warning(
-        "QuaffLinear momentum=%s is deprecated (it weights the old value): use scale_beta=%s",
-        momentum,
-        1.0 - momentum,
+    warnings.warn(
+        f"QuaffLinear momentum={momentum} is deprecated (it weights the old value): "
+        f"use scale_beta={1.0 - momentum}",
+        DeprecationWarning,
+        stacklevel=3,
     )
     if not 0.0 <= momentum <= 1.0:
         raise ValueError(f"momentum must be in [0, 1], got {momentum}")
@@ -87,7 +89,7 @@ class QuaffLinear(nn.Module):
         self.in_features = in_features
         self.out_features = out_features
         self.scale_beta = _beta_from(scale_beta, momentum)
-        self.compute_dtype = compute_dtype
+        self.compute_dtype_setting = compute_dtype
         self.compile = compile
         weight_t = torch.zeros(in_features, out_features, dtype=torch.int8, device=device)
         self.register_buffer("weight", weight_t.t())
@@ -157,6 +159,11 @@ class QuaffLinear(nn.Module):
         return module
 
     @property
+    def compute_dtype(self) -> torch.dtype | None:
+        """The compute dtype, 'auto' resolved for the weights' device (None = the input's)."""
+        return resolve_compute_dtype(self.compute_dtype_setting, self.weight.device)
+
+    @property
     def n_outliers(self) -> int:
         """Number of high-precision outlier input channels."""
         return int(self.outlier_idx.numel())
@@ -191,7 +198,7 @@ class QuaffLinear(nn.Module):
     def resolved_settings(self, device: torch.device) -> tuple[torch.dtype | None, bool]:
         """(compute dtype or None = input dtype, compile) with 'auto' resolved for `device`."""
         return (
-            resolve_compute_dtype(self.compute_dtype, device),
+            resolve_compute_dtype(self.compute_dtype_setting, device),
             resolve_compile(self.compile, device),
         )
 
@@ -228,7 +235,7 @@ class QuaffLinear(nn.Module):
         return (
             f"in_features={self.in_features}, out_features={self.out_features}, "
             f"bias={self.bias is not None}, n_outliers={self.n_outliers}, "
-            f"scale_beta={self.scale_beta}, compute_dtype={self.compute_dtype}, "
+            f"scale_beta={self.scale_beta}, compute_dtype={self.compute_dtype_setting}, "
             f"compile={self.compile}"
         )
 

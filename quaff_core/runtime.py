@@ -143,3 +143,27 @@ def resolve_compile(
     if setting != AUTO:
         raise ValueError(f"compile must be true, false or 'auto', got {setting!r}")
     return _inductor_works(_device_type(device))
+
+
+def bucket_length(length: int, max_length: int, multiple: int = 64) -> int:
+    """The padded length of a batch whose longest row has `length` tokens: the next multiple of
+    `multiple`, at most `max_length` (so compiled code sees a few lengths, not every one)."""
+    if length < 1 or max_length < 1 or multiple < 1:
+        raise ValueError(f"need positive lengths, got {length}, {max_length}, {multiple}")
+    return min(-(-length // multiple) * multiple, max(max_length, length))
+
+
+def pad_to_bucket(
+    batch: dict[str, torch.Tensor], *, pad_token_id: int, max_length: int, multiple: int = 64
+) -> dict[str, torch.Tensor]:
+    """Right-pad `input_ids` [B, T] (with pad_token_id), `attention_mask` (0) and `labels`
+    (-100) of a collated batch to `bucket_length(T, ...)`; other entries pass through."""
+    length = int(batch["input_ids"].shape[1])
+    extra = bucket_length(length, max_length, multiple) - length
+    if extra <= 0:
+        return batch
+    fill = {"input_ids": pad_token_id, "attention_mask": 0, "labels": -100}
+    return {
+        key: torch.nn.functional.pad(value, (0, extra), value=fill[key]) if key in fill else value
+        for key, value in batch.items()
+    }

@@ -58,3 +58,24 @@ def test_rejects_unknown_settings():
         runtime.resolve_compute_dtype(torch.int8, "cpu")
     with pytest.raises(ValueError, match="compile"):
         runtime.resolve_compile("yes", "cpu")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("length", "max_length", "expected"),
+    [(1, 1024, 64), (64, 1024, 64), (65, 1024, 128), (1000, 1000, 1000), (1030, 1000, 1030)],
+)
+def test_bucket_length(length: int, max_length: int, expected: int):
+    assert runtime.bucket_length(length, max_length) == expected
+
+
+def test_pad_to_bucket_pads_every_sequence_field():
+    batch = {
+        "input_ids": torch.ones(2, 70, dtype=torch.long),
+        "attention_mask": torch.ones(2, 70, dtype=torch.long),
+        "labels": torch.ones(2, 70, dtype=torch.long),
+    }
+    out = runtime.pad_to_bucket(batch, pad_token_id=7, max_length=512)
+    assert {k: tuple(v.shape) for k, v in out.items()} == dict.fromkeys(batch, (2, 128))
+    assert int(out["input_ids"][0, -1]) == 7
+    assert int(out["attention_mask"][0, 70:].sum()) == 0
+    assert bool((out["labels"][:, 70:] == -100).all())
