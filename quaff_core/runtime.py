@@ -58,14 +58,15 @@ def _median_time(fn: Callable[[], object], repeats: int = 5) -> float:
 def _cpu_probe(kind: str) -> float:
     """Speed-up of a `kind` ('bf16' or 'int8') GEMM over float32 on this CPU (one-time probe)."""
     m, k, n = _PROBE_SHAPE
-    a, b = torch.randn(m, k), torch.randn(k, n)
+    g = torch.Generator().manual_seed(0)  # never draw from the global RNG (training seeds it)
+    a, b = torch.randn(m, k, generator=g), torch.randn(k, n, generator=g)
     fp32 = _median_time(lambda: a @ b)
     if kind == "bf16":
         ab, bb = a.bfloat16(), b.bfloat16()
         other = _median_time(lambda: ab @ bb)
     else:
-        qa = torch.randint(-127, 128, (m, k), dtype=torch.int8)
-        qb = torch.randint(-127, 128, (n, k), dtype=torch.int8).t()
+        qa = torch.randint(-127, 128, (m, k), dtype=torch.int8, generator=g)
+        qb = torch.randint(-127, 128, (n, k), dtype=torch.int8, generator=g).t()
         other = _median_time(lambda: torch._int_mm(qa, qb), repeats=2)
     speedup = fp32 / max(other, 1e-9)
     logger.info("CPU probe: %s GEMM is %.2fx float32", kind, speedup)

@@ -79,3 +79,11 @@ def test_pad_to_bucket_pads_every_sequence_field():
     assert int(out["input_ids"][0, -1]) == 7
     assert int(out["attention_mask"][0, 70:].sum()) == 0
     assert bool((out["labels"][:, 70:] == -100).all())
+
+
+@pytest.mark.parametrize("kind", ["bf16", "int8"])
+def test_probe_leaves_the_global_rng_alone(kind: str):
+    runtime._cpu_probe.cache_clear()
+    state = torch.get_rng_state()
+    runtime._cpu_probe(kind)
+    assert torch.equal(torch.get_rng_state(), state)
