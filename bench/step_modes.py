@@ -95,7 +95,7 @@ def _baseline(autocast: bool, chunked: bool, checkpointing: bool = False) -> Cal
     """Builder of a plain PEFT LoRA mode."""
 
     def build(base: nn.Module, calib: list[torch.Tensor], compile: CompileSetting) -> Runner:
-        model = _plain_lora(base, checkpointing)
+        model = _plain_lora(base, checkpointing).train()  # HF checkpoints only in train mode
         return _runner(model, autocast=autocast, chunked=chunked)
 
     return build
