@@ -28,7 +28,7 @@ import torch
 from bench.step_models import build_base
 from bench.step_modes import MODES
 
-DEFAULT_MODES = ["fp32", "bf16-autocast", "quaff-fp32", "quaff-bf16"]
+DEFAULT_MODES = ["fp32", "bf16-autocast", "quaff", "w8a8", "fp32-hf", "bf16-autocast-hf"]
 
 
 def rss_bytes() -> int:
@@ -66,8 +66,30 @@ def token_batches(vocab: int, batch: int, seq_len: int, n: int, seed: int) -> li
     return [torch.randint(0, vocab, (batch, seq_len), generator=g) for _ in range(n)]
 
 
+def cuda_memory_probe(args: argparse.Namespace, model_name: str, mode: str) -> dict[str, float]:
+    """CUDA: build one mode, run 3 steps; peak allocated GPU memory in MiB (net of the start)."""
+    torch.cuda.empty_cache()
+    start = torch.cuda.memory_allocated()
+    base = build_base(model_name, args.layers).to(args.device)
+    vocab = base.config.vocab_size
+    runner = MODES[mode].build(
+        base, token_batches(vocab, args.batch, args.seq_len, 2, 1), args.compile
+    )
+    del base
+    ids = token_batches(vocab, args.batch, args.seq_len, 1, seed=2)[0]
+    runner.step(ids)
+    torch.cuda.reset_peak_memory_stats()
+    runner.step(ids)
+    runner.step(ids)
+    mib = 1024.0**2
+    peak = torch.cuda.max_memory_allocated()
+    return {"peak_rss_mib": peak / mib, "net_peak_mib": (peak - start) / mib}
+
+
 def memory_probe(args: argparse.Namespace, model_name: str, mode: str) -> dict[str, float]:
     """In this (fresh) process: build one mode, run 2 steps, return peak RSS numbers in MiB."""
+    if args.device != "cpu":
+        return cuda_memory_probe(args, model_name, mode)
     start = rss_bytes()
     base = build_base(model_name, args.layers)
     vocab = base.config.vocab_size
@@ -98,7 +120,8 @@ def run_memory_probes(args: argparse.Namespace, model_name: str) -> dict[str, di
         cmd = [sys.executable, "-m", "bench.step", "--probe-memory", mode, "--model", model_name]
         cmd += ["--batch", str(args.batch), "--seq-len", str(args.seq_len)]
         cmd += ["--layers", str(args.layers), "--threads", str(args.threads)]
-        cmd += [] if args.compile else ["--no-compile"]
+        cmd += ["--device", args.device]
+        cmd += ["--no-compile"] if args.compile is False else []
         done = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
         if done.returncode != 0:
             raise RuntimeError(f"memory probe for {mode} failed:\n{done.stderr[-3000:]}")
@@ -108,7 +131,7 @@ def run_memory_probes(args: argparse.Namespace, model_name: str) -> dict[str, di
 
 def time_modes(args: argparse.Namespace, model_name: str) -> dict[str, Any]:
     """Build every mode from one base and time them interleaved; returns per-mode step times."""
-    base = build_base(model_name, args.layers)
+    base = build_base(model_name, args.layers).to(args.device)
     vocab = base.config.vocab_size
     calib = token_batches(vocab, args.batch, args.seq_len, 2, seed=1)
     runners = {}
@@ -126,7 +149,7 @@ def time_modes(args: argparse.Namespace, model_name: str) -> dict[str, Any]:
         order = args.modes[i % len(args.modes) :] + args.modes[: i % len(args.modes)]
         for mode in order:
             t0 = time.perf_counter()
-            losses[mode] = runners[mode].step(ids)
+            losses[mode] = runners[mode].step(ids)  # float(loss) synchronises CUDA
             elapsed = time.perf_counter() - t0
             last[mode] = elapsed
             if i >= args.warmup:
@@ -152,7 +175,7 @@ def profile(runner: Any, ids: torch.Tensor, mode: str) -> None:
 
 def report(model_name: str, timing: dict[str, Any], memory: dict[str, Any]) -> dict[str, Any]:
     """Print the table for one model and return its JSON record."""
-    med = {m: statistics.median(t) for m, t in timing["times"].items()}
+    med = {m: statistics.median(t) if t else float("nan") for m, t in timing["times"].items()}
     ref = med.get("fp32")
     ref_bf16 = med.get("bf16-autocast")
     print(f"\n== {model_name}: median step over {len(next(iter(timing['times'].values())))} steps")
@@ -197,8 +220,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--no-compile", dest="compile", action="store_false")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument(
+        "--no-compile", dest="compile", action="store_const", const=False, default="auto"
+    )
     p.add_argument("--no-memory", dest="memory", action="store_false")
+    p.add_argument("--memory-only", action="store_true", help="peak memory rows, no timing")
     p.add_argument("--profile", choices=sorted(MODES), help="profile one step of this mode")
     p.add_argument("--json", type=Path, help="write all results to this JSON file")
     p.add_argument("--probe-memory", choices=sorted(MODES), help=argparse.SUPPRESS)
@@ -219,13 +246,20 @@ def main(argv: list[str] | None = None) -> None:
     if args.probe_memory:
         print(json.dumps(memory_probe(args, args.model[0], args.probe_memory)))
         return
-    print(f"torch {torch.__version__}, {args.threads} threads, batch {args.batch} x {args.seq_len}")
+    print(
+        f"torch {torch.__version__}, {args.device}, {args.threads} threads, "
+        f"batch {args.batch} x {args.seq_len}"
+    )
     for mode in args.modes:
         print(f"  {mode:14s}: {MODES[mode].description}")
     results: dict[str, Any] = {"config": {k: str(v) for k, v in vars(args).items()}}
     for model_name in args.model:
         print(f"\n== {model_name}: building and timing {', '.join(args.modes)}", flush=True)
-        timing = time_modes(args, model_name)
+        timing = (
+            {"times": {m: [] for m in args.modes}, "last_loss": dict.fromkeys(args.modes)}
+            if args.memory_only
+            else time_modes(args, model_name)
+        )
         gc.collect()
         memory = run_memory_probes(args, model_name) if args.memory else {}
         results[model_name] = report(model_name, timing, memory)

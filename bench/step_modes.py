@@ -16,6 +16,7 @@ from quaff_core.convert import convert_to_quaff
 from quaff_core.loss import chunked_causal_lm_loss
 from quaff_core.outliers import OutlierMap
 from quaff_core.peft import add_lora
+from quaff_core.runtime import CompileSetting, resolve_compute_dtype
 
 LORA_R = 16
 LORA_ALPHA = 32
@@ -34,7 +35,7 @@ class Mode:
     """A benchmark mode: what it includes (printed) and how to build it from an fp32 base."""
 
     description: str
-    build: Callable[[nn.Module, list[torch.Tensor], bool], Runner]
+    build: Callable[[nn.Module, list[torch.Tensor], CompileSetting], Runner]
 
 
 def _optimizer(model: nn.Module) -> torch.optim.Optimizer:
@@ -42,14 +43,31 @@ def _optimizer(model: nn.Module) -> torch.optim.Optimizer:
     return torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
 
 
-def _hf_loss_runner(model: nn.Module, autocast: bool) -> Runner:
-    """Plain PEFT step: HF forward with labels (full logits + cross-entropy)."""
+def _loss(model: nn.Module, ids: torch.Tensor, chunked: bool) -> torch.Tensor:
+    """Mean next-token CE: chunked head + CE (`chunked_causal_lm_loss`) or HF's full logits."""
+    if not chunked:
+        return model(input_ids=ids, labels=ids).loss  # type: ignore[no-any-return]
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    hidden = inner.model(input_ids=ids).last_hidden_state
+    loss, _, _ = chunked_causal_lm_loss(hidden, inner.lm_head, ids)
+    return loss
+
+
+def _runner(model: nn.Module, *, autocast: bool, chunked: bool) -> Runner:
+    """One step: forward (optionally under CPU bf16 autocast), backward, AdamW."""
     opt = _optimizer(model)
 
+    device = next(model.parameters()).device
+
     def step(ids: torch.Tensor) -> float:
-        ctx = torch.autocast("cpu", dtype=torch.bfloat16) if autocast else contextlib.nullcontext()
+        ids = ids.to(device)
+        ctx = (
+            torch.autocast(device.type, dtype=torch.bfloat16)
+            if autocast
+            else contextlib.nullcontext()
+        )
         with ctx:
-            loss = model(input_ids=ids, labels=ids).loss
+            loss = _loss(model, ids, chunked)
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
@@ -58,73 +76,90 @@ def _hf_loss_runner(model: nn.Module, autocast: bool) -> Runner:
     return Runner(model, step)
 
 
-def _plain_lora(base: nn.Module) -> nn.Module:
+def _checkpointed(model: nn.Module) -> None:
+    """HF gradient checkpointing of the decoder layers (non-reentrant)."""
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model.enable_input_require_grads()
+
+
+def _plain_lora(base: nn.Module, checkpointing: bool) -> nn.Module:
     """PEFT LoRA r=16 on all linear layers but the head of a deep copy of `base`."""
-    config = LoraConfig(r=LORA_R, lora_alpha=LORA_ALPHA, target_modules="all-linear")
-    return get_peft_model(copy.deepcopy(base), config)
-
-
-def build_fp32(base: nn.Module, calib: list[torch.Tensor], compile: bool) -> Runner:
-    """fp32 PEFT LoRA."""
-    return _hf_loss_runner(_plain_lora(base), autocast=False)
-
-
-def build_bf16_autocast(base: nn.Module, calib: list[torch.Tensor], compile: bool) -> Runner:
-    """PEFT LoRA on the fp32 model, step under bf16 autocast."""
-    return _hf_loss_runner(_plain_lora(base), autocast=True)
-
-
-def _quaff_runner(
-    base: nn.Module, calib: list[torch.Tensor], compile: bool, dtype: torch.dtype, outliers: bool
-) -> Runner:
-    """Product path: calibrate, convert_to_quaff, add_lora, chunked loss."""
     model = copy.deepcopy(base)
-    if outliers:
-        om = calibrate(model, calib)
-    else:  # plain W8A8 ablation: the same int8 path with no outlier channels
-        om = OutlierMap(layers={name: [] for name in quantizable_linears(model)})
-    model.to(dtype)
-    convert_to_quaff(model, om, compute_dtype=dtype, compile=compile)
-    peft_model = add_lora(model, r=LORA_R, alpha=LORA_ALPHA)
-    inner = peft_model.base_model.model
-    opt = _optimizer(peft_model)
-    use_autocast = dtype == torch.bfloat16
+    if checkpointing:
+        _checkpointed(model)
+    config = LoraConfig(r=LORA_R, lora_alpha=LORA_ALPHA, target_modules="all-linear")
+    return get_peft_model(model, config)
 
-    def step(ids: torch.Tensor) -> float:
-        ctx = (
-            torch.autocast("cpu", dtype=torch.bfloat16)
-            if use_autocast
-            else contextlib.nullcontext()
-        )
-        with ctx:
-            hidden = inner.model(input_ids=ids).last_hidden_state
-            loss, _, _ = chunked_causal_lm_loss(hidden, inner.lm_head, ids)
-        loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        return float(loss.detach())
 
-    return Runner(peft_model, step)
+def _baseline(autocast: bool, chunked: bool, checkpointing: bool = False) -> Callable[..., Runner]:
+    """Builder of a plain PEFT LoRA mode."""
+
+    def build(base: nn.Module, calib: list[torch.Tensor], compile: CompileSetting) -> Runner:
+        model = _plain_lora(base, checkpointing).train()  # HF checkpoints only in train mode
+        return _runner(model, autocast=autocast, chunked=chunked)
+
+    return build
+
+
+def _quaff(
+    *,
+    dtype: torch.dtype | str = "auto",
+    outliers: bool = True,
+    compile_override: CompileSetting | None = None,
+    checkpointing: bool = False,
+) -> Callable[..., Runner]:
+    """Builder of a product-path mode: calibrate, convert_to_quaff, add_lora, chunked loss."""
+
+    def build(base: nn.Module, calib: list[torch.Tensor], compile: CompileSetting) -> Runner:
+        model = copy.deepcopy(base)
+        if outliers:
+            om = calibrate(model, calib)
+        else:  # plain W8A8 ablation: the same int8 path with no outlier channels
+            om = OutlierMap(layers={name: [] for name in quantizable_linears(model)})
+        device = next(model.parameters()).device
+        resolved = resolve_compute_dtype(dtype, device)  # type: ignore[arg-type]
+        if resolved == torch.bfloat16:
+            model.to(resolved)  # attention, norms and head in bf16 too; LoRA stays fp32
+        comp = compile if compile_override is None else compile_override
+        convert_to_quaff(model, om, compute_dtype=resolved, compile=comp)
+        if checkpointing:
+            _checkpointed(model)
+        peft_model = add_lora(model, r=LORA_R, alpha=LORA_ALPHA)
+        peft_model.train()
+        return _runner(peft_model, autocast=resolved == torch.bfloat16, chunked=True)
+
+    return build
 
 
 MODES: dict[str, Mode] = {
-    "fp32": Mode("plain PEFT LoRA, fp32 model, HF loss (full logits)", build_fp32),
+    "fp32": Mode("plain PEFT LoRA, fp32 model, chunked head+CE loss", _baseline(False, True)),
+    "fp32-hf": Mode("plain PEFT LoRA, fp32 model, HF loss (full logits)", _baseline(False, False)),
     "bf16-autocast": Mode(
-        "plain PEFT LoRA, fp32 model under torch.autocast(cpu, bf16), HF loss (full logits)",
-        build_bf16_autocast,
+        "plain PEFT LoRA, fp32 model under torch.autocast(cpu, bf16), chunked loss",
+        _baseline(True, True),
     ),
-    "quaff-fp32": Mode(
-        "calibrate + convert_to_quaff(int8 base, fp32 compute) + add_lora, fp32 rest, "
-        "chunked head+CE loss",
-        lambda b, c, comp: _quaff_runner(b, c, comp, torch.float32, True),
+    "bf16-autocast-hf": Mode(
+        "plain PEFT LoRA under torch.autocast(cpu, bf16), HF loss (full logits)",
+        _baseline(True, False),
     ),
+    "quaff": Mode(
+        "Quaff with library defaults: calibrate + convert_to_quaff(compute_dtype/compile "
+        "'auto') + add_lora, chunked loss",
+        _quaff(),
+    ),
+    "quaff-eager": Mode("as quaff, compile=False", _quaff(compile_override=False)),
     "quaff-bf16": Mode(
-        "calibrate + convert_to_quaff(int8 base, bf16 compute) + add_lora (fp32 master "
-        "weights, bf16 autocast), model cast to bf16 (attention, norms, head), chunked loss",
-        lambda b, c, comp: _quaff_runner(b, c, comp, torch.bfloat16, True),
+        "as quaff with compute_dtype=bf16: model cast to bf16, LoRA fp32 under bf16 autocast",
+        _quaff(dtype=torch.bfloat16),
     ),
+    "w8a8": Mode("ablation: as quaff but no outlier channels (plain W8A8)", _quaff(outliers=False)),
+    "quaff-gc": Mode(
+        "as quaff + gradient checkpointing (HF, non-reentrant)", _quaff(checkpointing=True)
+    ),
+    # the earlier names, kept for bench/speed.py and the report
+    "quaff-fp32": Mode("as quaff with compute_dtype=fp32", _quaff(dtype=torch.float32)),
     "w8a8-bf16": Mode(
-        "ablation: as quaff-bf16 but no outlier channels (plain W8A8)",
-        lambda b, c, comp: _quaff_runner(b, c, comp, torch.bfloat16, False),
+        "as quaff-bf16 but no outlier channels", _quaff(dtype=torch.bfloat16, outliers=False)
     ),
+    "fp32-gc": Mode("as fp32 + gradient checkpointing", _baseline(False, True, True)),
 }

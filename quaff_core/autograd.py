@@ -8,6 +8,7 @@ import torch
 
 from quaff_core.kernels import int8_mm
 from quaff_core.quant import QuantOps
+from quaff_core.runtime import Int8Backend
 
 
 def _inverse_channel_scale(
@@ -32,8 +33,10 @@ class _QuaffLinearFn(torch.autograd.Function):
         outlier_scale: torch.Tensor,
         bias: torch.Tensor | None,
         ops: QuantOps,
+        backend: Int8Backend,
     ) -> torch.Tensor:
         """x [M, K] compute dtype, weight int8 [N, K] (a view of a contiguous [K, N]) -> [M, N]."""
+        ctx.backend = backend
         with torch.autocast(x.device.type, enabled=False):
             return _QuaffLinearFn._forward(
                 ctx, x, weight, weight_scale, outlier_idx, outlier_weight, outlier_scale, bias, ops
@@ -62,7 +65,7 @@ class _QuaffLinearFn(torch.autograd.Function):
         if outlier_idx.numel() > 0:
             col_scale = _inverse_channel_scale(in_features, outlier_idx, outlier_scale)
         q, row_scale = ops.quantize_activation(x.contiguous(), col_scale)
-        acc = int8_mm(q, weight.t())
+        acc = int8_mm(q, weight.t(), ctx.backend)
         out = ops.dequantize_output(
             acc, row_scale, weight_scale.float(), x_o, w_corr, bias, x.dtype
         )
@@ -79,7 +82,7 @@ class _QuaffLinearFn(torch.autograd.Function):
         if ctx.needs_input_grad[0]:
             with torch.autocast(grad_out.device.type, enabled=False):
                 grad_x = _QuaffLinearFn._backward(ctx, grad_out)
-        return grad_x, None, None, None, None, None, None, None
+        return grad_x, None, None, None, None, None, None, None, None
 
     @staticmethod
     def _backward(ctx: Any, grad_out: torch.Tensor) -> torch.Tensor:
@@ -90,7 +93,7 @@ class _QuaffLinearFn(torch.autograd.Function):
         gq, g_scale, exact = ops.quantize_grad(
             grad_out.contiguous(), weight_scale.float(), outlier_weight
         )
-        acc = int8_mm(gq, weight)
+        acc = int8_mm(gq, weight, ctx.backend)
         grad_x = ops.dequantize_grad(acc, g_scale, ctx.x_dtype)
         if outlier_idx.numel() > 0:
             # outlier channels take their exact gradient from the high-precision columns
@@ -107,9 +110,10 @@ def quaff_linear(
     outlier_scale: torch.Tensor,
     bias: torch.Tensor | None,
     ops: QuantOps,
+    backend: Int8Backend = "int_mm",
 ) -> torch.Tensor:
     """Functional entry point: x [M, K] -> [M, N] in x.dtype (see `_QuaffLinearFn`)."""
     out = _QuaffLinearFn.apply(
-        x, weight, weight_scale, outlier_idx, outlier_weight, outlier_scale, bias, ops
+        x, weight, weight_scale, outlier_idx, outlier_weight, outlier_scale, bias, ops, backend
     )
     return out  # type: ignore[no-any-return]

@@ -11,11 +11,13 @@ from torch import nn
 from quaff_core.calibration import quantizable_linears
 from quaff_core.linear import QuaffLinear, quaff_layers
 from quaff_core.outliers import OutlierMap, normalise_layer_name
+from quaff_core.runtime import AUTO, CompileSetting, DtypeSetting
 
 logger = logging.getLogger(__name__)
 
 _SCALE_KEY = "outlier_scale"
 _INIT_KEY = "outlier_scale_initialized"
+_SKIPPED_KEY = "outlier_scale_skipped"
 
 
 def _set_submodule(model: nn.Module, name: str, module: nn.Module) -> None:
@@ -29,15 +31,18 @@ def convert_to_quaff(
     model: nn.Module,
     outlier_map: OutlierMap,
     *,
-    momentum: float = 0.9,
-    compute_dtype: torch.dtype | None = None,
-    compile: bool = False,
+    scale_beta: float = 0.9,
+    momentum: float | None = None,
+    compute_dtype: DtypeSetting = AUTO,
+    compile: CompileSetting = AUTO,
 ) -> nn.Module:
     """Replace every `nn.Linear` but the output head by `QuaffLinear`, in place; returns `model`.
 
     The full-precision weights are released: only int8 weights, float32 scales and the outlier
     columns remain. Layers missing from the map get no outlier channels (one warning lists them).
-    `compile=True` runs the quantize/dequantize passes through `torch.compile`.
+    `scale_beta` in [0, 1] weights the new statistic of the outlier scale (`momentum`, the old
+    weight of the old value, is deprecated); `compute_dtype` and `compile` accept "auto"
+    (`quaff_core.runtime`); `compile=True` runs the quantize passes through `torch.compile`.
     """
     if not isinstance(outlier_map, OutlierMap):
         raise TypeError(f"outlier_map must be an OutlierMap, got {type(outlier_map).__name__}")
@@ -49,7 +54,12 @@ def convert_to_quaff(
             missing.append(normalise_layer_name(name))
             channels = []
         quaff = QuaffLinear.from_linear(
-            linear, channels, momentum=momentum, compute_dtype=compute_dtype, compile=compile
+            linear,
+            channels,
+            scale_beta=scale_beta,
+            momentum=momentum,
+            compute_dtype=compute_dtype,
+            compile=compile,
         )
         quaff.train(linear.training)
         _set_submodule(model, name, quaff)
@@ -65,20 +75,23 @@ def convert_to_quaff(
 
 
 def quaff_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
-    """Momentum state per QuaffLinear: `<layer>.outlier_scale` (f32 [n_o]) + `..._initialized`."""
+    """Scale state per QuaffLinear: `<layer>.outlier_scale` (f32 [n_o]), `..._initialized`
+    (bool) and `..._skipped` (int64 count of updates left out for a non-finite/zero statistic)."""
     state: dict[str, torch.Tensor] = {}
     for name, layer in quaff_layers(model).items():
-        state[f"{name}.{_SCALE_KEY}"] = layer.outlier_scale.detach().clone()
-        state[f"{name}.{_INIT_KEY}"] = layer.outlier_scale_initialized.detach().clone()
+        for key in (_SCALE_KEY, _INIT_KEY, _SKIPPED_KEY):
+            state[f"{name}.{key}"] = getattr(layer, key).detach().clone()
     return state
 
 
 def load_quaff_state_dict(model: nn.Module, state: Mapping[str, torch.Tensor]) -> None:
-    """Restore `quaff_state_dict` output; ValueError naming missing/unexpected/mis-shaped keys."""
+    """Restore `quaff_state_dict` output (files without `_skipped` keys load with 0 skips);
+    ValueError naming missing/unexpected/mis-shaped keys or a non-finite scale."""
     layers = quaff_layers(model)
-    expected = {f"{n}.{k}" for n in layers for k in (_SCALE_KEY, _INIT_KEY)}
-    missing = sorted(expected - set(state))
-    unexpected = sorted(set(state) - expected)
+    required = {f"{n}.{k}" for n in layers for k in (_SCALE_KEY, _INIT_KEY)}
+    optional = {f"{n}.{_SKIPPED_KEY}" for n in layers}
+    missing = sorted(required - set(state))
+    unexpected = sorted(set(state) - required - optional)
     if missing or unexpected:
         raise ValueError(
             f"Quaff state does not match the model: missing keys {missing}, "
@@ -91,7 +104,14 @@ def load_quaff_state_dict(model: nn.Module, state: Mapping[str, torch.Tensor]) -
                 f"{name}.{_SCALE_KEY}: shape {tuple(scale.shape)} does not match "
                 f"{tuple(layer.outlier_scale.shape)}"
             )
+        if not bool(torch.isfinite(scale).all()):
+            raise ValueError(f"{name}.{_SCALE_KEY} holds non-finite values; the state is corrupt")
     with torch.no_grad():
         for name, layer in layers.items():
             layer.outlier_scale.copy_(state[f"{name}.{_SCALE_KEY}"])
             layer.outlier_scale_initialized.copy_(state[f"{name}.{_INIT_KEY}"])
+            skipped = state.get(f"{name}.{_SKIPPED_KEY}")
+            if skipped is None:
+                layer.outlier_scale_skipped.zero_()
+            else:
+                layer.outlier_scale_skipped.copy_(skipped)

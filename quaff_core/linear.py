@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import warnings
 from collections.abc import Sequence
 
 import torch
@@ -10,19 +12,52 @@ from torch import nn
 from quaff_core.autograd import quaff_linear
 from quaff_core.outliers import normalise_layer_name
 from quaff_core.quant import get_quant_ops, quantize_weight
+from quaff_core.runtime import (
+    AUTO,
+    CompileSetting,
+    DtypeSetting,
+    int8_backend,
+    resolve_compile,
+    resolve_compute_dtype,
+)
+from quaff_core.scale_state import check_scale_beta, current_token_mask, in_backward
+
+logger = logging.getLogger(__name__)
 
 _EPS = 1e-12
+DEFAULT_SCALE_BETA = 0.9
+
+
+def _beta_from(scale_beta: float, momentum: float | None) -> float:
+    """The EMA weight of the new statistic; `momentum` is the deprecated old-value weight."""
+    if momentum is None:
+        return check_scale_beta(scale_beta)
+    warnings.warn(
+        f"QuaffLinear momentum={momentum} is deprecated (it weights the old value): "
+        f"use scale_beta={1.0 - momentum}",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+    if not 0.0 <= momentum <= 1.0:
+        raise ValueError(f"momentum must be in [0, 1], got {momentum}")
+    return 1.0 - momentum
 
 
 class QuaffLinear(nn.Module):
     """y = x W^T + b with W stored as int8 [N, K] + float32 scales [N] and outlier columns [N, n_o].
 
     All state lives in buffers: `weight` (int8 [N, K], stored as a transposed view of a
-    contiguous [K, N] buffer, the fast `_int_mm` layout for forward and backward),
-    `weight_scale` (float32 [N]),
-    `outlier_idx` (int64 [n_o], sorted), `outlier_weight` (high precision [N, n_o]),
-    `outlier_scale` (float32 [n_o], the momentum-smoothed s_o), `outlier_scale_initialized`
-    (bool scalar) and `bias` ([N] or None). Nothing here is trainable.
+    contiguous [K, N] buffer: one layout for forward and backward, see `kernels.py`),
+    `weight_scale` (float32 [N]), `outlier_idx` (int64 [n_o], sorted), `outlier_weight` (high
+    precision [N, n_o]), `outlier_scale` (float32 [n_o], the smoothed s_o),
+    `outlier_scale_initialized` (bool scalar), `outlier_scale_skipped` (int64 scalar: training
+    forwards whose statistic was non-finite or zero for some channel, which then kept its old
+    value) and `bias` ([N] or None). Nothing here is trainable.
+
+    The scale follows s = scale_beta * fresh + (1 - scale_beta) * s_old in training forwards
+    (scale_beta in [0, 1]: 1 = no smoothing, 0 = keep the first value); eval forwards and the
+    recomputation of gradient checkpointing never update it. `compute_dtype` and `compile`
+    accept "auto" (see `quaff_core.runtime`), resolved on the first forward.
     """
 
     def __init__(
@@ -32,10 +67,11 @@ class QuaffLinear(nn.Module):
         bias: bool = True,
         *,
         n_outliers: int = 0,
-        momentum: float = 0.9,
-        compute_dtype: torch.dtype | None = None,
+        scale_beta: float = DEFAULT_SCALE_BETA,
+        momentum: float | None = None,
+        compute_dtype: DtypeSetting = AUTO,
         hp_dtype: torch.dtype = torch.float32,
-        compile: bool = False,
+        compile: CompileSetting = AUTO,
         device: torch.device | str | None = None,
     ) -> None:
         """Allocate empty state; use `QuaffLinear.from_linear` to quantize an `nn.Linear`."""
@@ -44,14 +80,16 @@ class QuaffLinear(nn.Module):
             raise ValueError(f"in/out features must be positive, got {in_features}, {out_features}")
         if not 0 <= n_outliers <= in_features:
             raise ValueError(f"n_outliers must be in [0, {in_features}], got {n_outliers}")
-        if not 0.0 <= momentum < 1.0:
-            raise ValueError(f"momentum must be in [0, 1), got {momentum}")
-        if compute_dtype is not None and not compute_dtype.is_floating_point:
+        if isinstance(compute_dtype, torch.dtype) and not compute_dtype.is_floating_point:
             raise TypeError(f"compute_dtype must be a floating dtype, got {compute_dtype}")
+        if compute_dtype not in (None, AUTO) and not isinstance(compute_dtype, torch.dtype):
+            raise TypeError(f"compute_dtype must be a dtype, None or 'auto', got {compute_dtype!r}")
+        if compile not in (True, False, AUTO):
+            raise ValueError(f"compile must be true, false or 'auto', got {compile!r}")
         self.in_features = in_features
         self.out_features = out_features
-        self.momentum = momentum
-        self.compute_dtype = compute_dtype
+        self.scale_beta = _beta_from(scale_beta, momentum)
+        self.compute_dtype_setting = compute_dtype
         self.compile = compile
         weight_t = torch.zeros(in_features, out_features, dtype=torch.int8, device=device)
         self.register_buffer("weight", weight_t.t())
@@ -63,6 +101,8 @@ class QuaffLinear(nn.Module):
         self.register_buffer("outlier_scale", torch.ones(n_outliers, device=device))
         init = torch.zeros((), dtype=torch.bool, device=device)
         self.register_buffer("outlier_scale_initialized", init)
+        skipped = torch.zeros((), dtype=torch.int64, device=device)
+        self.register_buffer("outlier_scale_skipped", skipped)
         b = torch.zeros(out_features, dtype=hp_dtype, device=device) if bias else None
         self.register_buffer("bias", b)
 
@@ -72,6 +112,7 @@ class QuaffLinear(nn.Module):
     outlier_weight: torch.Tensor
     outlier_scale: torch.Tensor
     outlier_scale_initialized: torch.Tensor
+    outlier_scale_skipped: torch.Tensor
     bias: torch.Tensor | None
 
     @classmethod
@@ -80,9 +121,10 @@ class QuaffLinear(nn.Module):
         linear: nn.Linear,
         outlier_channels: Sequence[int] = (),
         *,
-        momentum: float = 0.9,
-        compute_dtype: torch.dtype | None = None,
-        compile: bool = False,
+        scale_beta: float = DEFAULT_SCALE_BETA,
+        momentum: float | None = None,
+        compute_dtype: DtypeSetting = AUTO,
+        compile: CompileSetting = AUTO,
     ) -> QuaffLinear:
         """Quantize `linear` (weight [N, K]); keep columns W[:, outlier_channels] in its dtype."""
         if not isinstance(linear, nn.Linear):
@@ -99,7 +141,7 @@ class QuaffLinear(nn.Module):
             linear.out_features,
             bias=linear.bias is not None,
             n_outliers=len(channels),
-            momentum=momentum,
+            scale_beta=_beta_from(scale_beta, momentum),
             compute_dtype=compute_dtype,
             hp_dtype=w.dtype,
             compile=compile,
@@ -117,31 +159,55 @@ class QuaffLinear(nn.Module):
         return module
 
     @property
+    def compute_dtype(self) -> torch.dtype | None:
+        """The compute dtype, 'auto' resolved for the weights' device (None = the input's)."""
+        return resolve_compute_dtype(self.compute_dtype_setting, self.weight.device)
+
+    @property
     def n_outliers(self) -> int:
         """Number of high-precision outlier input channels."""
         return int(self.outlier_idx.numel())
 
     @torch.no_grad()
     def _current_outlier_scale(self, x: torch.Tensor) -> torch.Tensor:
-        """s_o = max(1, sqrt(max|X_o| / max|W_o|)), momentum-smoothed in training: float32 [n_o]."""
-        x_max = x.index_select(1, self.outlier_idx).abs().amax(dim=0).float()
+        """s_o = max(1, sqrt(max|X_o| / max|W_o|)) over non-pad tokens of x [M, K]: f32 [n_o].
+
+        Training forwards blend it into `outlier_scale` on the device (no host sync); channels
+        whose statistic is non-finite or zero keep their old value (counted in
+        `outlier_scale_skipped`). Eval and checkpoint recomputation read the state only.
+        """
+        x_o = x.index_select(1, self.outlier_idx)
+        mask = current_token_mask(x.shape[0], x.device)
+        if mask is not None:
+            x_o = x_o * mask[:, None].to(x_o.dtype)
+        x_max = x_o.abs().amax(dim=0).float()
         w_max = self.outlier_weight.abs().amax(dim=0).float().clamp_min(_EPS)
         fresh = (x_max / w_max).sqrt().clamp_min(1.0)
-        initialized = bool(self.outlier_scale_initialized)
-        if not self.training:
-            return self.outlier_scale.float() if initialized else fresh
-        if initialized:
-            self.outlier_scale.mul_(self.momentum).add_(fresh, alpha=1.0 - self.momentum)
-        else:
-            self.outlier_scale.copy_(fresh)
-            self.outlier_scale_initialized.fill_(True)
+        valid = torch.isfinite(x_max) & (x_max > 0)
+        init = self.outlier_scale_initialized
+        state = self.outlier_scale.float()
+        if not self.training or in_backward():
+            return torch.where(init, state, torch.where(valid, fresh, torch.ones_like(fresh)))
+        beta = torch.where(init, self.scale_beta, 1.0)
+        blended = beta * fresh + (1.0 - beta) * state
+        self.outlier_scale.copy_(torch.where(valid, blended, state))
+        self.outlier_scale_skipped.add_((~valid).any().to(torch.int64))
+        self.outlier_scale_initialized.fill_(True)
         return self.outlier_scale.float()
 
+    def resolved_settings(self, device: torch.device) -> tuple[torch.dtype | None, bool]:
+        """(compute dtype or None = input dtype, compile) with 'auto' resolved for `device`."""
+        return (
+            resolve_compute_dtype(self.compute_dtype_setting, device),
+            resolve_compile(self.compile, device),
+        )
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x [..., K] -> [..., N] in compute_dtype (x.dtype when compute_dtype is None)."""
+        """x [..., K] -> [..., N] in the compute dtype (x.dtype when it is None)."""
         if x.shape[-1] != self.in_features:
             raise ValueError(f"expected last dim {self.in_features}, got shape {tuple(x.shape)}")
-        dtype = self.compute_dtype or x.dtype
+        compute_dtype, compile = self.resolved_settings(x.device)
+        dtype = compute_dtype or x.dtype
         lead = x.shape[:-1]
         x2 = x.reshape(-1, self.in_features).to(dtype)
         if x2.shape[0] == 0:
@@ -155,7 +221,8 @@ class QuaffLinear(nn.Module):
             self.outlier_weight,
             scale,
             self.bias,
-            get_quant_ops(self.compile),
+            get_quant_ops(compile),
+            int8_backend(x.device),
         )
         return out.reshape(*lead, self.out_features)
 
@@ -164,11 +231,12 @@ class QuaffLinear(nn.Module):
         return self.weight.float() * self.weight_scale[:, None].float()
 
     def extra_repr(self) -> str:
-        """Shape, outliers, bias and compute dtype."""
+        """Shape, outliers, bias, scale_beta and compute settings."""
         return (
             f"in_features={self.in_features}, out_features={self.out_features}, "
             f"bias={self.bias is not None}, n_outliers={self.n_outliers}, "
-            f"compute_dtype={self.compute_dtype}, compile={self.compile}"
+            f"scale_beta={self.scale_beta}, compute_dtype={self.compute_dtype_setting}, "
+            f"compile={self.compile}"
         )
 
 

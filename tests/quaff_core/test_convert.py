@@ -60,12 +60,12 @@ def test_outlier_columns_come_from_the_map(tiny_llama):
     layer = "model.layers.0.mlp.down_proj"
     original = tiny_llama.get_submodule(layer).weight.detach().clone()
     om = OutlierMap(layers={layer: [3, 100]})
-    convert_to_quaff(tiny_llama, om, momentum=0.5, compute_dtype=torch.bfloat16)
+    convert_to_quaff(tiny_llama, om, scale_beta=0.25, compute_dtype=torch.bfloat16)
     quaff = tiny_llama.get_submodule(layer)
     assert isinstance(quaff, QuaffLinear)
     assert quaff.outlier_idx.tolist() == [3, 100]
     torch.testing.assert_close(quaff.outlier_weight, original[:, [3, 100]])
-    assert quaff.momentum == 0.5
+    assert quaff.scale_beta == 0.25
     assert quaff.compute_dtype == torch.bfloat16
 
 
@@ -86,7 +86,7 @@ def test_momentum_state_round_trip(tiny_llama):
     tiny_llama.train()
     tiny_llama(ids())
     state = quaff_state_dict(tiny_llama)
-    assert len(state) == 2 * 14
+    assert len(state) == 3 * 14  # scale, initialized, skipped
     key = "model.layers.0.mlp.down_proj.outlier_scale"
     assert state[key].shape == (2,)
     assert bool(state["model.layers.0.mlp.down_proj.outlier_scale_initialized"])
@@ -95,6 +95,24 @@ def test_momentum_state_round_trip(tiny_llama):
     tiny_llama(ids(seed=3) % 7)  # moves the momentum scale
     load_quaff_state_dict(tiny_llama, state)
     torch.testing.assert_close(layer.outlier_scale, saved)
+
+
+def test_load_quaff_state_without_skip_counts(tiny_llama):
+    # files written before the skip counter existed still load, with zero skips
+    convert_to_quaff(tiny_llama, OutlierMap(layers={"model.layers.0.mlp.down_proj": [1]}))
+    layer = tiny_llama.get_submodule("model.layers.0.mlp.down_proj")
+    layer.outlier_scale_skipped.fill_(5)
+    state = {k: v for k, v in quaff_state_dict(tiny_llama).items() if "skipped" not in k}
+    load_quaff_state_dict(tiny_llama, state)
+    assert int(layer.outlier_scale_skipped) == 0
+
+
+def test_load_quaff_state_rejects_non_finite_scales(tiny_llama):
+    convert_to_quaff(tiny_llama, OutlierMap(layers={"model.layers.0.mlp.down_proj": [1]}))
+    state = quaff_state_dict(tiny_llama)
+    state["model.layers.0.mlp.down_proj.outlier_scale"] = torch.tensor([float("nan")])
+    with pytest.raises(ValueError, match=r"down_proj\.outlier_scale holds non-finite"):
+        load_quaff_state_dict(tiny_llama, state)
 
 
 def test_load_quaff_state_is_strict(tiny_llama):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from quaff_core.kernels import _cuda_padded_mm, int8_mm
+from quaff_core.kernels import _cuda_padded_mm, cuda_second_operand, int8_mm
 
 from .conftest import QUAFF_DEVICES
 
@@ -35,6 +35,35 @@ def test_int8_mm_exact(device: str, m: int, k: int, n: int):
     assert out.dtype == torch.int32
     torch.testing.assert_close(out, expected, rtol=0, atol=0)
     torch.testing.assert_close(int8_mm(a, b.t().contiguous()), expected, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("device", QUAFF_DEVICES)
+@pytest.mark.parametrize(("m", "k", "n"), [*EDGE_SHAPES, (64, 1040, 48)])
+def test_fp32_backend_is_exact(device: str, m: int, k: int, n: int):
+    # exact while K * 127^2 < 2^24: K = 1040 is the largest such width
+    a = torch.full((m, k), -127, dtype=torch.int8, device=device)
+    a[0] = rand_int8(k, device=device)
+    b = rand_int8(n, k, device=device)
+    expected = (a.long() @ b.long().t()).double()
+    for second in (b.t(), b.t().contiguous()):
+        out = int8_mm(a, second, "fp32")
+        assert out.dtype == torch.float32
+        torch.testing.assert_close(out.double(), expected, rtol=0, atol=0)
+
+
+def test_cuda_second_operand_layouts():
+    row_major = rand_int8(16, 24)
+    col_major = rand_int8(24, 16).t()
+    strided = rand_int8(16, 48)[:, ::2]
+    # SM80+: both dense layouts pass through without a copy
+    assert cuda_second_operand(row_major, (9, 0)) is row_major
+    assert cuda_second_operand(col_major, (8, 0)) is col_major
+    # older GPUs: only column-major; others are copied into it
+    assert cuda_second_operand(col_major, (7, 5)) is col_major
+    for b, cap in ((row_major, (7, 5)), (strided, (9, 0))):
+        out = cuda_second_operand(b, cap)
+        assert out.t().is_contiguous()
+        torch.testing.assert_close(out, b, rtol=0, atol=0)
 
 
 @pytest.mark.parametrize(("m", "k", "n"), EDGE_SHAPES)

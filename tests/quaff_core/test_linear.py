@@ -119,11 +119,11 @@ def test_momentum_scale_smoothing():
     expected = (x[:, channels].abs().amax(0) / w_max).sqrt().clamp_min(1.0)
     torch.testing.assert_close(first, expected)
     assert bool(quaff.outlier_scale_initialized)
-    quaff(x * 4.0)  # fresh scale doubles; momentum 0.9 moves 10% of the way
-    torch.testing.assert_close(quaff.outlier_scale, first * 0.9 + 2 * first * 0.1)
+    quaff(x * 4.0)  # fresh scale doubles; scale_beta 0.9 weights the new value
+    torch.testing.assert_close(quaff.outlier_scale, 0.9 * 2 * first + 0.1 * first)
     quaff.eval()
     quaff(x * 100.0)  # eval never updates the state
-    torch.testing.assert_close(quaff.outlier_scale, first * 1.1)
+    torch.testing.assert_close(quaff.outlier_scale, first * 1.9)
 
 
 def test_state_dict_round_trip():
@@ -152,8 +152,10 @@ def test_to_device_keeps_state(device: str):
 def test_rejects_bad_inputs():
     with pytest.raises(ValueError, match="n_outliers"):
         QuaffLinear(8, 8, n_outliers=9)
-    with pytest.raises(ValueError, match="momentum"):
-        QuaffLinear(8, 8, momentum=1.5)
+    with pytest.raises(ValueError, match="scale_beta"):
+        QuaffLinear(8, 8, scale_beta=1.5)
+    with pytest.raises(ValueError, match="compile"):
+        QuaffLinear(8, 8, compile="yes")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="outlier channels"):
         QuaffLinear.from_linear(nn.Linear(8, 4), [8])
     with pytest.raises(TypeError, match=r"nn\.Linear"):

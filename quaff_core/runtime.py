@@ -1,0 +1,170 @@
+"""Resolve the engine's `"auto"` settings for a device, once per process (results are cached).
+
+- `resolve_compute_dtype(device)`: bfloat16 where the device computes it natively (CUDA with bf16
+  support; a CPU with AVX512-BF16 or AMX, or where a one-time micro-probe finds a bf16 GEMM
+  faster than a float32 one), else float32.
+- `resolve_compile(device)`: True where inductor can generate code (a C++ compiler on CPU,
+  Triton on CUDA).
+- `int8_backend(device)`: "int_mm" where `torch._int_mm` is a real int8 GEMM (CUDA; a CPU with
+  VNNI/AMX, or where a probe finds it faster than float32), else "fp32": the same exact integer
+  products through a float32 GEMM (CPUs without VNNI run `_int_mm` as a scalar loop, ~50-100x
+  slower than a float32 GEMM).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import shutil
+import time
+from collections.abc import Callable
+from typing import Literal
+
+import torch
+
+logger = logging.getLogger(__name__)
+
+AUTO = "auto"
+Int8Backend = Literal["int_mm", "fp32"]
+DtypeSetting = torch.dtype | Literal["auto"] | None
+CompileSetting = bool | Literal["auto"]
+_PROBE_SHAPE = (128, 256, 256)
+_PROBE_MARGIN = 1.2  # the low-precision GEMM must win by this factor to be chosen
+
+
+def _device_type(device: torch.device | str | None) -> str:
+    """'cpu', 'cuda', ... of a device spec (None = cpu)."""
+    return torch.device(device if device is not None else "cpu").type
+
+
+def _cpu_flag(name: str) -> bool:
+    """A `torch.cpu._is_<name>_supported()` flag; False where this torch lacks it."""
+    probe = getattr(torch.cpu, f"_is_{name}_supported", None)
+    return bool(probe()) if callable(probe) else False
+
+
+def _median_time(fn: Callable[[], object], repeats: int = 5) -> float:
+    """Median wall time of `fn()` over `repeats` calls after one warm-up call."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return sorted(times)[len(times) // 2]
+
+
+@functools.cache
+def _cpu_probe(kind: str) -> float:
+    """Speed-up of a `kind` ('bf16' or 'int8') GEMM over float32 on this CPU (one-time probe)."""
+    m, k, n = _PROBE_SHAPE
+    g = torch.Generator().manual_seed(0)  # never draw from the global RNG (training seeds it)
+    a, b = torch.randn(m, k, generator=g), torch.randn(k, n, generator=g)
+    fp32 = _median_time(lambda: a @ b)
+    if kind == "bf16":
+        ab, bb = a.bfloat16(), b.bfloat16()
+        other = _median_time(lambda: ab @ bb)
+    else:
+        qa = torch.randint(-127, 128, (m, k), dtype=torch.int8, generator=g)
+        qb = torch.randint(-127, 128, (n, k), dtype=torch.int8, generator=g).t()
+        other = _median_time(lambda: torch._int_mm(qa, qb), repeats=2)
+    speedup = fp32 / max(other, 1e-9)
+    logger.info("CPU probe: %s GEMM is %.2fx float32", kind, speedup)
+    return speedup
+
+
+def native_bf16(device: torch.device | str | None) -> bool:
+    """Whether `device` computes bfloat16 GEMMs natively (faster than float32)."""
+    kind = _device_type(device)
+    if kind == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if kind == "cpu":
+        if _cpu_flag("avx512_bf16") or _cpu_flag("amx_tile"):
+            return True
+        return _cpu_probe("bf16") >= _PROBE_MARGIN
+    return False
+
+
+@functools.cache
+def _int8_backend(kind: str) -> Int8Backend:
+    """Cached body of `int8_backend`."""
+    if kind == "cuda":
+        return "int_mm"
+    if kind == "cpu" and (
+        _cpu_flag("vnni") or _cpu_flag("amx_tile") or _cpu_probe("int8") >= _PROBE_MARGIN
+    ):
+        return "int_mm"
+    logger.info("no fast int8 GEMM on %s: exact int8 products through a float32 GEMM", kind)
+    return "fp32"
+
+
+def int8_backend(device: torch.device | str | None) -> Int8Backend:
+    """'int_mm' where `torch._int_mm` is a fast int8 GEMM on `device`, else 'fp32'."""
+    return _int8_backend(_device_type(device))
+
+
+def resolve_compute_dtype(
+    setting: DtypeSetting = AUTO, device: torch.device | str | None = None
+) -> torch.dtype | None:
+    """'auto' -> bfloat16 where native on `device`, else float32; a dtype or None as given."""
+    if setting is None or isinstance(setting, torch.dtype):
+        if setting is not None and not setting.is_floating_point:
+            raise TypeError(f"compute_dtype must be a floating dtype, got {setting}")
+        return setting
+    if setting != AUTO:
+        raise ValueError(f"compute_dtype must be a torch dtype, None or 'auto', got {setting!r}")
+    return torch.bfloat16 if native_bf16(device) else torch.float32
+
+
+@functools.cache
+def _inductor_works(kind: str) -> bool:
+    """Cached body of `resolve_compile`'s 'auto'."""
+    if kind == "cuda":
+        from torch.utils._triton import has_triton
+
+        return bool(has_triton())
+    if kind == "cpu":
+        from torch._inductor import cpp_builder
+
+        try:
+            compiler = cpp_builder.get_cpp_compiler()
+        except (RuntimeError, OSError) as exc:
+            logger.info("no C++ compiler for inductor: %s", exc)
+            return False
+        return shutil.which(compiler) is not None
+    return False
+
+
+def resolve_compile(
+    setting: CompileSetting = AUTO, device: torch.device | str | None = None
+) -> bool:
+    """'auto' -> True where inductor can compile for `device`; a bool as given."""
+    if isinstance(setting, bool):
+        return setting
+    if setting != AUTO:
+        raise ValueError(f"compile must be true, false or 'auto', got {setting!r}")
+    return _inductor_works(_device_type(device))
+
+
+def bucket_length(length: int, max_length: int, multiple: int = 64) -> int:
+    """The padded length of a batch whose longest row has `length` tokens: the next multiple of
+    `multiple`, at most `max_length` (so compiled code sees a few lengths, not every one)."""
+    if length < 1 or max_length < 1 or multiple < 1:
+        raise ValueError(f"need positive lengths, got {length}, {max_length}, {multiple}")
+    return min(-(-length // multiple) * multiple, max(max_length, length))
+
+
+def pad_to_bucket(
+    batch: dict[str, torch.Tensor], *, pad_token_id: int, max_length: int, multiple: int = 64
+) -> dict[str, torch.Tensor]:
+    """Right-pad `input_ids` [B, T] (with pad_token_id), `attention_mask` (0) and `labels`
+    (-100) of a collated batch to `bucket_length(T, ...)`; other entries pass through."""
+    length = int(batch["input_ids"].shape[1])
+    extra = bucket_length(length, max_length, multiple) - length
+    if extra <= 0:
+        return batch
+    fill = {"input_ids": pad_token_id, "attention_mask": 0, "labels": -100}
+    return {
+        key: torch.nn.functional.pad(value, (0, extra), value=fill[key]) if key in fill else value
+        for key, value in batch.items()
+    }
