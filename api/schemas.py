@@ -77,6 +77,7 @@ class JobObject(BaseModel):
     lora: dict[str, Any]
     quantization: dict[str, Any]
     training: dict[str, Any]
+    runtime: dict[str, Any] | None
     outlier_map: str | None
     progress: Progress
 
@@ -181,7 +182,8 @@ def job_object(job: Job) -> JobObject:
         result_files=list(job.result_files or []), trained_tokens=job.trained_tokens, error=error,
         seed=job.seed, suffix=job.suffix, user_provided_suffix=job.suffix,
         estimated_finish=job.estimated_finish, integrations=[], metadata=job.meta, lora=job.lora,
-        quantization=job.quantization, training=job.training, outlier_map=job.outlier_map_id,
+        quantization=job.quantization, training=job.training, runtime=job.runtime,
+        outlier_map=job.outlier_map_id,
         progress=Progress(step=job.step or 0, total_steps=job.total_steps, epoch=job.epoch),
     )  # fmt: skip
 

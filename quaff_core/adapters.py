@@ -58,14 +58,17 @@ def convert_as_trained(
 
     path = find_adapter_dir(adapter)
     if trained_quantization(path) == "quaff":
-        momentum = adapter_facts(path)["quantization"].get("momentum", 0.9)
+        facts = adapter_facts(path)["quantization"]
+        # adapters written before scale_beta recorded the old-value weight `momentum`
+        beta = facts.get("scale_beta", 1.0 - float(facts.get("momentum", 0.1)))
         if compute_dtype is not None:
             model.to(compute_dtype)
         convert_to_quaff(
             model,
             OutlierMap.load(path / OUTLIER_MAP_FILE),
-            momentum=momentum,
+            scale_beta=float(beta),
             compute_dtype=compute_dtype,
+            compile=False,
         )
     elif compute_dtype is not None:
         model.to(compute_dtype)

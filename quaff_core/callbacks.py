@@ -12,6 +12,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
 from quaff_core.artifacts import CHECKPOINT_PREFIX
+from quaff_core.eta import EtaClock
 from quaff_core.events import EventKind, TrainEvent
 
 logger = logging.getLogger(__name__)
@@ -98,8 +99,10 @@ class HFBridge(TrainerCallback):
         eval_steps: int,
         has_eval: bool,
         on_save: Callable[[Path], None],
+        eval_batches: int = 0,
     ) -> None:
         self.callbacks = callbacks
+        self.eta = EtaClock(eval_steps, save_steps, eval_batches, has_eval)
         self.save_steps = save_steps
         self.eval_steps = eval_steps
         self.has_eval = has_eval
@@ -107,8 +110,6 @@ class HFBridge(TrainerCallback):
         self.stopped: Control = "continue"
         self.history: list[dict[str, Any]] = []
         self.last_checkpoint: Path | None = None
-        self._start_time = 0.0
-        self._start_step = 0
         self._last_time = 0.0
         self._last_tokens = 0
         self._last_train: dict[str, Any] = {}
@@ -117,9 +118,9 @@ class HFBridge(TrainerCallback):
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any
     ) -> None:
         """Start the clocks (after a resume, from the restored step)."""
-        self._start_time = self._last_time = time.monotonic()
-        self._start_step = state.global_step
+        self._last_time = time.monotonic()
         self._last_tokens = state.num_input_tokens_seen
+        self.eta.start(self._last_time)
 
     def on_step_end(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any
@@ -147,18 +148,18 @@ class HFBridge(TrainerCallback):
             elapsed = now - self._last_time
             rate = (tokens - self._last_tokens) / elapsed if elapsed > 0 else None
             self._last_time, self._last_tokens = now, tokens
-            done = state.global_step - self._start_step
-            per_step = (now - self._start_time) / done if done else 0.0
-            remaining = per_step * (state.max_steps - state.global_step)
+            self.eta.step_done(now)
+            remaining = self.eta.remaining(state.global_step, state.max_steps)
             self._last_train = {
                 "train_loss": float(logs["loss"]),
                 "train_mean_token_accuracy": logs.get("mean_token_accuracy"),
                 "learning_rate": logs.get("learning_rate"),
                 "tokens_per_second": round(rate, 1) if rate is not None else None,
-                "estimated_finish": int(time.time() + remaining),
+                "estimated_finish": int(time.time() + remaining) if remaining is not None else None,
             }
             fields = dict(self._last_train)
         elif "eval_loss" in logs:
+            self.eta.eval_done(now)
             fields = {
                 **self._last_train,
                 "valid_loss": float(logs["eval_loss"]),
@@ -212,3 +213,4 @@ class HFBridge(TrainerCallback):
             )
         )
         self.callbacks.on_checkpoint(state.global_step, path, metrics)
+        self.eta.save_done(time.monotonic())

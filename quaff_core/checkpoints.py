@@ -77,7 +77,7 @@ def adapter_facts(
     quant: dict[str, Any] = {"method": config.quantization}
     if config.quantization == "quaff" and outlier_map is not None:
         quant.update(
-            momentum=config.momentum,
+            scale_beta=config.scale_beta,
             outlier_strategy=outlier_map.strategy,
             outlier_threshold=outlier_map.threshold,
             outlier_max_ratio=outlier_map.max_ratio,

@@ -19,6 +19,10 @@ class EventKind(StrEnum):
     QUANTIZED = "quantized"
     CHECKPOINT_SAVED = "checkpoint_saved"
     MODEL_SAVED = "model_saved"
+    RUNTIME = "runtime"
+    WARMUP = "warmup"
+    COMPILE_FALLBACK = "compile_fallback"
+    SCALE_UPDATES_SKIPPED = "scale_updates_skipped"
 
 
 @dataclass(frozen=True)

@@ -53,12 +53,17 @@ OPTIONS: tuple[Option, ...] = (
            api=Q + "outlier_threshold", cli="--threshold", bounds="(0, 1000000]"),
     Option("outlier_max_ratio", "float", 0.01, "most input channels per layer kept as outliers",
            api=Q + "outlier_max_ratio", cli="--max-ratio", bounds="(0, 0.5]"),
-    Option("momentum", "float", 0.9, "weight of the old outlier scale in its moving average",
-           api=Q + "momentum", cli="--momentum", bounds="[0, 1)"),
-    Option("compute_dtype", "choice", "float32", "dtype of the base layers' compute",
-           api=Q + "compute_dtype", cli="--compute-dtype", choices=("float32", "bfloat16")),
-    Option("compile", "bool", False, "fuse the int8 quantize passes with torch.compile",
-           api=Q + "compile", cli="--compile"),
+    Option("scale_beta", "float", 0.9,
+           "weight of the new statistic in the outlier scale's moving average (1: no smoothing)",
+           api=Q + "scale_beta", cli="--scale-beta", bounds="[0, 1]"),
+    Option("compute_dtype", "choice", AUTO,
+           "dtype of the base layers' compute (auto: bfloat16 where the device computes it "
+           "natively, else float32)",
+           api=Q + "compute_dtype", cli="--compute-dtype", choices=(AUTO, "float32", "bfloat16")),
+    Option("compile", "choice", AUTO,
+           "fuse the int8 quantize passes with torch.compile (auto: where inductor works; "
+           "falls back to eager on a compile failure)",
+           api=Q + "compile", cli="--compile", choices=(AUTO, True, False)),
     Option("calibration_examples", "int", 64, "training examples calibration looks at",
            api=Q + "calibration_examples", cli="--calibration-examples", bounds="[1, 4096]"),
     Option("outlier_map", "map_id", None, "reuse an earlier calibration (outlier map id)",
@@ -82,6 +87,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("train_on_inputs", "choice", AUTO,
            "auto: loss on assistant turns / completions only; true: on every token",
            api=T + "train_on_inputs", cli="--train-on-inputs", choices=(AUTO, True, False)),
+    Option("gradient_checkpointing", "bool", False,
+           "recompute activations in backward: much less memory for long sequences, slower",
+           api=T + "gradient_checkpointing", cli="--gradient-checkpointing"),
     Option("n_checkpoints", "int", 1, "checkpoints spread evenly over the run (one at the end)",
            api=T + "n_checkpoints", cli="--n-checkpoints", bounds="[1, 100]"),
     Option("n_evals", "int", 0, "validation passes spread evenly over the run (0: at the end)",
@@ -115,6 +123,9 @@ GENERATION_OPTIONS: tuple[Option, ...] = (
            api="logprobs", bounds="[0, 5]", library=False, nullable=True),
 )  # fmt: skip
 GENERATION: dict[str, Option] = {o.name: o for o in GENERATION_OPTIONS}
+
+# API params that were renamed: a request that still sends one is told the new name
+RENAMED = {Q + "momentum": Q + "scale_beta (the weight of the new value: 1 - momentum)"}
 
 BY_NAME: dict[str, Option] = {o.name: o for o in OPTIONS}
 BY_PARAM: dict[str, Option] = {o.api: o for o in OPTIONS if o.api is not None}

@@ -19,6 +19,7 @@ from quaff_core.data import Example
 from quaff_core.errors import NothingToTrainError, UnsupportedExamplesError
 from quaff_core.events import EventKind, TrainEvent
 from quaff_core.outliers import OutlierMap
+from quaff_core.resolved import Runtime
 from quaff_core.tokenize import PadCollator, TokenizedDataset, tokenize_examples
 
 logger = logging.getLogger(__name__)
@@ -155,8 +156,12 @@ def prepare_model(
     outlier_map: OutlierMap | str | os.PathLike[str] | None,
     callbacks: TrainCallbacks,
     model_id: str | None,
+    runtime: Runtime,
 ) -> tuple[Any, OutlierMap | None]:
-    """Quaff-convert `model` (calibrating unless a map is given) and wrap it with LoRA adapters."""
+    """Quaff-convert `model` (calibrating unless a map is given) and wrap it with LoRA adapters.
+
+    With a bfloat16 runtime the model is cast to bf16 (attention, norms, head); LoRA stays fp32.
+    """
     from quaff_core.peft import add_lora
 
     used: OutlierMap | None = None
@@ -174,11 +179,14 @@ def prepare_model(
                 model_id=model_id,
                 callbacks=callbacks,
             )
-        dtype = torch.bfloat16 if config.compute_dtype == "bfloat16" else None
-        if dtype is not None:
-            model.to(dtype)  # attention, norms and head run in bf16 too; LoRA stays fp32
+        if runtime.dtype == torch.bfloat16:
+            model.to(torch.bfloat16)
         convert_to_quaff(
-            model, used, momentum=config.momentum, compute_dtype=dtype, compile=config.compile
+            model,
+            used,
+            scale_beta=config.scale_beta,
+            compute_dtype=runtime.dtype,
+            compile=runtime.compile,
         )
         n_layers = len(quaff_layers(model))
         callbacks.on_event(

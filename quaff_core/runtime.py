@@ -43,32 +43,44 @@ def _cpu_flag(name: str) -> bool:
     return bool(probe()) if callable(probe) else False
 
 
-def _median_time(fn: Callable[[], object], repeats: int = 5) -> float:
-    """Median wall time of `fn()` over `repeats` calls after one warm-up call."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
+def _fastest(fns: list[Callable[[], object]], rounds: int = 4) -> list[float]:
+    """Best time of each of `fns`, measured interleaved (round-robin) after one warm-up call:
+    the minimum is what the hardware can do, whatever else the machine runs meanwhile."""
+    for fn in fns:
         fn()
-        times.append(time.perf_counter() - start)
-    return sorted(times)[len(times) // 2]
+    best = [float("inf")] * len(fns)
+    for _ in range(rounds):
+        for i, fn in enumerate(fns):
+            start = time.perf_counter()
+            fn()
+            best[i] = min(best[i], time.perf_counter() - start)
+    return best
 
 
 @functools.cache
 def _cpu_probe(kind: str) -> float:
-    """Speed-up of a `kind` ('bf16' or 'int8') GEMM over float32 on this CPU (one-time probe)."""
+    """Speed-up of a `kind` ('bf16' or 'int8') GEMM over float32 on this CPU (one-time probe).
+
+    One thread, interleaved, best of several: on a busy machine a multi-threaded float32 GEMM can
+    stall behind descheduled threads and make a slow fallback kernel look fast.
+    """
     m, k, n = _PROBE_SHAPE
     g = torch.Generator().manual_seed(0)  # never draw from the global RNG (training seeds it)
     a, b = torch.randn(m, k, generator=g), torch.randn(k, n, generator=g)
-    fp32 = _median_time(lambda: a @ b)
     if kind == "bf16":
         ab, bb = a.bfloat16(), b.bfloat16()
-        other = _median_time(lambda: ab @ bb)
+        other: Callable[[], object] = lambda: ab @ bb  # noqa: E731
     else:
         qa = torch.randint(-127, 128, (m, k), dtype=torch.int8, generator=g)
         qb = torch.randint(-127, 128, (n, k), dtype=torch.int8, generator=g).t()
-        other = _median_time(lambda: torch._int_mm(qa, qb), repeats=2)
-    speedup = fp32 / max(other, 1e-9)
+        other = lambda: torch._int_mm(qa, qb)  # noqa: E731
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        fp32, low = _fastest([lambda: a @ b, other])
+    finally:
+        torch.set_num_threads(threads)
+    speedup = fp32 / max(low, 1e-9)
     logger.info("CPU probe: %s GEMM is %.2fx float32", kind, speedup)
     return speedup
 

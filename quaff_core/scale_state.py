@@ -83,3 +83,28 @@ def track_token_mask(model: nn.Module) -> list[RemovableHandle]:
         handles.append(module.register_forward_pre_hook(before, with_kwargs=True))
         handles.append(module.register_forward_hook(after, with_kwargs=True, always_call=True))
     return handles
+
+
+def skipped_updates(model: nn.Module) -> int:
+    """Training forwards whose outlier statistic was non-finite or zero, summed over layers."""
+    from quaff_core.linear import quaff_layers
+
+    return sum(int(layer.outlier_scale_skipped) for layer in quaff_layers(model).values())
+
+
+def report_skipped_updates(model: nn.Module, callbacks: Any) -> int:
+    """Say (one event) how many outlier-scale updates were left out; returns the count."""
+    from quaff_core.events import EventKind, TrainEvent
+
+    count = skipped_updates(model)
+    if count:
+        callbacks.on_event(
+            TrainEvent(
+                EventKind.SCALE_UPDATES_SKIPPED,
+                f"{count} outlier-scale updates were skipped: a batch gave a non-finite or zero "
+                "statistic (the scales kept their last good values)",
+                {"count": count},
+                level="warn",
+            )
+        )
+    return count

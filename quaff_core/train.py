@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import shutil
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -47,6 +48,8 @@ from quaff_core.models import load_base_model
 from quaff_core.outliers import OutlierMap
 from quaff_core.prepare import describe_base, prepare_model, tokenize_dataset
 from quaff_core.provenance import name_base, weights_facts, write_modelfile
+from quaff_core.resolved import Runtime, report_runtime, resolve_runtime, warm_up
+from quaff_core.scale_state import report_skipped_updates, track_token_mask
 from quaff_core.tokenize import PadCollator, TokenizedDataset
 
 logger = logging.getLogger(__name__)
@@ -71,6 +74,7 @@ class TrainResult:
     outlier_map: OutlierMap | None = None
     n_truncated: int = 0
     n_dropped: int = 0
+    runtime: Runtime | None = None
 
 
 def _examples(data: DataSource, name: str) -> list[Example]:
@@ -95,7 +99,7 @@ def _tokenized(
     )
 
 
-def _training_args(config: TrainConfig, checkpoints: Path) -> TrainingArguments:
+def _training_args(config: TrainConfig, runtime: Runtime, checkpoints: Path) -> TrainingArguments:
     """HF arguments: saving and evaluation are scheduled by HFBridge, not by strategies."""
     return TrainingArguments(
         output_dir=str(checkpoints),
@@ -116,7 +120,9 @@ def _training_args(config: TrainConfig, checkpoints: Path) -> TrainingArguments:
         eval_strategy="no",
         report_to="none",
         use_cpu=not torch.cuda.is_available(),
-        bf16=config.compute_dtype == "bfloat16",
+        bf16=runtime.compute_dtype == "bfloat16",
+        activation_checkpointing=config.gradient_checkpointing,
+        activation_checkpointing_kwargs={"use_reentrant": False},
         dataloader_num_workers=0,
         remove_unused_columns=False,
         label_names=["labels"],
@@ -187,6 +193,12 @@ def train(
         outlier_map = OutlierMap.load(resume / OUTLIER_MAP_FILE)
     pad_id = int(tokenizer.pad_token_id)
     collator = PadCollator(pad_token_id=pad_id)
+    runtime = resolve_runtime(
+        config,
+        n_params=sum(p.numel() for p in base.parameters()),
+        total_steps=config.total_steps(len(train_set)),
+    )
+    report_runtime(runtime, callbacks)
     peft_model, used_map = prepare_model(
         base,
         config,
@@ -195,11 +207,16 @@ def train(
         outlier_map=outlier_map,
         callbacks=callbacks,
         model_id=base_id,
+        runtime=runtime,
     )
     if resume is not None and (resume / MOMENTUM_FILE).is_file():
         from quaff_core.convert import load_quaff_state_dict
 
         load_quaff_state_dict(peft_model, load_file(str(resume / MOMENTUM_FILE)))
+    if runtime.compile:
+        first = collator([train_set[i] for i in range(min(config.batch_size, len(train_set)))])
+        if not warm_up(peft_model, first, callbacks):
+            runtime = replace(runtime, compile=False)
     facts = {**adapter_facts(base_id, config, used_map), "weights": weights_facts(base_id)}
     total = config.total_steps(len(train_set))
     bridge = HFBridge(
@@ -208,10 +225,11 @@ def train(
         eval_steps=config.eval_every(total),
         has_eval=valid_set is not None,
         on_save=lambda path: write_quaff_files(path, peft_model, facts, used_map),
+        eval_batches=math.ceil(len(valid_set) / config.batch_size) if valid_set is not None else 0,
     )
     trainer = CausalLMTrainer(
         model=peft_model,
-        args=_training_args(config, out / CHECKPOINTS_DIR),
+        args=_training_args(config, runtime, out / CHECKPOINTS_DIR),
         train_dataset=train_set,
         eval_dataset=valid_set,
         data_collator=collator,
@@ -224,8 +242,14 @@ def train(
         set_peft_model_state_dict(peft_model, load_file(str(resume / ADAPTER_WEIGHTS)))
         state = TrainerState.load_from_json(str(resume / TRAINER_STATE))
     else:
-        trainer.train(resume_from_checkpoint=str(resume) if resume is not None else None)
+        hooks = track_token_mask(peft_model)  # pad tokens stay out of the outlier statistic
+        try:
+            trainer.train(resume_from_checkpoint=str(resume) if resume is not None else None)
+        finally:
+            for hook in hooks:
+                hook.remove()
         state = trainer.state
+    report_skipped_updates(peft_model, callbacks)
     stopped: Stopped = "completed"
     if bridge.stopped == "cancel":
         stopped = "cancelled"
@@ -257,4 +281,5 @@ def train(
         outlier_map=used_map,
         n_truncated=train_set.n_truncated,
         n_dropped=train_set.n_dropped,
+        runtime=runtime,
     )

@@ -12,7 +12,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from quaff_core.config import TrainConfig, config_from_api
-from quaff_core.options import API_GROUPS, AUTO, BY_PARAM, Option, OptionError, group_options
+from quaff_core.options import (
+    API_GROUPS,
+    AUTO,
+    BY_PARAM,
+    RENAMED,
+    Option,
+    OptionError,
+    group_options,
+)
 from store.errors import InvalidRequestError
 
 METHOD_HYPERPARAMETERS = "method.supervised.hyperparameters"
@@ -65,6 +73,12 @@ def _resolve_group(group: str, raw: Any, prefix: str) -> dict[str, Any]:
     known = group_options(group)
     names = {opt.field for opt in known}
     unknown = sorted(str(k) for k in raw if k not in names)
+    renamed = [k for k in unknown if f"{group}.{k}" in RENAMED]
+    if renamed:
+        old = f"{group}.{renamed[0]}"
+        raise InvalidRequestError(
+            f"'{old}' was renamed: use '{RENAMED[old]}'", param=f"{prefix}.{renamed[0]}"
+        )
     if unknown:
         raise InvalidRequestError(
             f"Unknown option '{prefix}.{unknown[0][:64]}'; accepted options: "

@@ -49,6 +49,12 @@ class Settings(BaseSettings):
     broker_visibility_timeout: int = Field(
         default=7200, gt=0, description="Redis: seconds before an unacked task is redelivered"
     )
+    train_threads: int = Field(
+        default=0, ge=0, description="CPU threads of one training (0: cores / trainings per host)"
+    )
+    trainings_per_host: int = Field(
+        default=1, ge=1, description="trainings this host runs at once (workers on it)"
+    )
     client_api_key: str | None = Field(
         default=None,
         validation_alias=AliasChoices("QUAFF_API_KEY", "OPENAI_API_KEY"),
@@ -115,6 +121,11 @@ class Settings(BaseSettings):
     def blob_dir(self) -> Path:
         """Where artifacts live on disk."""
         return self.data_dir / "blobs"
+
+    @property
+    def inductor_cache_dir(self) -> Path:
+        """Where torch.compile keeps generated code between jobs."""
+        return self.data_dir / "inductor-cache"
 
     @property
     def resolved_infer_device(self) -> str:

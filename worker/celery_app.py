@@ -60,11 +60,21 @@ def make_celery(settings: Settings) -> Celery:
 
 
 def pin_device(settings: Settings) -> None:
-    """Expose only the configured GPU (none for `cpu`) before a pool process imports torch."""
+    """Before a pool process imports torch: expose only the configured GPU (none for `cpu`) and
+    keep inductor's compiled code under the data directory, so the next job reuses it."""
     if settings.device == "cpu":
         os.environ["CUDA_VISIBLE_DEVICES"] = ""
     elif settings.device.startswith("cuda:"):
         os.environ["CUDA_VISIBLE_DEVICES"] = settings.device.split(":", 1)[1]
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(settings.inductor_cache_dir))
+
+
+def training_threads(settings: Settings) -> int:
+    """CPU threads for one training: QUAFF_TRAIN_THREADS, else the host's cores shared out
+    between the trainings it runs (QUAFF_TRAININGS_PER_HOST), so they never oversubscribe."""
+    if settings.train_threads:
+        return settings.train_threads
+    return max(1, (os.cpu_count() or 1) // settings.trainings_per_host)
 
 
 SETTINGS = get_settings()
@@ -80,8 +90,12 @@ def _on_worker_init(**_: Any) -> None:
 
 @worker_process_init.connect
 def _on_process_init(**_: Any) -> None:
-    """Import the training stack once per pool process, before the first job arrives."""
+    """Set the thread count and import the training stack once per pool process."""
+    import torch
+
     import quaff_core.train  # noqa: F401
+
+    torch.set_num_threads(training_threads(SETTINGS))
 
 
 @worker_ready.connect

@@ -64,6 +64,8 @@ class StoreCallbacks:
         if event.kind in _REPLACED:
             logger.debug("job %s: %s", self.job.id, event.message)
             return
+        if event.kind == EventKind.RUNTIME:
+            self.job.runtime = dict(event.data)
         data = {k: _json_number(v) for k, v in event.data.items()} or None
         add_event(
             self.session, self.job.id, event.message, level=event.level, kind=event.kind, data=data

@@ -23,7 +23,7 @@ def test_defaults_match_the_api() -> None:
         "all-linear",
     )
     assert config.seed == 42
-    assert (config.quantization, config.outlier_strategy, config.momentum) == (
+    assert (config.quantization, config.outlier_strategy, config.scale_beta) == (
         "quaff",
         "mean_times",
         0.9,
@@ -44,7 +44,9 @@ def test_defaults_match_the_api() -> None:
         ("quantization", "int4", "quantization: expected one of quaff, none, got 'int4'"),
         ("outlier_strategy", "max", "outlier_strategy: expected one of mean_times"),
         ("outlier_max_ratio", 0.0, "outlier_max_ratio: 0.0 is out of range"),
-        ("momentum", 1.5, "momentum: 1.5 is out of range"),
+        ("scale_beta", 1.5, r"scale_beta: 1.5 is out of range; it must be in \[0, 1\]"),
+        ("compute_dtype", "float16", "compute_dtype: expected one of auto, float32, bfloat16"),
+        ("compile", "yes", "compile: expected one of auto, true, false"),
         ("train_on_inputs", "yes", "train_on_inputs: expected one of auto, true, false"),
         ("lora_target_modules", "attention", "lora_target_modules: expected 'all-linear'"),
         ("lora_target_modules", (), "lora_target_modules: expected 'all-linear'"),

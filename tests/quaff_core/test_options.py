@@ -158,14 +158,26 @@ def test_the_former_drift_cases_agree() -> None:
     for body, param in (
         ({"training": {"max_seq_length": 8}}, "training.max_seq_length"),
         ({"quantization": {"outlier_max_ratio": 0.8}}, "quantization.outlier_max_ratio"),
-        ({"quantization": {"momentum": 1.0}}, "quantization.momentum"),
     ):
         with pytest.raises(InvalidRequestError) as exc:
             resolve_options(body)
         assert exc.value.param == param
-    for name, value in (("max_seq_length", 8), ("outlier_max_ratio", 0.8), ("momentum", 1.0)):
+    for name, value in (("max_seq_length", 8), ("outlier_max_ratio", 0.8)):
         with pytest.raises(OptionError):
             TrainConfig(**{name: value})
+    # the outlier-scale weight: one range, [0, 1], in the API, the config and the layer
+    from quaff_core.linear import QuaffLinear
+
+    for beta in (0.0, 1.0):
+        config = resolve_options({"quantization": {"scale_beta": beta}}).config
+        assert QuaffLinear(8, 8, scale_beta=config.scale_beta).scale_beta == beta
+
+
+def test_a_renamed_option_names_its_new_name() -> None:
+    with pytest.raises(InvalidRequestError) as exc:
+        resolve_options({"quantization": {"momentum": 0.9}})
+    assert exc.value.param == "quantization.momentum"
+    assert "quantization.scale_beta" in exc.value.message
 
 
 def test_the_docs_table_is_generated_from_the_spec() -> None:

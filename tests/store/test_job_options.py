@@ -20,8 +20,8 @@ def test_defaults_are_resolved_numbers() -> None:
     assert options.lora == {"r": 16, "alpha": 32.0, "dropout": 0.0, "target_modules": "all-linear"}
     assert options.quantization["method"] == "quaff"
     assert options.quantization["outlier_map"] is None
-    assert options.quantization["compute_dtype"] == "float32"
-    assert options.quantization["compile"] is False
+    assert options.quantization["compute_dtype"] == "auto"
+    assert options.quantization["compile"] == "auto"
     assert options.training["learning_rate"] == pytest.approx(2e-4)
     assert options.training["max_seq_length"] == 1024
 
@@ -70,7 +70,7 @@ def test_multiplier_scales_the_base_rate_and_learning_rate_overrides_it() -> Non
         ({"quantization": {"outlier_strategy": "max"}}, "quantization.outlier_strategy"),
         ({"quantization": {"outlier_max_ratio": 0}}, "quantization.outlier_max_ratio"),
         ({"quantization": {"outlier_max_ratio": 0.6}}, "quantization.outlier_max_ratio"),
-        ({"quantization": {"momentum": 1.0}}, "quantization.momentum"),
+        ({"quantization": {"scale_beta": 1.5}}, "quantization.scale_beta"),
         ({"quantization": {"outlier_threshold": -1}}, "quantization.outlier_threshold"),
         ({"quantization": {"outlier_map": "file-1"}}, "quantization.outlier_map"),
         ({"training": {"learning_rate": 0}}, "training.learning_rate"),

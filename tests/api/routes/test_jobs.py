@@ -32,7 +32,8 @@ JOB_FIELDS = {
     "id", "object", "created_at", "finished_at", "model", "fine_tuned_model", "organization_id",
     "status", "hyperparameters", "method", "training_file", "validation_file", "result_files",
     "trained_tokens", "error", "seed", "suffix", "user_provided_suffix", "estimated_finish",
-    "integrations", "metadata", "lora", "quantization", "training", "outlier_map", "progress",
+    "integrations", "metadata", "lora", "quantization", "training", "runtime", "outlier_map",
+    "progress",
 }  # fmt: skip
 
 
@@ -73,6 +74,7 @@ def test_create_job_returns_every_field_and_enqueues(
     )
     assert set(job) == JOB_FIELDS
     assert job["object"] == "fine_tuning.job"
+    assert job["runtime"] is None  # resolved by the worker that runs it
     assert job["status"] == "queued"
     assert job["organization_id"] == keyed_project.project.id
     assert job["hyperparameters"] == {
