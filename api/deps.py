@@ -1,18 +1,34 @@
-"""Request dependencies as `Annotated` aliases: settings, session, blobs, queue, project."""
+"""Request dependencies as `Annotated` aliases: settings, session, blobs, queue, project.
+
+`SessionDep` is the request's one session: it holds a gate slot (so never more sessions than
+pooled connections) and is closed as soon as the handler returns, before a streamed body is sent.
+`CurrentProject` shares it on a key-cache miss. Routes that stream a request body use
+`UploadingProject`, which holds no session while the bytes arrive.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import Depends, Request
-from sqlalchemy.orm import Session
+from fastapi import Depends, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.orm import Session, sessionmaker
+from starlette.concurrency import run_in_threadpool
 
+from api.auth import KeyCache, Principal
+from api.gate import Gate
 from api.queue import JobQueue
-from store.auth import authenticate
+from store.auth import authenticate, hash_key
 from store.blobs import BlobStore
-from store.models import Project
 from store.settings import Settings
+
+bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name="ApiKey",
+    description="A Quaff API key (`quaff keys create`): `Authorization: Bearer sk-quaff-...`.",
+)
+Credentials = Annotated[HTTPAuthorizationCredentials | None, Security(bearer)]
 
 
 def get_settings(request: Request) -> Settings:
@@ -21,13 +37,26 @@ def get_settings(request: Request) -> Settings:
     return settings
 
 
-def get_session(request: Request) -> Iterator[Session]:
-    """A session for this request, closed afterwards."""
-    session: Session = request.app.state.session_factory()
-    try:
-        yield session
-    finally:
-        session.close()
+def get_gate(request: Request) -> Gate:
+    """The app's database admission gate."""
+    gate: Gate = request.app.state.gate
+    return gate
+
+
+def get_session_factory(request: Request) -> sessionmaker[Session]:
+    """The app's session factory."""
+    factory: sessionmaker[Session] = request.app.state.session_factory
+    return factory
+
+
+async def get_session(request: Request) -> AsyncIterator[Session]:
+    """The request's session, under a gate slot; closed (in a thread) when the handler returns."""
+    async with get_gate(request).slot():
+        session = get_session_factory(request)()
+        try:
+            yield session
+        finally:
+            await run_in_threadpool(session.close)
 
 
 def get_blobs(request: Request) -> BlobStore:
@@ -43,17 +72,56 @@ def get_queue(request: Request) -> JobQueue:
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
-SessionDep = Annotated[Session, Depends(get_session)]
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
+GateDep = Annotated[Gate, Depends(get_gate)]
 BlobsDep = Annotated[BlobStore, Depends(get_blobs)]
 QueueDep = Annotated[JobQueue, Depends(get_queue)]
 
 
-def get_current_project(request: Request, session: SessionDep) -> Project:
-    """The project of the bearer key; 401 `invalid_api_key` when missing, unknown or revoked."""
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    key = token.strip() if scheme.lower() == "bearer" else ""
-    return authenticate(session, key or None)
+def _key(credentials: HTTPAuthorizationCredentials | None) -> str | None:
+    return credentials.credentials.strip() or None if credentials else None
 
 
-CurrentProject = Annotated[Project, Depends(get_current_project)]
+def _cache(request: Request) -> KeyCache:
+    cache: KeyCache = request.app.state.key_cache
+    return cache
+
+
+def _lookup(session: Session, key: str | None) -> Principal:
+    """Authenticate in `session` (AuthenticationError when missing, unknown or revoked)."""
+    project = authenticate(session, key)
+    return Principal.of(project, hash_key(key or ""))
+
+
+async def get_current_project(
+    request: Request, session: SessionDep, credentials: Credentials
+) -> Principal:
+    """The bearer key's project; 401 `invalid_api_key` when missing, unknown or revoked."""
+    key = _key(credentials)
+    cached = _cache(request).get(hash_key(key)) if key else None
+    if cached is not None:
+        return cached
+    principal = await run_in_threadpool(_lookup, session, key)
+    _cache(request).put(principal)
+    return principal
+
+
+def _lookup_in_own_session(factory: sessionmaker[Session], key: str | None) -> Principal:
+    with factory() as session:
+        return _lookup(session, key)
+
+
+async def get_uploading_project(request: Request, credentials: Credentials) -> Principal:
+    """As `get_current_project`, but a cache miss uses a short session of its own."""
+    key = _key(credentials)
+    cached = _cache(request).get(hash_key(key)) if key else None
+    if cached is not None:
+        return cached
+    factory = get_session_factory(request)
+    principal = await get_gate(request).run(_lookup_in_own_session, factory, key)
+    _cache(request).put(principal)
+    return principal
+
+
+CurrentProject = Annotated[Principal, Depends(get_current_project)]
+UploadingProject = Annotated[Principal, Depends(get_uploading_project)]

@@ -41,6 +41,41 @@ class Settings(BaseSettings):
     broker_visibility_timeout: int = Field(
         default=7200, gt=0, description="Redis: seconds before an unacked task is redelivered"
     )
+    # The request path: one gate slot = one database connection = at most one worker thread, so
+    # the pool, the thread pool and the gate are sized together from `db_pool_size`.
+    db_pool_size: int = Field(
+        default=8, ge=1, le=256, description="API database connections (= concurrent requests)"
+    )
+    db_busy_timeout_ms: int = Field(
+        default=5000, ge=0, description="SQLite: how long a write waits for the lock"
+    )
+    request_wait_seconds: float = Field(
+        default=5.0, gt=0, description="longest wait for a free slot before answering 503"
+    )
+    max_waiting_requests: int = Field(
+        default=2000, ge=0, description="requests allowed to wait for a slot; beyond: 503 at once"
+    )
+    retry_after_seconds: int = Field(
+        default=1, ge=1, description="Retry-After of a 503 (busy or database unavailable)"
+    )
+    auth_cache_seconds: float = Field(
+        default=5.0, ge=0, description="how long a key -> project lookup is reused (0: never)"
+    )
+    max_streams_per_key: int = Field(
+        default=16, ge=1, description="concurrent event streams one API key may hold"
+    )
+    stream_keepalive_seconds: float = Field(
+        default=15.0, gt=0, description="an idle event stream sends a comment this often"
+    )
+    max_json_bytes: int = Field(default=1024 * 1024, gt=0, description="JSON request body limit")
+    orphan_grace_seconds: float = Field(
+        default=3600.0,
+        ge=0,
+        description="a temporary or rowless blob older than this is removed by the sweeps",
+    )
+    worker_stop_seconds: float = Field(
+        default=30.0, gt=0, description="`quaff serve`: how long a stopping worker may take"
+    )
 
     @field_validator("device")
     @classmethod
@@ -64,6 +99,12 @@ class Settings(BaseSettings):
         if not self.broker_url:
             self.broker_url = f"sqla+sqlite:///{self.data_dir / 'broker.sqlite'}"
         return self
+
+    @property
+    def api_threads(self) -> int:
+        """Worker threads of the API: one per gate slot, plus some for streamed uploads and
+        downloads, which hold no slot."""
+        return self.db_pool_size + 8
 
     @property
     def blob_dir(self) -> Path:

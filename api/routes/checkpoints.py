@@ -10,26 +10,28 @@ from fastapi.responses import Response, StreamingResponse
 
 from api.deps import BlobsDep, CurrentProject, SessionDep
 from api.errors import error_response
-from api.schemas import ListObject, checkpoint_object, page
+from api.schemas import CheckpointList, checkpoint_object, page
 from store import adapters, checkpoints, jobs
 from store.errors import NotFoundError
 
 router = APIRouter(prefix="/v1/fine_tuning/jobs", tags=["fine-tuning"])
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+MAX_STEP = 2**31 - 1
+_DIGITS = 18  # longer positions are past any blob: unsatisfiable, never parsed
 
 
-@router.get("/{job_id}/checkpoints", response_model=ListObject)
+@router.get("/{job_id}/checkpoints", response_model=CheckpointList)
 def list_checkpoints(
     job_id: str,
     project: CurrentProject,
     session: SessionDep,
     after: str | None = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 10,
-) -> ListObject:
+) -> CheckpointList:
     """The job's checkpoints, newest first."""
     jobs.get_job(session, project.id, job_id)
     rows, has_more = checkpoints.list_checkpoints(session, job_id, after=after, limit=limit)
-    return page([checkpoint_object(r) for r in rows], has_more, with_ids=True)
+    return page(CheckpointList, [checkpoint_object(r) for r in rows], has_more, with_ids=True)
 
 
 def parse_range(header: str, size: int) -> tuple[int, int] | None:
@@ -37,9 +39,12 @@ def parse_range(header: str, size: int) -> tuple[int, int] | None:
     match = _RANGE.match(header.strip())
     if match is None:
         return (0, size - 1) if "," in header else None
-    first, last = match.groups()
+    first, last = (group.lstrip("0") or ("0" if group else "") for group in match.groups())
     if not first and not last:
         return None
+    if len(first) > _DIGITS:
+        return None
+    last = last if len(last) <= _DIGITS else str(10**_DIGITS)
     if not first:
         length = int(last)
         return None if length == 0 or size == 0 else (max(size - length, 0), size - 1)
@@ -50,14 +55,22 @@ def parse_range(header: str, size: int) -> tuple[int, int] | None:
     return start, end
 
 
-@router.get("/{job_id}/adapter", response_model=None)
+@router.get(
+    "/{job_id}/adapter",
+    response_model=None,
+    responses={
+        200: {"content": {"application/gzip": {}}, "description": "The adapter archive"},
+        206: {"content": {"application/gzip": {}}, "description": "A byte range of it"},
+        416: {"description": "The range cannot be satisfied"},
+    },
+)
 def download_adapter(
     request: Request,
     job_id: str,
     project: CurrentProject,
     session: SessionDep,
     blobs: BlobsDep,
-    step: Annotated[int | None, Query(ge=0)] = None,
+    step: Annotated[int | None, Query(ge=0, le=MAX_STEP)] = None,
 ) -> Response:
     """The PEFT adapter `.tar.gz` (final, or the checkpoint at `step`); supports `Range`."""
     job = jobs.get_job(session, project.id, job_id)

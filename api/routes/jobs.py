@@ -4,23 +4,24 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import Annotated, Any
+from typing import Annotated
 
-from fastapi import APIRouter, Body, Query, Request
+from fastapi import APIRouter, Query, Request
 from kombu.exceptions import KombuError
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from api.deps import CurrentProject, QueueDep, SessionDep, SettingsDep
+from api.job_body import JobCreate
 from api.queue import JobQueue
-from api.schemas import JobObject, ListObject, job_object, page
+from api.schemas import JobList, JobObject, job_object, page
 from store import jobs
 from store.events import ServiceEvent, add_event
 from store.models import Job
 
 logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/fine_tuning/jobs", tags=["fine-tuning"])
-_METADATA = re.compile(r"^metadata\[(.+)\]$")
+_METADATA = re.compile(r"^metadata\[(.*)\]$")
 
 
 def enqueue_after_commit(session: Session, queue: JobQueue, job: Job) -> None:
@@ -42,26 +43,26 @@ def enqueue_after_commit(session: Session, queue: JobQueue, job: Job) -> None:
 
 @router.post("", response_model=JobObject)
 def create_job(
-    body: Annotated[dict[str, Any], Body()],
+    body: JobCreate,
     project: CurrentProject,
     session: SessionDep,
     settings: SettingsDep,
     queue: QueueDep,
 ) -> JobObject:
     """Create a job from OpenAI's fields plus `lora`, `quantization`, `training`; then enqueue."""
-    job = jobs.create_job(session, settings, project.id, body)
+    job = jobs.create_job(session, settings, project.id, body.request())
     enqueue_after_commit(session, queue, job)
     return job_object(job)
 
 
-@router.get("", response_model=ListObject)
+@router.get("", response_model=JobList)
 def list_jobs(
     request: Request,
     project: CurrentProject,
     session: SessionDep,
     after: str | None = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-) -> ListObject:
+) -> JobList:
     """The project's jobs, newest first; `metadata[key]=value` filters, `metadata=null` too."""
     metadata = {
         m.group(1): value
@@ -76,7 +77,7 @@ def list_jobs(
         metadata=metadata,
         without_metadata=request.query_params.get("metadata") == "null",
     )
-    return page([job_object(r) for r in rows], has_more)
+    return page(JobList, [job_object(r) for r in rows], has_more)
 
 
 @router.get("/{job_id}", response_model=JobObject)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from api.deps import BlobsDep, CurrentProject, SessionDep, SettingsDep
-from api.schemas import ListObject, ModelDeleted, ModelObject, adapter_model_object, page
+from api.schemas import ModelDeleted, ModelList, ModelObject, adapter_model_object, page
 from store import adapters, catalog
 from store.errors import InvalidRequestError
 from store.settings import Settings
@@ -20,11 +20,11 @@ def _base_models(settings: Settings) -> list[ModelObject]:
     ]
 
 
-@router.get("", response_model=ListObject)
-def list_models(project: CurrentProject, session: SessionDep, settings: SettingsDep) -> ListObject:
+@router.get("", response_model=ModelList)
+def list_models(project: CurrentProject, session: SessionDep, settings: SettingsDep) -> ModelList:
     """Base models first, then the project's fine-tuned models."""
     tuned = [adapter_model_object(a) for a in adapters.list_adapters(session, project.id)]
-    return page([*_base_models(settings), *tuned], False)
+    return page(ModelList, [*_base_models(settings), *tuned], False)
 
 
 @router.get("/{model:path}", response_model=ModelObject)
@@ -46,7 +46,8 @@ def delete_model(
     blobs: BlobsDep,
     settings: SettingsDep,
 ) -> ModelDeleted:
-    """Delete a fine-tuned model (its adapter); base models cannot be deleted."""
+    """Delete a fine-tuned model: its adapter, the result file sharing its archive and the job's
+    checkpoints (base models cannot be deleted)."""
     if model in settings.base_models:
         raise InvalidRequestError(
             f"'{model}' is a base model; only fine-tuned models can be deleted.", param="model"

@@ -7,22 +7,22 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from api.deps import BlobsDep, CurrentProject, SessionDep
-from api.schemas import ListObject, OutlierMapObject, outlier_map_object, page
+from api.schemas import OutlierMapList, OutlierMapObject, outlier_map_object, page
 from store import outlier_maps
 
 router = APIRouter(prefix="/v1/outlier_maps", tags=["outlier maps"])
 
 
-@router.get("", response_model=ListObject)
+@router.get("", response_model=OutlierMapList)
 def list_outlier_maps(
     project: CurrentProject,
     session: SessionDep,
     after: str | None = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-) -> ListObject:
+) -> OutlierMapList:
     """The project's maps, newest first (without the per-layer indices)."""
     rows, has_more = outlier_maps.list_outlier_maps(session, project.id, after=after, limit=limit)
-    return page([outlier_map_object(r) for r in rows], has_more, with_ids=True)
+    return page(OutlierMapList, [outlier_map_object(r) for r in rows], has_more, with_ids=True)
 
 
 @router.get("/{map_id}", response_model=OutlierMapObject)

@@ -1,0 +1,182 @@
+"""Hostile-input guard in front of the app: request targets and JSON bodies are bounded.
+
+Paths and query strings may not hold NUL bytes (PostgreSQL refuses them in text) and are bounded
+in length; a JSON body is bounded in bytes, nesting depth and number size, and may not hold NUL
+characters or lone surrogates (neither can be stored). Each refusal is a 4xx in the error
+envelope, before any handler runs.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Iterator
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api.errors import error_response
+
+MAX_TARGET_BYTES = 8192
+MAX_DEPTH = 32
+MAX_NUMBER_CHARS = 1000
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+_BAD_TEXT = re.compile("[\x00\ud800-\udfff]")
+
+
+class BodyError(ValueError):
+    """A JSON body the guard refuses; `param` is the JSON path of the bad value, if known."""
+
+    def __init__(self, message: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.message, self.param = message, param
+
+
+def _number(text: str) -> str:
+    if len(text) > MAX_NUMBER_CHARS:
+        raise BodyError(f"A number in the JSON body has more than {MAX_NUMBER_CHARS} characters.")
+    return text
+
+
+def _parse_int(text: str) -> int:
+    return int(_number(text))
+
+
+def _parse_float(text: str) -> float:
+    value = float(_number(text))
+    if not math.isfinite(value):
+        raise BodyError(f"The number {text[:40]} in the JSON body is too large.")
+    return value
+
+
+def _parse_constant(text: str) -> Any:
+    raise BodyError(f"{text} is not a JSON value.")
+
+
+def _walk(value: Any) -> Iterator[tuple[Any, str, int]]:
+    """(value, path, depth) of every value and key inside `value` (iterative)."""
+    stack: list[tuple[Any, str, int]] = [(value, "", 1)]
+    while stack:
+        item, path, depth = stack.pop()
+        yield item, path, depth
+        if isinstance(item, dict):
+            for key, child in item.items():
+                where = f"{path}.{key}" if path else str(key)
+                yield key, where, depth
+                stack.append((child, where, depth + 1))
+        elif isinstance(item, list):
+            stack.extend((child, f"{path}.{i}" if path else str(i), depth + 1)
+                         for i, child in enumerate(item))  # fmt: skip
+
+
+def loads_bounded(data: bytes) -> Any:
+    """Decode a JSON body within the limits; BodyError naming what is wrong otherwise."""
+    try:
+        value = json.loads(
+            data.decode("utf-8"),
+            parse_int=_parse_int,
+            parse_float=_parse_float,
+            parse_constant=_parse_constant,
+        )
+    except RecursionError:
+        raise BodyError(f"The JSON body is nested deeper than {MAX_DEPTH} levels.") from None
+    except UnicodeDecodeError:
+        raise BodyError("The request body is not UTF-8 text.") from None
+    except json.JSONDecodeError as exc:
+        raise BodyError(f"We could not parse the JSON body of your request: {exc.msg}.") from None
+    except ValueError as exc:  # int() past Python's digit limit
+        raise BodyError(f"A number in the JSON body is too large: {str(exc)[:80]}") from None
+    for item, path, depth in _walk(value):
+        if depth > MAX_DEPTH:
+            raise BodyError(f"The JSON body is nested deeper than {MAX_DEPTH} levels.", path)
+        if isinstance(item, str) and _BAD_TEXT.search(item):
+            raise BodyError(
+                f"Invalid text at '{path or 'body'}': NUL characters and unpaired surrogates "
+                "cannot be stored.",
+                path or None,
+            )
+    return value
+
+
+def _target_problem(scope: Scope) -> str | None:
+    """Why the request target is refused, or None."""
+    path: str = scope.get("path", "")
+    query: bytes = scope.get("query_string", b"")
+    if len(path) + len(query) > MAX_TARGET_BYTES:
+        return f"The request URL is longer than {MAX_TARGET_BYTES} bytes."
+    if "\x00" in path or b"\x00" in query or b"%00" in query.lower():
+        return "The request URL contains a NUL byte."
+    return None
+
+
+def _is_json(scope: Scope) -> bool:
+    """Whether FastAPI would read the body as JSON (a JSON content type, or none at all)."""
+    headers = dict(scope.get("headers") or [])
+    content_type = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
+    return (
+        not content_type or content_type == b"application/json" or content_type.endswith(b"+json")
+    )
+
+
+class RequestGuardMiddleware:
+    """Pure ASGI middleware: refuses bad targets (400/414) and bad JSON bodies (400/413)."""
+
+    def __init__(self, app: ASGIApp, *, max_json_bytes: int) -> None:
+        self.app, self.max_json_bytes = app, max_json_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        problem = _target_problem(scope)
+        if problem is not None:
+            status = 414 if problem.startswith("The request URL is longer") else 400
+            await error_response(status, problem, code="invalid_url")(scope, receive, send)
+            return
+        if scope["method"] not in _BODY_METHODS or not _is_json(scope):
+            await self.app(scope, receive, send)
+            return
+        body, more = await self._read(receive)
+        if more:
+            message = f"The JSON body is larger than {self.max_json_bytes} bytes."
+            await error_response(413, message, code="body_too_large")(scope, receive, send)
+            return
+        if body.strip():
+            try:
+                loads_bounded(body)
+            except BodyError as exc:
+                response = error_response(400, exc.message, param=exc.param, code="invalid_json")
+                await response(scope, receive, send)
+                return
+        await self.app(scope, _replay(body, receive), send)
+
+    async def _read(self, receive: Receive) -> tuple[bytes, bool]:
+        """The body (up to the limit) and whether more was sent."""
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return b"".join(chunks), False
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_json_bytes:
+                return b"", True
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks), False
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A `receive` that first hands the app the body already read, then the real messages."""
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
