@@ -6,7 +6,6 @@ import json
 import threading
 
 import pytest
-
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
