@@ -100,6 +100,20 @@ def session_factory(settings: Settings | None = None) -> sessionmaker[Session]:
 
 
 @contextmanager
+def private_session(settings: Settings) -> Iterator[Session]:
+    """A session on an engine of its own, disposed afterwards: for a process that forks later
+    (the worker's main process) and must keep no pooled connection a child could inherit."""
+    engine = make_engine(
+        settings.database_url, pool_size=1, busy_timeout_ms=settings.db_busy_timeout_ms
+    )
+    try:
+        with Session(engine, expire_on_commit=False) as session:
+            yield session
+    finally:
+        engine.dispose()
+
+
+@contextmanager
 def session_scope(settings: Settings | None = None) -> Iterator[Session]:
     """A session that rolls back on error and always closes (for the worker and the CLI)."""
     session = session_factory(settings)()

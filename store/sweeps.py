@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from store.blob_refs import referenced
 from store.blobs import BlobStore, delete_unreferenced
-from store.db import session_scope
+from store.db import private_session
 from store.files import live_user
 from store.ids import now_s
 from store.models import File
@@ -62,7 +62,7 @@ def sweep_orphans(settings: Settings, *, now: float | None = None) -> SweepRepor
     for part in parts:
         part.unlink(missing_ok=True)
         report.parts.append(part.relative_to(root).as_posix())
-    with session_scope(settings) as session:
+    with private_session(settings) as session:
         kept = referenced(session, keys)
     for key in keys:
         if key not in kept:
@@ -89,7 +89,7 @@ def expired_files(session: Session) -> list[File]:
 def purge_expired_files(settings: Settings) -> list[str]:
     """Delete expired files (rows, then blobs no other row shares); returns their ids."""
     blobs = BlobStore(settings.blob_dir)
-    with session_scope(settings) as session:
+    with private_session(settings) as session:
         rows = expired_files(session)
         ids, keys = [r.id for r in rows], [r.blob_key for r in rows]
         for row in rows:
