@@ -197,6 +197,7 @@ def file_object(row: File) -> FileObject:
         id=row.id, bytes=row.bytes, created_at=row.created_at, filename=row.filename,
         purpose=row.purpose, status=row.status, status_details=row.status_details,
         sha256=row.sha256, format=row.data_format, n_examples=row.n_examples,
+        expires_at=row.expires_at,
     )  # fmt: skip
 
 

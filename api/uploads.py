@@ -128,7 +128,11 @@ async def receive_upload(
     if declared and declared.isdigit() and int(declared) > limit + MULTIPART_OVERHEAD:
         raise _too_large(limit)
     collector = _Collector(blobs, key, limit)
-    parser = MultipartParser(boundary, collector.callbacks())  # type: ignore[arg-type]
+    parser = MultipartParser(
+        boundary,
+        collector.callbacks(),  # type: ignore[arg-type]
+        max_header_size=MAX_HEADER_BYTES + 1024,  # our own, clearer check comes first
+    )
     try:
         async for chunk in request.stream():
             if chunk:
