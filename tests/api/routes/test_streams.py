@@ -64,13 +64,16 @@ def test_a_stream_is_woken_by_new_events_and_ends_with_the_job(
     canceller = threading.Thread(target=cancel_when_started)
     canceller.start()
     url = f"/fine_tuning/jobs/{job['id']}/events?stream=true"
-    with serve_in_thread(app) as base, httpx.Client(base_url=base, timeout=30) as http:
-        with http.stream("GET", url, headers=keyed_project.headers) as response:
-            for line in response.iter_lines():
-                if line.startswith("data: "):
-                    received.append(json.loads(line[6:])["message"])
-                    if len(received) == 3:
-                        started.set()
+    with (
+        serve_in_thread(app) as base,
+        httpx.Client(base_url=base, timeout=30) as http,
+        http.stream("GET", url, headers=keyed_project.headers) as response,
+    ):
+        for line in response.iter_lines():
+            if line.startswith("data: "):
+                received.append(json.loads(line[6:])["message"])
+                if len(received) == 3:
+                    started.set()
     canceller.join()
     assert received[-1] == "Job cancelled by the user"
     assert not app.state.streams.open
