@@ -76,6 +76,9 @@ class Settings(BaseSettings):
     worker_stop_seconds: float = Field(
         default=30.0, gt=0, description="`quaff serve`: how long a stopping worker may take"
     )
+    worker_nice: int = Field(
+        default=10, ge=0, le=19, description="`quaff serve`: the worker's CPU niceness"
+    )
 
     @field_validator("device")
     @classmethod
