@@ -1,9 +1,10 @@
-"""Request dependencies as `Annotated` aliases: settings, session, blobs, queue, project.
+"""Request dependencies as `Annotated` aliases: settings, gate, session, blobs, queue, project.
 
-`SessionDep` is the request's one session: it holds a gate slot (so never more sessions than
-pooled connections) and is closed as soon as the handler returns, before a streamed body is sent.
-`CurrentProject` shares it on a key-cache miss. Routes that stream a request body use
-`UploadingProject`, which holds no session while the bytes arrive.
+Every dependency is `async` (a sync one would cost a trip to a worker thread). Handlers do their
+store work through `api.db.DbDep` (one thread call, one session, one gate slot). `SessionDep` is
+a session held for the whole handler under a gate slot, for handlers that need one; it is closed
+as soon as the handler returns, before a streamed body is sent. `CurrentProject` comes from the
+key cache, or on a miss from a short session of its own (never while holding another).
 """
 
 from __future__ import annotations
@@ -31,19 +32,19 @@ bearer = HTTPBearer(
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Security(bearer)]
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     """The app's settings."""
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_gate(request: Request) -> Gate:
+async def get_gate(request: Request) -> Gate:
     """The app's database admission gate."""
     gate: Gate = request.app.state.gate
     return gate
 
 
-def get_session_factory(request: Request) -> sessionmaker[Session]:
+async def get_session_factory(request: Request) -> sessionmaker[Session]:
     """The app's session factory."""
     factory: sessionmaker[Session] = request.app.state.session_factory
     return factory
@@ -51,21 +52,22 @@ def get_session_factory(request: Request) -> sessionmaker[Session]:
 
 async def get_session(request: Request) -> AsyncIterator[Session]:
     """The request's session, under a gate slot; closed (in a thread) when the handler returns."""
-    async with get_gate(request).slot():
-        session = get_session_factory(request)()
+    gate: Gate = request.app.state.gate
+    async with gate.slot():
+        session = request.app.state.session_factory()
         try:
             yield session
         finally:
             await run_in_threadpool(session.close)
 
 
-def get_blobs(request: Request) -> BlobStore:
+async def get_blobs(request: Request) -> BlobStore:
     """The app's blob store."""
     blobs: BlobStore = request.app.state.blobs
     return blobs
 
 
-def get_queue(request: Request) -> JobQueue:
+async def get_queue(request: Request) -> JobQueue:
     """The app's Celery producer."""
     queue: JobQueue = request.app.state.queue
     return queue
@@ -93,35 +95,22 @@ def _lookup(session: Session, key: str | None) -> Principal:
     return Principal.of(project, hash_key(key or ""))
 
 
-async def get_current_project(
-    request: Request, session: SessionDep, credentials: Credentials
-) -> Principal:
-    """The bearer key's project; 401 `invalid_api_key` when missing, unknown or revoked."""
-    key = _key(credentials)
-    cached = _cache(request).get(hash_key(key)) if key else None
-    if cached is not None:
-        return cached
-    principal = await run_in_threadpool(_lookup, session, key)
-    _cache(request).put(principal)
-    return principal
-
-
 def _lookup_in_own_session(factory: sessionmaker[Session], key: str | None) -> Principal:
     with factory() as session:
         return _lookup(session, key)
 
 
-async def get_uploading_project(request: Request, credentials: Credentials) -> Principal:
-    """As `get_current_project`, but a cache miss uses a short session of its own."""
+async def get_current_project(request: Request, credentials: Credentials) -> Principal:
+    """The bearer key's project; 401 `invalid_api_key` when missing, unknown or revoked."""
     key = _key(credentials)
     cached = _cache(request).get(hash_key(key)) if key else None
     if cached is not None:
         return cached
-    factory = get_session_factory(request)
-    principal = await get_gate(request).run(_lookup_in_own_session, factory, key)
+    factory: sessionmaker[Session] = request.app.state.session_factory
+    gate: Gate = request.app.state.gate
+    principal = await gate.run(_lookup_in_own_session, factory, key)
     _cache(request).put(principal)
     return principal
 
 
 CurrentProject = Annotated[Principal, Depends(get_current_project)]
-UploadingProject = Annotated[Principal, Depends(get_uploading_project)]

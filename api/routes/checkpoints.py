@@ -7,11 +7,14 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response, StreamingResponse
+from sqlalchemy.orm import Session
 
-from api.deps import BlobsDep, CurrentProject, SessionDep
+from api.db import DbDep
+from api.deps import BlobsDep, CurrentProject
 from api.errors import error_response
 from api.schemas import CheckpointList, checkpoint_object, page
 from store import adapters, checkpoints, jobs
+from store.blobs import BlobStore
 from store.errors import NotFoundError
 
 router = APIRouter(prefix="/v1/fine_tuning/jobs", tags=["fine-tuning"])
@@ -21,17 +24,21 @@ _DIGITS = 18  # longer positions are past any blob: unsatisfiable, never parsed
 
 
 @router.get("/{job_id}/checkpoints", response_model=CheckpointList)
-def list_checkpoints(
+async def list_checkpoints(
     job_id: str,
     project: CurrentProject,
-    session: SessionDep,
+    db: DbDep,
     after: str | None = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 10,
-) -> CheckpointList:
+) -> Response:
     """The job's checkpoints, newest first."""
-    jobs.get_job(session, project.id, job_id)
-    rows, has_more = checkpoints.list_checkpoints(session, job_id, after=after, limit=limit)
-    return page(CheckpointList, [checkpoint_object(r) for r in rows], has_more, with_ids=True)
+
+    def work(session: Session) -> CheckpointList:
+        jobs.get_job(session, project.id, job_id)
+        rows, more = checkpoints.list_checkpoints(session, job_id, after=after, limit=limit)
+        return page(CheckpointList, [checkpoint_object(r) for r in rows], more, with_ids=True)
+
+    return await db.respond(work)
 
 
 def parse_range(header: str, size: int) -> tuple[int, int] | None:
@@ -64,16 +71,24 @@ def parse_range(header: str, size: int) -> tuple[int, int] | None:
         416: {"description": "The range cannot be satisfied"},
     },
 )
-def download_adapter(
+async def download_adapter(
     request: Request,
     job_id: str,
     project: CurrentProject,
-    session: SessionDep,
+    db: DbDep,
     blobs: BlobsDep,
     step: Annotated[int | None, Query(ge=0, le=MAX_STEP)] = None,
 ) -> Response:
     """The PEFT adapter `.tar.gz` (final, or the checkpoint at `step`); supports `Range`."""
-    job = jobs.get_job(session, project.id, job_id)
+    key, size, digest, name = await db.run(lambda s: _archive(s, project.id, job_id, step))
+    return _send(request, blobs, key=key, size=size, digest=digest, name=name)
+
+
+def _archive(
+    session: Session, project_id: str, job_id: str, step: int | None
+) -> tuple[str, int, str, str]:
+    """(blob key, bytes, sha256, download name) of the job's adapter or checkpoint at `step`."""
+    job = jobs.get_job(session, project_id, job_id)
     if step is None:
         adapter = adapters.adapter_for_job(session, job.id)
         if adapter is None:
@@ -84,6 +99,13 @@ def download_adapter(
         ckpt = checkpoints.get_checkpoint_at_step(session, job.id, step)
         key, size, digest = ckpt.blob_key, ckpt.bytes, ckpt.sha256
         name = f"{job.id}-step-{step}-adapter.tar.gz"
+    return key, size, digest, name
+
+
+def _send(
+    request: Request, blobs: BlobStore, *, key: str, size: int, digest: str, name: str
+) -> Response:
+    """The archive, whole or the one `Range` asked for."""
     headers = {
         "Accept-Ranges": "bytes",
         "Content-Disposition": f'attachment; filename="{name}"',

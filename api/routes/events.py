@@ -6,9 +6,11 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response, StreamingResponse
+from sqlalchemy.orm import Session
 from starlette.background import BackgroundTask
 
-from api.deps import CurrentProject, SessionDep, SettingsDep
+from api.db import DbDep
+from api.deps import CurrentProject, SettingsDep
 from api.errors import error_response
 from api.schemas import EventList, event_object, page
 from api.streams import EventHub, StreamCounter, TooManyStreamsError, event_stream
@@ -21,22 +23,27 @@ SSE_RESPONSE: dict[int | str, dict[str, Any]] = {
 
 
 @router.get("/{job_id}/events", response_model=EventList, responses=SSE_RESPONSE)
-def list_events(
+async def list_events(
     request: Request,
     job_id: str,
     project: CurrentProject,
-    session: SessionDep,
+    db: DbDep,
     settings: SettingsDep,
     after: str | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 20,
     stream: bool = False,
-) -> EventList | Response:
+) -> Response:
     """Newest first; with `stream=true`, Server-Sent Events until the job ends (at most
     `max_streams_per_key` streams per key: 429 with `Retry-After` beyond)."""
-    jobs.get_job(session, project.id, job_id)
     if not stream:
-        rows, has_more = events.list_events(session, job_id, after=after, limit=limit)
-        return page(EventList, [event_object(r) for r in rows], has_more)
+
+        def work(session: Session) -> EventList:
+            jobs.get_job(session, project.id, job_id)
+            rows, more = events.list_events(session, job_id, after=after, limit=limit)
+            return page(EventList, [event_object(r) for r in rows], more)
+
+        return await db.respond(work)
+    await db.run(lambda s: jobs.get_job(s, project.id, job_id))
     counter: StreamCounter = request.app.state.streams
     try:
         claim = counter.claim(project.key_hash)

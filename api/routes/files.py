@@ -6,19 +6,12 @@ from typing import Annotated, Literal
 
 import anyio
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import (
-    BlobsDep,
-    CurrentProject,
-    GateDep,
-    SessionDep,
-    SettingsDep,
-    UploadingProject,
-    get_session_factory,
-)
+from api.db import DbDep
+from api.deps import BlobsDep, CurrentProject, GateDep, SettingsDep
 from api.gate import ServiceBusyError
 from api.schemas import FileDeleted, FileList, FileObject, file_object, page
 from api.upload_form import UPLOAD_OPENAPI
@@ -51,7 +44,7 @@ def _register(
 @router.post("", response_model=FileObject, openapi_extra=UPLOAD_OPENAPI)
 async def create_file(
     request: Request,
-    project: UploadingProject,
+    project: CurrentProject,
     gate: GateDep,
     blobs: BlobsDep,
     settings: SettingsDep,
@@ -66,7 +59,7 @@ async def create_file(
     except BaseException:
         await run_in_threadpool(blobs.delete, key)
         raise
-    factory = get_session_factory(request)
+    factory = request.app.state.session_factory
     with anyio.CancelScope(shield=True):  # the row and the blob are settled together
         try:
             row = await gate.run(
@@ -79,25 +72,29 @@ async def create_file(
 
 
 @router.get("", response_model=FileList)
-def list_files(
+async def list_files(
     project: CurrentProject,
-    session: SessionDep,
+    db: DbDep,
     after: str | None = None,
     limit: Annotated[int, Query(ge=1, le=10000)] = 10000,
     purpose: str | None = None,
     order: Literal["asc", "desc"] = "desc",
-) -> FileList:
+) -> Response:
     """The project's files, newest first by default (expired ones are gone)."""
-    rows, has_more = files.list_files(
-        session, project.id, after=after, limit=limit, purpose=purpose, order=order
-    )
-    return page(FileList, [file_object(r) for r in rows], has_more, with_ids=True)
+
+    def work(session: Session) -> FileList:
+        rows, more = files.list_files(
+            session, project.id, after=after, limit=limit, purpose=purpose, order=order
+        )
+        return page(FileList, [file_object(r) for r in rows], more, with_ids=True)
+
+    return await db.respond(work)
 
 
 @router.get("/{file_id}", response_model=FileObject)
-def retrieve_file(file_id: str, project: CurrentProject, session: SessionDep) -> FileObject:
+async def retrieve_file(file_id: str, project: CurrentProject, db: DbDep) -> Response:
     """One file."""
-    return file_object(files.get_file(session, project.id, file_id))
+    return await db.respond(lambda s: file_object(files.get_file(s, project.id, file_id)))
 
 
 @router.get(
@@ -105,11 +102,11 @@ def retrieve_file(file_id: str, project: CurrentProject, session: SessionDep) ->
     response_class=StreamingResponse,
     responses={200: {"content": {"application/octet-stream": {}}}},
 )
-def file_content(
-    file_id: str, project: CurrentProject, session: SessionDep, blobs: BlobsDep
+async def file_content(
+    file_id: str, project: CurrentProject, db: DbDep, blobs: BlobsDep
 ) -> StreamingResponse:
     """The raw bytes of a file."""
-    row = files.get_file(session, project.id, file_id)
+    row = await db.run(lambda s: files.get_file(s, project.id, file_id))
     return StreamingResponse(
         blobs.iter_range(row.blob_key),
         media_type="application/octet-stream",
@@ -118,9 +115,13 @@ def file_content(
 
 
 @router.delete("/{file_id}", response_model=FileDeleted)
-def delete_file(
-    file_id: str, project: CurrentProject, session: SessionDep, blobs: BlobsDep
-) -> FileDeleted:
+async def delete_file(
+    file_id: str, project: CurrentProject, db: DbDep, blobs: BlobsDep
+) -> Response:
     """Delete a file and its bytes (refused while a live job uses it)."""
-    files.delete_file(session, blobs, project.id, file_id)
-    return FileDeleted(id=file_id)
+
+    def work(session: Session) -> FileDeleted:
+        files.delete_file(session, blobs, project.id, file_id)
+        return FileDeleted(id=file_id)
+
+    return await db.respond(work)

@@ -38,7 +38,7 @@ class OptionList(ListObject[OptionObject]):
 
 
 @router.get("/options", response_model=OptionList)
-def list_options(project: CurrentProject) -> OptionList:
+async def list_options(project: CurrentProject) -> OptionList:
     """What a job accepts, derived from the one option spec (the dashboard builds its form)."""
     data = [OptionObject(**opt.wire()) for opt in OPTIONS if opt.api is not None]
     return OptionList(data=data, has_more=False)

@@ -5,9 +5,12 @@ from __future__ import annotations
 from typing import Literal
 
 from fastapi import APIRouter
+from fastapi.responses import Response
 from pydantic import BaseModel
+from sqlalchemy.orm import Session
 
-from api.deps import CurrentProject, SessionDep
+from api.db import DbDep
+from api.deps import CurrentProject
 from store import usage
 
 router = APIRouter(prefix="/v1", tags=["usage"])
@@ -33,8 +36,14 @@ class StorageUsage(BaseModel):
 
 
 @router.get("/usage/storage", response_model=StorageUsage)
-def storage_usage(project: CurrentProject, session: SessionDep) -> StorageUsage:
+async def storage_usage(project: CurrentProject, db: DbDep) -> Response:
     """Bytes stored for the project: uploads and result files, adapters, checkpoints, maps."""
-    found = usage.project_usage(session, project.id, project.name)
-    kinds = {k: KindUsageObject(count=v.count, bytes=v.bytes) for k, v in found.kinds.items()}
-    return StorageUsage.model_validate({"project_id": project.id, "bytes": found.bytes, **kinds})
+
+    def work(session: Session) -> StorageUsage:
+        found = usage.project_usage(session, project.id, project.name)
+        kinds = {k: KindUsageObject(count=v.count, bytes=v.bytes) for k, v in found.kinds.items()}
+        return StorageUsage.model_validate(
+            {"project_id": project.id, "bytes": found.bytes, **kinds}
+        )
+
+    return await db.respond(work)

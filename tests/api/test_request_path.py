@@ -58,20 +58,31 @@ def test_a_cached_key_costs_no_database_round_trip(
     assert "fine_tuning_jobs" in statements[0]
 
 
-def test_auth_and_handler_share_one_connection(
+def test_a_request_never_holds_two_connections(
     app: FastAPI, keyed_project: KeyedProject, quaff_settings: Settings
 ) -> None:
-    checkouts: list[object] = []
+    """Auth on a key-cache miss and the handler each use a short session, one after the other."""
+    held: list[int] = [0]
+    most: list[int] = [0]
     engine = get_engine(quaff_settings)
-    listener = lambda *args: checkouts.append(args[0])  # noqa: E731
-    event.listen(engine, "checkout", listener)
+
+    def checkout(*_args: Any) -> None:
+        held[0] += 1
+        most[0] = max(most[0], held[0])
+
+    def checkin(*_args: Any) -> None:
+        held[0] -= 1
+
+    event.listen(engine, "checkout", checkout)
+    event.listen(engine, "checkin", checkin)
     try:
         with TestClient(app) as fresh:  # an empty key cache: auth reads the store
             response = fresh.get("/v1/fine_tuning/jobs", headers=keyed_project.headers)
     finally:
-        event.remove(engine, "checkout", listener)
+        event.remove(engine, "checkout", checkout)
+        event.remove(engine, "checkin", checkin)
     assert response.status_code == 200
-    assert len(checkouts) == 1
+    assert (most[0], held[0]) == (1, 0)
 
 
 def test_a_revoked_key_stops_working_when_its_cache_entry_expires(
