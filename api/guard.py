@@ -1,4 +1,8 @@
-"""Hostile-input guard in front of the app: request targets and JSON bodies are bounded.
+"""Guard in front of the app: load is shed, request targets and JSON bodies are bounded.
+
+More than `max_pending_requests` requests received and not yet answered: the next one is a 503
+with `Retry-After` at once, before it costs any work (a saturated server keeps answering the ones
+it admitted quickly instead of queueing everyone for seconds).
 
 Paths and query strings may not hold NUL bytes (PostgreSQL refuses them in text) and are bounded
 in length; a JSON body is bounded in bytes, nesting depth and number size, and may not hold NUL
@@ -122,13 +126,43 @@ def _is_json(scope: Scope) -> bool:
 class RequestGuardMiddleware:
     """Pure ASGI middleware: refuses bad targets (400/414) and bad JSON bodies (400/413)."""
 
-    def __init__(self, app: ASGIApp, *, max_json_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, *, max_json_bytes: int, max_pending: int, retry_after: int
+    ) -> None:
         self.app, self.max_json_bytes = app, max_json_bytes
+        self.max_pending, self.retry_after = max_pending, retry_after
+        self.pending = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        if self.pending >= self.max_pending:
+            response = error_response(
+                503,
+                "The server is handling too many requests right now; please retry after a moment.",
+                code="server_busy",
+                headers={"Retry-After": str(self.retry_after)},
+            )
+            await response(scope, receive, send)
+            return
+        self.pending += 1
+        answered = False
+
+        async def send_and_count(message: Message) -> None:
+            nonlocal answered
+            if message["type"] == "http.response.start" and not answered:
+                answered = True
+                self.pending -= 1
+            await send(message)
+
+        try:
+            await self._guarded(scope, receive, send_and_count)
+        finally:
+            if not answered:
+                self.pending -= 1
+
+    async def _guarded(self, scope: Scope, receive: Receive, send: Send) -> None:
         problem = _target_problem(scope)
         if problem is not None:
             status = 414 if problem.startswith("The request URL is longer") else 400

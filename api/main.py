@@ -42,6 +42,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(usage.router)
     install_docs(app)
     install_openapi(app)
-    app.add_middleware(RequestGuardMiddleware, max_json_bytes=settings.max_json_bytes)
+    app.add_middleware(
+        RequestGuardMiddleware,
+        max_json_bytes=settings.max_json_bytes,
+        max_pending=settings.max_pending_requests,
+        retry_after=settings.retry_after_seconds,
+    )
     app.add_middleware(RequestIdMiddleware)
     return app

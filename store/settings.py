@@ -55,6 +55,11 @@ class Settings(BaseSettings):
     max_waiting_requests: int = Field(
         default=2000, ge=0, description="requests allowed to wait for a slot; beyond: 503 at once"
     )
+    max_pending_requests: int = Field(
+        default=128,
+        ge=1,
+        description="requests received but not yet answered; beyond: 503 at once (load shedding)",
+    )
     retry_after_seconds: int = Field(
         default=1, ge=1, description="Retry-After of a 503 (busy or database unavailable)"
     )
