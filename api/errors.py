@@ -10,9 +10,18 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import (
+    DataError,
+    DBAPIError,
+    DisconnectionError,
+    InterfaceError,
+    OperationalError,
+)
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.gate import ServiceBusyError
 from store.errors import StoreError
 
 logger = logging.getLogger(__name__)
@@ -56,22 +65,70 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
         message = f"Method {request.method} is not allowed for {request.url.path}."
         code = "method_not_allowed"
     else:
-        message, code = str(exc.detail), None
+        message, code = str(exc.detail), getattr(exc, "code", None)
     return error_response(exc.status_code, message, code=code, headers=exc.headers)
 
 
 def _param(loc: tuple[Any, ...]) -> str | None:
-    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
-    return ".".join(parts) or None
+    parts = [str(p) for p in loc[1:] if isinstance(p, str | int)] if loc else []
+    return ".".join(parts)[:256] or None
 
 
 async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
+    """Every validation failure is OpenAI's 400 `invalid_request_error` naming the field."""
     if not isinstance(exc, RequestValidationError):
         raise exc
     first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
+    kind = str(first.get("type", ""))
+    if kind == "json_invalid":
+        return error_response(
+            400, "We could not parse the JSON body of your request.", code="invalid_json"
+        )
     param = _param(tuple(first.get("loc", ())))
-    message = f"Invalid value for '{param}': {first.get('msg')}" if param else str(first.get("msg"))
-    return error_response(422, message, param=param, code="invalid_value")
+    reason = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
+    if kind == "extra_forbidden":
+        return error_response(
+            400, f"Unrecognized request argument supplied: {param}", param=param, code=None
+        )
+    if kind == "missing":
+        return error_response(400, f"Missing required parameter: '{param}'.", param=param)
+    message = f"Invalid value for '{param}': {reason}" if param else reason
+    return error_response(400, message[:1000], param=param)
+
+
+def _retry_after(request: Request) -> dict[str, str]:
+    settings = getattr(request.app.state, "settings", None)
+    return {"Retry-After": str(getattr(settings, "retry_after_seconds", 1))}
+
+
+async def _busy(request: Request, exc: Exception) -> JSONResponse:
+    if not isinstance(exc, ServiceBusyError):
+        raise exc
+    return error_response(
+        503,
+        "The server is handling too many requests right now; please retry after a moment.",
+        code="server_busy",
+        headers=_retry_after(request),
+    )
+
+
+async def _database_error(request: Request, exc: Exception) -> JSONResponse:
+    """The database is unreachable, locked past the busy timeout or out of connections: 503."""
+    if isinstance(exc, DataError):
+        return error_response(
+            400, "A value in the request cannot be stored or compared.", code="invalid_value"
+        )
+    if not isinstance(exc, DBAPIError | PoolTimeoutError | DisconnectionError):
+        raise exc
+    if isinstance(exc, DBAPIError) and not isinstance(exc, OperationalError | InterfaceError):
+        return await _unhandled(request, exc)
+    logger.warning("database unavailable on %s %s: %s", request.method, request.url.path, exc)
+    return error_response(
+        503,
+        "The database is unavailable right now; please retry after a moment.",
+        code="database_unavailable",
+        headers=_retry_after(request),
+    )
 
 
 async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
@@ -89,6 +146,9 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StoreError, _store_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(ServiceBusyError, _busy)
+    for db_error in (DBAPIError, PoolTimeoutError, DisconnectionError):
+        app.add_exception_handler(db_error, _database_error)
     app.add_exception_handler(Exception, _unhandled)
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel
 
@@ -147,14 +147,49 @@ class OutlierMapObject(BaseModel):
     layers: dict[str, list[int]] | None = None
 
 
-class ListObject(BaseModel):
+Item = TypeVar("Item", bound=BaseModel)
+
+
+class ListObject(BaseModel, Generic[Item]):
     """`object: "list"` page."""
 
     object: Literal["list"] = "list"
-    data: list[Any]
+    data: list[Item]
     has_more: bool
+
+
+class CursorList(ListObject[Item], Generic[Item]):
+    """A page that also names its first and last ids (files, checkpoints, outlier maps)."""
+
     first_id: str | None = None
     last_id: str | None = None
+
+
+class FileList(CursorList[FileObject]):
+    """A page of files."""
+
+
+class JobList(ListObject[JobObject]):
+    """A page of fine-tuning jobs."""
+
+
+class EventList(ListObject[EventObject]):
+    """A page of job events."""
+
+
+class CheckpointList(CursorList[CheckpointObject]):
+    """A page of checkpoints."""
+
+
+class ModelList(ListObject[ModelObject]):
+    """The models: base models, then fine-tuned ones."""
+
+
+class OutlierMapList(CursorList[OutlierMapObject]):
+    """A page of outlier maps."""
+
+
+Page = TypeVar("Page", bound=ListObject[Any])
 
 
 def file_object(row: File) -> FileObject:
@@ -163,6 +198,7 @@ def file_object(row: File) -> FileObject:
         id=row.id, bytes=row.bytes, created_at=row.created_at, filename=row.filename,
         purpose=row.purpose, status=row.status, status_details=row.status_details,
         sha256=row.sha256, format=row.data_format, n_examples=row.n_examples,
+        expires_at=row.expires_at,
     )  # fmt: skip
 
 
@@ -225,13 +261,9 @@ def outlier_map_object(
     )  # fmt: skip
 
 
-def page(items: list[Any], has_more: bool, *, with_ids: bool = False) -> ListObject:
-    """A list object; `first_id`/`last_id` for the lists that have them."""
+def page(cls: type[Page], items: list[Any], has_more: bool, *, with_ids: bool = False) -> Page:
+    """A list object of type `cls`; `first_id`/`last_id` for the lists that have them."""
     if not with_ids:
-        return ListObject(data=items, has_more=has_more)
-    return ListObject(
-        data=items,
-        has_more=has_more,
-        first_id=items[0].id if items else None,
-        last_id=items[-1].id if items else None,
-    )
+        return cls(data=items, has_more=has_more)
+    ids = {"first_id": items[0].id, "last_id": items[-1].id} if items else {}
+    return cls(data=items, has_more=has_more, **ids)

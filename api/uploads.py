@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -13,6 +14,8 @@ from store.errors import InvalidRequestError, PayloadTooLargeError
 from store.files import check_purpose
 
 MAX_FIELD_BYTES = 4096
+MAX_HEADER_BYTES = 16 * 1024
+MAX_PARTS = 16
 MULTIPART_OVERHEAD = 64 * 1024
 
 
@@ -42,6 +45,8 @@ class _Collector:
         self._field, self._value = b"", b""
         self._name: str | None = None
         self._buffer = bytearray()
+        self._header_bytes = 0
+        self._parts = 0
 
     def callbacks(self) -> dict[str, object]:
         return {
@@ -56,11 +61,24 @@ class _Collector:
 
     def part_begin(self) -> None:
         self._headers, self._name, self._buffer = {}, None, bytearray()
+        self._header_bytes = 0
+        self._parts += 1
+        if self._parts > MAX_PARTS:
+            raise InvalidRequestError(f"An upload has at most {MAX_PARTS} form fields.")
+
+    def _count_header(self, size: int) -> None:
+        self._header_bytes += size
+        if self._header_bytes > MAX_HEADER_BYTES:
+            raise InvalidRequestError(
+                f"A form part's headers are longer than {MAX_HEADER_BYTES} bytes.", param="file"
+            )
 
     def header_field(self, data: bytes, start: int, end: int) -> None:
+        self._count_header(end - start)
         self._field += data[start:end]
 
     def header_value(self, data: bytes, start: int, end: int) -> None:
+        self._count_header(end - start)
         self._value += data[start:end]
 
     def header_end(self) -> None:
@@ -85,13 +103,15 @@ class _Collector:
             return
         self._buffer += data[start:end]
         if len(self._buffer) > MAX_FIELD_BYTES:
-            raise InvalidRequestError(f"Form field '{self._name}' is too long.", param=self._name)
+            name = (self._name or "")[:64]
+            raise InvalidRequestError(f"Form field '{name}' is too long.", param=name or None)
 
     def part_end(self) -> None:
         if self._name == "file" and self.writer is not None:
-            self.upload.blob = self.writer.commit()
+            if self.upload.blob is None:
+                self.upload.blob = self.writer.commit()
         elif self._name:
-            self.upload.fields[self._name] = self._buffer.decode("utf-8", "replace")
+            self.upload.fields[self._name[:64]] = self._buffer.decode("utf-8", "replace")
 
 
 async def receive_upload(
@@ -108,20 +128,33 @@ async def receive_upload(
     if declared and declared.isdigit() and int(declared) > limit + MULTIPART_OVERHEAD:
         raise _too_large(limit)
     collector = _Collector(blobs, key, limit)
-    parser = MultipartParser(boundary, collector.callbacks())  # type: ignore[arg-type]
+    parser = MultipartParser(
+        boundary,
+        collector.callbacks(),  # type: ignore[arg-type]
+        max_header_size=MAX_HEADER_BYTES + 1024,  # our own, clearer check comes first
+    )
     try:
         async for chunk in request.stream():
             if chunk:
                 await run_in_threadpool(parser.write, chunk)
         parser.finalize()
+        if collector.upload.blob is None:
+            raise InvalidRequestError("Missing the 'file' part of the upload.", param="file")
     except BaseException as exc:
-        if collector.writer is not None:
-            collector.writer.abort()
-        if collector.upload.blob is not None:
-            blobs.delete(key)
+        _discard(collector, blobs, key)
         if isinstance(exc, BlobTooLargeError):
             raise _too_large(limit) from None
+        if isinstance(exc, FormParserError | UnicodeError):
+            raise InvalidRequestError(
+                "The upload is not a well-formed multipart/form-data body.", param="file"
+            ) from None
         raise
-    if collector.upload.blob is None:
-        raise InvalidRequestError("Missing the 'file' part of the upload.", param="file")
     return collector.upload.blob, collector.upload
+
+
+def _discard(collector: _Collector, blobs: BlobStore, key: str) -> None:
+    """Every failed exit: drop the temporary file and the committed blob, if any."""
+    if collector.writer is not None:
+        collector.writer.abort()
+    if collector.upload.blob is not None:
+        blobs.delete(key)

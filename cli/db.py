@@ -1,4 +1,5 @@
-"""`quaff db upgrade|downgrade|current`: run the Alembic migrations from any directory."""
+"""`quaff db upgrade|downgrade|current|stats`: run the Alembic migrations from any directory, and
+report what the data directory holds."""
 
 from __future__ import annotations
 
@@ -22,6 +23,8 @@ def register(subparsers: Any) -> None:
     down.set_defaults(handler=downgrade)
     current = sub.add_parser("current", help="print the revision the database is at")
     current.set_defaults(handler=show_current)
+    stats = sub.add_parser("stats", help="print the data directory's size and each project's share")
+    stats.set_defaults(handler=show_stats)
 
 
 def upgrade(args: argparse.Namespace) -> int:
@@ -66,6 +69,39 @@ def show_current(args: argparse.Namespace) -> int:
     state = "up to date" if current == head else f"head is {head}; run `quaff db upgrade`"
     print(f"{current or 'base'} ({state})")
     return 0
+
+
+def show_stats(args: argparse.Namespace) -> int:
+    """The data directory on disk, and the bytes each project's rows point at."""
+    from store import usage
+    from store.db import session_scope
+    from store.settings import get_settings
+
+    settings = get_settings()
+    try:
+        with session_scope(settings) as session:
+            projects = usage.all_projects_usage(session)
+    except SQLAlchemyError as exc:
+        raise CliError(f"cannot read {_safe(settings.database_url)}: {exc}") from exc
+    print(f"{settings.data_dir}: {_size(usage.directory_bytes(settings.data_dir))} on disk")
+    print(f"  blobs: {_size(usage.directory_bytes(settings.blob_dir))}")
+    kinds = ("files", "adapters", "checkpoints", "outlier_maps")
+    print(f"{'project':<32} {'total':>10} " + " ".join(f"{k:>14}" for k in kinds))
+    for found in projects:
+        cells = " ".join(
+            f"{_size(found.kinds[k].bytes):>9} ({found.kinds[k].count:>2})" for k in kinds
+        )
+        print(f"{found.name[:32]:<32} {_size(found.bytes):>10} {cells}")
+    return 0
+
+
+def _size(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1024 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{n} B"
 
 
 def _safe(url: str) -> str:

@@ -9,6 +9,9 @@ import os
 import signal
 import subprocess
 import sys
+import threading
+import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from cli.common import SHUTDOWN_GRACE_SECONDS, CliError
@@ -20,6 +23,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 DEFAULT_PROJECT = "default"
+MAX_BACKOFF = 60.0
+STABLE_SECONDS = 60.0
 SDK_SNIPPET = """\
 import json
 from openai import OpenAI
@@ -117,23 +122,87 @@ def snippets(base_url: str, key: str) -> str:
     )
 
 
-def start_worker(command: str = "worker") -> subprocess.Popen[bytes]:
-    """`quaff worker` (or `infer`) in its own process group, with this environment."""
-    return subprocess.Popen([sys.executable, "-m", "cli.main", command], start_new_session=True)
+def start_worker(command: str = "worker", nice: int = 0) -> subprocess.Popen[bytes]:
+    """`quaff worker` (or `infer`) in its own process group, with this environment (so the same
+    settings), at `nice` lower CPU priority (training yields the cores to the API's requests)."""
+    process = subprocess.Popen([sys.executable, "-m", "cli.main", command], start_new_session=True)
+    if nice:
+        with contextlib.suppress(OSError):  # its pool forks later and inherits the priority
+            os.setpriority(os.PRIO_PGRP, process.pid, nice)
+    return process
 
 
-def stop_worker(process: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
-    """SIGTERM the worker, then SIGKILL what is left of its group; a cut job resumes elsewhere."""
-    if process.poll() is not None:
-        return
-    process.terminate()
-    try:
-        process.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        logger.warning("worker %d did not stop in %.0fs; killing it", process.pid, timeout)
-    with contextlib.suppress(ProcessLookupError):
+def stop_worker(process: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+    """SIGTERM the worker (it checkpoints its job and hands it back), then SIGKILL what is left
+    of its group after `timeout`; a cut job resumes elsewhere from its last checkpoint."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            logger.warning("worker %d did not stop in %.0fs; killing it", process.pid, timeout)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(process.pid, signal.SIGKILL)
     process.wait()
+
+
+class WorkerSupervisor(threading.Thread):
+    """Keeps one worker running: a worker that dies is restarted after a back-off (1 s, doubling
+    to `MAX_BACKOFF`, reset once a worker has lived `STABLE_SECONDS`); `stop()` stops it."""
+
+    def __init__(
+        self,
+        *,
+        stop_seconds: float,
+        start: Callable[[], subprocess.Popen[bytes]] = start_worker,
+    ) -> None:
+        super().__init__(name="quaff-worker-supervisor", daemon=True)
+        self.stop_seconds, self.start_process = stop_seconds, start
+        self.process: subprocess.Popen[bytes] | None = None
+        self.restarts = 0
+        self._stopping = threading.Event()
+        self._lock = threading.Lock()
+
+    def run(self) -> None:
+        """Start the worker; wait for it; restart it until stopped."""
+        delay = 1.0
+        while True:
+            with self._lock:
+                if self._stopping.is_set():
+                    return
+                self.process = self.start_process()
+            born = time.monotonic()
+            code = self.process.wait()
+            if self._stopping.is_set():
+                return
+            if time.monotonic() - born >= STABLE_SECONDS:
+                delay = 1.0
+            self.restarts += 1
+            logger.warning(
+                "worker %d exited with code %s; starting a new one in %.0fs (restart %d); its "
+                "job, if any, is taken over once its lease expires",
+                self.process.pid, code, delay, self.restarts,
+            )  # fmt: skip
+            if self._stopping.wait(delay):
+                return
+            delay = min(delay * 2, MAX_BACKOFF)
+
+    def stop(self) -> None:
+        """Stop supervising and stop the worker (SIGTERM, then SIGKILL after `stop_seconds`)."""
+        with self._lock:
+            self._stopping.set()
+            process = self.process
+        if process is not None:
+            stop_worker(process, self.stop_seconds)
+        self.join(timeout=5)
+
+
+class _Stop(Exception):
+    """SIGTERM or SIGINT arrived: shut down."""
+
+
+def _raise_stop(signum: int, _frame: object) -> None:
+    raise _Stop(signal.Signals(signum).name)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -161,9 +230,26 @@ def run(args: argparse.Namespace) -> int:
             )
             key = "YOUR_API_KEY"
         print(snippets(base_url, key), flush=True)
-    worker = None if args.no_worker else start_worker()
-    infer = None if args.no_worker or args.no_infer else start_worker("infer")
+    supervisors: list[WorkerSupervisor] = []
+    if not args.no_worker:
+        supervisors.append(
+            WorkerSupervisor(
+                stop_seconds=settings.worker_stop_seconds,
+                start=lambda: start_worker("worker", settings.worker_nice),
+            )
+        )
+    if not args.no_worker and not args.no_infer:
+        supervisors.append(
+            WorkerSupervisor(
+                stop_seconds=settings.worker_stop_seconds, start=lambda: start_worker("infer")
+            )
+        )
+    for supervisor in supervisors:
+        supervisor.start()
     announce(settings, base_url)
+    # uvicorn handles SIGTERM/SIGINT itself, then re-raises the signal: ours turns that into an
+    # exception, so the worker is always stopped below (a bare SIGTERM would skip `finally`).
+    previous = {sig: signal.signal(sig, _raise_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         uvicorn.run(
             "api.main:create_app",
@@ -172,9 +258,12 @@ def run(args: argparse.Namespace) -> int:
             port=args.port,
             timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,
         )
+    except _Stop as stop:
+        logger.info("received %s; stopping", stop)
     finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         withdraw(settings)
-        for child in (worker, infer):
-            if child is not None:
-                stop_worker(child)
+        for supervisor in supervisors:
+            supervisor.stop()
     return 0

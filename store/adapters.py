@@ -7,11 +7,11 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from store.blobs import BlobStore, commit_with_blob, delete_with_blob
+from store.blobs import BlobStore, commit_with_blob, delete_unreferenced
 from store.errors import NotFoundError
 from store.ids import new_id, now_s
 from store.jobs import fine_tuned_model_name
-from store.models import Adapter, Job
+from store.models import Adapter, Checkpoint, File, Job
 
 
 def save_adapter(session: Session, blobs: BlobStore, job: Job, source: Path | bytes) -> Adapter:
@@ -58,6 +58,19 @@ def get_adapter_by_model(session: Session, project_id: str, model: str) -> Adapt
     return row
 
 
-def delete_adapter(session: Session, blobs: BlobStore, row: Adapter) -> None:
-    """Delete the model: the row, then its blob."""
-    delete_with_blob(session, blobs, row)
+def delete_adapter(session: Session, blobs: BlobStore, row: Adapter) -> list[str]:
+    """Delete the fine-tuned model and every copy of its weights: the adapter, the result file
+    that shares its archive, the job's checkpoints (each a `...:ckpt-step-N` model); rows first,
+    then the blobs no row points at any more. The job and its metrics file stay. Returns the
+    removed blob keys."""
+    job = session.get(Job, row.job_id)
+    copies = list(session.scalars(select(File).where(File.blob_key == row.blob_key)))
+    checkpoints = list(session.scalars(select(Checkpoint).where(Checkpoint.job_id == row.job_id)))
+    keys = [row.blob_key, *(c.blob_key for c in checkpoints)]
+    if job is not None and copies:
+        gone = {f.id for f in copies}
+        job.result_files = [f for f in job.result_files or [] if f not in gone]
+    for item in [row, *copies, *checkpoints]:
+        session.delete(item)
+    session.commit()
+    return delete_unreferenced(session, blobs, keys)

@@ -175,8 +175,21 @@ def commit_with_blob(session: Session, blobs: BlobStore, key: str) -> None:
 
 
 def delete_with_blob(session: Session, blobs: BlobStore, row: Any) -> None:
-    """Delete `row` (anything with a `blob_key`) and commit, then remove its blob."""
+    """Delete `row` (anything with a `blob_key`) and commit, then remove its blob unless another
+    row shares it."""
     key: str = row.blob_key
     session.delete(row)
     session.commit()
-    blobs.delete(key)
+    delete_unreferenced(session, blobs, [key])
+
+
+def delete_unreferenced(session: Session, blobs: BlobStore, keys: Iterable[str]) -> list[str]:
+    """Remove the blobs among `keys` that no row points at any more; returns the removed keys."""
+    from store.blob_refs import referenced
+
+    keys = list(keys)
+    shared = referenced(session, keys)
+    removed = [key for key in keys if key not in shared]
+    for key in removed:
+        blobs.delete(key)
+    return removed

@@ -15,6 +15,13 @@ class BaseModel:
     id: str
     available: bool
     reason: str | None
+    linear_modules: tuple[str, ...] = ()
+
+    def unknown_modules(self, targets: list[str]) -> list[str]:
+        """LoRA targets naming no linear layer; none known for models outside the catalog (a
+        local path), whose targets the worker checks once the model is loaded."""
+        info = find_base_model(self.id)
+        return info.unknown_modules(targets) if info is not None and info.linear_modules else []
 
 
 def _entry(model_id: str) -> BaseModel:
@@ -23,7 +30,12 @@ def _entry(model_id: str) -> BaseModel:
     info = find_base_model(model_id)
     if info is None:
         return BaseModel(id=model_id, available=True, reason=None)
-    return BaseModel(id=model_id, available=info.available, reason=info.reason)
+    return BaseModel(
+        id=model_id,
+        available=info.available,
+        reason=info.reason,
+        linear_modules=info.linear_modules,
+    )
 
 
 def base_models(settings: Settings) -> list[BaseModel]:

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from store.blobs import BlobStore, commit_with_blob
+from store.blobs import BlobStore, commit_with_blob, delete_unreferenced
 from store.errors import NotFoundError
 from store.ids import new_id, now_s
 from store.jobs import checkpoint_model_name
@@ -24,8 +24,10 @@ def save_checkpoint(
     step: int,
     metrics: dict[str, Any],
     source: Path | bytes,
+    safety: bool = False,
 ) -> Checkpoint:
-    """Worker: store the archive (blob first), then commit the row."""
+    """Worker: store the archive (blob first), then commit the row. A `safety` checkpoint (taken
+    by the worker, not asked for by the job) replaces the job's older safety checkpoints."""
     ckpt_id = new_id("ftckpt")
     key = f"checkpoints/{ckpt_id}.tar.gz"
     info = blobs.put(key, source)
@@ -34,6 +36,7 @@ def save_checkpoint(
         job_id=job.id,
         step_number=step,
         metrics={"step": step, **metrics},
+        safety=safety,
         fine_tuned_model_checkpoint=checkpoint_model_name(job, step),
         blob_key=key,
         sha256=info.sha256,
@@ -42,7 +45,26 @@ def save_checkpoint(
     )
     session.add(row)
     commit_with_blob(session, blobs, key)
+    if safety:
+        prune_safety_checkpoints(session, blobs, job.id, keep=row.id)
     return row
+
+
+def prune_safety_checkpoints(
+    session: Session, blobs: BlobStore, job_id: str, *, keep: str | None = None
+) -> list[int]:
+    """Delete the job's safety checkpoints but `keep` (rows, then blobs); returns their steps."""
+    query = select(Checkpoint).where(Checkpoint.job_id == job_id, Checkpoint.safety.is_(True))
+    if keep is not None:
+        query = query.where(Checkpoint.id != keep)
+    rows = list(session.scalars(query))
+    keys = [r.blob_key for r in rows]
+    steps = [r.step_number for r in rows]
+    for row in rows:
+        session.delete(row)
+    session.commit()
+    delete_unreferenced(session, blobs, keys)
+    return steps
 
 
 def list_checkpoints(

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import logging
+import unicodedata
+from collections.abc import Mapping
 from pathlib import Path, PurePosixPath, PureWindowsPath
+from typing import TYPE_CHECKING
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, or_, select
 from sqlalchemy.orm import Session
 
 from store.blobs import BlobInfo, BlobStore, commit_with_blob, delete_with_blob
@@ -14,17 +17,26 @@ from store.ids import new_id, now_s
 from store.models import File, Job
 from store.pages import page
 
+if TYPE_CHECKING:
+    from quaff_core.data import ValidationReport
+
 logger = logging.getLogger(__name__)
 
 UPLOAD_PURPOSES = ("fine-tune",)
 RESULT_PURPOSE = "fine-tune-results"
 LIVE_JOB_STATUSES = ("validating_files", "queued", "running", "paused")
+MAX_FILENAME_CHARS = 255
+# OpenAI's bounds for `expires_after` (anchor `created_at`): one hour to thirty days.
+EXPIRY_SECONDS = (3600, 30 * 24 * 3600)
 
 
 def display_name(filename: str | None) -> str:
-    """The name shown to users: the last path component, trimmed; never used as a path."""
-    name = PureWindowsPath(PurePosixPath(filename or "").name).name.strip()
-    return (name or "upload.jsonl")[:512]
+    """The name shown to users: NFC, no control characters or surrogates, the last path
+    component, trimmed, at most 255 characters; never used as a path."""
+    text = unicodedata.normalize("NFC", (filename or "").encode("utf-8", "replace").decode("utf-8"))
+    text = "".join(c for c in text if unicodedata.category(c)[0] != "C")
+    name = PureWindowsPath(PurePosixPath(text).name).name.strip()
+    return (name or "upload.jsonl")[:MAX_FILENAME_CHARS].strip() or "upload.jsonl"
 
 
 def new_upload() -> tuple[str, str]:
@@ -43,6 +55,35 @@ def check_purpose(purpose: str | None) -> str:
     return purpose
 
 
+def check_expiry(fields: Mapping[str, str]) -> int | None:
+    """Seconds until an upload expires, from the form fields `expires_after[anchor]` and
+    `expires_after[seconds]` (as the SDK sends them); None when absent; 400 when invalid."""
+    anchor = fields.get("expires_after[anchor]")
+    seconds = fields.get("expires_after[seconds]")
+    if anchor is None and seconds is None:
+        return None
+    if anchor != "created_at":
+        raise InvalidRequestError(
+            f"Invalid value for 'expires_after.anchor': expected 'created_at', got {anchor!r:.40}",
+            param="expires_after.anchor",
+        )
+    low, high = EXPIRY_SECONDS
+    if seconds is None or not seconds.isdigit() or not low <= int(seconds[:12]) <= high:
+        raise InvalidRequestError(
+            f"Invalid value for 'expires_after.seconds': an integer from {low} to {high}, got "
+            f"{seconds!r:.40}",
+            param="expires_after.seconds",
+        )
+    return int(seconds)
+
+
+def validate_blob(blobs: BlobStore, key: str) -> ValidationReport:
+    """Validate a stored upload with the dataset rules (bounded memory; no database)."""
+    from quaff_core.data import validate_jsonl
+
+    return validate_jsonl(blobs.path(key))
+
+
 def register_upload(
     session: Session,
     blobs: BlobStore,
@@ -52,13 +93,16 @@ def register_upload(
     blob: BlobInfo,
     filename: str | None,
     purpose: str | None,
+    expires_after: int | None = None,
+    report: ValidationReport | None = None,
 ) -> File:
-    """Validate a stored upload and commit its row; on any refusal the blob is deleted."""
+    """Validate a stored upload (unless `report` is given) and commit its row; on any refusal
+    or failure the blob is deleted."""
     try:
         check_purpose(purpose)
-        from quaff_core.data import validate_jsonl
-
-        report = validate_jsonl(blobs.path(blob.key))
+        if report is None:
+            report = validate_blob(blobs, blob.key)
+        created = now_s()
         row = File(
             id=file_id,
             project_id=project_id,
@@ -72,7 +116,8 @@ def register_upload(
             data_format=report.format,
             n_examples=report.n_examples,
             stats=dict(report.stats),
-            created_at=now_s(),
+            created_at=created,
+            expires_at=None if expires_after is None else created + expires_after,
         )
         session.add(row)
         session.commit()
@@ -89,13 +134,20 @@ def create_result_file(
     project_id: str,
     *,
     filename: str,
-    source: Path | bytes,
+    source: Path | bytes | None = None,
+    shared: BlobInfo | None = None,
     purpose: str = RESULT_PURPOSE,
 ) -> File:
-    """Store a worker output (e.g. the metrics CSV) as a `processed` file; commits."""
+    """Store a worker output (e.g. the metrics CSV) as a `processed` file; commits. With `shared`
+    the file points at that existing blob (the adapter's archive) instead of a copy."""
     file_id = new_id("file")
-    key = f"files/{file_id}{Path(display_name(filename)).suffix[:16]}"
-    info = blobs.put(key, source)
+    if shared is None:
+        if source is None:
+            raise ValueError("create_result_file needs `source` bytes or a file, or `shared`")
+        key = f"files/{file_id}{Path(display_name(filename)).suffix[:16]}"
+        info = blobs.put(key, source)
+    else:
+        info = shared
     row = File(
         id=file_id,
         project_id=project_id,
@@ -104,19 +156,27 @@ def create_result_file(
         bytes=info.bytes,
         status="processed",
         status_details=None,
-        blob_key=key,
+        blob_key=info.key,
         sha256=info.sha256,
         created_at=now_s(),
     )
     session.add(row)
-    commit_with_blob(session, blobs, key)
+    if shared is None:
+        commit_with_blob(session, blobs, info.key)
+    else:
+        session.commit()
     return row
 
 
+def _unexpired() -> ColumnElement[bool]:
+    return or_(File.expires_at.is_(None), File.expires_at > now_s())
+
+
 def get_file(session: Session, project_id: str, file_id: str, *, param: str | None = None) -> File:
-    """The project's file `file_id`; NotFoundError when absent or another project's."""
+    """The project's file `file_id`; NotFoundError when absent, expired or another project's."""
     row = session.get(File, file_id)
-    if row is None or row.project_id != project_id:
+    expired = row is not None and row.expires_at is not None and row.expires_at <= now_s()
+    if row is None or row.project_id != project_id or expired:
         raise NotFoundError("file", file_id, param=param)
     return row
 
@@ -131,22 +191,27 @@ def list_files(
     order: str = "desc",
 ) -> tuple[list[File], bool]:
     """A page of the project's files (newest first by default); returns (files, has_more)."""
-    query = select(File).where(File.project_id == project_id)
+    query = select(File).where(File.project_id == project_id, _unexpired())
     if purpose:
         query = query.where(File.purpose == purpose)
     return page(session, query, File.id, after=after, limit=limit, ascending=order == "asc")
 
 
-def delete_file(session: Session, blobs: BlobStore, project_id: str, file_id: str) -> None:
-    """Delete a file and then its blob; refused while a live job uses it."""
-    row = get_file(session, project_id, file_id)
-    user = session.scalar(
+def live_user(session: Session, project_id: str, file_id: str) -> str | None:
+    """The id of a job that has not finished and trains on the file, or None."""
+    return session.scalar(
         select(Job.id).where(
             Job.project_id == project_id,
             Job.status.in_(LIVE_JOB_STATUSES),
             (Job.training_file_id == file_id) | (Job.validation_file_id == file_id),
         )
     )
+
+
+def delete_file(session: Session, blobs: BlobStore, project_id: str, file_id: str) -> None:
+    """Delete a file and then its blob (unless shared); refused while a live job uses it."""
+    row = get_file(session, project_id, file_id)
+    user = live_user(session, project_id, file_id)
     if user is not None:
         raise InvalidRequestError(
             f"File {file_id} is used by job {user}, which has not finished; "

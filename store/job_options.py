@@ -52,10 +52,13 @@ class JobOptions:
         return groups[name]
 
 
-def _resolve_value(opt: Option, raw: Any, param: str) -> Any:
-    """The checked value of one option (its default when absent or 'auto')."""
+def _resolve_value(opt: Option, raw: Any, param: str, *, sent: bool = False) -> Any:
+    """The checked value of one option (its default when absent or 'auto'); an explicit null is
+    refused unless the option is nullable (`sent`: the key was in the request)."""
     if raw is None and opt.nullable:
         return None
+    if raw is None and sent:
+        raise _bad(param, "null is not allowed here; leave the field out for the default")
     if raw is None or (opt.auto and raw == AUTO):
         return opt.default
     try:
@@ -86,7 +89,9 @@ def _resolve_group(group: str, raw: Any, prefix: str) -> dict[str, Any]:
             param=f"{prefix}.{unknown[0][:64]}",
         )
     return {
-        str(opt.field): _resolve_value(opt, raw.get(opt.field), f"{prefix}.{opt.field}")
+        str(opt.field): _resolve_value(
+            opt, raw.get(opt.field), f"{prefix}.{opt.field}", sent=opt.field in raw
+        )
         for opt in known
     }
 

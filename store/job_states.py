@@ -87,5 +87,6 @@ def transition(
             level=level,
             kind=ServiceEvent.STATUS,
             data={"status": new_status, "previous": old},
+            final=new_status in TERMINAL,
         )
     return job

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 
 from store import catalog
 from store.errors import InvalidRequestError, NotFoundError
@@ -30,7 +30,7 @@ from store.job_runs import (
     succeed_job,
 )
 from store.job_states import TERMINAL, TRANSITIONS, check_transition, ensure_can, transition
-from store.models import File, Job, OutlierMap
+from store.models import File, Job, OutlierMap, Project
 from store.pages import page
 from store.settings import Settings
 
@@ -78,11 +78,24 @@ CREATE_FIELDS = frozenset(
     }
 )
 _SUFFIX = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+_SLUG_GAPS = re.compile(r"[^a-z0-9]+")
+_BAD_KEY = re.compile(r"[\"\\\x00-\x1f\x7f]")
+
+
+def project_slot(name: str, project_id: str) -> str:
+    """The organization part of a fine-tuned name: the project's name as a slug (lower case,
+    a-z 0-9 and '-', at most 40 characters), or its id when nothing of the name is left."""
+    slug = _SLUG_GAPS.sub("-", name.lower()).strip("-")[:40].strip("-")
+    return slug or project_id
 
 
 def fine_tuned_model_name(job: Job) -> str:
-    """`ft:<base model>:<suffix>:<short job id>` (the suffix part may be empty)."""
-    return f"ft:{job.model}:{job.suffix or ''}:{job.id[-8:]}"
+    """OpenAI's shape `ft:<base model>:<project>:<suffix>:<short job id>`, with the project in
+    the organization's place (`project_slot`); the suffix part may be empty."""
+    session = object_session(job)
+    project = session.get(Project, job.project_id) if session is not None else None
+    slot = project_slot(project.name, project.id) if project is not None else job.project_id
+    return f"ft:{job.model}:{slot}:{job.suffix or ''}:{job.id[-8:]}"
 
 
 def checkpoint_model_name(job: Job, step: int) -> str:
@@ -115,6 +128,35 @@ def _usable_file(session: Session, project_id: str, file_id: Any, param: str) ->
     return row
 
 
+def _check_targets(entry: catalog.BaseModel, targets: Any) -> None:
+    """LoRA target modules must name linear layers of the base model (its catalog entry)."""
+    if not isinstance(targets, list | tuple):
+        return
+    unknown = entry.unknown_modules(list(targets))
+    if unknown:
+        raise InvalidRequestError(
+            f"Invalid value for 'lora.target_modules': {unknown[0]!r} names no linear layer of "
+            f"{entry.id} (its layers end in: {', '.join(sorted(_leaf_names(entry)))}); use those "
+            "names or 'all-linear'.",
+            param="lora.target_modules",
+        )
+
+
+def _leaf_names(entry: catalog.BaseModel) -> set[str]:
+    return {name.rsplit(".", 1)[-1] for name in entry.linear_modules}
+
+
+def check_metadata_key(key: str, param: str) -> None:
+    """A metadata key: 1 to 64 characters, none of them quotes, backslashes or control
+    characters (keys are matched inside JSON paths by the list filter)."""
+    if not key or len(key) > 64 or _BAD_KEY.search(key):
+        raise InvalidRequestError(
+            f"Invalid metadata key {key[:64]!r}: 1 to 64 characters, without quotes, backslashes "
+            "or control characters.",
+            param=param,
+        )
+
+
 def _check_scalars(body: Mapping[str, Any]) -> tuple[str | None, dict[str, str] | None]:
     suffix = body.get("suffix")
     if suffix is not None and (not isinstance(suffix, str) or not _SUFFIX.match(suffix)):
@@ -128,7 +170,8 @@ def _check_scalars(body: Mapping[str, Any]) -> tuple[str | None, dict[str, str] 
                 "'metadata' must be an object of at most 16 pairs", param="metadata"
             )
         for key, value in metadata.items():
-            if not isinstance(value, str) or len(key) > 64 or len(value) > 512:
+            check_metadata_key(str(key), f"metadata.{str(key)[:64]}")
+            if not isinstance(value, str) or len(value) > 512:
                 raise InvalidRequestError(
                     f"metadata[{key!r}]: keys are at most 64 characters, values strings of at "
                     "most 512",
@@ -166,6 +209,7 @@ def create_job(
         )
     model = entry.id  # an alias (e.g. 'SmolLM2-135M-Instruct') is stored as the canonical id
     options = resolve_options(body)
+    _check_targets(entry, options.lora["target_modules"])
     suffix, metadata = _check_scalars(body)
     training = _usable_file(session, project_id, body.get("training_file"), "training_file")
     if (training.n_examples or 0) < MIN_TRAINING_EXAMPLES:
@@ -260,6 +304,7 @@ def list_jobs(
     if without_metadata:
         query = query.where(Job.meta.is_(None))
     for key, value in (metadata or {}).items():
+        check_metadata_key(key, f"metadata[{key[:64]}]")
         query = query.where(Job.meta[key].as_string() == value)
     return page(session, query, Job.id, after=after, limit=limit)
 

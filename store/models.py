@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Float,
     ForeignKey,
     Index,
@@ -16,6 +17,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -80,6 +82,7 @@ class File(Base):
     n_examples: Mapped[int | None] = mapped_column(Integer)
     stats: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_at: Mapped[int] = mapped_column(BigInteger)
+    expires_at: Mapped[int | None] = mapped_column(BigInteger, index=True)
 
 
 class Job(Base):
@@ -128,10 +131,16 @@ class Job(Base):
 
 
 class JobEvent(Base):
-    """One job event (`message` or `metrics`); ids sort by time, so newest first is id desc."""
+    """One job event (`message` or `metrics`); ids sort by time, so newest first is id desc.
+
+    `step` is set on metrics events only: one per step and job (a re-trained step replaces it).
+    """
 
     __tablename__ = "fine_tuning_job_events"
-    __table_args__ = (Index("ix_fine_tuning_job_events_job_id_id", "job_id", "id"),)
+    __table_args__ = (
+        Index("ix_fine_tuning_job_events_job_id_id", "job_id", "id"),
+        UniqueConstraint("job_id", "step", name="uq_fine_tuning_job_events_job_id_step"),
+    )
 
     id: Mapped[str] = mapped_column(ID, primary_key=True)
     job_id: Mapped[str] = mapped_column(ForeignKey("fine_tuning_jobs.id", ondelete="CASCADE"))
@@ -141,10 +150,15 @@ class JobEvent(Base):
     kind: Mapped[str] = mapped_column(String(32), server_default="message")
     message: Mapped[str] = mapped_column(Text)
     data: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    step: Mapped[int | None] = mapped_column(Integer)
 
 
 class Checkpoint(Base):
-    """An adapter snapshot saved at a training step (blob: adapter `.tar.gz`)."""
+    """An adapter snapshot saved at a training step (blob: adapter `.tar.gz`).
+
+    `safety` marks one the worker took on its own (to lose little on a crash, or to hand the job
+    back) rather than one the job asked for; only the newest of those is kept.
+    """
 
     __tablename__ = "fine_tuning_checkpoints"
     __table_args__ = (UniqueConstraint("job_id", "step_number"),)
@@ -153,6 +167,7 @@ class Checkpoint(Base):
     job_id: Mapped[str] = mapped_column(ForeignKey("fine_tuning_jobs.id", ondelete="CASCADE"))
     step_number: Mapped[int] = mapped_column(Integer)
     metrics: Mapped[dict[str, Any]] = mapped_column(JSON)
+    safety: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     fine_tuned_model_checkpoint: Mapped[str] = mapped_column(String(255))
     blob_key: Mapped[str] = mapped_column(String(255))
     sha256: Mapped[str] = mapped_column(String(64))

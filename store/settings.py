@@ -91,6 +91,49 @@ class Settings(BaseSettings):
     infer_yield_to_training: bool = Field(
         default=True, description="on a device a worker also uses, pause between training steps"
     )
+    # The request path: one gate slot = one database connection = at most one worker thread, so
+    # the pool, the thread pool and the gate are sized together from `db_pool_size`.
+    db_pool_size: int = Field(
+        default=8, ge=1, le=256, description="API database connections (= concurrent requests)"
+    )
+    db_busy_timeout_ms: int = Field(
+        default=5000, ge=0, description="SQLite: how long a write waits for the lock"
+    )
+    request_wait_seconds: float = Field(
+        default=5.0, gt=0, description="longest wait for a free slot before answering 503"
+    )
+    max_waiting_requests: int = Field(
+        default=2000, ge=0, description="requests allowed to wait for a slot; beyond: 503 at once"
+    )
+    max_pending_requests: int = Field(
+        default=128,
+        ge=1,
+        description="requests received but not yet answered; beyond: 503 at once (load shedding)",
+    )
+    retry_after_seconds: int = Field(
+        default=1, ge=1, description="Retry-After of a 503 (busy or database unavailable)"
+    )
+    auth_cache_seconds: float = Field(
+        default=5.0, ge=0, description="how long a key -> project lookup is reused (0: never)"
+    )
+    max_streams_per_key: int = Field(
+        default=16, ge=1, description="concurrent event streams one API key may hold"
+    )
+    stream_keepalive_seconds: float = Field(
+        default=15.0, gt=0, description="an idle event stream sends a comment this often"
+    )
+    max_json_bytes: int = Field(default=1024 * 1024, gt=0, description="JSON request body limit")
+    orphan_grace_seconds: float = Field(
+        default=3600.0,
+        ge=0,
+        description="a temporary or rowless blob older than this is removed by the sweeps",
+    )
+    worker_stop_seconds: float = Field(
+        default=30.0, gt=0, description="`quaff serve`: how long a stopping worker may take"
+    )
+    worker_nice: int = Field(
+        default=10, ge=0, le=19, description="`quaff serve`: the worker's CPU niceness"
+    )
 
     @field_validator("device", "infer_device")
     @classmethod
@@ -116,6 +159,12 @@ class Settings(BaseSettings):
         if not self.broker_url:
             self.broker_url = f"sqla+sqlite:///{self.data_dir / 'broker.sqlite'}"
         return self
+
+    @property
+    def api_threads(self) -> int:
+        """Worker threads of the API: one per gate slot, plus some for streamed uploads and
+        downloads, which hold no slot."""
+        return self.db_pool_size + 8
 
     @property
     def blob_dir(self) -> Path:

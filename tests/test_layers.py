@@ -14,6 +14,7 @@ SERVICE = {"api", "store", "worker", "cli", "infer", "bench", "migrations"}
 TORCH_FREE_CORE = {
     "quaff_core",
     "quaff_core.artifacts",
+    "quaff_core.bounded_json",
     "quaff_core.catalog",
     "quaff_core.chat_format",
     "quaff_core.config",

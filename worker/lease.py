@@ -21,6 +21,7 @@ from store.ids import now_s
 from store.models import Job
 from store.queue import FINE_TUNE_QUEUE, FINE_TUNE_TASK
 from store.settings import Settings
+from store.sweeps import purge_expired_files, sweep_orphans
 
 logger = logging.getLogger(__name__)
 
@@ -161,7 +162,8 @@ def sweep(settings: Settings, sender: TaskSender, *, include_queued: bool) -> li
 
 
 class Sweeper(threading.Thread):
-    """Runs `sweep` at start-up (queued jobs too) and then every half lease (stale running jobs)."""
+    """Runs `sweep` at start-up (queued jobs too) and then every half lease (stale running jobs);
+    each round also purges expired files, and the first one removes orphaned blobs."""
 
     def __init__(self, settings: Settings, sender: TaskSender) -> None:
         super().__init__(name="quaff-lease-sweeper", daemon=True)
@@ -175,6 +177,9 @@ class Sweeper(threading.Thread):
         while True:
             try:
                 sweep(self.settings, self.sender, include_queued=first)
+                purge_expired_files(self.settings)
+                if first:
+                    sweep_orphans(self.settings)
                 first = False
             except (SQLAlchemyError, KombuError, OSError) as exc:
                 logger.warning("lease sweep failed: %s", exc)

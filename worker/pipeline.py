@@ -19,7 +19,7 @@ from store.checkpoints import latest_checkpoint
 from store.db import session_scope
 from store.device_lock import DeviceTurnstile, lock_dir, lock_name
 from store.errors import InvalidRequestError
-from store.events import ServiceEvent, add_event
+from store.events import ServiceEvent, add_event, discard_metrics_after
 from store.models import File, Job
 from store.settings import Settings
 from worker.device_share import DeviceSharing
@@ -194,6 +194,7 @@ def _run_claimed(
         model, tokenizer = load_base_model(job.model, device=device)
     except ModelLoadError as exc:
         raise JobFailure("model_not_available", f"Cannot load {job.model}: {exc}", "model") from exc
+    check_target_modules(model, config.lora_target_modules, job.model)
     with tempfile.TemporaryDirectory(prefix=f"quaff-{job.id}-") as tmp:
         work = Path(tmp)
         tokenizer_files = work / "tokenizer"
@@ -201,6 +202,7 @@ def _run_claimed(
         checkpoint = latest_checkpoint(session, job.id)
         resume = resume_dir(blobs, checkpoint, work / "resume") if checkpoint else None
         if checkpoint is not None:
+            discard_metrics_after(session, job.id, checkpoint.step_number)
             add_event(
                 session,
                 job.id,
@@ -226,6 +228,7 @@ def _run_claimed(
             lease_lost=lease_lost,
             extra_files=tokenizer_files,
             safety_checkpoint_seconds=settings.safety_checkpoint_seconds,
+            save_every=config.save_every,
         )
         turnstile = device_turnstile(settings)
         try:
@@ -257,6 +260,25 @@ def _run_claimed(
         if result.stopped == "paused" and callbacks.handing_back:
             return _hand_back(session, job, worker_id, result.final_step, requeue)
         return _finish(session, blobs, job, result, store_results)
+
+
+def check_target_modules(model: Any, targets: Any, model_id: str) -> None:
+    """LoRA targets must name linear layers of the loaded model (catalog models are checked at
+    create; a local model only here); JobFailure naming `lora.target_modules` otherwise."""
+    from torch import nn
+
+    if not isinstance(targets, list | tuple):
+        return
+    names = [name for name, module in model.named_modules() if isinstance(module, nn.Linear)]
+    unknown = [t for t in targets if not any(n == t or n.endswith(f".{t}") for n in names)]
+    if unknown:
+        leaves = ", ".join(sorted({n.rsplit(".", 1)[-1] for n in names}))
+        raise JobFailure(
+            "invalid_hyperparameters",
+            f"lora.target_modules {unknown[0]!r} names no linear layer of {model_id} (its layers "
+            f"end in: {leaves}); use those names or 'all-linear'.",
+            "lora.target_modules",
+        )
 
 
 def _hand_back(
@@ -304,17 +326,8 @@ def _finish(
         session.commit()
         return "paused"
     if result.stopped == "cancelled":
+        # "Job cancelled" (written by the cancel) stays the job's last event; the log says more.
         status = jobs.current_status(session, job)
-        if status == "cancelled":
-            add_event(
-                session,
-                job.id,
-                f"Training stopped at step {result.final_step}/{result.total_steps}: the job was "
-                "cancelled; its checkpoints are kept",
-                kind=ServiceEvent.TRAINING_STOPPED,
-                data={"step": result.final_step, "reason": "cancelled"},
-            )
-            session.commit()
         logger.info("job %s stopped at step %d (%s)", job.id, result.final_step, status)
         return "cancelled"
     store_results(session, blobs, job, result)

@@ -7,6 +7,7 @@ import math
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,7 @@ class StoreCallbacks:
         lease_lost: threading.Event,
         extra_files: Path | None = None,
         safety_checkpoint_seconds: float | None = None,
+        save_every: Callable[[int], int] | None = None,
     ) -> None:
         self.session, self.blobs, self.job = session, blobs, job
         self.lease_lost = lease_lost
@@ -57,6 +59,8 @@ class StoreCallbacks:
         self.safety_checkpoint_seconds = safety_checkpoint_seconds
         self.last_checkpoint_time = time.monotonic()
         self.last_step = 0
+        self.total_steps = 0
+        self.save_every = save_every
         self.handing_back = False
 
     def on_event(self, event: TrainEvent) -> None:
@@ -83,7 +87,7 @@ class StoreCallbacks:
             kind=ServiceEvent.METRICS,
             data=data,
         )
-        self.last_step = event.step
+        self.last_step, self.total_steps = event.step, event.total_steps
         jobs.record_progress(
             self.session,
             self.job,
@@ -113,8 +117,9 @@ class StoreCallbacks:
         with tempfile.TemporaryDirectory(prefix="quaff-ckpt-") as tmp:
             archive = pack_dir(path, Path(tmp) / "checkpoint.tar.gz")
             save_checkpoint(
-                self.session, self.blobs, self.job, step=step, metrics=clean, source=archive
-            )
+                self.session, self.blobs, self.job, step=step, metrics=clean, source=archive,
+                safety=not self.requested(step),
+            )  # fmt: skip
         add_event(
             self.session,
             self.job.id,
@@ -124,6 +129,14 @@ class StoreCallbacks:
         )
         self.session.commit()
         self.last_checkpoint_time = time.monotonic()
+
+    def requested(self, step: int) -> bool:
+        """Whether the job asked for a checkpoint at `step` (its schedule, or the last step);
+        the others are the worker's own safety checkpoints (timed, pause, hand-back)."""
+        if self.save_every is None or not self.total_steps or step >= self.total_steps:
+            return True
+        every = self.save_every(self.total_steps)
+        return bool(every) and step % every == 0
 
     def control(self) -> Control:
         """Between steps: stop when the job is cancelled, paused or taken over, or on shutdown."""

@@ -11,7 +11,8 @@ from sqlalchemy.orm import Session
 from quaff_core.train import TrainResult
 from store import jobs
 from store.adapters import adapter_for_job, save_adapter
-from store.blobs import BlobStore
+from store.blobs import BlobInfo, BlobStore
+from store.checkpoints import prune_safety_checkpoints
 from store.files import create_result_file
 from store.models import Checkpoint, Job
 from worker.artifacts import metrics_csv, pack_dir, unpack
@@ -29,13 +30,18 @@ def store_results(session: Session, blobs: BlobStore, job: Job, result: TrainRes
     if result.adapter_dir is None:
         raise ValueError(f"job {job.id}: a completed run must have an adapter directory")
     short = job.id.removeprefix("ftjob-")
-    with tempfile.TemporaryDirectory(prefix="quaff-adapter-") as tmp:
-        archive = pack_dir(result.adapter_dir, Path(tmp) / "adapter.tar.gz")
-        if adapter_for_job(session, job.id) is None:
-            save_adapter(session, blobs, job, archive)
-        adapter_file = create_result_file(
-            session, blobs, job.project_id, filename=f"adapter-{short}.tar.gz", source=archive
-        )
+    adapter = adapter_for_job(session, job.id)
+    if adapter is None:
+        with tempfile.TemporaryDirectory(prefix="quaff-adapter-") as tmp:
+            archive = pack_dir(result.adapter_dir, Path(tmp) / "adapter.tar.gz")
+            adapter = save_adapter(session, blobs, job, archive)
+    adapter_file = create_result_file(  # the adapter's own archive, stored once
+        session,
+        blobs,
+        job.project_id,
+        filename=f"adapter-{short}.tar.gz",
+        shared=BlobInfo(key=adapter.blob_key, bytes=adapter.bytes, sha256=adapter.sha256),
+    )
     csv_file = create_result_file(
         session,
         blobs,
@@ -50,3 +56,6 @@ def store_results(session: Session, blobs: BlobStore, job: Job, result: TrainRes
         result_files=[csv_file.id, adapter_file.id],
     )
     session.commit()
+    dropped = prune_safety_checkpoints(session, blobs, job.id)
+    if dropped:
+        logger.info("job %s: dropped safety checkpoints at steps %s", job.id, dropped)

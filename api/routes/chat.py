@@ -9,12 +9,13 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
+from api.auth import Principal
 from api.deps import CurrentProject
 from api.inference import forward, ranked_nodes
 from quaff_core.generation_request import Kind, RequestError, parse_request
 from store.errors import InvalidRequestError
 from store.model_refs import resolve_model
-from store.models import InferNode, Project
+from store.models import InferNode
 from store.settings import Settings
 
 router = APIRouter(prefix="/v1", tags=["inference"])
@@ -29,7 +30,7 @@ async def _body(request: Request) -> Any:
 
 
 def _route(
-    request: Request, project: Project, kind: Kind, body: Any
+    request: Request, project: Principal, kind: Kind, body: Any
 ) -> tuple[Any, list[InferNode]]:
     """Check the body, resolve the model in the caller's project, rank the nodes."""
     try:
@@ -42,7 +43,7 @@ def _route(
         return ref, ranked_nodes(session, settings, ref)
 
 
-async def _generate(request: Request, project: Project, kind: Kind) -> Response:
+async def _generate(request: Request, project: Principal, kind: Kind) -> Response:
     body = await _body(request)
     ref, nodes = await run_in_threadpool(_route, request, project, kind, body)
     payload = {"kind": kind, "body": body, "model": ref.wire()}

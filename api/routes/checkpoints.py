@@ -3,38 +3,43 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response, StreamingResponse
 from sqlalchemy.orm import Session
 
-from api.deps import CurrentProject, SessionDep
+from api.db import DbDep
+from api.deps import BlobsDep, CurrentProject
 from api.errors import error_response
 from api.routes.exports import merged_export
-from api.schemas import ListObject, checkpoint_object, page
+from api.schemas import CheckpointList, checkpoint_object, page
 from store import adapters, checkpoints, jobs
 from store.blobs import BlobStore
-from store.errors import InvalidRequestError, NotFoundError
-from store.models import Job
+from store.errors import NotFoundError
 
 router = APIRouter(prefix="/v1/fine_tuning/jobs", tags=["fine-tuning"])
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
-FORMATS = ("adapter", "merged")
+MAX_STEP = 2**31 - 1
+_DIGITS = 18  # longer positions are past any blob: unsatisfiable, never parsed
 
 
-@router.get("/{job_id}/checkpoints", response_model=ListObject)
-def list_checkpoints(
+@router.get("/{job_id}/checkpoints", response_model=CheckpointList)
+async def list_checkpoints(
     job_id: str,
     project: CurrentProject,
-    session: SessionDep,
+    db: DbDep,
     after: str | None = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 10,
-) -> ListObject:
+) -> Response:
     """The job's checkpoints, newest first."""
-    jobs.get_job(session, project.id, job_id)
-    rows, has_more = checkpoints.list_checkpoints(session, job_id, after=after, limit=limit)
-    return page([checkpoint_object(r) for r in rows], has_more, with_ids=True)
+
+    def work(session: Session) -> CheckpointList:
+        jobs.get_job(session, project.id, job_id)
+        rows, more = checkpoints.list_checkpoints(session, job_id, after=after, limit=limit)
+        return page(CheckpointList, [checkpoint_object(r) for r in rows], more, with_ids=True)
+
+    return await db.respond(work)
 
 
 def parse_range(header: str, size: int) -> tuple[int, int] | None:
@@ -42,9 +47,12 @@ def parse_range(header: str, size: int) -> tuple[int, int] | None:
     match = _RANGE.match(header.strip())
     if match is None:
         return (0, size - 1) if "," in header else None
-    first, last = match.groups()
+    first, last = (group.lstrip("0") or ("0" if group else "") for group in match.groups())
     if not first and not last:
         return None
+    if len(first) > _DIGITS:
+        return None
+    last = last if len(last) <= _DIGITS else str(10**_DIGITS)
     if not first:
         length = int(last)
         return None if length == 0 or size == 0 else (max(size - length, 0), size - 1)
@@ -55,29 +63,38 @@ def parse_range(header: str, size: int) -> tuple[int, int] | None:
     return start, end
 
 
-@router.get("/{job_id}/adapter", response_model=None)
+@router.get(
+    "/{job_id}/adapter",
+    response_model=None,
+    responses={
+        200: {"content": {"application/gzip": {}}, "description": "The adapter archive"},
+        206: {"content": {"application/gzip": {}}, "description": "A byte range of it"},
+        416: {"description": "The range cannot be satisfied"},
+    },
+)
 async def download_adapter(
     request: Request,
     job_id: str,
     project: CurrentProject,
-    step: Annotated[int | None, Query(ge=0)] = None,
-    format: str = "adapter",
+    db: DbDep,
+    blobs: BlobsDep,
+    step: Annotated[int | None, Query(ge=0, le=MAX_STEP)] = None,
+    format: Literal["adapter", "merged"] = "adapter",
 ) -> Response:
-    """The PEFT adapter `.tar.gz` (final, or the checkpoint at `step`); `format=merged`: the
-    adapter merged into its base (see api/routes/exports.py)."""
-    if format not in FORMATS:
-        raise InvalidRequestError(f"format must be one of {', '.join(FORMATS)}", param="format")
-    with request.app.state.session_factory() as session:
-        job = jobs.get_job(session, project.id, job_id)
-        if format == "merged":
-            return await merged_export(request, job, step)
-        return _adapter_archive(request, session, request.app.state.blobs, job, step)
+    """The PEFT adapter `.tar.gz` (final, or the checkpoint at `step`); supports `Range`.
+    `format=merged`: the adapter merged into its base (see api/routes/exports.py)."""
+    if format == "merged":
+        job = await db.run(lambda s: jobs.get_job(s, project.id, job_id))
+        return await merged_export(request, job, step)
+    key, size, digest, name = await db.run(lambda s: _archive(s, project.id, job_id, step))
+    return _send(request, blobs, key=key, size=size, digest=digest, name=name)
 
 
-def _adapter_archive(
-    request: Request, session: Session, blobs: BlobStore, job: Job, step: int | None
-) -> Response:
-    """The adapter archive with Range support."""
+def _archive(
+    session: Session, project_id: str, job_id: str, step: int | None
+) -> tuple[str, int, str, str]:
+    """(blob key, bytes, sha256, download name) of the job's adapter or checkpoint at `step`."""
+    job = jobs.get_job(session, project_id, job_id)
     if step is None:
         adapter = adapters.adapter_for_job(session, job.id)
         if adapter is None:
@@ -88,6 +105,13 @@ def _adapter_archive(
         ckpt = checkpoints.get_checkpoint_at_step(session, job.id, step)
         key, size, digest = ckpt.blob_key, ckpt.bytes, ckpt.sha256
         name = f"{job.id}-step-{step}-adapter.tar.gz"
+    return key, size, digest, name
+
+
+def _send(
+    request: Request, blobs: BlobStore, *, key: str, size: int, digest: str, name: str
+) -> Response:
+    """The archive, whole or the one `Range` asked for."""
     headers = {
         "Accept-Ranges": "bytes",
         "Content-Disposition": f'attachment; filename="{name}"',

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
 from api.deps import CurrentProject, SessionDep, SettingsDep
 from api.inference import forward, no_node, ranked_nodes
-from api.schemas import ListObject, page
+from api.schemas import CursorList
 from store import evaluations, files, jobs
 from store.errors import InvalidRequestError, NotFoundError
 from store.model_refs import resolve_model
@@ -23,21 +24,39 @@ TASKS_PATH = "/internal/v1/tasks"
 FIELDS = frozenset({"file", "model", "compare_to"})
 
 
+class EvaluationObject(BaseModel):
+    """`object: "fine_tuning.evaluation"`: scores of models on a file, per model."""
+
+    id: str
+    object: Literal["fine_tuning.evaluation"] = "fine_tuning.evaluation"
+    fine_tuning_job_id: str
+    file: str
+    status: str
+    models: list[Any]
+    results: Any
+    error: dict[str, Any] | None
+    created_at: int
+    finished_at: int | None
+
+
+class EvaluationList(CursorList[EvaluationObject]):
+    """A page of evaluations."""
+
+
 def evaluation_object(row: Evaluation) -> dict[str, Any]:
-    """`object: "fine_tuning.evaluation"`."""
+    """The wire form of an evaluation row (JSON-ready)."""
     error = {"message": row.error_message} if row.error_message else None
-    return {
-        "id": row.id,
-        "object": "fine_tuning.evaluation",
-        "fine_tuning_job_id": row.job_id,
-        "file": row.file_id,
-        "status": row.status,
-        "models": row.models,
-        "results": row.results,
-        "error": error,
-        "created_at": row.created_at,
-        "finished_at": row.finished_at,
-    }
+    return EvaluationObject(
+        id=row.id,
+        fine_tuning_job_id=row.job_id,
+        file=row.file_id,
+        status=row.status,
+        models=list(row.models or []),
+        results=row.results,
+        error=error,
+        created_at=row.created_at,
+        finished_at=row.finished_at,
+    ).model_dump()
 
 
 def _string(body: dict[str, Any], key: str) -> str | None:
@@ -115,7 +134,7 @@ def _undispatched(request: Request, evaluation_id: str) -> None:
         evaluations.fail_evaluation(session, row, "No inference process could take it; retry.")
 
 
-@router.get("/{job_id}/evaluations", response_model=ListObject)
+@router.get("/{job_id}/evaluations", response_model=EvaluationList)
 def list_evaluations(
     job_id: str,
     project: CurrentProject,
@@ -123,12 +142,14 @@ def list_evaluations(
     settings: SettingsDep,
     after: str | None = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-) -> ListObject:
+) -> EvaluationList:
     """The job's evaluations, newest first."""
     jobs.get_job(session, project.id, job_id)
     rows, has_more = evaluations.list_evaluations(session, job_id, after=after, limit=limit)
     evaluations.reap_orphans(session, rows, settings.infer_lease_seconds)
-    listed = page([evaluation_object(r) for r in rows], has_more)
-    listed.first_id = rows[0].id if rows else None
-    listed.last_id = rows[-1].id if rows else None
-    return listed
+    return EvaluationList(
+        data=[EvaluationObject(**evaluation_object(r)) for r in rows],
+        has_more=has_more,
+        first_id=rows[0].id if rows else None,
+        last_id=rows[-1].id if rows else None,
+    )

@@ -4,70 +4,109 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
+import anyio
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
+from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import BlobsDep, CurrentProject, SessionDep, SettingsDep
-from api.schemas import FileDeleted, FileObject, ListObject, file_object, page
-from api.uploads import receive_upload
+from api.db import DbDep
+from api.deps import BlobsDep, CurrentProject, GateDep, SettingsDep
+from api.gate import ServiceBusyError
+from api.schemas import FileDeleted, FileList, FileObject, file_object, page
+from api.upload_form import UPLOAD_OPENAPI
+from api.uploads import Upload, receive_upload
 from store import files
+from store.blobs import BlobInfo, BlobStore
+from store.models import File
 
 router = APIRouter(prefix="/v1/files", tags=["files"])
 
 
-@router.post("", response_model=FileObject)
+def _register(
+    factory: sessionmaker[Session],
+    blobs: BlobStore,
+    project_id: str,
+    file_id: str,
+    blob: BlobInfo,
+    upload: Upload,
+    expires_after: int | None,
+) -> File:
+    """Validate the stored upload (no session held meanwhile), then commit its row."""
+    report = files.validate_blob(blobs, blob.key)
+    with factory() as session:
+        return files.register_upload(
+            session, blobs, project_id, file_id=file_id, blob=blob, filename=upload.filename,
+            purpose=upload.fields.get("purpose"), expires_after=expires_after, report=report,
+        )  # fmt: skip
+
+
+@router.post("", response_model=FileObject, openapi_extra=UPLOAD_OPENAPI)
 async def create_file(
     request: Request,
     project: CurrentProject,
-    session: SessionDep,
+    gate: GateDep,
     blobs: BlobsDep,
     settings: SettingsDep,
 ) -> FileObject:
-    """Upload a JSONL dataset (`file`, `purpose=fine-tune`); it is validated before replying."""
+    """Upload a JSONL dataset (`file`, `purpose=fine-tune`, optional `expires_after`); it is
+    validated before replying. No database session is held while the bytes arrive."""
     file_id, key = files.new_upload()
     blob, upload = await receive_upload(request, blobs, key, settings.max_upload_bytes)
-    row = await run_in_threadpool(
-        files.register_upload,
-        session,
-        blobs,
-        project.id,
-        file_id=file_id,
-        blob=blob,
-        filename=upload.filename,
-        purpose=upload.fields.get("purpose"),
-    )
+    try:
+        files.check_purpose(upload.fields.get("purpose"))
+        expires_after = files.check_expiry(upload.fields)
+    except BaseException:
+        await run_in_threadpool(blobs.delete, key)
+        raise
+    factory = request.app.state.session_factory
+    with anyio.CancelScope(shield=True):  # the row and the blob are settled together
+        try:
+            row = await gate.run(
+                _register, factory, blobs, project.id, file_id, blob, upload, expires_after
+            )
+        except ServiceBusyError:
+            await run_in_threadpool(blobs.delete, key)
+            raise
     return file_object(row)
 
 
-@router.get("", response_model=ListObject)
-def list_files(
+@router.get("", response_model=FileList)
+async def list_files(
     project: CurrentProject,
-    session: SessionDep,
+    db: DbDep,
     after: str | None = None,
     limit: Annotated[int, Query(ge=1, le=10000)] = 10000,
     purpose: str | None = None,
     order: Literal["asc", "desc"] = "desc",
-) -> ListObject:
-    """The project's files, newest first by default."""
-    rows, has_more = files.list_files(
-        session, project.id, after=after, limit=limit, purpose=purpose, order=order
-    )
-    return page([file_object(r) for r in rows], has_more, with_ids=True)
+) -> Response:
+    """The project's files, newest first by default (expired ones are gone)."""
+
+    def work(session: Session) -> FileList:
+        rows, more = files.list_files(
+            session, project.id, after=after, limit=limit, purpose=purpose, order=order
+        )
+        return page(FileList, [file_object(r) for r in rows], more, with_ids=True)
+
+    return await db.respond(work)
 
 
 @router.get("/{file_id}", response_model=FileObject)
-def retrieve_file(file_id: str, project: CurrentProject, session: SessionDep) -> FileObject:
+async def retrieve_file(file_id: str, project: CurrentProject, db: DbDep) -> Response:
     """One file."""
-    return file_object(files.get_file(session, project.id, file_id))
+    return await db.respond(lambda s: file_object(files.get_file(s, project.id, file_id)))
 
 
-@router.get("/{file_id}/content")
-def file_content(
-    file_id: str, project: CurrentProject, session: SessionDep, blobs: BlobsDep
+@router.get(
+    "/{file_id}/content",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"application/octet-stream": {}}}},
+)
+async def file_content(
+    file_id: str, project: CurrentProject, db: DbDep, blobs: BlobsDep
 ) -> StreamingResponse:
     """The raw bytes of a file."""
-    row = files.get_file(session, project.id, file_id)
+    row = await db.run(lambda s: files.get_file(s, project.id, file_id))
     return StreamingResponse(
         blobs.iter_range(row.blob_key),
         media_type="application/octet-stream",
@@ -76,9 +115,13 @@ def file_content(
 
 
 @router.delete("/{file_id}", response_model=FileDeleted)
-def delete_file(
-    file_id: str, project: CurrentProject, session: SessionDep, blobs: BlobsDep
-) -> FileDeleted:
+async def delete_file(
+    file_id: str, project: CurrentProject, db: DbDep, blobs: BlobsDep
+) -> Response:
     """Delete a file and its bytes (refused while a live job uses it)."""
-    files.delete_file(session, blobs, project.id, file_id)
-    return FileDeleted(id=file_id)
+
+    def work(session: Session) -> FileDeleted:
+        files.delete_file(session, blobs, project.id, file_id)
+        return FileDeleted(id=file_id)
+
+    return await db.respond(work)

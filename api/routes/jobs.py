@@ -4,23 +4,26 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import Annotated, Any
+from typing import Annotated
 
-from fastapi import APIRouter, Body, Query, Request
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import Response
 from kombu.exceptions import KombuError
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from api.deps import CurrentProject, QueueDep, SessionDep, SettingsDep
+from api.db import DbDep
+from api.deps import CurrentProject, QueueDep, SettingsDep
+from api.job_body import JobCreate
 from api.queue import JobQueue
-from api.schemas import JobObject, ListObject, job_object, page
+from api.schemas import JobList, JobObject, job_object, page
 from store import jobs
 from store.events import ServiceEvent, add_event
 from store.models import Job
 
 logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/fine_tuning/jobs", tags=["fine-tuning"])
-_METADATA = re.compile(r"^metadata\[(.+)\]$")
+_METADATA = re.compile(r"^metadata\[(.*)\]$")
 
 
 def enqueue_after_commit(session: Session, queue: JobQueue, job: Job) -> None:
@@ -41,67 +44,75 @@ def enqueue_after_commit(session: Session, queue: JobQueue, job: Job) -> None:
 
 
 @router.post("", response_model=JobObject)
-def create_job(
-    body: Annotated[dict[str, Any], Body()],
-    project: CurrentProject,
-    session: SessionDep,
-    settings: SettingsDep,
-    queue: QueueDep,
-) -> JobObject:
+async def create_job(
+    body: JobCreate, project: CurrentProject, db: DbDep, settings: SettingsDep, queue: QueueDep
+) -> Response:
     """Create a job from OpenAI's fields plus `lora`, `quantization`, `training`; then enqueue."""
-    job = jobs.create_job(session, settings, project.id, body)
-    enqueue_after_commit(session, queue, job)
-    return job_object(job)
+    request = body.request()
+
+    def work(session: Session) -> JobObject:
+        job = jobs.create_job(session, settings, project.id, request)
+        enqueue_after_commit(session, queue, job)
+        return job_object(job)
+
+    return await db.respond(work)
 
 
-@router.get("", response_model=ListObject)
-def list_jobs(
+@router.get("", response_model=JobList)
+async def list_jobs(
     request: Request,
     project: CurrentProject,
-    session: SessionDep,
+    db: DbDep,
     after: str | None = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-) -> ListObject:
+) -> Response:
     """The project's jobs, newest first; `metadata[key]=value` filters, `metadata=null` too."""
     metadata = {
         m.group(1): value
         for key, value in request.query_params.multi_items()
         if (m := _METADATA.match(key))
     }
-    rows, has_more = jobs.list_jobs(
-        session,
-        project.id,
-        after=after,
-        limit=limit,
-        metadata=metadata,
-        without_metadata=request.query_params.get("metadata") == "null",
-    )
-    return page([job_object(r) for r in rows], has_more)
+    without = request.query_params.get("metadata") == "null"
+
+    def work(session: Session) -> JobList:
+        rows, more = jobs.list_jobs(
+            session, project.id, after=after, limit=limit, metadata=metadata,
+            without_metadata=without,
+        )  # fmt: skip
+        return page(JobList, [job_object(r) for r in rows], more)
+
+    return await db.respond(work)
 
 
 @router.get("/{job_id}", response_model=JobObject)
-def retrieve_job(job_id: str, project: CurrentProject, session: SessionDep) -> JobObject:
+async def retrieve_job(job_id: str, project: CurrentProject, db: DbDep) -> Response:
     """One job."""
-    return job_object(jobs.get_job(session, project.id, job_id))
+    return await db.respond(lambda s: job_object(jobs.get_job(s, project.id, job_id)))
 
 
 @router.post("/{job_id}/cancel", response_model=JobObject)
-def cancel_job(job_id: str, project: CurrentProject, session: SessionDep) -> JobObject:
+async def cancel_job(job_id: str, project: CurrentProject, db: DbDep) -> Response:
     """Cancel a job that has not finished (400 once it has)."""
-    return job_object(jobs.cancel_job(session, jobs.get_job(session, project.id, job_id)))
+    return await db.respond(
+        lambda s: job_object(jobs.cancel_job(s, jobs.get_job(s, project.id, job_id)))
+    )
 
 
 @router.post("/{job_id}/pause", response_model=JobObject)
-def pause_job(job_id: str, project: CurrentProject, session: SessionDep) -> JobObject:
+async def pause_job(job_id: str, project: CurrentProject, db: DbDep) -> Response:
     """Pause a queued or running job; training stops at the next step boundary."""
-    return job_object(jobs.pause_job(session, jobs.get_job(session, project.id, job_id)))
+    return await db.respond(
+        lambda s: job_object(jobs.pause_job(s, jobs.get_job(s, project.id, job_id)))
+    )
 
 
 @router.post("/{job_id}/resume", response_model=JobObject)
-def resume_job(
-    job_id: str, project: CurrentProject, session: SessionDep, queue: QueueDep
-) -> JobObject:
+async def resume_job(job_id: str, project: CurrentProject, db: DbDep, queue: QueueDep) -> Response:
     """Resume a paused job: back to queued, enqueued again after the commit."""
-    job = jobs.resume_job(session, jobs.get_job(session, project.id, job_id))
-    enqueue_after_commit(session, queue, job)
-    return job_object(job)
+
+    def work(session: Session) -> JobObject:
+        job = jobs.resume_job(session, jobs.get_job(session, project.id, job_id))
+        enqueue_after_commit(session, queue, job)
+        return job_object(job)
+
+    return await db.respond(work)

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
+from fastapi.responses import Response
+from sqlalchemy.orm import Session
 
-from api.deps import BlobsDep, CurrentProject, SessionDep, SettingsDep
-from api.schemas import ListObject, ModelDeleted, ModelObject, adapter_model_object, page
+from api.db import DbDep
+from api.deps import BlobsDep, CurrentProject, SettingsDep
+from api.schemas import ModelDeleted, ModelList, ModelObject, adapter_model_object, page
 from store import adapters, catalog
 from store.errors import InvalidRequestError, NotFoundError
 from store.model_refs import project_checkpoints
@@ -13,13 +16,6 @@ from store.models import Checkpoint, Job
 from store.settings import Settings
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
-
-
-def _base_models(settings: Settings) -> list[ModelObject]:
-    return [
-        ModelObject(id=m.id, created=0, owned_by="quaff", available=m.available, reason=m.reason)
-        for m in catalog.base_models(settings)
-    ]
 
 
 def _checkpoint_model(ckpt: Checkpoint, job: Job) -> ModelObject:
@@ -30,44 +26,60 @@ def _checkpoint_model(ckpt: Checkpoint, job: Job) -> ModelObject:
     )  # fmt: skip
 
 
-@router.get("", response_model=ListObject)
-def list_models(project: CurrentProject, session: SessionDep, settings: SettingsDep) -> ListObject:
+def _base_models(settings: Settings) -> list[ModelObject]:
+    return [
+        ModelObject(id=m.id, created=0, owned_by="quaff", available=m.available, reason=m.reason)
+        for m in catalog.base_models(settings)
+    ]
+
+
+@router.get("", response_model=ModelList)
+async def list_models(project: CurrentProject, db: DbDep, settings: SettingsDep) -> Response:
     """Base models first, then the project's fine-tuned models and their checkpoints."""
-    tuned = [adapter_model_object(a) for a in adapters.list_adapters(session, project.id)]
-    ckpts = [_checkpoint_model(c, j) for c, j in project_checkpoints(session, project.id)]
-    return page([*_base_models(settings), *tuned, *ckpts], False)
+
+    def work(session: Session) -> ModelList:
+        tuned = [adapter_model_object(a) for a in adapters.list_adapters(session, project.id)]
+        ckpts = [_checkpoint_model(c, j) for c, j in project_checkpoints(session, project.id)]
+        return page(ModelList, [*_base_models(settings), *tuned, *ckpts], False)
+
+    return await db.respond(work)
 
 
 @router.get("/{model:path}", response_model=ModelObject)
-def retrieve_model(
-    model: str, project: CurrentProject, session: SessionDep, settings: SettingsDep
-) -> ModelObject:
-    """A base model or one of the project's fine-tuned models."""
-    for base in _base_models(settings):
-        if base.id == model:
-            return base
-    try:
-        return adapter_model_object(adapters.get_adapter_by_model(session, project.id, model))
-    except NotFoundError:
-        for ckpt, job in project_checkpoints(session, project.id):
-            if ckpt.fine_tuned_model_checkpoint == model:
-                return _checkpoint_model(ckpt, job)
-        raise
+async def retrieve_model(
+    model: str, project: CurrentProject, db: DbDep, settings: SettingsDep
+) -> Response:
+    """A base model, one of the project's fine-tuned models, or one of their checkpoints."""
+
+    def work(session: Session) -> ModelObject:
+        for base in _base_models(settings):
+            if base.id == model:
+                return base
+        try:
+            return adapter_model_object(adapters.get_adapter_by_model(session, project.id, model))
+        except NotFoundError:
+            for ckpt, job in project_checkpoints(session, project.id):
+                if ckpt.fine_tuned_model_checkpoint == model:
+                    return _checkpoint_model(ckpt, job)
+            raise
+
+    return await db.respond(work)
 
 
 @router.delete("/{model:path}", response_model=ModelDeleted)
-def delete_model(
-    model: str,
-    project: CurrentProject,
-    session: SessionDep,
-    blobs: BlobsDep,
-    settings: SettingsDep,
-) -> ModelDeleted:
-    """Delete a fine-tuned model (its adapter); base models cannot be deleted."""
+async def delete_model(
+    model: str, project: CurrentProject, db: DbDep, blobs: BlobsDep, settings: SettingsDep
+) -> Response:
+    """Delete a fine-tuned model: its adapter, the result file sharing its archive and the job's
+    checkpoints (base models cannot be deleted)."""
     if model in settings.base_models:
         raise InvalidRequestError(
             f"'{model}' is a base model; only fine-tuned models can be deleted.", param="model"
         )
-    row = adapters.get_adapter_by_model(session, project.id, model)
-    adapters.delete_adapter(session, blobs, row)
-    return ModelDeleted(id=model)
+
+    def work(session: Session) -> ModelDeleted:
+        row = adapters.get_adapter_by_model(session, project.id, model)
+        adapters.delete_adapter(session, blobs, row)
+        return ModelDeleted(id=model)
+
+    return await db.respond(work)

@@ -5,32 +5,43 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query
+from fastapi.responses import Response
+from sqlalchemy.orm import Session
 
-from api.deps import BlobsDep, CurrentProject, SessionDep
-from api.schemas import ListObject, OutlierMapObject, outlier_map_object, page
+from api.db import DbDep
+from api.deps import BlobsDep, CurrentProject
+from api.schemas import OutlierMapList, OutlierMapObject, outlier_map_object, page
 from store import outlier_maps
 
 router = APIRouter(prefix="/v1/outlier_maps", tags=["outlier maps"])
 
 
-@router.get("", response_model=ListObject)
-def list_outlier_maps(
+@router.get("", response_model=OutlierMapList)
+async def list_outlier_maps(
     project: CurrentProject,
-    session: SessionDep,
+    db: DbDep,
     after: str | None = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-) -> ListObject:
+) -> Response:
     """The project's maps, newest first (without the per-layer indices)."""
-    rows, has_more = outlier_maps.list_outlier_maps(session, project.id, after=after, limit=limit)
-    return page([outlier_map_object(r) for r in rows], has_more, with_ids=True)
+
+    def work(session: Session) -> OutlierMapList:
+        rows, more = outlier_maps.list_outlier_maps(session, project.id, after=after, limit=limit)
+        return page(OutlierMapList, [outlier_map_object(r) for r in rows], more, with_ids=True)
+
+    return await db.respond(work)
 
 
 @router.get("/{map_id}", response_model=OutlierMapObject)
-def retrieve_outlier_map(
-    map_id: str, project: CurrentProject, session: SessionDep, blobs: BlobsDep
-) -> OutlierMapObject:
+async def retrieve_outlier_map(
+    map_id: str, project: CurrentProject, db: DbDep, blobs: BlobsDep
+) -> Response:
     """One map with its per-layer outlier channel indices."""
-    row = outlier_maps.get_outlier_map(session, project.id, map_id)
-    payload = outlier_maps.load_payload(blobs, row)
-    layers = {str(name): [int(c) for c in chans] for name, chans in payload["layers"].items()}
-    return outlier_map_object(row, layers)
+
+    def work(session: Session) -> OutlierMapObject:
+        row = outlier_maps.get_outlier_map(session, project.id, map_id)
+        payload = outlier_maps.load_payload(blobs, row)
+        layers = {str(n): [int(c) for c in chans] for n, chans in payload["layers"].items()}
+        return outlier_map_object(row, layers)
+
+    return await db.respond(work)

@@ -36,11 +36,11 @@ def test_wrong_method_is_an_enveloped_405(client: TestClient, keyed_project: Key
     }
 
 
-def test_body_that_is_not_an_object_is_an_enveloped_422(
+def test_body_that_is_not_an_object_is_a_400(
     client: TestClient, keyed_project: KeyedProject
 ) -> None:
     response = client.post("/v1/fine_tuning/jobs", headers=keyed_project.headers, json=[1, 2])
-    assert response.status_code == 422
+    assert response.status_code == 400
     error = response.json()["error"]
     assert set(error) == {"message", "type", "param", "code"}
     assert error["type"] == "invalid_request_error"

@@ -111,7 +111,8 @@ def test_sdk_jobs(
     assert checkpoints.data[0].metrics.train_loss == 0.5
     done = sdk.fine_tuning.jobs.retrieve(job.id)
     assert done.status == "succeeded"
-    assert done.fine_tuned_model == f"ft:tiny-llama:sdk:{job.id[-8:]}"
+    project = keyed_project.project.name
+    assert done.fine_tuned_model == f"ft:tiny-llama:{project}:sdk:{job.id[-8:]}"
 
     model_ids = [m.id for m in sdk.models.list()]
     checkpoint = checkpoints.data[0].fine_tuned_model_checkpoint

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -135,3 +136,86 @@ def test_serve_runs_the_api_a_worker_and_an_inference_node_until_interrupted(
     assert serve.returncode == 0
     for kid in kids:
         assert not Path(f"/proc/{kid}").exists()  # they stopped with serve and were reaped
+
+
+def _start_serve(tmp_path: Path) -> tuple[subprocess.Popen[bytes], int, Path]:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("QUAFF_")}
+    env.update(QUAFF_DATA_DIR=str(tmp_path / "data"), QUAFF_DEVICE="cpu", PYTHONPATH=str(ROOT))
+    log_path = tmp_path / "serve.log"
+    serve = subprocess.Popen(
+        [sys.executable, "-m", "cli.main", "serve", "--no-infer", "--port", str(port)],
+        cwd=ROOT,
+        env=env,
+        stdout=log_path.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+
+    def ready() -> bool:
+        if serve.poll() is not None:
+            pytest.fail(log_path.read_text())
+        try:
+            up = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200
+        except httpx.TransportError:
+            return False
+        return up and bool(_children(serve.pid))
+
+    wait_for("quaff serve and its worker", ready, timeout=90)
+    return serve, port, log_path
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_serve_stops_its_worker_on_a_signal(tmp_path: Path, sig: signal.Signals) -> None:
+    if not Path("/proc/self/task").is_dir():
+        pytest.skip("needs Linux /proc to find the worker process")
+    serve, _port, log_path = _start_serve(tmp_path)
+    (worker,) = _children(serve.pid)
+    serve.send_signal(sig)
+    assert serve.wait(timeout=90) == 0, log_path.read_text()[-3000:]
+    assert not Path(f"/proc/{worker}").exists(), "the worker outlived quaff serve"
+
+
+@pytest.mark.slow
+def test_serve_restarts_a_worker_that_died(tmp_path: Path) -> None:
+    if not Path("/proc/self/task").is_dir():
+        pytest.skip("needs Linux /proc to find the worker process")
+    serve, _port, log_path = _start_serve(tmp_path)
+    try:
+        (first,) = _children(serve.pid)
+        os.killpg(first, signal.SIGKILL)
+        new = wait_for(
+            "a new worker",
+            lambda: [p for p in _children(serve.pid) if p != first and Path(f"/proc/{p}").exists()],
+            timeout=60,
+        )
+        assert new
+        assert f"worker {first} exited with code -9; starting a new one in 1s" in (
+            log_path.read_text()
+        )
+    finally:
+        serve.send_signal(signal.SIGTERM)
+        serve.wait(timeout=90)
+    assert not any(Path(f"/proc/{p}").exists() for p in new)
+
+
+@pytest.mark.slow
+def test_supervisor_backs_off_between_restarts() -> None:
+    from cli.serve import WorkerSupervisor
+
+    started: list[float] = []
+
+    def failing() -> subprocess.Popen[bytes]:
+        import time
+
+        started.append(time.monotonic())
+        return subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"])
+
+    supervisor = WorkerSupervisor(stop_seconds=5, start=failing)
+    supervisor.start()
+    wait_for("three starts", lambda: len(started) >= 3, timeout=30)
+    supervisor.stop()
+    gaps = [b - a for a, b in itertools.pairwise(started)]
+    assert gaps[1] > gaps[0]  # 1 s, then 2 s
+    assert supervisor.restarts >= 2
+    assert not supervisor.is_alive()

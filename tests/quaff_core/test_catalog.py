@@ -33,3 +33,31 @@ def test_resolve_model_id_maps_aliases() -> None:
 def test_resolve_model_id_rejects_unknown_names() -> None:
     with pytest.raises(ValueError, match=r"unknown base model 'gpt-5'.*tiny-llama"):
         resolve_model_id("gpt-5")
+
+
+def test_declared_module_names_are_tiny_llamas_linear_layers() -> None:
+    from torch import nn
+
+    from quaff_core.models import load_tiny_llama
+
+    model, _tokenizer = load_tiny_llama()
+    actual = {name for name, module in model.named_modules() if isinstance(module, nn.Linear)}
+    tiny = next(m for m in list_base_models() if m.id == TINY_LLAMA)
+    assert set(tiny.linear_modules) == actual
+
+
+def test_smollm2_declares_30_llama_layers() -> None:
+    smol = next(m for m in list_base_models() if m.id == SMOLLM2)
+    assert len(smol.linear_modules) == 30 * 7 + 1
+    assert "model.layers.29.mlp.down_proj" in smol.linear_modules
+
+
+def test_unknown_modules_follow_peft_matching() -> None:
+    tiny = next(m for m in list_base_models() if m.id == TINY_LLAMA)
+    targets = ["q_proj", "self_attn.v_proj", "model.layers.1.mlp.up_proj", "lm_head"]
+    assert tiny.unknown_modules(targets) == []
+    assert tiny.unknown_modules(["qkv_proj", "layers.7.mlp.up_proj", "proj"]) == [
+        "qkv_proj",
+        "layers.7.mlp.up_proj",
+        "proj",
+    ]

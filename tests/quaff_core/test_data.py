@@ -161,3 +161,55 @@ def test_importing_data_and_catalog_leaves_torch_out() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+def test_hostile_lines_are_errors_not_crashes() -> None:
+    good = jsonl({"text": "fine"}).rstrip()
+    lines = [
+        b"[" * 100_000,
+        b'{"text": ' + b"1" * 5000 + b"}",
+        b'{"text": 1e999}',
+        b'{"text": "\\ud800 lone"}',
+        b'{"text": ' + b'{"a": ' * 70 + b"1" + b"}" * 70 + b"}",
+        b'{"text": NaN}',
+    ]
+    report = validate_jsonl(b"\n".join([good, *lines]) + b"\n")
+    assert [(e.line, e.code) for e in report.errors] == [
+        (2, "too_deep"),
+        (3, "number_too_large"),
+        (4, "number_too_large"),
+        (5, "encoding"),
+        (6, "too_deep"),
+        (7, "invalid_json"),
+    ]
+    assert not report.ok
+
+
+def test_a_paired_surrogate_escape_is_fine() -> None:
+    report = validate_jsonl(b'{"text": "smile \\ud83d\\ude00"}\n')
+    assert report.ok, report.summary()
+
+
+def test_errors_are_counted_but_only_the_first_ones_kept() -> None:
+    from quaff_core.data import MAX_KEPT_ERRORS
+
+    report = validate_jsonl(b"{bad\n" * (MAX_KEPT_ERRORS * 3))
+    assert report.n_errors == MAX_KEPT_ERRORS * 3
+    assert len(report.errors) == MAX_KEPT_ERRORS
+    assert report.summary().endswith(f"; and {MAX_KEPT_ERRORS * 3 - 5} more errors")
+
+
+def test_an_overlong_line_is_skipped_in_bounded_memory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import quaff_core.data as data
+
+    monkeypatch.setattr(data, "MAX_LINE_BYTES", 64)
+    path = tmp_path / "long.jsonl"
+    path.write_bytes(jsonl({"text": "x" * 500}, {"text": "ok"}))
+    data = path.read_bytes()
+    chunks = [data[i : i + 7] for i in range(0, len(data), 7)]
+    for source in (path, data, iter(chunks)):
+        report = validate_jsonl(source)
+        assert [(e.line, e.code) for e in report.errors] == [(1, "too_long")]
+        assert report.n_examples == 1

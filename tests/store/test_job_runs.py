@@ -34,7 +34,8 @@ def test_worker_lifecycle_through_store_calls(
     jobs.succeed_job(db_session, job)
     assert job.status == "succeeded"
     assert job.finished_at is not None
-    assert job.fine_tuned_model == adapter.fine_tuned_model == f"ft:tiny-llama:s1:{job.id[-8:]}"
+    name = f"ft:tiny-llama:{keyed_project.project.name}:s1:{job.id[-8:]}"
+    assert job.fine_tuned_model == adapter.fine_tuned_model == name
     assert blobs.read_bytes(adapter.blob_key) == b"adapter-bytes"
     newest, _ = list_events(db_session, job.id, limit=2)
     assert [e.message for e in newest] == [

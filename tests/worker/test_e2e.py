@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -146,7 +147,7 @@ def test_fine_tune_download_and_reuse_outlier_map(service: Service, tmp_path: Pa
     job_id = create_job(sdk, file_id, epochs=1, batch_size=2, n_checkpoints=2)
 
     job = wait_status(service, sdk, job_id, "succeeded")
-    assert job.fine_tuned_model == f"ft:tiny-llama:e2e:{job_id[-8:]}"
+    assert re.fullmatch(rf"ft:tiny-llama:e2e-[0-9a-f]{{8}}:e2e:{job_id[-8:]}", job.fine_tuned_model)
     assert job.trained_tokens is not None
     assert job.trained_tokens > 0
     assert job.error is None
@@ -217,8 +218,12 @@ def test_cancel_keeps_the_job_cancelled(service: Service) -> None:
     wait_step(service, sdk, job_id, 1)
     cancelled = sdk.fine_tuning.jobs.cancel(job_id)
     assert cancelled.status == "cancelled"
-    stopped = wait_event(sdk, job_id, "Training stopped at step ")
-    assert stopped.message.endswith("the job was cancelled; its checkpoints are kept")
+    wait_for(
+        "the worker to leave the cancelled job",
+        lambda: f"job {job_id} stopped at step" in service.log_tail(),
+    )
+    events = messages(sdk, job_id)
+    assert events[-1].message == "Job cancelled by the user"  # nothing after the terminal event
     job = sdk.fine_tuning.jobs.retrieve(job_id)
     assert job.status == "cancelled"
     assert job.fine_tuned_model is None
@@ -275,7 +280,9 @@ def test_client_cli_creates_watches_and_downloads(service: Service, tmp_path: Pa
     job_id = created.stdout.splitlines()[0]
     assert job_id.startswith("ftjob-")
     assert "step 2/2" in created.stdout
-    assert f"job {job_id} succeeded: ft:tiny-llama::{job_id[-8:]}" in created.stdout
+    assert re.search(
+        rf"job {job_id} succeeded: ft:tiny-llama:e2e-\w+::{job_id[-8:]}", created.stdout
+    )
 
     target = tmp_path / "adapter"
     downloaded = run_cli(service, "jobs", *base, "download", job_id, "-o", str(target))
@@ -361,3 +368,5 @@ def test_killed_worker_job_resumes_on_a_new_worker(service: Service) -> None:
     assert int(resumed.split("step ")[1].split(" ")[0]) >= first[0].step_number
     assert texts.count("Fine-tuning job started (attempt 1)") == 1
     assert "Fine-tuning job started (attempt 2)" in texts
+    steps = [e.data["step"] for e in messages(sdk, job_id) if e.type == "metrics"]
+    assert sorted(steps) == list(range(1, 25)), "re-trained steps replace the lost ones"

@@ -1,4 +1,5 @@
-"""StoreCallbacks: a running job checkpoints at the safety interval as well as when asked."""
+"""StoreCallbacks: a running job checkpoints at the safety interval as well as when asked; only
+the newest safety checkpoint is kept, and none once the job has succeeded."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from worker.pipeline import run_job
 
 
 @pytest.mark.parametrize(
-    ("interval", "expected_steps"),
+    ("interval", "saved_steps"),
     [
         (600.0, [3]),  # a short job only checkpoints at its end (n_checkpoints = 1)
         (1e-6, [1, 2, 3]),  # an overdue safety checkpoint is taken after every step
@@ -24,7 +25,7 @@ def test_safety_checkpoints_follow_the_interval(
     quaff_settings: Settings,
     keyed_project: KeyedProject,
     interval: float,
-    expected_steps: list[int],
+    saved_steps: list[int],
 ) -> None:
     settings = quaff_settings.model_copy(update={"safety_checkpoint_seconds": interval})
     job = queued_job(
@@ -38,7 +39,7 @@ def test_safety_checkpoints_follow_the_interval(
     job = reloaded(db_session, job)
     assert job.status == "succeeded"
     rows, _ = list_checkpoints(db_session, job.id, limit=50)
-    assert sorted(r.step_number for r in rows) == expected_steps
+    assert [(r.step_number, r.safety) for r in rows] == [(3, False)]  # the one the job asked for
     messages = [e.message for e in list_events(db_session, job.id, limit=100)[0]]
-    for step in expected_steps:
+    for step in saved_steps:
         assert f"Checkpoint saved at step {step}" in messages

@@ -54,7 +54,8 @@ def test_list_checkpoints_newest_first(
     assert newest["fine_tuning_job_id"] == job["id"]
     assert newest["metrics"] == {"step": 10, "train_loss": 0.2}
     assert (
-        newest["fine_tuned_model_checkpoint"] == f"ft:tiny-llama:ck:{job['id'][-8:]}:ckpt-step-10"
+        newest["fine_tuned_model_checkpoint"]
+        == f"ft:tiny-llama:{keyed_project.project.name}:ck:{job['id'][-8:]}:ckpt-step-10"
     )
     assert (body["first_id"], body["last_id"]) == (body["data"][0]["id"], body["data"][1]["id"])
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
@@ -43,14 +44,15 @@ def test_list_events_newest_first_with_cursor(
     assert page["has_more"] is True
 
 
-def test_list_events_bad_limit_is_an_enveloped_422(
-    client: TestClient, keyed_project: KeyedProject
+@pytest.mark.parametrize("limit", ["0", "1001", "x"])
+def test_list_events_bad_limit_is_a_400_naming_limit(
+    client: TestClient, keyed_project: KeyedProject, limit: str
 ) -> None:
     job = created_job(client, keyed_project)
     response = client.get(
-        f"/v1/fine_tuning/jobs/{job['id']}/events?limit=0", headers=keyed_project.headers
+        f"/v1/fine_tuning/jobs/{job['id']}/events?limit={limit}", headers=keyed_project.headers
     )
-    assert response.status_code == 422
+    assert response.status_code == 400
     error = response.json()["error"]
     assert (error["param"], error["type"]) == ("limit", "invalid_request_error")
 

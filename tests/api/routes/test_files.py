@@ -6,6 +6,7 @@ import hashlib
 from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
@@ -220,3 +221,100 @@ def test_create_file_wrong_key_stores_nothing(
     assert response.json()["error"]["code"] == "invalid_api_key"
     assert _file_count(db_session, keyed_project.project.id) == 0
     assert _blob_files(quaff_settings) == []
+
+
+def test_expires_after_sets_expires_at(client: TestClient, keyed_project: KeyedProject) -> None:
+    response = client.post(
+        "/v1/files",
+        headers=keyed_project.headers,
+        files={"file": ("t.jsonl", chat_jsonl(10), "application/jsonl")},
+        data={
+            "purpose": "fine-tune",
+            "expires_after[anchor]": "created_at",
+            "expires_after[seconds]": "3600",
+        },
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["expires_at"] == body["created_at"] + 3600
+    again = client.get(f"/v1/files/{body['id']}", headers=keyed_project.headers).json()
+    assert again["expires_at"] == body["expires_at"]
+
+
+@pytest.mark.parametrize(
+    ("fields", "param"),
+    [
+        ({"expires_after[anchor]": "created_at", "expires_after[seconds]": "60"},
+         "expires_after.seconds"),
+        ({"expires_after[anchor]": "created_at", "expires_after[seconds]": "9" * 40},
+         "expires_after.seconds"),
+        ({"expires_after[anchor]": "last_active_at", "expires_after[seconds]": "3600"},
+         "expires_after.anchor"),
+        ({"expires_after[seconds]": "3600"}, "expires_after.anchor"),
+    ],
+)  # fmt: skip
+def test_bad_expires_after_is_a_400_that_stores_nothing(
+    client: TestClient,
+    keyed_project: KeyedProject,
+    db_session: Session,
+    quaff_settings: Settings,
+    fields: dict[str, str],
+    param: str,
+) -> None:
+    response = client.post(
+        "/v1/files",
+        headers=keyed_project.headers,
+        files={"file": ("t.jsonl", chat_jsonl(10), "application/jsonl")},
+        data={"purpose": "fine-tune", **fields},
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["param"] == param
+    assert _file_count(db_session, keyed_project.project.id) == 0
+    assert _blob_files(quaff_settings) == []
+
+
+def test_an_expired_file_is_gone(
+    client: TestClient, keyed_project: KeyedProject, db_session: Session
+) -> None:
+    file_id = uploaded_file_id(client, keyed_project)
+    row = db_session.get(File, file_id)
+    assert row is not None
+    row.expires_at = 1
+    db_session.commit()
+    assert client.get(f"/v1/files/{file_id}", headers=keyed_project.headers).status_code == 404
+    listed = client.get("/v1/files", headers=keyed_project.headers).json()["data"]
+    assert file_id not in [f["id"] for f in listed]
+    job = client.post(
+        "/v1/fine_tuning/jobs",
+        headers=keyed_project.headers,
+        json={"model": "tiny-llama", "training_file": file_id},
+    )
+    assert job.status_code == 400
+    assert job.json()["error"]["param"] == "training_file"
+
+
+def test_an_upload_cut_off_midway_leaves_nothing(
+    quaff_settings: Settings, keyed_project: KeyedProject, db_session: Session, app: FastAPI
+) -> None:
+    head = (
+        b"--B\r\n"
+        b'Content-Disposition: form-data; name="purpose"\r\n\r\nfine-tune\r\n'
+        b"--B\r\n"
+        b'Content-Disposition: form-data; name="file"; filename="t.jsonl"\r\n\r\n'
+    )
+
+    def cut() -> Iterator[bytes]:
+        yield head + chat_jsonl(50)
+        raise ConnectionResetError("client went away")
+
+    headers = {**keyed_project.headers, "Content-Type": "multipart/form-data; boundary=B"}
+    with TestClient(app, raise_server_exceptions=False) as client:
+        try:
+            response = client.post("/v1/files", headers=headers, content=cut())
+        except ConnectionResetError:
+            pass  # the client side of the cut
+        else:
+            assert response.status_code >= 400
+    assert _file_count(db_session, keyed_project.project.id) == 0
+    leftovers = [p for p in quaff_settings.blob_dir.rglob("*") if p.is_file()]
+    assert leftovers == []

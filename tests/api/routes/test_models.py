@@ -74,3 +74,70 @@ def test_delete_base_model_is_refused(client: TestClient, keyed_project: KeyedPr
     response = client.delete("/v1/models/tiny-llama", headers=keyed_project.headers)
     assert response.status_code == 400
     assert response.json()["error"]["param"] == "model"
+
+
+def test_delete_fine_tuned_model_removes_every_copy_of_its_weights(
+    client: TestClient, keyed_project: KeyedProject, db_session: Session, quaff_settings: Settings
+) -> None:
+    from store.blobs import BlobInfo
+    from store.checkpoints import save_checkpoint
+    from store.files import create_result_file
+
+    blobs = BlobStore(quaff_settings.blob_dir)
+    job_json = created_job(client, keyed_project, suffix="w")
+    job = jobs.claim_job(db_session, job_json["id"], "test-worker")
+    assert job is not None
+    ckpt = save_checkpoint(db_session, blobs, job, step=2, metrics={}, source=b"ckpt")
+    adapter = save_adapter(db_session, blobs, job, b"adapter")
+    shared = BlobInfo(key=adapter.blob_key, bytes=adapter.bytes, sha256=adapter.sha256)
+    result = create_result_file(
+        db_session, blobs, job.project_id, filename="adapter.tar.gz", shared=shared
+    )
+    csv = create_result_file(db_session, blobs, job.project_id, filename="m.csv", source=b"s")
+    jobs.set_result(db_session, job, result_files=[csv.id, result.id])
+    jobs.succeed_job(db_session, job)
+    headers = keyed_project.headers
+    base = f"/v1/fine_tuning/jobs/{job.id}"
+    usage = client.get("/v1/usage/storage", headers=headers).json()
+    assert usage["adapters"] == {"count": 1, "bytes": len(b"adapter")}
+    assert usage["files"]["count"] == 3  # upload, metrics, the adapter's result file (shared)
+    assert client.get(f"{base}/adapter", headers=headers).content == b"adapter"
+
+    assert (
+        client.delete(f"/v1/models/{adapter.fine_tuned_model}", headers=headers).status_code == 200
+    )
+    assert client.get(f"{base}/adapter", headers=headers).status_code == 404
+    assert client.get(f"{base}/adapter?step=2", headers=headers).status_code == 404
+    assert client.get(f"/v1/files/{result.id}", headers=headers).status_code == 404
+    assert client.get(f"/v1/files/{csv.id}", headers=headers).status_code == 200
+    assert client.get(f"{base}/checkpoints", headers=headers).json()["data"] == []
+    assert client.get(base, headers=headers).json()["result_files"] == [csv.id]
+    assert not blobs.exists(adapter.blob_key)
+    assert not blobs.exists(ckpt.blob_key)
+    after = client.get("/v1/usage/storage", headers=headers).json()
+    assert (after["adapters"], after["checkpoints"]) == ({"count": 0, "bytes": 0},) * 2
+
+
+def test_deleting_the_shared_result_file_keeps_the_model(
+    client: TestClient, keyed_project: KeyedProject, db_session: Session, quaff_settings: Settings
+) -> None:
+    from store.blobs import BlobInfo
+    from store.files import create_result_file
+
+    name, key = _fine_tuned(client, keyed_project, db_session, quaff_settings)
+    blobs = BlobStore(quaff_settings.blob_dir)
+    info = BlobInfo(key=key, bytes=blobs.size(key), sha256="x")
+    result = create_result_file(
+        db_session, blobs, keyed_project.project.id, filename="a.tar.gz", shared=info
+    )
+    assert client.delete(f"/v1/files/{result.id}", headers=keyed_project.headers).status_code == 200
+    assert blobs.exists(key)
+    assert client.get(f"/v1/models/{name}", headers=keyed_project.headers).status_code == 200
+
+
+def test_fine_tuned_names_put_the_project_in_the_organization_slot() -> None:
+    from store.jobs import project_slot
+
+    assert project_slot("My Team / Research", "proj-1") == "my-team-research"
+    assert project_slot("ÄÖ!!", "proj-1") == "proj-1"
+    assert len(project_slot("x" * 100, "proj-1")) == 40
