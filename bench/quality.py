@@ -25,7 +25,6 @@ import torch
 from bench.common import command_line, environment, write_json
 from bench.stability import OutlierTracker
 from bench.task import write_splits
-from quaff_core.calibration import quantizable_linears
 from quaff_core.callbacks import NullCallbacks, TrainCallbacks
 from quaff_core.config import TrainConfig
 from quaff_core.convert import convert_to_quaff
@@ -34,6 +33,7 @@ from quaff_core.exact_match import normalise, score
 from quaff_core.models import load_base_model
 from quaff_core.outliers import OutlierMap
 from quaff_core.prepare import calibrate_on, calibration_batches
+from quaff_core.targets import quantizable_linears
 from quaff_core.tokenize import PadCollator, tokenize_examples
 from quaff_core.train import train
 

@@ -10,39 +10,34 @@ from typing import Any
 import torch
 from torch import nn
 
+from quaff_core.channel_stats import HitCounter, ScaleExcess
 from quaff_core.linear import quaff_layers
 from quaff_core.options import OUTLIER_STRATEGIES
 from quaff_core.outliers import OutlierMap, normalise_layer_name
+from quaff_core.targets import dense_weight, in_features, quantizable_linears
 
 logger = logging.getLogger(__name__)
 
 STRATEGIES = OUTLIER_STRATEGIES
-
-
-def output_head_names(model: nn.Module) -> set[str]:
-    """Module names of the output head (`get_output_embeddings`), which Quaff never quantizes."""
-    getter = getattr(model, "get_output_embeddings", None)
-    head = getter() if callable(getter) else None
-    if head is None:
-        return set()
-    return {name for name, module in model.named_modules() if module is head}
-
-
-def quantizable_linears(model: nn.Module) -> dict[str, nn.Linear]:
-    """Every `nn.Linear` except the output head, keyed by module name."""
-    skip = output_head_names(model)
-    return {
-        name: module
-        for name, module in model.named_modules()
-        if isinstance(module, nn.Linear) and name not in skip
-    }
+DEFAULT_STRATEGY = STRATEGIES[0]
+DEFAULT_MAX_RATIO = 0.01
+# the threshold each strategy uses when none is given. int8_scale: chosen with
+# bench/calibration_curve.py (mean credit per token, in units of the token's mean square);
+# mean_times: the paper's 100; top_abs ignores it; zscore, static: starting points only
+DEFAULT_THRESHOLDS = {
+    "int8_scale": 1.0,
+    "mean_times": 100.0,
+    "top_abs": 1.0,
+    "zscore": 8.0,
+    "static": 50.0,
+}
 
 
 def calibration_targets(model: nn.Module) -> dict[str, nn.Module]:
     """The base projections whose inputs calibration measures, by normalised name.
 
     The `QuaffLinear` layers of a converted (possibly PEFT-wrapped) model, else every `nn.Linear`
-    but the head (`quantizable_linears`).
+    and `Conv1D` but the head and PEFT adapters (`quantizable_linears`).
     """
     converted = quaff_layers(model)
     if converted:
@@ -50,40 +45,30 @@ def calibration_targets(model: nn.Module) -> dict[str, nn.Module]:
     return dict(quantizable_linears(model))
 
 
-class _ChannelStats:
-    """Running per-channel statistics of one layer: counts of rule hits (int64 [K])."""
+ChannelStats = ScaleExcess | HitCounter
 
-    def __init__(self, in_features: int, strategy: str, threshold: float, top_k: int) -> None:
-        self.in_features = in_features
-        self.strategy = strategy
-        self.threshold = threshold
-        self.top_k = top_k
-        self.counts = torch.zeros(in_features, dtype=torch.int64)
-        self.max_abs = torch.zeros(in_features, dtype=torch.float32)
 
-    def update(self, x: torch.Tensor) -> None:
-        """x [T, K] activations of valid tokens."""
-        a = x.detach().float().abs()
-        if self.strategy == "mean_times":
-            hits = a > self.threshold * a.mean(dim=1, keepdim=True)
-        elif self.strategy == "zscore":
-            mean = a.mean(dim=1, keepdim=True)
-            std = a.std(dim=1, keepdim=True).clamp_min(1e-12)
-            hits = (a - mean) / std > self.threshold
-        elif self.strategy == "static":
-            hits = a > self.threshold
-        else:  # top_abs: the k largest |x| of each token
-            k = max(1, self.top_k)
-            idx = a.topk(k, dim=1).indices
-            hits = torch.zeros_like(a, dtype=torch.bool).scatter_(1, idx, True)
-        self.counts += hits.sum(dim=0).cpu()
-        self.max_abs = torch.maximum(self.max_abs, a.amax(dim=0).cpu())
+def _channel_stats(
+    strategy: str, module: nn.Module, threshold: float, max_ratio: float
+) -> ChannelStats:
+    """The running statistics of `strategy` for the inputs of a linear target."""
+    width = in_features(module)
+    top_k = int(max_ratio * width)
+    if strategy == "int8_scale":
+        return ScaleExcess(width, threshold, top_k)
+    return HitCounter(width, strategy, threshold, top_k)
 
-    def select(self) -> list[int]:
-        """At most top_k channels that hit the rule, most frequent first (ties: larger max|x|)."""
-        hit = (self.counts > 0).nonzero().flatten().tolist()
-        hit.sort(key=lambda c: (-int(self.counts[c]), -float(self.max_abs[c]), c))
-        return sorted(hit[: self.top_k])
+
+def weight_max(module: nn.Module) -> torch.Tensor:
+    """max_n |W[n, k]| of a linear target per input channel: float32 [K]."""
+    return dense_weight(module).abs().amax(dim=0).float().cpu()
+
+
+def _select(stats: ChannelStats, module: nn.Module) -> list[int]:
+    """The channels `stats` selects (`int8_scale` also reads the layer's weight)."""
+    if isinstance(stats, ScaleExcess):
+        return stats.select(weight_max(module))
+    return stats.select()
 
 
 def _split_batch(batch: Any) -> tuple[dict[str, Any], torch.Tensor | None]:
@@ -104,39 +89,20 @@ def _to_device(kwargs: dict[str, Any], device: torch.device) -> dict[str, Any]:
     return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in kwargs.items()}
 
 
-def calibrate(
+def _model_device(model: nn.Module) -> torch.device:
+    """Device of the model's first parameter (cpu when it has none)."""
+    param = next(model.parameters(), None)
+    return param.device if param is not None else torch.device("cpu")
+
+
+def _observe(
     model: nn.Module,
     batches: Iterable[Any],
-    *,
-    strategy: str = "mean_times",
-    threshold: float = 100.0,
-    max_ratio: float = 0.01,
-    model_id: str | None = None,
-) -> OutlierMap:
-    """Run `batches` through `model` and return the outlier channels of every linear but the head
-    (on a Quaff-converted model: the inputs of its QuaffLinear layers, e.g. to re-measure them
-    during fine-tuning).
-
-    Strategies: `mean_times` (|x| > threshold * mean|x| of the token), `top_abs` (the token's
-    max_ratio * K largest |x|), `zscore` ((|x| - mean) / std > threshold) and `static`
-    (|x| > threshold). Channels are ranked by how many tokens hit the rule; tokens with
-    attention_mask == 0 are ignored. Memory stays constant in the number of batches.
-    """
-    if strategy not in STRATEGIES:
-        raise ValueError(f"unknown strategy {strategy!r}; choose one of {STRATEGIES}")
-    if not math.isfinite(threshold) or threshold <= 0:
-        raise ValueError(f"threshold must be a positive finite number, got {threshold}")
-    if not 0.0 < max_ratio <= 1.0:
-        raise ValueError(f"max_ratio must be in (0, 1], got {max_ratio}")
-    linears = calibration_targets(model)
-    if not linears:
-        raise ValueError("calibrate found no nn.Linear layers (other than the output head)")
-    stats = {
-        name: _ChannelStats(
-            int(m.in_features), strategy, threshold, int(max_ratio * int(m.in_features))
-        )
-        for name, m in linears.items()
-    }
+    linears: Mapping[str, nn.Module],
+    stats: Mapping[str, ChannelStats],
+) -> int:
+    """Run `batches` through `model` in eval mode, feeding each linear's valid input tokens to its
+    stats (tokens with attention_mask == 0 are dropped); returns the number of valid tokens."""
     state: dict[str, torch.Tensor | None] = {"mask": None}
 
     def make_hook(name: str) -> Any:
@@ -149,11 +115,7 @@ def calibrate(
 
         return hook
 
-    try:
-        param = next(model.parameters())
-        device = param.device
-    except StopIteration:
-        device = torch.device("cpu")
+    device = _model_device(model)
     was_training = model.training
     handles = [m.register_forward_pre_hook(make_hook(n)) for n, m in linears.items()]
     tokens = 0
@@ -173,14 +135,51 @@ def calibrate(
         for handle in handles:
             handle.remove()
         model.train(was_training)
+    return tokens
+
+
+def calibrate(
+    model: nn.Module,
+    batches: Iterable[Any],
+    *,
+    strategy: str = DEFAULT_STRATEGY,
+    threshold: float | None = None,
+    max_ratio: float = DEFAULT_MAX_RATIO,
+    model_id: str | None = None,
+) -> OutlierMap:
+    """Run `batches` through `model` and return the outlier channels of every linear but the head
+    (on a Quaff-converted model: the inputs of its QuaffLinear layers, e.g. to re-measure them
+    during fine-tuning). Each layer keeps at most floor(max_ratio * K) channels.
+
+    Strategies: `int8_scale` (the default; channels ranked by how much of each token's int8
+    scale they hold up, weighted by how far Quaff scales them down; kept if that score is
+    >= threshold, see `ScaleExcess`), and the rule-hit strategies, ranked by how many tokens
+    hit the rule: `mean_times` (|x| > threshold * mean|x| of the token), `top_abs` (the token's
+    max_ratio * K largest |x|), `zscore` ((|x| - mean) / std > threshold) and `static`
+    (|x| > threshold). threshold=None takes the strategy's `DEFAULT_THRESHOLDS` entry. Tokens
+    with attention_mask == 0 are ignored. Memory stays constant in the number of batches.
+    """
+    if strategy not in STRATEGIES:
+        raise ValueError(f"unknown strategy {strategy!r}; choose one of {STRATEGIES}")
+    if threshold is None:
+        threshold = DEFAULT_THRESHOLDS[strategy]
+    if not math.isfinite(threshold) or threshold <= 0:
+        raise ValueError(f"threshold must be a positive finite number, got {threshold}")
+    if not 0.0 < max_ratio <= 1.0:
+        raise ValueError(f"max_ratio must be in (0, 1], got {max_ratio}")
+    linears = calibration_targets(model)
+    if not linears:
+        raise ValueError("calibrate found no nn.Linear layers (other than the output head)")
+    stats = {n: _channel_stats(strategy, m, threshold, max_ratio) for n, m in linears.items()}
+    tokens = _observe(model, batches, linears, stats)
     if model_id is None:
         config = getattr(model, "config", None)
         model_id = getattr(config, "_name_or_path", None) or None
-    layers = {normalise_layer_name(n): s.select() for n, s in stats.items()}
+    layers = {normalise_layer_name(n): _select(s, linears[n]) for n, s in stats.items()}
     logger.info("calibrated %d layers on %d tokens (%s)", len(layers), tokens, strategy)
     return OutlierMap(
         layers=layers,
-        in_features={normalise_layer_name(n): m.in_features for n, m in linears.items()},
+        in_features={normalise_layer_name(n): in_features(m) for n, m in linears.items()},
         model_id=model_id,
         strategy=strategy,
         threshold=threshold,

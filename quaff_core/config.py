@@ -38,7 +38,7 @@ class TrainConfig:
     lora_target_modules: str | tuple[str, ...] = default("lora_target_modules")
     quantization: Literal["quaff", "none"] = default("quantization")
     outlier_strategy: str = default("outlier_strategy")
-    outlier_threshold: float = default("outlier_threshold")
+    outlier_threshold: float | None = default("outlier_threshold")
     outlier_max_ratio: float = default("outlier_max_ratio")
     scale_beta: float = default("scale_beta")
     compute_dtype: Literal["auto", "float32", "bfloat16"] = default("compute_dtype")
@@ -56,7 +56,7 @@ class TrainConfig:
         """Check every field against its option; OptionError names the field and the range."""
         for opt in library_options():
             value = opt.check(getattr(self, opt.name))
-            if value is None:
+            if value is None and opt.default is not None:
                 raise OptionError(opt, "a value is required here")
             object.__setattr__(self, opt.name, value)
 

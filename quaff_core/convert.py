@@ -8,10 +8,10 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-from quaff_core.calibration import quantizable_linears
 from quaff_core.linear import QuaffLinear, quaff_layers
 from quaff_core.outliers import OutlierMap, normalise_layer_name
 from quaff_core.runtime import AUTO, CompileSetting, DtypeSetting
+from quaff_core.targets import as_linear, quantizable_linears
 
 logger = logging.getLogger(__name__)
 
@@ -36,16 +36,25 @@ def convert_to_quaff(
     compute_dtype: DtypeSetting = AUTO,
     compile: CompileSetting = AUTO,
 ) -> nn.Module:
-    """Replace every `nn.Linear` but the output head by `QuaffLinear`, in place; returns `model`.
+    """Replace every `nn.Linear` / `Conv1D` but the output head by `QuaffLinear`, in place.
 
-    The full-precision weights are released: only int8 weights, float32 scales and the outlier
-    columns remain. Layers missing from the map get no outlier channels (one warning lists them).
+    Returns `model`. On a PEFT model the base layers are converted and the adapters (`lora_A`,
+    `lora_B`) stay trainable full-precision linears. The full-precision weights are released:
+    only int8 weights, float32 scales and the outlier columns remain. Layers missing from the map
+    get no outlier channels (one warning lists them). `compile=True` runs the quantize/dequantize
+    passes through `torch.compile`. A model that already holds QuaffLinear layers is refused.
     `scale_beta` in [0, 1] weights the new statistic of the outlier scale (`momentum`, the old
     weight of the old value, is deprecated); `compute_dtype` and `compile` accept "auto"
-    (`quaff_core.runtime`); `compile=True` runs the quantize passes through `torch.compile`.
+    (`quaff_core.runtime`).
     """
     if not isinstance(outlier_map, OutlierMap):
         raise TypeError(f"outlier_map must be an OutlierMap, got {type(outlier_map).__name__}")
+    converted = quaff_layers(model)
+    if converted:
+        raise ValueError(
+            f"model is already converted ({len(converted)} QuaffLinear layers, e.g. "
+            f"{next(iter(converted))!r}); call convert_to_quaff once, on the unconverted model"
+        )
     linears = quantizable_linears(model)
     missing: list[str] = []
     for name, linear in linears.items():
@@ -54,7 +63,7 @@ def convert_to_quaff(
             missing.append(normalise_layer_name(name))
             channels = []
         quaff = QuaffLinear.from_linear(
-            linear,
+            as_linear(linear),
             channels,
             scale_beta=scale_beta,
             momentum=momentum,

@@ -20,7 +20,8 @@ AUTO = "auto"
 BASE_LORA_LEARNING_RATE = 2e-4
 DEFAULT_SEED = 42
 API_GROUPS = ("hyperparameters", "lora", "quantization", "training")
-OUTLIER_STRATEGIES = ("mean_times", "top_abs", "zscore", "static")
+# int8_scale (the default): channels ranked by how much of each token's int8 scale they hold up
+OUTLIER_STRATEGIES = ("int8_scale", "mean_times", "top_abs", "zscore", "static")
 
 H, L, Q, T = "hyperparameters.", "lora.", "quantization.", "training."
 OPTIONS: tuple[Option, ...] = (
@@ -47,10 +48,13 @@ OPTIONS: tuple[Option, ...] = (
     Option("quantization", "choice", "quaff",
            "quaff: int8 base with outlier channels; none: unquantized base",
            api=Q + "method", cli="--quantization", choices=("quaff", "none")),
-    Option("outlier_strategy", "choice", "mean_times", "how calibration picks outlier channels",
+    Option("outlier_strategy", "choice", "int8_scale",
+           "how calibration picks outlier channels (int8_scale: by the share of each token's int8 "
+           "scale they hold up)",
            api=Q + "outlier_strategy", cli="--strategy", choices=OUTLIER_STRATEGIES),
-    Option("outlier_threshold", "float", 100.0, "the strategy's threshold",
-           api=Q + "outlier_threshold", cli="--threshold", bounds="(0, 1000000]"),
+    Option("outlier_threshold", "float", None,
+           "the strategy's threshold (null: its own default, int8_scale 1, mean_times 100)",
+           api=Q + "outlier_threshold", cli="--threshold", bounds="(0, 1000000]", nullable=True),
     Option("outlier_max_ratio", "float", 0.01, "most input channels per layer kept as outliers",
            api=Q + "outlier_max_ratio", cli="--max-ratio", bounds="(0, 0.5]"),
     Option("scale_beta", "float", 0.9,

@@ -11,12 +11,16 @@ from typing import Any
 FORMAT = "quaff-outlier-map"
 VERSION = 1
 PEFT_PREFIX = "base_model.model."
+PEFT_BASE_SUFFIX = ".base_layer"
 
 
 def normalise_layer_name(name: str) -> str:
-    """Module name as on the unwrapped HF model: strip PEFT's `base_model.model.` prefix."""
+    """Module name as on the unwrapped HF model: strip PEFT's `base_model.model.` prefix and the
+    `.base_layer` suffix of a layer a PEFT tuner layer wraps."""
     while name.startswith(PEFT_PREFIX):
         name = name[len(PEFT_PREFIX) :]
+    while name.endswith(PEFT_BASE_SUFFIX):
+        name = name[: -len(PEFT_BASE_SUFFIX)]
     return name
 
 

@@ -9,8 +9,8 @@ from peft import LoraConfig, PeftModel, get_peft_model
 from peft.tuners.lora.layer import LoraLayer
 from torch import nn
 
-from quaff_core.calibration import output_head_names
 from quaff_core.linear import QuaffLinear
+from quaff_core.targets import LINEAR_TYPES, output_head_names
 
 
 class QuaffLoraLinear(nn.Module, LoraLayer):
@@ -73,25 +73,26 @@ class QuaffLoraLinear(nn.Module, LoraLayer):
         return "lora." + super().__repr__()
 
 
+_TARGET_TYPES: tuple[type[nn.Module], ...] = (QuaffLinear, *LINEAR_TYPES)
+
+
 def _all_linear_targets(model: nn.Module) -> list[str]:
-    """Leaf names of every QuaffLinear / nn.Linear except the output head (PEFT suffix match)."""
+    """Leaf names of every QuaffLinear / nn.Linear / Conv1D but the output head (suffix match)."""
     head = output_head_names(model)
     leaves: set[str] = set()
     other: set[str] = set()
     for name, module in model.named_modules():
         leaf = name.rpartition(".")[2]
-        if isinstance(module, (QuaffLinear, nn.Linear)) and name not in head:
+        if isinstance(module, _TARGET_TYPES) and name not in head:
             leaves.add(leaf)
         elif name:
             other.add(leaf)
     if not leaves:
-        raise ValueError("add_lora found no QuaffLinear or nn.Linear layers to adapt")
+        raise ValueError("add_lora found no QuaffLinear, nn.Linear or Conv1D layers to adapt")
     if leaves & other:
         # an ambiguous suffix: fall back to full names
         return sorted(
-            n
-            for n, m in model.named_modules()
-            if isinstance(m, (QuaffLinear, nn.Linear)) and n not in head
+            n for n, m in model.named_modules() if isinstance(m, _TARGET_TYPES) and n not in head
         )
     return sorted(leaves)
 

@@ -1,4 +1,5 @@
-"""calibrate: finds planted outlier channels, masks padding, leaves the model as found."""
+"""calibrate: finds planted outlier channels, masks padding, leaves the model as found;
+`int8_scale` (the default) picks the channels that set each token's int8 scale."""
 
 from __future__ import annotations
 
@@ -8,18 +9,19 @@ import pytest
 import torch
 from torch import nn
 
-from quaff_core.calibration import calibrate
+from quaff_core.calibration import DEFAULT_STRATEGY, calibrate
+from quaff_core.channel_stats import ScaleExcess
 
 
 class Toy(nn.Module):
     """input_ids -> embedding (with planted outlier channels) -> two linears -> head."""
 
-    def __init__(self, planted: list[int]) -> None:
+    def __init__(self, planted: list[int], gain: float = 500.0) -> None:
         super().__init__()
         torch.manual_seed(0)
         self.embed = nn.Embedding(50, 200)
         with torch.no_grad():
-            self.embed.weight[:, planted] *= 500.0
+            self.embed.weight[:, planted] *= gain
             self.embed.weight[0] = 0.0  # pad token
             self.embed.weight[0, 17] = 1e6  # an outlier that only padding shows
         self.up = nn.Linear(200, 300)
@@ -140,3 +142,81 @@ def test_converted_model_is_measured_at_its_quaff_layers(tiny_llama):
     assert set(after.layers) == set(before.layers)
     assert all(len(after.layers[n]) == len(before.layers[n]) for n in before.layers)
     assert before.overlap(after).overall >= 0.5
+
+
+def test_int8_scale_is_the_default():
+    om = calibrate(Toy([3]), batches())
+    assert DEFAULT_STRATEGY == "int8_scale"
+    assert om.strategy == "int8_scale"
+    assert om.threshold == 1.0
+
+
+def test_int8_scale_keeps_the_token_max_channel_that_mean_times_misses():
+    # |x| of channel 3 is ~25x the token mean: the largest |x| of every token, below 100x
+    model = Toy([3], gain=30.0)
+    x = model.embed(torch.cat(batches())).detach().abs().reshape(-1, 200)
+    assert bool((x.argmax(dim=1) == 3).float().mean() > 0.9)
+    assert float((x[:, 3] / x.mean(dim=1)).max()) < 100.0
+    assert calibrate(model, batches(), strategy="mean_times").layers["up"] == []
+    assert calibrate(model, batches()).layers["up"] == [3]
+
+
+def test_int8_scale_respects_the_budget_strongest_first():
+    gains = {10: 40.0, 20: 30.0, 30: 20.0, 40: 12.0, 50: 8.0, 60: 6.0}
+    model = Toy([])
+    with torch.no_grad():
+        for channel, gain in gains.items():
+            model.embed.weight[:, channel] *= gain
+    om = calibrate(model, batches(), max_ratio=0.02)  # floor(0.02 * 200) = 4 channels
+    assert om.layers["up"] == [10, 20, 30, 40]
+    assert all(len(om.layers[n]) <= int(0.02 * om.in_features[n]) for n in om.layers)
+    assert calibrate(model, batches(), max_ratio=0.004).layers["up"] == []  # floor(0.8) = 0
+
+
+def test_int8_scale_ignores_padding():
+    ids = torch.randint(1, 50, (2, 10), generator=torch.Generator().manual_seed(2))
+    ids[:, -3:] = 0  # the pad token's embedding is 1e6 in channel 17, 0 elsewhere
+    mask = (ids != 0).long()
+    om = calibrate(Toy([3], gain=30.0), [{"input_ids": ids, "attention_mask": mask}])
+    assert om.layers["up"] == [3]
+    assert calibrate(Toy([3], gain=30.0), [ids]).layers["up"] == [3, 17]
+
+
+def test_scale_excess_credit_is_the_scale_drop_in_mean_squares():
+    stats = ScaleExcess(4, threshold=1.0, top_k=1)
+    stats.update(torch.tensor([[10.0, -2.0, 1.0, 1.0], [1.0, 1.0, 1.0, 1.0]]))
+    stats.update(torch.tensor([[float("nan"), 50.0, 0.0, 0.0]]))  # non-finite: skipped
+    assert stats.tokens == 2
+    # token 0: channel 0 is the max: (10^2 - 2^2) / mean([100, 4, 1, 1]); token 1: no drop
+    credit = (100.0 - 4.0) / 26.5
+    w_max = torch.tensor([0.01, 1.0, 1.0, 1.0])  # s^2 = 10 / 0.01 for channel 0
+    expected = credit / 2 * (1 - 0.01 / 10.0)
+    torch.testing.assert_close(stats.scores(w_max)[0].item(), expected)
+    assert stats.select(w_max) == [0]
+
+
+def test_scale_excess_skips_what_quaff_would_not_scale_and_flat_layers():
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(256, 64, generator=gen)
+    x[:, 5] *= 30.0
+    stats = ScaleExcess(64, threshold=1.0, top_k=3)
+    stats.update(x)
+    assert stats.select(torch.full((64,), 0.1)) == [5]
+    # max|W[:, 5]| >= max|x_5|: s = 1, Quaff would not scale channel 5 down, keeping it is moot
+    heavy = torch.full((64,), 0.1)
+    heavy[5] = 1e3
+    assert stats.select(heavy) == []
+    flat = ScaleExcess(64, threshold=1.0, top_k=3)
+    flat.update(torch.randn(256, 64, generator=gen))  # Gaussian tokens: no channel stands out
+    assert flat.select(torch.full((64,), 0.1)) == []
+
+
+def test_int8_scale_re_measures_a_converted_model_alike():
+    from quaff_core.convert import convert_to_quaff
+
+    model = Toy([3, 150], gain=30.0)
+    before = calibrate(model, batches())
+    convert_to_quaff(model, before)  # int8 weights: the weight maxima come dequantized
+    after = calibrate(model, batches())
+    assert before.layers["up"] == [3, 150]
+    assert after.layers == before.layers

@@ -62,6 +62,14 @@ def test_peft_prefix_is_normalised():
     assert m.channels("model.layers.9.mlp.up_proj") is None
 
 
+def test_peft_base_layer_suffix_is_normalised():
+    name = "base_model.model.model.layers.0.mlp.up_proj.base_layer"
+    m = make_map(layers={name: [3]}, in_features={name: 64})
+    assert m.layers == {"model.layers.0.mlp.up_proj": [3]}
+    assert m.in_features == {"model.layers.0.mlp.up_proj": 64}
+    assert m.channels(name) == [3]
+
+
 def test_validation_names_bad_values():
     with pytest.raises(ValueError, match="in_features 64"):
         make_map(layers={"model.layers.0.mlp.up_proj": [64]})
