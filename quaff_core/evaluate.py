@@ -40,25 +40,29 @@ class EvalResult:
     n_truncated: int
 
 
-def causal_parts(model: nn.Module) -> tuple[nn.Module, nn.Linear] | None:
-    """(decoder backbone, output head) of a (PEFT-wrapped) causal LM, or None if not found."""
-    unwrap = getattr(model, "get_base_model", None)
-    inner = unwrap() if callable(unwrap) else model
-    get_decoder = getattr(inner, "get_decoder", None)
+def _inner(model: nn.Module) -> nn.Module:
+    """The model inside a data-parallel wrapper (DDP, DataParallel), else the model itself."""
+    wrappers = (nn.parallel.DistributedDataParallel, nn.DataParallel)
+    return model.module if isinstance(model, wrappers) else model
+
+
+def causal_head(model: nn.Module) -> nn.Linear | None:
+    """The output head of a (PEFT- or DDP-wrapped) causal LM, or None if it has no plain linear
+    head (none, or logits soft-capped after it, as Gemma 2 does)."""
+    inner = _inner(model)
+    if getattr(getattr(inner, "config", None), "final_logit_softcapping", None):
+        return None
     get_head = getattr(inner, "get_output_embeddings", None)
-    if get_decoder is None or get_head is None:
-        return None
-    backbone, head = get_decoder(), get_head()
-    if not isinstance(head, nn.Linear) or not isinstance(backbone, nn.Module):
-        return None
-    return backbone, head
+    head = get_head() if callable(get_head) else None
+    return head if isinstance(head, nn.Linear) else None
 
 
 def _full_logit_counts(model: nn.Module, batch: Mapping[str, torch.Tensor]) -> BatchCounts:
     """Counts from the model's full logits [B, T, V]."""
     logits = model(input_ids=batch["input_ids"], attention_mask=batch.get("attention_mask")).logits
+    labels = _align_labels(batch["labels"], logits.shape[1])
     shifted = logits[:, :-1].float()
-    target = batch["labels"][:, 1:]
+    target = labels[:, 1:]
     keep = target != IGNORE_INDEX
     n_tokens = int(keep.sum())
     loss_sum = nn.functional.cross_entropy(shifted[keep], target[keep], reduction="sum")
@@ -66,18 +70,37 @@ def _full_logit_counts(model: nn.Module, batch: Mapping[str, torch.Tensor]) -> B
     return BatchCounts(loss_sum / max(n_tokens, 1), correct, n_tokens)
 
 
+def _align_labels(labels: torch.Tensor, length: int) -> torch.Tensor:
+    """Labels left-padded with IGNORE_INDEX to `length`: prompt-tuning methods prepend virtual
+    tokens to the sequence, which are never labelled."""
+    extra = length - labels.shape[1]
+    if extra <= 0:
+        return labels
+    pad = labels.new_full((labels.shape[0], extra), IGNORE_INDEX)
+    return torch.cat([pad, labels], dim=1)
+
+
 def batch_counts(
     model: nn.Module, batch: Mapping[str, torch.Tensor], *, chunked: bool = True
 ) -> BatchCounts:
-    """Loss and argmax hits of one batch (input_ids, attention_mask, labels int64 [B, T])."""
-    parts = causal_parts(model) if chunked else None
-    if parts is None:
+    """Loss and argmax hits of one batch (input_ids, attention_mask, labels int64 [B, T]).
+
+    The model runs through its own forward (so PEFT prompt methods add their virtual tokens and a
+    DDP wrapper synchronises gradients); chunked, it computes only the last position's logits and
+    the loss comes from the final hidden states through the head, chunk by chunk.
+    """
+    head = causal_head(model) if chunked else None
+    if head is None:
         return _full_logit_counts(model, batch)
-    backbone, head = parts
-    hidden = backbone(
-        input_ids=batch["input_ids"], attention_mask=batch.get("attention_mask")
-    ).last_hidden_state
-    loss, correct, total = chunked_causal_lm_loss(hidden, head, batch["labels"])
+    out = model(
+        input_ids=batch["input_ids"],
+        attention_mask=batch.get("attention_mask"),
+        output_hidden_states=True,
+        logits_to_keep=1,
+    )
+    hidden = out.hidden_states[-1]
+    labels = _align_labels(batch["labels"], hidden.shape[1])
+    loss, correct, total = chunked_causal_lm_loss(hidden, head, labels)
     return BatchCounts(loss, int(correct), int(total))
 
 

@@ -35,9 +35,7 @@ class CausalLMTrainer(SafeStateMixin, Trainer):
         num_items_in_batch: torch.Tensor | int | None = None,
     ) -> Any:
         """Mean next-token cross-entropy (float32 scalar) of the batch; counts correct tokens."""
-        counts = batch_counts(
-            self.accelerator.unwrap_model(model), inputs, chunked=self.use_chunked_loss
-        )
+        counts = batch_counts(model, inputs, chunked=self.use_chunked_loss)
         if model.training:
             self._train_counts[0] += counts.n_correct
             self._train_counts[1] += counts.n_tokens
