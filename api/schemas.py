@@ -50,6 +50,13 @@ class Progress(BaseModel):
     epoch: float | None
 
 
+class StabilityPoint(BaseModel):
+    """The initial outlier map's recall (share of its channels found again) at a checkpoint."""
+
+    step: int
+    recall: float
+
+
 class JobObject(BaseModel):
     """`object: "fine_tuning.job"`: every field the SDK types, plus lora, quantization, training."""
 
@@ -79,6 +86,7 @@ class JobObject(BaseModel):
     training: dict[str, Any]
     runtime: dict[str, Any] | None
     outlier_map: str | None
+    outlier_stability: list[StabilityPoint] | None
     progress: Progress
 
 
@@ -220,6 +228,7 @@ def job_object(job: Job) -> JobObject:
         estimated_finish=job.estimated_finish, integrations=[], metadata=job.meta, lora=job.lora,
         quantization=job.quantization, training=job.training, runtime=job.runtime,
         outlier_map=job.outlier_map_id,
+        outlier_stability=[StabilityPoint(**p) for p in job.outlier_stability or []] or None,
         progress=Progress(step=job.step or 0, total_steps=job.total_steps, epoch=job.epoch),
     )  # fmt: skip
 

@@ -23,6 +23,7 @@ class EventKind(StrEnum):
     WARMUP = "warmup"
     COMPILE_FALLBACK = "compile_fallback"
     SCALE_UPDATES_SKIPPED = "scale_updates_skipped"
+    OUTLIER_STABILITY = "outlier_stability"
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
@@ -19,9 +20,16 @@ class CausalLMTrainer(SafeStateMixin, Trainer):
     """Trainer whose loss is the mean CE over labelled tokens, tracking token accuracy; its
     checkpoints hold no pickles (`SafeStateMixin`)."""
 
-    def __init__(self, *args: Any, chunked_loss: bool = True, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        chunked_loss: bool = True,
+        on_train_batch: Callable[[Mapping[str, Any]], None] | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.use_chunked_loss = chunked_loss
+        self.on_train_batch = on_train_batch  # sees each training batch (the stability probe)
         # our loss is a per-batch mean: let Trainer divide it by the accumulation steps
         self.loss_is_scaled_for_ga = False
         self._train_counts = [0, 0]
@@ -36,6 +44,8 @@ class CausalLMTrainer(SafeStateMixin, Trainer):
     ) -> Any:
         """Mean next-token cross-entropy (float32 scalar) of the batch; counts correct tokens."""
         counts = batch_counts(model, inputs, chunked=self.use_chunked_loss)
+        if model.training and self.on_train_batch is not None:
+            self.on_train_batch(inputs)
         if model.training:
             self._train_counts[0] += counts.n_correct
             self._train_counts[1] += counts.n_tokens

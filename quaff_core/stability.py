@@ -17,6 +17,8 @@ import torch
 from torch import nn
 
 from quaff_core.calibration import calibrate
+from quaff_core.callbacks import TrainCallbacks
+from quaff_core.events import EventKind, TrainEvent
 from quaff_core.outliers import OutlierMap, Overlap
 
 logger = logging.getLogger(__name__)
@@ -72,3 +74,18 @@ class StabilityProbe:
         self.points.append({"step": step, "recall": recall})
         logger.info("step %d: outlier recall %.3f", step, recall)
         return recall
+
+
+def report_stability(probe: StabilityProbe, step: int, callbacks: TrainCallbacks) -> None:
+    """Measure the initial map's recall at a checkpoint and report it as an event."""
+    recall = probe.measure(step)
+    if recall is None:
+        return
+    callbacks.on_event(
+        TrainEvent(
+            EventKind.OUTLIER_STABILITY,
+            f"Outlier stability at step {step}: {recall:.1%} of the initial outlier channels "
+            "are still outliers",
+            {"step": step, "recall": recall},
+        )
+    )

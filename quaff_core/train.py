@@ -50,6 +50,7 @@ from quaff_core.prepare import describe_base, prepare_model, tokenize_dataset
 from quaff_core.provenance import name_base, weights_facts, write_modelfile
 from quaff_core.resolved import Runtime, report_runtime, resolve_runtime, warm_up
 from quaff_core.scale_state import report_skipped_updates, track_token_mask
+from quaff_core.stability import StabilityProbe, report_stability
 from quaff_core.tokenize import PadCollator, TokenizedDataset
 
 logger = logging.getLogger(__name__)
@@ -219,12 +220,23 @@ def train(
             runtime = replace(runtime, compile=False)
     facts = {**adapter_facts(base_id, config, used_map), "weights": weights_facts(base_id)}
     total = config.total_steps(len(train_set))
+    probe = (
+        StabilityProbe(peft_model, used_map)
+        if used_map is not None and config.quantization == "quaff"
+        else None
+    )
+
+    def on_save(path: Path) -> None:
+        write_quaff_files(path, peft_model, facts, used_map)
+        if probe is not None:
+            report_stability(probe, checkpoint_step(path), callbacks)
+
     bridge = HFBridge(
         callbacks,
         save_steps=config.save_every(total),
         eval_steps=config.eval_every(total),
         has_eval=valid_set is not None,
-        on_save=lambda path: write_quaff_files(path, peft_model, facts, used_map),
+        on_save=on_save,
         eval_batches=math.ceil(len(valid_set) / config.batch_size) if valid_set is not None else 0,
     )
     trainer = CausalLMTrainer(
@@ -235,6 +247,7 @@ def train(
         data_collator=collator,
         callbacks=[bridge],
         chunked_loss=config.chunked_loss,
+        on_train_batch=probe.remember if probe is not None else None,
     )
     trainer.remove_callback(PrinterCallback)  # progress goes to `callbacks`, not stdout
     if resume is not None and checkpoint_step(resume) >= total:

@@ -105,6 +105,8 @@ class Job(Base):
     quantization: Mapped[dict[str, Any]] = mapped_column(JSON)
     training: Mapped[dict[str, Any]] = mapped_column(JSON)
     runtime: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # the initial outlier map's recall at each checkpoint: [{"step": int, "recall": float}]
+    outlier_stability: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
     seed: Mapped[int] = mapped_column(BigInteger)
     suffix: Mapped[str | None] = mapped_column(String(64))
     meta: Mapped[dict[str, str] | None] = mapped_column("metadata", JSON(none_as_null=True))

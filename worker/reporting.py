@@ -70,6 +70,10 @@ class StoreCallbacks:
             return
         if event.kind == EventKind.RUNTIME:
             self.job.runtime = dict(event.data)
+        if event.kind == EventKind.OUTLIER_STABILITY:
+            step = int(event.data["step"])
+            kept = [p for p in self.job.outlier_stability or [] if p["step"] != step]
+            self.job.outlier_stability = [*kept, {"step": step, "recall": event.data["recall"]}]
         data = {k: _json_number(v) for k, v in event.data.items()} or None
         add_event(
             self.session, self.job.id, event.message, level=event.level, kind=event.kind, data=data

@@ -25,7 +25,7 @@ def test_defaults_match_the_api() -> None:
     assert config.seed == 42
     assert (config.quantization, config.outlier_strategy, config.scale_beta) == (
         "quaff",
-        "mean_times",
+        "int8_scale",
         0.9,
     )
     assert config.to_dict()["train_on_inputs"] == "auto"
@@ -42,7 +42,7 @@ def test_defaults_match_the_api() -> None:
         ("warmup_ratio", 1.0, r"warmup_ratio: 1.0 is out of range; it must be in \[0, 1\)"),
         ("lr_scheduler", "step", "lr_scheduler: expected one of cosine, linear, constant"),
         ("quantization", "int4", "quantization: expected one of quaff, none, got 'int4'"),
-        ("outlier_strategy", "max", "outlier_strategy: expected one of mean_times"),
+        ("outlier_strategy", "max", "outlier_strategy: expected one of int8_scale, mean_times"),
         ("outlier_max_ratio", 0.0, "outlier_max_ratio: 0.0 is out of range"),
         ("scale_beta", 1.5, r"scale_beta: 1.5 is out of range; it must be in \[0, 1\]"),
         ("compute_dtype", "float16", "compute_dtype: expected one of auto, float32, bfloat16"),

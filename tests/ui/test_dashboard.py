@@ -1,12 +1,5 @@
-"""The dashboard in a real browser (headless chromium) against a real `quaff serve` on loopback.
-
-Two routes the dashboard calls are being built elsewhere; while the server answers 404 for them the
-tests serve them from the browser side (Playwright `page.route`), and say so:
-- STUB `GET /v1/fine_tuning/options`: tests/ui/options_fixture.json, in the spec's announced shape;
-- STUB `POST /v1/chat/completions`: an OpenAI-shaped `chat.completion.chunk` stream of fixed text;
-- STUB `outlier_stability` on the job object, when the server does not send the field.
-Once the server has them, the same tests exercise the real routes.
-"""
+"""The dashboard in a real browser (headless chromium) against a real `quaff serve` on loopback:
+its API, worker and inference node, with no route served from the browser side."""
 
 from __future__ import annotations
 
@@ -24,7 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import Page, Route, expect
+from playwright.sync_api import Page, expect
 
 from cli.serve import KEY_FILE
 from tests.processes import free_port, wait_for
@@ -33,7 +26,6 @@ from tests.ui.conftest import ROOT
 pytestmark = pytest.mark.slow
 
 HERE = Path(__file__).parent
-OPTIONS_FIXTURE = HERE / "options_fixture.json"
 A11Y_CHECK = (HERE / "a11y.js").read_text()
 # Every step the loss chart's summary shows, in order (installed before the page loads).
 RECORD_STEPS = """
@@ -46,12 +38,6 @@ new MutationObserver(() => {
   }
 }).observe(document, { subtree: true, childList: true, characterData: true });
 """
-STUB_REPLY = ["STUB ", "reply ", "(no /v1/chat/completions ", "on this server yet)"]
-STABILITY_STUB = [
-    {"step": 0, "recall": 1.0},
-    {"step": 6, "recall": 0.97},
-    {"step": 12, "recall": 0.95},
-]
 
 
 @dataclass(frozen=True)
@@ -68,12 +54,6 @@ class Served:
             headers={"Authorization": f"Bearer {self.key}"},
             timeout=30,
         )
-
-    def has_route(self, method: str, path: str) -> bool:
-        """False when the server answers `unknown_url` (the route does not exist there yet)."""
-        with self.http() as http:
-            response = http.request(method, path, json={} if method == "POST" else None)
-        return not (response.status_code == 404 and "unknown_url" in response.text)
 
 
 @pytest.fixture(scope="module")
@@ -123,44 +103,6 @@ def chat_lines(n: int, offset: int = 0) -> str:
     return "".join(json.dumps(row) + "\n" for row in rows)
 
 
-def stub_missing_routes(page: Page, served: Served) -> dict[str, bool]:
-    """Serve the not-yet-built routes from the browser side; returns which ones are stubbed."""
-    stubbed = {
-        "options": not served.has_route("GET", "/fine_tuning/options"),
-        "chat": not served.has_route("POST", "/chat/completions"),
-    }
-    if stubbed["options"]:
-        body = OPTIONS_FIXTURE.read_text()
-        page.route(
-            "**/v1/fine_tuning/options",
-            lambda route: route.fulfill(status=200, content_type="application/json", body=body),
-        )
-    if stubbed["chat"]:
-        page.route("**/v1/chat/completions", _stub_chat)
-    return stubbed
-
-
-def _stub_chat(route: Route) -> None:
-    """An OpenAI `stream: true` reply: chunks of `chat.completion.chunk`, then `[DONE]`."""
-    request: dict[str, Any] = route.request.post_data_json or {}
-    assert request["stream"] is True
-    assert request["messages"][-1]["role"] == "user"
-    chunks = [{"role": "assistant", "content": ""}] + [{"content": t} for t in STUB_REPLY]
-    lines = [
-        {
-            "id": "chatcmpl-stub",
-            "object": "chat.completion.chunk",
-            "created": 0,
-            "model": request["model"],
-            "choices": [{"index": 0, "delta": delta, "finish_reason": None}],
-        }
-        for delta in chunks
-    ]
-    lines[-1]["choices"][0]["finish_reason"] = "stop"
-    body = "".join(f"data: {json.dumps(line)}\n\n" for line in lines) + "data: [DONE]\n\n"
-    route.fulfill(status=200, headers={"Content-Type": "text/event-stream"}, body=body)
-
-
 def sign_in(page: Page, served: Served) -> None:
     page.goto(f"{served.origin}/ui/")
     page.get_by_label("API key").fill(served.key)
@@ -208,7 +150,6 @@ def test_sign_in_rejects_a_wrong_key_and_keeps_the_key_in_the_tab(
 
 
 def test_a_bad_file_shows_its_line_numbers(page: Page, served: Served, tmp_path: Path) -> None:
-    stub_missing_routes(page, served)
     sign_in(page, served)
     nav(page, "New job").click()
     bad = tmp_path / "bad.jsonl"
@@ -224,7 +165,6 @@ def test_a_bad_file_shows_its_line_numbers(page: Page, served: Served, tmp_path:
 def test_train_watch_download_and_chat(
     page: Page, served: Served, tmp_path: Path, screenshot_dir: Path
 ) -> None:
-    stubbed = stub_missing_routes(page, served)
     page.add_init_script(RECORD_STEPS)
     sign_in(page, served)
     nav(page, "New job").click()
@@ -325,10 +265,7 @@ def test_train_watch_download_and_chat(
     for i in range(2):
         expect(replies.nth(i)).to_have_attribute("aria-busy", "false", timeout=120_000)
         reply = replies.nth(i).locator(".reply")
-        if stubbed["chat"]:
-            expect(reply).to_have_text("".join(STUB_REPLY))
-        else:
-            expect(reply).to_have_text(re.compile(r"\S"))
+        expect(reply).to_have_text(re.compile(r"\S"))
     check_accessible(page)
     shot(page, screenshot_dir, "playground")
     check_phone_layout_and_stability(page.context.browser, served, job_id, screenshot_dir)
@@ -417,17 +354,8 @@ def check_phone_layout_and_stability(
         job = http.get(f"/fine_tuning/jobs/{job_id}").json()
     context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
     page = context.new_page()
-    expected = job.get("outlier_stability")
-    if expected is None:  # STUB until the job object carries the field
-        expected = STABILITY_STUB
-
-        def add_stability(route: Route) -> None:
-            response = route.fetch()
-            route.fulfill(
-                response=response, json={**response.json(), "outlier_stability": expected}
-            )
-
-        page.route(f"**/v1/fine_tuning/jobs/{job_id}", add_stability)
+    expected = job["outlier_stability"]
+    assert expected, "a finished Quaff job carries its outlier stability"
     sign_in(page, served)
     page.goto(f"{served.origin}/ui/jobs/{job_id}")
     last = expected[-1]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy.orm import Session
 
+from api.schemas import job_object
 from store.checkpoints import list_checkpoints
 from store.events import list_events
 from store.settings import Settings
@@ -43,3 +44,9 @@ def test_safety_checkpoints_follow_the_interval(
     messages = [e.message for e in list_events(db_session, job.id, limit=100)[0]]
     for step in saved_steps:
         assert f"Checkpoint saved at step {step}" in messages
+    # each checkpoint re-measured the initial outlier map on that step's batch
+    stability = job.outlier_stability or []
+    assert [p["step"] for p in stability] == saved_steps
+    assert all(0.0 <= p["recall"] <= 1.0 for p in stability)
+    wire = job_object(job).outlier_stability or []
+    assert [(p.step, p.recall) for p in wire] == [(p["step"], p["recall"]) for p in stability]

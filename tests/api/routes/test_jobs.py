@@ -33,6 +33,7 @@ JOB_FIELDS = {
     "status", "hyperparameters", "method", "training_file", "validation_file", "result_files",
     "trained_tokens", "error", "seed", "suffix", "user_provided_suffix", "estimated_finish",
     "integrations", "metadata", "lora", "quantization", "training", "runtime", "outlier_map",
+    "outlier_stability",
     "progress",
 }  # fmt: skip
 
@@ -75,6 +76,7 @@ def test_create_job_returns_every_field_and_enqueues(
     assert set(job) == JOB_FIELDS
     assert job["object"] == "fine_tuning.job"
     assert job["runtime"] is None  # resolved by the worker that runs it
+    assert job["outlier_stability"] is None  # measured at its checkpoints
     assert job["status"] == "queued"
     assert job["organization_id"] == keyed_project.project.id
     assert job["hyperparameters"] == {
