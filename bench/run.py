@@ -1,12 +1,12 @@
-"""`make bench`: speed/memory, quality parity + outlier stability, then RESULTS.md and figures.
+"""`make bench`: speed/memory, then quality over seeds with outlier stability.
 
-    .venv/bin/python -m bench.run            # the full configuration (~30 min on 2 idle CPU cores)
-    .venv/bin/python -m bench.run --quick    # about 15 minutes: fewer steps, one shape, small test
+    .venv/bin/python -m bench.run            # the full configuration (~45 min on 2 idle CPU cores)
+    .venv/bin/python -m bench.run --quick    # about 15 minutes: fewer steps, one shape, one seed
 
 Each stage runs in its own process (so one stage's memory never inflates the next one's
-measurements) and writes its JSON under `--results`; the report is rendered from those files.
-Extra flags for a stage: `--speed-args "..."` and `--quality-args "..."` (appended last, so
-they override the defaults).
+measurements), prints its side-by-side table and writes its JSON under `--results`;
+bench/RESULTS.md is written by hand from them. Extra flags for a stage: `--speed-args "..."` and
+`--quality-args "..."` (appended last, so they override the defaults).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from pathlib import Path
 
 QUICK_SPEED = ["--shape", "4x256", "--steps", "2", "--warmup", "1", "--profile", "quaff-bf16"]
 QUICK_QUALITY = [
-    "--steps", "40", "--eval-every", "10", "--recalibrate-every", "10",
+    "--seeds", "42", "--steps", "40", "--eval-every", "10",
     "--train-examples", "400", "--valid-examples", "64", "--test", "48",
 ]  # fmt: skip
 
@@ -39,8 +39,6 @@ def stage_commands(args: argparse.Namespace) -> list[tuple[str, list[str]]]:
         stages.append(("speed", speed))
     if not args.skip_quality:
         stages.append(("quality", quality))
-    report = ["-m", "bench.report", "--results", str(args.results), "--out", str(args.report)]
-    stages.append(("report", report))
     return stages
 
 
@@ -53,7 +51,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--speed-args", default="", help="extra flags for bench.speed")
     p.add_argument("--quality-args", default="", help="extra flags for bench.quality")
     p.add_argument("--results", type=Path, default=Path("bench/results"))
-    p.add_argument("--report", type=Path, default=Path("bench/RESULTS.md"))
     return p.parse_args(argv)
 
 

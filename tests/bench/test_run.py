@@ -10,9 +10,9 @@ from bench.run import parse_args, stage_commands
 from bench.speed import matmul_component, parse_shape
 
 
-def test_full_run_has_speed_quality_then_report() -> None:
+def test_full_run_has_speed_then_quality() -> None:
     stages = stage_commands(parse_args([]))
-    assert [name for name, _ in stages] == ["speed", "quality", "report"]
+    assert [name for name, _ in stages] == ["speed", "quality"]
     assert "--quick" not in stages[0][1]
 
 
@@ -23,9 +23,10 @@ def test_quick_and_extra_args_are_passed_last() -> None:
     assert "4x256" in stages["speed"]
 
 
-def test_skips_keep_the_report() -> None:
-    stages = stage_commands(parse_args(["--skip-speed", "--skip-quality"]))
-    assert [name for name, _ in stages] == ["report"]
+def test_skips_leave_the_other_stage() -> None:
+    stages = stage_commands(parse_args(["--skip-speed"]))
+    assert [name for name, _ in stages] == ["quality"]
+    assert "--seeds" not in stages[0][1]  # the full run's three seeds
 
 
 def test_parse_shape() -> None:
