@@ -26,6 +26,7 @@ from torch import nn
 from bench.common import command_line, environment, write_json
 from bench.task import write_splits
 from quaff_core.calibration import DEFAULT_MAX_RATIO, calibrate
+from quaff_core.config import TrainConfig
 from quaff_core.convert import convert_to_quaff
 from quaff_core.data import read_examples
 from quaff_core.linear import QuaffLinear
@@ -33,7 +34,7 @@ from quaff_core.models import load_base_model
 from quaff_core.outliers import OutlierMap
 from quaff_core.prepare import calibration_batches
 from quaff_core.targets import as_linear, in_features, quantizable_linears
-from quaff_core.tokenize import PadCollator, tokenize_examples
+from quaff_core.tokenize import tokenize_examples
 
 Batches = list[dict[str, torch.Tensor]]
 Config = tuple[str, float | None, float]
@@ -51,11 +52,12 @@ def prompt_sets(tokenizer: Any, args: argparse.Namespace) -> dict[str, Batches]:
     paths = write_splits(args.out, sizes, seed=0, shift_max=9)
     chat = read_examples(EXAMPLES / "chat.jsonl") + read_examples(EXAMPLES / "chat_valid.jsonl")
     sets = {"calibration": read_examples(paths["train"]), "held_task": read_examples(paths["test"])}
-    collator = PadCollator(pad_token_id=int(tokenizer.pad_token_id))
+    pad = int(tokenizer.pad_token_id)
     out = {}
     for name, examples in {**sets, "held_chat": chat}.items():
         data = tokenize_examples(examples, tokenizer, max_seq_length=128)
-        out[name] = list(calibration_batches(data, collator, len(data), 8))
+        every = TrainConfig(calibration_examples=len(data), batch_size=8, max_seq_length=128)
+        out[name] = list(calibration_batches(data, every, pad))
     return out
 
 
@@ -175,7 +177,8 @@ def main(argv: list[str] | None = None) -> None:
     tokens = {n: sum(int(b["attention_mask"].sum()) for b in bs) for n, bs in sets.items()}
     record: dict[str, Any] = {"command": command_line("bench.calibration_curve", argv)}
     record.update(environment=environment(args.threads), model=args.model, tokens=tokens)
-    record["bf16_logits_error"] = logits_error(copy.deepcopy(base).to(torch.bfloat16), sets, refs)
+    bf16 = nn.Module.to(copy.deepcopy(base), torch.bfloat16)
+    record["bf16_logits_error"] = logits_error(bf16, sets, refs)
     print(f"tokens {tokens}; bf16 cast: {record['bf16_logits_error']}", flush=True)
     maps: dict[str, OutlierMap] = {}
     with mock.patch("quaff_core.autograd.int8_mm", exact_int8_mm):

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from bench.common import environment
 from infer.cache import module_bytes
@@ -32,14 +33,14 @@ def build(mode: str, model_id: str) -> tuple[Any, Any]:
 
     model, tokenizer = load_base_model(model_id)
     if mode == "bf16":
-        model.to(torch.bfloat16)
+        nn.Module.to(model, torch.bfloat16)
     if mode.startswith("quaff"):
         text = tokenizer.apply_chat_template(PROMPT, tokenize=False)
         batch = tokenizer([text] * 2, return_tensors="pt")
         outliers = calibrate(model, [dict(batch)], strategy="top_abs", max_ratio=0.01)
         dtype = torch.bfloat16 if mode.endswith("bf16") else None
         if dtype is not None:
-            model.to(dtype)
+            nn.Module.to(model, dtype)
         convert_to_quaff(model, outliers, compute_dtype=dtype)
         model = add_lora(model, r=16, alpha=32)
     return model.eval(), tokenizer

@@ -34,7 +34,7 @@ from quaff_core.events import EventKind, TrainEvent
 from quaff_core.exact_match import score
 from quaff_core.models import load_base_model
 from quaff_core.outliers import OutlierMap
-from quaff_core.targets import quantizable_linears
+from quaff_core.targets import in_features, quantizable_linears
 from quaff_core.train import train
 
 logger = logging.getLogger("bench.quality")
@@ -91,7 +91,7 @@ def no_outlier_map(model: torch.nn.Module, model_id: str) -> OutlierMap:
     names = quantizable_linears(model)
     return OutlierMap(
         layers={n: [] for n in names},
-        in_features={n: m.in_features for n, m in names.items()},
+        in_features={n: in_features(m) for n, m in names.items()},
         model_id=model_id,
     )
 

@@ -7,7 +7,7 @@ import logging
 from pathlib import Path
 
 import torch
-from torch import nn
+from transformers import PreTrainedModel
 
 logger = logging.getLogger(__name__)
 
@@ -24,7 +24,7 @@ def smollm2_gguf() -> Path:
     return files[0]
 
 
-def load_smollm2() -> nn.Module:
+def load_smollm2() -> PreTrainedModel:
     """SmolLM2-135M-Instruct, dequantized from GGUF to fp32, offline."""
     from transformers import AutoModelForCausalLM
 
@@ -32,11 +32,11 @@ def load_smollm2() -> nn.Module:
     model = AutoModelForCausalLM.from_pretrained(
         path.parent, gguf_file=path.name, dtype=torch.float32, local_files_only=True
     )
-    model.hf_quantizer = None  # tensors are dequantized: a plain trainable fp32 model
+    model.hf_quantizer = None  # type: ignore[assignment]  # tensors are dequantized: a plain trainable fp32 model
     return model
 
 
-def synthetic_llama(hidden: int, layers: int, vocab: int = 32000) -> nn.Module:
+def synthetic_llama(hidden: int, layers: int, vocab: int = 32000) -> PreTrainedModel:
     """A random-initialised Llama with the given hidden size (TinyLlama-like proportions)."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -55,7 +55,7 @@ def synthetic_llama(hidden: int, layers: int, vocab: int = 32000) -> nn.Module:
     return LlamaForCausalLM(config)
 
 
-def build_base(name: str, layers: int) -> nn.Module:
+def build_base(name: str, layers: int) -> PreTrainedModel:
     """`smollm2` or `llama<hidden>` (e.g. `llama2048`, with `layers` decoder layers)."""
     if name == "smollm2":
         return load_smollm2()

@@ -13,7 +13,7 @@ from torch import nn
 
 from quaff_core.calibration import calibrate
 from quaff_core.convert import convert_to_quaff
-from quaff_core.loss import chunked_causal_lm_loss
+from quaff_core.evaluate import batch_counts
 from quaff_core.outliers import OutlierMap
 from quaff_core.peft import add_lora
 from quaff_core.runtime import CompileSetting, resolve_compute_dtype
@@ -47,11 +47,9 @@ def _optimizer(model: nn.Module) -> torch.optim.Optimizer:
 def _loss(model: nn.Module, ids: torch.Tensor, chunked: bool) -> torch.Tensor:
     """Mean next-token CE: chunked head + CE (`chunked_causal_lm_loss`) or HF's full logits."""
     if not chunked:
-        return model(input_ids=ids, labels=ids).loss  # type: ignore[no-any-return]
-    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
-    hidden = inner.model(input_ids=ids).last_hidden_state
-    loss, _, _ = chunked_causal_lm_loss(hidden, inner.lm_head, ids)
-    return loss
+        loss: torch.Tensor = model(input_ids=ids, labels=ids).loss
+        return loss
+    return batch_counts(model, {"input_ids": ids, "labels": ids}).loss
 
 
 def _runner(model: nn.Module, *, autocast: bool, chunked: bool) -> Runner:
@@ -79,8 +77,10 @@ def _runner(model: nn.Module, *, autocast: bool, chunked: bool) -> Runner:
 
 def _checkpointed(model: nn.Module) -> None:
     """HF gradient checkpointing of the decoder layers (non-reentrant)."""
-    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    model.enable_input_require_grads()
+    model.gradient_checkpointing_enable(  # type: ignore[operator]
+        gradient_checkpointing_kwargs={"use_reentrant": False}
+    )
+    model.enable_input_require_grads()  # type: ignore[operator]
 
 
 def _plain_lora(base: nn.Module, checkpointing: bool) -> nn.Module:

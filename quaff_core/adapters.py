@@ -91,7 +91,7 @@ def attach_adapter(model: nn.Module, adapter: str | os.PathLike[str], name: str)
         model.add_adapter(name, config)
         peft_model = model
     else:
-        peft_model = get_peft_model(model, config, adapter_name=name)  # type: ignore[arg-type]
+        peft_model = get_peft_model(model, config, adapter_name=name)
     result = set_peft_model_state_dict(
         peft_model, load_file(str(path / ADAPTER_WEIGHTS)), adapter_name=name
     )

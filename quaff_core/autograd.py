@@ -23,7 +23,7 @@ class _QuaffLinearFn(torch.autograd.Function):
     """y = Q(X / s) Q(W)^T + (X_o / s_o) ((s_o - 1) W_o)^T + b; dX = Q(dY diag(w_scale)) Q(W)."""
 
     @staticmethod
-    def forward(  # type: ignore[override]
+    def forward(
         ctx: Any,
         x: torch.Tensor,
         weight: torch.Tensor,
@@ -116,4 +116,4 @@ def quaff_linear(
     out = _QuaffLinearFn.apply(
         x, weight, weight_scale, outlier_idx, outlier_weight, outlier_scale, bias, ops, backend
     )
-    return out  # type: ignore[no-any-return]
+    return out

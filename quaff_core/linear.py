@@ -90,7 +90,7 @@ class QuaffLinear(nn.Module):
         self.out_features = out_features
         self.scale_beta = _beta_from(scale_beta, momentum)
         self.compute_dtype_setting = compute_dtype
-        self.compile = compile
+        self.compile_setting = compile
         weight_t = torch.zeros(in_features, out_features, dtype=torch.int8, device=device)
         self.register_buffer("weight", weight_t.t())
         self.register_buffer("weight_scale", torch.ones(out_features, device=device))
@@ -199,7 +199,7 @@ class QuaffLinear(nn.Module):
         """(compute dtype or None = input dtype, compile) with 'auto' resolved for `device`."""
         return (
             resolve_compute_dtype(self.compute_dtype_setting, device),
-            resolve_compile(self.compile, device),
+            resolve_compile(self.compile_setting, device),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -236,7 +236,7 @@ class QuaffLinear(nn.Module):
             f"in_features={self.in_features}, out_features={self.out_features}, "
             f"bias={self.bias is not None}, n_outliers={self.n_outliers}, "
             f"scale_beta={self.scale_beta}, compute_dtype={self.compute_dtype_setting}, "
-            f"compile={self.compile}"
+            f"compile={self.compile_setting}"
         )
 
 

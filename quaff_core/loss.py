@@ -19,7 +19,7 @@ class _ChunkedHeadCrossEntropy(torch.autograd.Function):
     """Sum over tokens of CE(h W^T + b, y), computed chunk by chunk; also counts argmax hits."""
 
     @staticmethod
-    def forward(  # type: ignore[override]
+    def forward(
         ctx: Any,
         hidden: torch.Tensor,
         weight: torch.Tensor,

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Final
 
 from quaff_core.option import ALL_LINEAR, WIRE_TYPES, Option, OptionError, show
 
 __all__ = ["ALL_LINEAR", "OPTIONS", "Option", "OptionError"]
 
-AUTO = "auto"
+AUTO: Final = "auto"
 BASE_LORA_LEARNING_RATE = 2e-4
 DEFAULT_SEED = 42
 API_GROUPS = ("hyperparameters", "lora", "quantization", "training")

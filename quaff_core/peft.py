@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model
@@ -53,7 +53,8 @@ class QuaffLoraLinear(nn.Module, LoraLayer):
             lora_b = self.lora_B[name]
             convert = not torch.is_autocast_enabled(x.device.type)
             expected = result.dtype
-            xa = self._cast_input_dtype(x, lora_a.weight.dtype) if convert else x
+            a_dtype = cast(torch.dtype, lora_a.weight.dtype)
+            xa = self._cast_input_dtype(x, a_dtype) if convert else x
             out = lora_b(lora_a(self.lora_dropout[name](xa)))
             if convert:
                 out = out.to(expected)
@@ -120,4 +121,4 @@ def add_lora(
     )
     config._register_custom_module({QuaffLinear: QuaffLoraLinear})
     peft_model = get_peft_model(model, config)
-    return peft_model  # type: ignore[return-value]
+    return peft_model

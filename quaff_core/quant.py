@@ -155,9 +155,9 @@ def get_quant_ops(compile: bool) -> QuantOps:
         limit = max(int(torch._dynamo.config.recompile_limit), _RECOMPILE_LIMIT)
         torch._dynamo.config.recompile_limit = limit
         _compiled = QuantOps(
-            *(
-                torch.compile(f, dynamic=True)
-                for f in (quantize_activation, quantize_grad, dequantize_output, dequantize_grad)
-            )
+            torch.compile(quantize_activation, dynamic=True),
+            torch.compile(quantize_grad, dynamic=True),
+            torch.compile(dequantize_output, dynamic=True),
+            torch.compile(dequantize_grad, dynamic=True),
         )
     return _compiled

@@ -18,7 +18,13 @@ from torch import nn
 from quaff_core.callbacks import TrainCallbacks
 from quaff_core.config import TrainConfig
 from quaff_core.events import EventKind, TrainEvent
-from quaff_core.runtime import AUTO, int8_backend, resolve_compile, resolve_compute_dtype
+from quaff_core.runtime import (
+    AUTO,
+    DtypeSetting,
+    int8_backend,
+    resolve_compile,
+    resolve_compute_dtype,
+)
 
 logger = logging.getLogger(__name__)
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
@@ -69,7 +75,9 @@ def resolve_runtime(
     """The config's "auto" settings resolved for `device` (default: the training device):
     compile "auto" = where inductor works and `worth_compiling(n_params, total_steps)`."""
     device = device or training_device()
-    setting = AUTO if config.compute_dtype == AUTO else DTYPES[config.compute_dtype]
+    setting: DtypeSetting = (
+        AUTO if config.compute_dtype == AUTO else DTYPES[str(config.compute_dtype)]
+    )
     dtype = resolve_compute_dtype(setting, device) or torch.float32
     name = next(k for k, v in DTYPES.items() if v == dtype)
     quantized = config.quantization == "quaff"
@@ -104,7 +112,7 @@ def _compile_off(model: nn.Module) -> None:
     from quaff_core.linear import quaff_layers
 
     for layer in quaff_layers(model).values():
-        layer.compile = False
+        layer.compile_setting = False
 
 
 def warm_up(model: nn.Module, batch: dict[str, torch.Tensor], callbacks: TrainCallbacks) -> bool:

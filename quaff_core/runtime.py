@@ -18,13 +18,13 @@ import logging
 import shutil
 import time
 from collections.abc import Callable
-from typing import Literal
+from typing import Final, Literal
 
 import torch
 
 logger = logging.getLogger(__name__)
 
-AUTO = "auto"
+AUTO: Final = "auto"
 Int8Backend = Literal["int_mm", "fp32"]
 DtypeSetting = torch.dtype | Literal["auto"] | None
 CompileSetting = bool | Literal["auto"]

@@ -60,10 +60,10 @@ def _rng_names(args: Any) -> tuple[str, str]:
 def save_rng(output_dir: Path, args: Any) -> None:
     """Python, NumPy, torch CPU (and CUDA) generator states."""
     version, internal, gauss = random.getstate()
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    kind, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)
     doc = {
         "python": [version, list(internal), gauss],
-        "numpy": [kind, keys.tolist(), pos, has_gauss, cached],
+        "numpy": [kind, np.asarray(keys).tolist(), pos, has_gauss, cached],
     }
     tensors = {"cpu": torch.random.get_rng_state()}
     if torch.cuda.is_available():

@@ -67,7 +67,7 @@ def _render(
     if not messages:
         return ""
     text = tokenizer.apply_chat_template(
-        messages, tools=tools, tokenize=False, add_generation_prompt=gen
+        messages, tools=list(tools or ()) or None, tokenize=False, add_generation_prompt=gen
     )
     if not isinstance(text, str):
         raise TypeError(f"chat template rendered {type(text).__name__}, expected str")
