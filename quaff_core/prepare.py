@@ -1,4 +1,4 @@
-"""Make the model to train: tokenise, calibrate (or reuse) an outlier map, convert, add LoRA."""
+"""Make the model to train: tokenise, calibrate (or reuse) an outlier map, convert, add PEFT."""
 
 from __future__ import annotations
 
@@ -158,11 +158,12 @@ def prepare_model(
     model_id: str | None,
     runtime: Runtime,
 ) -> tuple[Any, OutlierMap | None]:
-    """Quaff-convert `model` (calibrating unless a map is given) and wrap it with LoRA adapters.
+    """Quaff-convert `model` (calibrating unless a map is given) and wrap it with its adapter
+    (`config.peft_method`).
 
-    With a bfloat16 runtime the model is cast to bf16 (attention, norms, head); LoRA stays fp32.
+    With a bfloat16 runtime the model is cast to bf16 (attention, norms, head); adapters stay fp32.
     """
-    from quaff_core.peft import add_lora
+    from quaff_core.peft import add_adapter
 
     used: OutlierMap | None = None
     if config.quantization == "quaff":
@@ -199,16 +200,8 @@ def prepare_model(
         )
     elif outlier_map is not None:
         raise ValueError("an outlier map was given but quantization is 'none'; drop one of them")
-    # LoRA initialisation draws from the global RNG: `train` seeds it first
+    # adapter initialisation draws from the global RNG: `train` seeds it first
     from transformers import set_seed
 
     set_seed(config.seed)
-    targets = config.lora_target_modules
-    peft_model = add_lora(
-        model,
-        r=config.lora_r,
-        alpha=config.lora_alpha,
-        dropout=config.lora_dropout,
-        target_modules=targets if isinstance(targets, str) else list(targets),
-    )
-    return peft_model, used
+    return add_adapter(model, config), used
