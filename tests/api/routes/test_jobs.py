@@ -32,8 +32,8 @@ JOB_FIELDS = {
     "id", "object", "created_at", "finished_at", "model", "fine_tuned_model", "organization_id",
     "status", "hyperparameters", "method", "training_file", "validation_file", "result_files",
     "trained_tokens", "error", "seed", "suffix", "user_provided_suffix", "estimated_finish",
-    "integrations", "metadata", "lora", "quantization", "training", "runtime", "outlier_map",
-    "progress",
+    "integrations", "metadata", "lora", "peft", "quantization", "training", "runtime",
+    "outlier_map", "continued_from", "progress",
 }  # fmt: skip
 
 
@@ -88,7 +88,11 @@ def test_create_job_returns_every_field_and_enqueues(
         "alpha": 32.0,
         "dropout": 0.0,
         "target_modules": ["q_proj", "v_proj"],
+        "use_rslora": False,
+        "use_dora": False,
     }
+    assert job["peft"] == {"method": "lora", "num_virtual_tokens": 20}
+    assert job["continued_from"] is None
     assert job["quantization"]["outlier_strategy"] == "top_abs"
     assert job["training"]["learning_rate"] == pytest.approx(2e-4)
     assert (job["seed"], job["suffix"], job["user_provided_suffix"]) == (42, "demo", "demo")
@@ -124,7 +128,16 @@ def test_create_job_with_unreachable_broker_stays_queued_with_a_warning(
         ({"quantization": {"outlier_max_ratio": 0.9}}, 400, "quantization.outlier_max_ratio", None),
         ({"quantization": {"outlier_map": "om-missing"}}, 400, "quantization.outlier_map", None),
         ({"training": {"max_seq_length": 8}}, 400, "training.max_seq_length", None),
-        ({"method": {"type": "dpo"}}, 400, "method.type", None),
+        ({"method": {"type": "rl"}}, 400, "method.type", None),
+        ({"method": {"type": "dpo"}}, 400, "training_file", "invalid_file"),
+        ({"model": "ft:tiny-llama:p::abcdefgh"}, 400, "model", "model_not_found"),
+        (
+            {"peft": {"method": "ia3", "num_virtual_tokens": 0}},
+            400,
+            "peft.num_virtual_tokens",
+            None,
+        ),
+        ({"lora": {"use_dora": True}}, 400, "lora.use_dora", None),
         ({"suffix": "x" * 65}, 400, "suffix", None),
         ({"seed": -1}, 400, "seed", None),
         ({"metadata": {"k": 1}}, 400, "metadata.k", None),
