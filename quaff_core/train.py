@@ -1,4 +1,5 @@
-"""`train`: LoRA fine-tuning of a Quaff-converted (or unquantized) model with HF `Trainer`."""
+"""`train`: PEFT fine-tuning of a Quaff-converted (or unquantized) model with HF `Trainer`
+(supervised) or TRL's `DPOTrainer` (method 'dpo')."""
 
 from __future__ import annotations
 
@@ -87,21 +88,24 @@ def _examples(data: DataSource, name: str) -> list[Example]:
 
 
 def _tokenized(
-    data: DataSource,
+    examples: Sequence[Example],
     name: str,
     tokenizer: PreTrainedTokenizerBase,
     config: TrainConfig,
     callbacks: TrainCallbacks,
 ) -> TokenizedDataset:
-    """Tokenise a dataset (NothingToTrainError if no example has a trainable token)."""
-    return tokenize_dataset(
-        _examples(data, name), tokenizer, config, name=name, callbacks=callbacks
-    )
+    """Tokenise a dataset (NothingToTrainError if no example has a trainable token); a DPO
+    dataset as its preferred answers (what calibration sees and steps are counted on)."""
+    if config.method == "dpo":
+        from quaff_core.dpo import chosen_view
+
+        examples = [chosen_view(e) for e in examples]
+    return tokenize_dataset(examples, tokenizer, config, name=name, callbacks=callbacks)
 
 
-def _training_args(config: TrainConfig, runtime: Runtime, checkpoints: Path) -> TrainingArguments:
+def _training_args(config: TrainConfig, runtime: Runtime, checkpoints: Path) -> dict[str, Any]:
     """HF arguments: saving and evaluation are scheduled by HFBridge, not by strategies."""
-    return TrainingArguments(
+    return dict(
         output_dir=str(checkpoints),
         num_train_epochs=config.n_epochs,
         max_steps=config.max_steps or -1,
@@ -129,6 +133,41 @@ def _training_args(config: TrainConfig, runtime: Runtime, checkpoints: Path) -> 
         prediction_loss_only=True,
         include_num_input_tokens_seen="non_padding",
         disable_tqdm=True,
+    )
+
+
+def _trainer(
+    peft_model: Any,
+    tokenizer: PreTrainedTokenizerBase,
+    config: TrainConfig,
+    *,
+    args: dict[str, Any],
+    sets: tuple[TokenizedDataset, TokenizedDataset | None],
+    examples: tuple[list[Example], list[Example] | None],
+    collator: PadCollator,
+    bridge: HFBridge,
+) -> Any:
+    """The supervised trainer, or TRL's DPO trainer for method 'dpo'."""
+    if config.method == "dpo":
+        from quaff_core.dpo import dpo_trainer
+
+        return dpo_trainer(
+            peft_model,
+            tokenizer,
+            config,
+            args=args,
+            train_examples=examples[0],
+            valid_examples=examples[1],
+            callbacks=[bridge],
+        )
+    return CausalLMTrainer(
+        model=peft_model,
+        args=TrainingArguments(**args),
+        train_dataset=sets[0],
+        eval_dataset=sets[1],
+        data_collator=collator,
+        callbacks=[bridge],
+        chunked_loss=config.chunked_loss,
     )
 
 
@@ -183,10 +222,14 @@ def train(
         )
         base, tokenizer = load_base_model(model, cache_dir=cache_dir)
         base_id = base_model_id or describe_base(model)
-    train_set = _tokenized(train_data, "training", tokenizer, config, callbacks)
+    train_examples = _examples(train_data, "training")
+    valid_examples = (
+        _examples(validation_data, "validation") if validation_data is not None else None
+    )
+    train_set = _tokenized(train_examples, "training", tokenizer, config, callbacks)
     valid_set = (
-        _tokenized(validation_data, "validation", tokenizer, config, callbacks)
-        if validation_data is not None
+        _tokenized(valid_examples, "validation", tokenizer, config, callbacks)
+        if valid_examples is not None
         else None
     )
     if resume is not None and (resume / OUTLIER_MAP_FILE).is_file():
@@ -227,14 +270,15 @@ def train(
         on_save=lambda path: write_quaff_files(path, peft_model, facts, used_map),
         eval_batches=math.ceil(len(valid_set) / config.batch_size) if valid_set is not None else 0,
     )
-    trainer = CausalLMTrainer(
-        model=peft_model,
+    trainer = _trainer(
+        peft_model,
+        tokenizer,
+        config,
         args=_training_args(config, runtime, out / CHECKPOINTS_DIR),
-        train_dataset=train_set,
-        eval_dataset=valid_set,
-        data_collator=collator,
-        callbacks=[bridge],
-        chunked_loss=config.chunked_loss,
+        sets=(train_set, valid_set),
+        examples=(train_examples, valid_examples),
+        collator=collator,
+        bridge=bridge,
     )
     trainer.remove_callback(PrinterCallback)  # progress goes to `callbacks`, not stdout
     if resume is not None and checkpoint_step(resume) >= total:
@@ -258,6 +302,10 @@ def train(
     history = metrics_history(state.log_history)
     adapter_dir = None
     if stopped == "completed":
+        if config.method == "dpo":
+            from quaff_core.dpo import drop_reference
+
+            drop_reference(peft_model)
         facts = {**facts, "steps": state.global_step, "trained_tokens": state.num_input_tokens_seen}
         adapter_dir = _save_adapter(out, peft_model, tokenizer, facts, used_map)
         callbacks.on_event(
