@@ -191,6 +191,30 @@ def _save_adapter(
     return target
 
 
+def load_start(peft_model: Any, start: Path) -> None:
+    """Load an earlier run's adapter weights (and outlier scale state) into `peft_model`;
+    ValueError when its adapter has another shape (method, rank, targets)."""
+    if not (start / ADAPTER_WEIGHTS).is_file():
+        raise ValueError(f"start_from {os.fspath(start)!r} holds no {ADAPTER_WEIGHTS}")
+    try:
+        result = set_peft_model_state_dict(peft_model, load_file(str(start / ADAPTER_WEIGHTS)))
+    except RuntimeError as exc:
+        raise ValueError(f"the adapter in {os.fspath(start)!r} has another shape: {exc}") from exc
+    missing = [k for k in result.missing_keys if any(t in k for t in _ADAPTER_KEYS)]
+    if missing:
+        raise ValueError(
+            f"the adapter in {os.fspath(start)!r} lacks {len(missing)} weights of this adapter "
+            f"(e.g. {missing[0]}): train the continued job with the same peft options"
+        )
+    from quaff_core.convert import load_quaff_state_dict, quaff_layers
+
+    if (start / MOMENTUM_FILE).is_file() and quaff_layers(peft_model):
+        load_quaff_state_dict(peft_model, load_file(str(start / MOMENTUM_FILE)))
+
+
+_ADAPTER_KEYS = ("lora_", "ia3_l", "prompt_encoder")
+
+
 def train(
     model: ModelSource,
     train_data: DataSource,
@@ -203,8 +227,13 @@ def train(
     resume_from: str | os.PathLike[str] | None = None,
     base_model_id: str | None = None,
     cache_dir: str | os.PathLike[str] | None = None,
+    start_from: str | os.PathLike[str] | None = None,
 ) -> TrainResult:
-    """Fine-tune LoRA adapters: checkpoints in `output_dir/checkpoints`, adapter in `/adapter`."""
+    """Fine-tune a PEFT adapter: checkpoints in `output_dir/checkpoints`, adapter in `/adapter`.
+
+    `start_from` (an adapter or checkpoint directory of an earlier run on the same base) starts
+    from its weights, outlier map and scale state instead of a fresh adapter.
+    """
     config = config or TrainConfig()
     callbacks = callbacks or NullCallbacks()
     out = Path(output_dir)
@@ -232,6 +261,9 @@ def train(
         if valid_examples is not None
         else None
     )
+    start = Path(start_from) if start_from is not None and resume is None else None
+    if start is not None and outlier_map is None and (start / OUTLIER_MAP_FILE).is_file():
+        outlier_map = OutlierMap.load(start / OUTLIER_MAP_FILE)
     if resume is not None and (resume / OUTLIER_MAP_FILE).is_file():
         outlier_map = OutlierMap.load(resume / OUTLIER_MAP_FILE)
     pad_id = int(tokenizer.pad_token_id)
@@ -252,6 +284,8 @@ def train(
         model_id=base_id,
         runtime=runtime,
     )
+    if start is not None:
+        load_start(peft_model, start)
     if resume is not None and (resume / MOMENTUM_FILE).is_file():
         from quaff_core.convert import load_quaff_state_dict
 
