@@ -18,26 +18,10 @@ from transformers import PreTrainedTokenizerBase
 from trl import DPOConfig, DPOTrainer
 
 from quaff_core.config import TrainConfig
-from quaff_core.examples import Example
+from quaff_core.examples import Example, chosen_view
 from quaff_core.safe_state import SafeStateMixin
 
 REFERENCE_ADAPTER = "ref"
-
-
-def chosen_view(example: Example) -> Example:
-    """A preference pair as the chat example of its preferred answer (calibration, counts)."""
-    if example.format != "preference":
-        raise ValueError(
-            f"line {example.line}: method 'dpo' trains on preference pairs (input, "
-            f"preferred_output, non_preferred_output), got a {example.format} example"
-        )
-    return Example(
-        "chat",
-        example.line,
-        messages=example.messages + example.chosen,
-        tools=example.tools,
-        parallel_tool_calls=example.parallel_tool_calls,
-    )
 
 
 def preference_dataset(examples: Sequence[Example]) -> Dataset:

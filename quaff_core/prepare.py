@@ -18,6 +18,7 @@ from quaff_core.config import TrainConfig
 from quaff_core.data import Example
 from quaff_core.errors import NothingToTrainError, UnsupportedExamplesError
 from quaff_core.events import EventKind, TrainEvent
+from quaff_core.examples import chosen_view
 from quaff_core.outliers import OutlierMap
 from quaff_core.resolved import Runtime
 from quaff_core.tokenize import PadCollator, TokenizedDataset, tokenize_examples
@@ -42,7 +43,17 @@ def tokenize_dataset(
     name: str,
     callbacks: TrainCallbacks,
 ) -> TokenizedDataset:
-    """Tokenise as training does; report truncated and dropped examples; refuse an empty set."""
+    """Tokenise as training does; report truncated and dropped examples; refuse an empty set.
+
+    A DPO dataset is tokenised as its preferred answers (calibration, step counts).
+    """
+    if config.method == "dpo":
+        other = [e.line for e in examples if e.format != "preference"]
+        if other:
+            raise UnsupportedExamplesError(
+                other, "is not a preference pair, which method 'dpo' trains on", dataset=name
+            )
+        examples = [chosen_view(e) for e in examples]
     try:
         dataset = tokenize_examples(
             examples,

@@ -43,6 +43,7 @@ from quaff_core.checkpoints import (
 )
 from quaff_core.config import TrainConfig
 from quaff_core.data import Example, read_examples
+from quaff_core.errors import StartAdapterError
 from quaff_core.events import EventKind, TrainEvent
 from quaff_core.lm_trainer import CausalLMTrainer
 from quaff_core.models import load_base_model
@@ -94,12 +95,7 @@ def _tokenized(
     config: TrainConfig,
     callbacks: TrainCallbacks,
 ) -> TokenizedDataset:
-    """Tokenise a dataset (NothingToTrainError if no example has a trainable token); a DPO
-    dataset as its preferred answers (what calibration sees and steps are counted on)."""
-    if config.method == "dpo":
-        from quaff_core.dpo import chosen_view
-
-        examples = [chosen_view(e) for e in examples]
+    """Tokenise a dataset (NothingToTrainError if no example has a trainable token)."""
     return tokenize_dataset(examples, tokenizer, config, name=name, callbacks=callbacks)
 
 
@@ -193,16 +189,18 @@ def _save_adapter(
 
 def load_start(peft_model: Any, start: Path) -> None:
     """Load an earlier run's adapter weights (and outlier scale state) into `peft_model`;
-    ValueError when its adapter has another shape (method, rank, targets)."""
+    StartAdapterError when its adapter has another shape (method, rank, targets)."""
     if not (start / ADAPTER_WEIGHTS).is_file():
-        raise ValueError(f"start_from {os.fspath(start)!r} holds no {ADAPTER_WEIGHTS}")
+        raise StartAdapterError(f"start_from {os.fspath(start)!r} holds no {ADAPTER_WEIGHTS}")
     try:
         result = set_peft_model_state_dict(peft_model, load_file(str(start / ADAPTER_WEIGHTS)))
     except RuntimeError as exc:
-        raise ValueError(f"the adapter in {os.fspath(start)!r} has another shape: {exc}") from exc
+        raise StartAdapterError(
+            f"the adapter in {os.fspath(start)!r} has another shape: {exc}"
+        ) from exc
     missing = [k for k in result.missing_keys if any(t in k for t in _ADAPTER_KEYS)]
     if missing:
-        raise ValueError(
+        raise StartAdapterError(
             f"the adapter in {os.fspath(start)!r} lacks {len(missing)} weights of this adapter "
             f"(e.g. {missing[0]}): train the continued job with the same peft options"
         )

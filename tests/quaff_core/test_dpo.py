@@ -9,7 +9,8 @@ import torch
 
 from quaff_core.config import TrainConfig
 from quaff_core.data import Example, Message
-from quaff_core.dpo import chosen_view, preference_dataset
+from quaff_core.dpo import preference_dataset
+from quaff_core.examples import chosen_view
 from quaff_core.models import load_base_model
 from quaff_core.train import train
 from tests.quaff_core.test_train import Recorder
