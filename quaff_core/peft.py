@@ -185,6 +185,18 @@ def add_lora(
     return add_adapter(model, config)
 
 
+def wrap_for_ia3(model: nn.Module, config: PeftConfig) -> None:
+    """Wrap the QuaffLinears an IA3 config targets (no-op for other configs and nn.Linear)."""
+    if isinstance(config, IA3Config):
+        targets = config.target_modules
+        feedforward = config.feedforward_modules
+        _wrap_for_ia3(
+            model,
+            targets if isinstance(targets, str) else sorted(targets or ()),
+            sorted(feedforward) if isinstance(feedforward, set | list | tuple) else [],
+        )
+
+
 def _wrap_for_ia3(model: nn.Module, targets: str | list[str], feedforward: list[str]) -> None:
     """Put a `QuaffIA3Linear` (no adapter yet) around each targeted QuaffLinear, so that PEFT's
     IA3 injection (which knows only nn.Linear) finds a tuner layer there and adds its vectors."""
