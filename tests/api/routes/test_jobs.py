@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -27,6 +28,7 @@ from tests.helpers import (
     upload,
     uploaded_file_id,
 )
+from tests.quaff_core.test_chat_format import OPENAI_DPO, OPENAI_TOOLS
 
 JOB_FIELDS = {
     "id", "object", "created_at", "finished_at", "model", "fine_tuned_model", "organization_id",
@@ -364,3 +366,36 @@ def test_job_is_enqueued_only_after_its_row_commits(
     job = created_job(client, keyed_project)
     assert queue.seen == [(job["id"], "queued")]
     assert _queued_messages(quaff_settings) == [(FINE_TUNE_TASK, [job["id"]])]
+
+
+@pytest.mark.parametrize("row", [OPENAI_TOOLS, OPENAI_DPO], ids=["tool_calling", "dpo"])
+def test_openai_example_files_upload_as_processed(
+    client: TestClient, keyed_project: KeyedProject, row: dict[str, Any]
+) -> None:
+    data = b"".join(json.dumps(row).encode() + b"\n" for _ in range(10))
+    response = upload(client, keyed_project, data)
+    assert response.status_code == 200, response.text
+    assert response.json()["status"] == "processed"
+
+
+def test_dpo_job_on_a_preference_file_records_method_and_beta(
+    client: TestClient, keyed_project: KeyedProject
+) -> None:
+    data = b"".join(json.dumps(OPENAI_DPO).encode() + b"\n" for _ in range(10))
+    file_id = upload(client, keyed_project, data).json()["id"]
+    body = {
+        "model": "tiny-llama",
+        "training_file": file_id,
+        "method": {"type": "dpo", "dpo": {"hyperparameters": {"beta": 0.3}}},
+        "peft": {"method": "ia3"},
+    }
+    response = client.post("/v1/fine_tuning/jobs", headers=keyed_project.headers, json=body)
+    assert response.status_code == 200, response.text
+    job = response.json()
+    assert job["method"] == {"type": "dpo", "dpo": {"hyperparameters": job["hyperparameters"]}}
+    assert job["hyperparameters"]["beta"] == 0.3
+    assert job["peft"]["method"] == "ia3"
+    chat = {**body, "training_file": uploaded_file_id(client, keyed_project)}
+    refused = client.post("/v1/fine_tuning/jobs", headers=keyed_project.headers, json=chat)
+    assert refused.status_code == 400
+    assert refused.json()["error"]["param"] == "training_file"
