@@ -259,7 +259,8 @@ def train(
         if valid_examples is not None
         else None
     )
-    start = Path(start_from) if start_from is not None and resume is None else None
+    # a resumed continued run loads its start too: DPO's reference copies the starting adapter
+    start = Path(start_from) if start_from is not None else None
     if start is not None and outlier_map is None and (start / OUTLIER_MAP_FILE).is_file():
         outlier_map = OutlierMap.load(start / OUTLIER_MAP_FILE)
     if resume is not None and (resume / OUTLIER_MAP_FILE).is_file():

@@ -215,7 +215,7 @@ def _run_claimed(
                 data={"step": checkpoint.step_number, "checkpoint": checkpoint.id},
             )
             session.commit()
-        start = start_dir(session, blobs, job, work / "start") if resume is None else None
+        start = start_dir(session, blobs, job, work / "start")
         outlier_map = resolve_outlier_map(
             session,
             blobs,
