@@ -4,7 +4,7 @@ schema built from its type, range, choices, default and help."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, PlainValidator, WithJsonSchema, create_model
 
@@ -101,6 +101,7 @@ PeftOptions = GROUPS["peft"]
 QuantizationOptions = GROUPS["quantization"]
 TrainingOptions = GROUPS["training"]
 SeedField = option_field(BY_PARAM["seed"], nullable=True)
+MethodType = option_field(BY_PARAM["method.type"], nullable=False)
 
 
 class SupervisedMethod(BaseModel):
@@ -124,7 +125,7 @@ class Method(BaseModel):
 
     model_config = _CONFIG
 
-    type: Literal["supervised", "dpo"] = "supervised"
+    type: MethodType[0] = MethodType[1]  # type: ignore[valid-type]
     supervised: SupervisedMethod | None = None
     dpo: DpoMethod | None = None
 
