@@ -4,7 +4,7 @@ schema built from its type, range, choices, default and help."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, PlainValidator, WithJsonSchema, create_model
 
@@ -97,9 +97,11 @@ def _group_model(group: str) -> type[BaseModel]:
 GROUPS: dict[str, type[BaseModel]] = {group: _group_model(group) for group in API_GROUPS}
 Hyperparameters = GROUPS["hyperparameters"]
 LoraOptions = GROUPS["lora"]
+PeftOptions = GROUPS["peft"]
 QuantizationOptions = GROUPS["quantization"]
 TrainingOptions = GROUPS["training"]
 SeedField = option_field(BY_PARAM["seed"], nullable=True)
+MethodType = option_field(BY_PARAM["method.type"], nullable=False)
 
 
 class SupervisedMethod(BaseModel):
@@ -110,13 +112,22 @@ class SupervisedMethod(BaseModel):
     hyperparameters: Hyperparameters | None = None  # type: ignore[valid-type]
 
 
-class Method(BaseModel):
-    """OpenAI's `method`: only `supervised` here."""
+class DpoMethod(BaseModel):
+    """OpenAI's `method.dpo`: the hyperparameters, `beta` among them."""
 
     model_config = _CONFIG
 
-    type: Literal["supervised"] = "supervised"
+    hyperparameters: Hyperparameters | None = None  # type: ignore[valid-type]
+
+
+class Method(BaseModel):
+    """OpenAI's `method`: `supervised` or `dpo` (preference pairs)."""
+
+    model_config = _CONFIG
+
+    type: MethodType[0] = MethodType[1]  # type: ignore[valid-type]
     supervised: SupervisedMethod | None = None
+    dpo: DpoMethod | None = None
 
 
 class JobCreate(BaseModel):
@@ -124,7 +135,10 @@ class JobCreate(BaseModel):
 
     model_config = _CONFIG
 
-    model: str = Field(description="A base model id (GET /v1/models).")
+    model: str = Field(
+        description="A base model id (GET /v1/models), or a fine-tuned model or checkpoint of "
+        "this project to continue from."
+    )
     training_file: str = Field(description="A processed file id with purpose 'fine-tune'.")
     validation_file: str | None = Field(default=None, description="A processed file id.")
     hyperparameters: Hyperparameters | None = None  # type: ignore[valid-type]
@@ -136,6 +150,7 @@ class JobCreate(BaseModel):
     metadata: dict[str, str] | None = Field(default=None, description="Up to 16 pairs.")
     integrations: list[Any] | None = Field(default=None, description="Not supported: empty.")
     lora: LoraOptions | None = None  # type: ignore[valid-type]
+    peft: PeftOptions | None = None  # type: ignore[valid-type]
     quantization: QuantizationOptions | None = None  # type: ignore[valid-type]
     training: TrainingOptions | None = None  # type: ignore[valid-type]
 

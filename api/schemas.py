@@ -82,11 +82,13 @@ class JobObject(BaseModel):
     integrations: list[Any]
     metadata: dict[str, str] | None
     lora: dict[str, Any]
+    peft: dict[str, Any]
     quantization: dict[str, Any]
     training: dict[str, Any]
     runtime: dict[str, Any] | None
     outlier_map: str | None
     outlier_stability: list[StabilityPoint] | None
+    continued_from: str | None
     progress: Progress
 
 
@@ -212,6 +214,7 @@ def file_object(row: File) -> FileObject:
 
 def job_object(job: Job) -> JobObject:
     """The wire form of a job row."""
+    kind = job.method or "supervised"
     error = None
     if job.error_code or job.error_message:
         error = JobError(
@@ -221,14 +224,15 @@ def job_object(job: Job) -> JobObject:
         id=job.id, created_at=job.created_at, finished_at=job.finished_at, model=job.model,
         fine_tuned_model=job.fine_tuned_model, organization_id=job.project_id, status=job.status,
         hyperparameters=job.hyperparameters,
-        method={"type": "supervised", "supervised": {"hyperparameters": job.hyperparameters}},
+        method={"type": kind, kind: {"hyperparameters": job.hyperparameters}},
         training_file=job.training_file_id, validation_file=job.validation_file_id,
         result_files=list(job.result_files or []), trained_tokens=job.trained_tokens, error=error,
         seed=job.seed, suffix=job.suffix, user_provided_suffix=job.suffix,
         estimated_finish=job.estimated_finish, integrations=[], metadata=job.meta, lora=job.lora,
-        quantization=job.quantization, training=job.training, runtime=job.runtime,
-        outlier_map=job.outlier_map_id,
+        peft=job.peft or {"method": "lora"}, quantization=job.quantization,
+        training=job.training, runtime=job.runtime, outlier_map=job.outlier_map_id,
         outlier_stability=[StabilityPoint(**p) for p in job.outlier_stability or []] or None,
+        continued_from=job.continued_from,
         progress=Progress(step=job.step or 0, total_steps=job.total_steps, epoch=job.epoch),
     )  # fmt: skip
 

@@ -33,6 +33,10 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--output", required=True, help="output directory")
     parser.add_argument("--outlier-map", help="reuse a map from `quaff calibrate`")
     parser.add_argument("--resume", help="a checkpoint directory, or an earlier --output")
+    parser.add_argument(
+        "--start-from",
+        help="an earlier run's adapter or checkpoint directory: continue from its weights and map",
+    )
     add_flags(parser)
     parser.set_defaults(handler=run)
 
@@ -94,6 +98,8 @@ def run(args: argparse.Namespace) -> int:
         check_data(args.validation, "validation")
     if args.outlier_map and not Path(args.outlier_map).is_file():
         raise CliError(f"--outlier-map {args.outlier_map!r} does not exist")
+    from quaff_core.adapters import find_adapter_dir
+
     model = load_model(args)
     with TerminalCallbacks() as terminal:
         try:
@@ -107,6 +113,7 @@ def run(args: argparse.Namespace) -> int:
                 callbacks=terminal,
                 resume_from=resume,
                 base_model_id=_base_id(args.model),
+                start_from=find_adapter_dir(args.start_from) if args.start_from else None,
             )
         except (ValueError, OSError) as exc:
             raise CliError(str(exc).splitlines()[0]) from exc

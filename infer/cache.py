@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from quaff_core.adapters import (
+    adapter_method,
     adapter_momentum,
     attach_adapter,
     convert_as_trained,
@@ -183,6 +184,12 @@ class ModelCache:
         return loaded
 
     def _attach(self, base: LoadedBase, name: str, adapter: Path) -> None:
+        method = adapter_method(adapter)
+        if method != "LORA":
+            raise ModelUnavailable(
+                f"{name} is a {method} adapter; the inference node serves LoRA adapters only. "
+                "Download the adapter and load it with PeftModel.from_pretrained on its base."
+            )
         nbytes = (adapter / ADAPTER_WEIGHTS).stat().st_size
         self._fit(nbytes, keep=base.key, what=f"adapter {name}")
         base.model = attach_adapter(base.model, adapter, name)

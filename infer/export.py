@@ -23,10 +23,13 @@ CHECK_MAX_TOKENS = 256
 
 def _check_rows(blobs: BlobStore, data: File, tokenizer_source: str) -> list[dict[str, list[int]]]:
     """The first few examples of the job's validation (else training) file, tokenised."""
+    from quaff_core.examples import chosen_view
     from quaff_core.models import load_base_model
     from quaff_core.tokenize import tokenize_examples
 
     examples = read_examples(blobs.path(data.blob_key))[:CHECK_EXAMPLES]
+    # a DPO job's pairs are checked on their preferred answers
+    examples = [chosen_view(e) if e.format == "preference" else e for e in examples]
     _model, tokenizer = load_base_model(tokenizer_source)
     dataset = tokenize_examples(examples, tokenizer, max_seq_length=CHECK_MAX_TOKENS)
     return [dataset[i] for i in range(len(dataset))]

@@ -19,6 +19,7 @@ _EXPORTS: dict[str, str] = {
     "convert_to_quaff": "quaff_core.convert",
     "QuaffLinear": "quaff_core.linear",
     "add_lora": "quaff_core.peft",
+    "add_adapter": "quaff_core.peft",
     "validate_jsonl": "quaff_core.data",
     "load_base_model": "quaff_core.models",
     "list_base_models": "quaff_core.catalog",

@@ -1,4 +1,5 @@
-"""Rebuild a trained model from an adapter directory: Quaff-convert as trained, attach LoRA."""
+"""Rebuild a trained model from an adapter directory: Quaff-convert as trained, attach its
+adapter (LoRA side by side on a shared base; IA3 and virtual-token methods on their own)."""
 
 from __future__ import annotations
 
@@ -40,6 +41,15 @@ def adapter_facts(path: Path) -> dict[str, Any]:
     return facts
 
 
+PROMPT_PEFT_TYPES = ("PREFIX_TUNING", "PROMPT_TUNING", "P_TUNING")
+
+
+def adapter_method(path: Path) -> str:
+    """The PEFT type in the adapter's config: LORA, IA3, PREFIX_TUNING, PROMPT_TUNING, ..."""
+    config = json.loads((path / ADAPTER_CONFIG).read_text(encoding="utf-8"))
+    return str(config.get("peft_type", "LORA"))
+
+
 def trained_quantization(path: Path) -> str:
     """`quaff` when the adapter was trained on the Quaff int8 base, else `none`."""
     method: str = adapter_facts(path).get("quantization", {}).get("method", "none")
@@ -77,16 +87,25 @@ def convert_as_trained(
 
 def attach_adapter(model: nn.Module, adapter: str | os.PathLike[str], name: str) -> Any:
     """Add the adapter as `name` (PEFT multi-adapter API) to a base or a PeftModel; returns it."""
-    from peft import LoraConfig, PeftModel, get_peft_model, set_peft_model_state_dict
+    from peft import LoraConfig, PeftConfig, PeftModel, get_peft_model, set_peft_model_state_dict
     from safetensors.torch import load_file
 
     from quaff_core.linear import QuaffLinear
-    from quaff_core.peft import QuaffLoraLinear
+    from quaff_core.peft import QuaffLoraLinear, wrap_for_ia3
 
     path = find_adapter_dir(adapter)
-    config = LoraConfig.from_pretrained(str(path))
+    config = PeftConfig.from_pretrained(str(path))
     config.inference_mode = True
-    config._register_custom_module({QuaffLinear: QuaffLoraLinear})
+    if isinstance(config, LoraConfig):
+        config._register_custom_module({QuaffLinear: QuaffLoraLinear})
+    elif isinstance(model, PeftModel):
+        raise ValueError(
+            f"adapter {os.fspath(path)!r} is a {config.peft_type} adapter: only LoRA adapters "
+            "share a loaded base side by side; load it on its own base"
+        )
+    else:
+        wrap_for_ia3(model, config)
+        return PeftModel.from_pretrained(model, str(path), adapter_name=name, config=config)
     if isinstance(model, PeftModel):
         model.add_adapter(name, config)
         peft_model = model
@@ -111,7 +130,7 @@ def adapter_momentum(adapter: str | os.PathLike[str]) -> dict[str, Any] | None:
 
 
 def load_adapter(model: nn.Module, adapter: str | os.PathLike[str]) -> Any:
-    """Rebuild a trained model: Quaff-convert with the adapter's outlier map, add LoRA, load it."""
+    """Rebuild a trained model: Quaff-convert with the adapter's outlier map, add its adapter."""
     from quaff_core.convert import load_quaff_state_dict
 
     convert_as_trained(model, adapter)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -19,6 +19,25 @@ logger = logging.getLogger(__name__)
 
 Control = Literal["continue", "checkpoint", "cancel", "pause"]
 CONTROLS: tuple[Control, ...] = ("continue", "checkpoint", "cancel", "pause")
+# TRL's DPO log keys -> the names of a DPO job's metrics (train_ / valid_ prefixed)
+PREFERENCE_METRICS = {
+    "rewards/chosen": "rewards_chosen",
+    "rewards/rejected": "rewards_rejected",
+    "rewards/margins": "rewards_margin",
+    "rewards/accuracies": "rewards_accuracy",
+    "logps/chosen": "logps_chosen",
+    "logps/rejected": "logps_rejected",
+}
+
+
+def preference_metrics(logs: dict[str, float], *, evaluation: bool) -> dict[str, float]:
+    """The DPO metrics of one TRL log, as `train_rewards_margin` / `valid_rewards_margin`..."""
+    source, target = ("eval_", "valid_") if evaluation else ("", "train_")
+    return {
+        target + name: float(logs[source + key])
+        for key, name in PREFERENCE_METRICS.items()
+        if source + key in logs
+    }
 
 
 @dataclass(frozen=True)
@@ -36,12 +55,13 @@ class ProgressEvent:
     tokens_per_second: float | None = None
     trained_tokens: int = 0
     estimated_finish: int | None = None
+    preference: Mapping[str, float] | None = None  # DPO only: `preference_metrics`
 
     def metrics(self) -> dict[str, Any]:
-        """The API's metrics-event `data` object."""
+        """The API's metrics-event `data` object (a DPO job's reward metrics included)."""
         data = asdict(self)
-        del data["epoch"], data["estimated_finish"], data["trained_tokens"]
-        return data
+        del data["epoch"], data["estimated_finish"], data["trained_tokens"], data["preference"]
+        return {**data, **(self.preference or {})}
 
     def message(self) -> str:
         """The API's metrics-event message: "Step i/N: training loss=…"."""
@@ -156,15 +176,19 @@ class HFBridge(TrainerCallback):
                 "learning_rate": logs.get("learning_rate"),
                 "tokens_per_second": round(rate, 1) if rate is not None else None,
                 "estimated_finish": int(time.time() + remaining) if remaining is not None else None,
+                "preference": preference_metrics(logs, evaluation=False) or None,
             }
             fields = dict(self._last_train)
         elif "eval_loss" in logs:
             self.eta.eval_done(now)
+            valid = preference_metrics(logs, evaluation=True)
             fields = {
                 **self._last_train,
                 "valid_loss": float(logs["eval_loss"]),
                 "valid_mean_token_accuracy": logs.get("eval_mean_token_accuracy"),
             }
+            if valid:
+                fields["preference"] = {**(self._last_train.get("preference") or {}), **valid}
         else:
             return
         event = ProgressEvent(

@@ -10,6 +10,7 @@ from typing import Any
 from safetensors.torch import save_file
 
 from quaff_core.artifacts import MOMENTUM_FILE, OUTLIER_MAP_FILE, QUAFF_FILE, TRAINER_STATE
+from quaff_core.callbacks import preference_metrics
 from quaff_core.config import TrainConfig
 from quaff_core.outliers import OutlierMap
 
@@ -26,6 +27,7 @@ def metrics_history(log_history: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     "train_loss": entry["loss"],
                     "train_mean_token_accuracy": entry.get("mean_token_accuracy"),
                     "learning_rate": entry.get("learning_rate"),
+                    **preference_metrics(entry, evaluation=False),
                 }
             )
         elif "eval_loss" in entry:
@@ -35,6 +37,7 @@ def metrics_history(log_history: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     "epoch": entry.get("epoch"),
                     "valid_loss": entry["eval_loss"],
                     "valid_mean_token_accuracy": entry.get("eval_mean_token_accuracy"),
+                    **preference_metrics(entry, evaluation=True),
                 }
             )
     return rows

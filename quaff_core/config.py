@@ -32,6 +32,14 @@ class TrainConfig:
     max_grad_norm: float = default("max_grad_norm")
     train_on_inputs: bool | Literal["auto"] = default("train_on_inputs")
     seed: int = default("seed")
+    method: Literal["supervised", "dpo"] = default("method")
+    dpo_beta: float = default("dpo_beta")
+    peft_method: Literal["lora", "ia3", "prefix_tuning", "prompt_tuning", "p_tuning"] = default(
+        "peft_method"
+    )
+    num_virtual_tokens: int = default("num_virtual_tokens")
+    use_rslora: bool = default("use_rslora")
+    use_dora: bool = default("use_dora")
     lora_r: int = default("lora_r")
     lora_alpha: float = default("lora_alpha")
     lora_dropout: float = default("lora_dropout")
@@ -59,6 +67,17 @@ class TrainConfig:
             if value is None and opt.default is not None:
                 raise OptionError(opt, "a value is required here")
             object.__setattr__(self, opt.name, value)
+        if self.use_dora and self.quantization == "quaff":
+            raise OptionError(
+                option("use_dora"),
+                "DoRA needs the base weight in full precision, which an int8 Quaff base does not "
+                "keep; set quantization.method to 'none' or use_dora to false",
+            )
+        if (self.use_dora or self.use_rslora) and self.peft_method != "lora":
+            raise OptionError(
+                option("use_dora" if self.use_dora else "use_rslora"),
+                f"applies to peft.method 'lora' only, not {self.peft_method!r}",
+            )
 
     def total_steps(self, n_examples: int) -> int:
         """Optimizer steps of a run over `n_examples` (as HF Trainer counts them)."""

@@ -25,3 +25,7 @@ class UnsupportedExamplesError(ValueError):
         self.lines = lines
         self.reason = reason
         self.dataset = dataset
+
+
+class StartAdapterError(ValueError):
+    """The adapter a run starts from (`train(start_from=...)`) does not fit the run."""

@@ -94,3 +94,20 @@ class Example:
     def template_tools(self) -> list[dict[str, Any]] | None:
         """The tools for a chat template's `tools` argument (None when the example has none)."""
         return [dict(tool) for tool in self.tools] or None
+
+
+def chosen_view(example: Example) -> Example:
+    """A preference pair as the chat example of its preferred answer (what calibration sees and
+    DPO steps are counted on); ValueError for any other format."""
+    if example.format != "preference":
+        raise ValueError(
+            f"line {example.line}: method 'dpo' trains on preference pairs (input, "
+            f"preferred_output, non_preferred_output), got a {example.format} example"
+        )
+    return Example(
+        "chat",
+        example.line,
+        messages=example.messages + example.chosen,
+        tools=example.tools,
+        parallel_tool_calls=example.parallel_tool_calls,
+    )

@@ -19,7 +19,13 @@ from typing import Any
 import torch
 from transformers import AutoModelForCausalLM
 
-from quaff_core.adapters import adapter_facts, find_adapter_dir, load_adapter
+from quaff_core.adapters import (
+    PROMPT_PEFT_TYPES,
+    adapter_facts,
+    adapter_method,
+    find_adapter_dir,
+    load_adapter,
+)
 from quaff_core.models import load_base_model
 from quaff_core.tokenize import PadCollator
 
@@ -32,6 +38,12 @@ def merge_adapter(base_id: str, adapter: str | os.PathLike[str], output: Path) -
     from peft import PeftModel
 
     path = find_adapter_dir(adapter)
+    method = adapter_method(path)
+    if method in PROMPT_PEFT_TYPES:
+        raise ValueError(
+            f"a {method} adapter learns virtual tokens, not weight updates: it cannot be merged "
+            "into the base; use it with PeftModel.from_pretrained on the base instead"
+        )
     base, tokenizer = load_base_model(base_id)
     merged = PeftModel.from_pretrained(base, str(path)).merge_and_unload()
     merged.config.name_or_path = base_id

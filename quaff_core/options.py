@@ -19,11 +19,14 @@ __all__ = ["ALL_LINEAR", "OPTIONS", "Option", "OptionError"]
 AUTO: Final = "auto"
 BASE_LORA_LEARNING_RATE = 2e-4
 DEFAULT_SEED = 42
-API_GROUPS = ("hyperparameters", "lora", "quantization", "training")
+API_GROUPS = ("hyperparameters", "lora", "peft", "quantization", "training")
+METHODS = ("supervised", "dpo")
+PEFT_METHODS = ("lora", "ia3", "prefix_tuning", "prompt_tuning", "p_tuning")
+PROMPT_METHODS = ("prefix_tuning", "prompt_tuning", "p_tuning")
 # int8_scale (the default): channels ranked by how much of each token's int8 scale they hold up
 OUTLIER_STRATEGIES = ("int8_scale", "mean_times", "top_abs", "zscore", "static")
 
-H, L, Q, T = "hyperparameters.", "lora.", "quantization.", "training."
+H, L, P, Q, T = "hyperparameters.", "lora.", "peft.", "quantization.", "training."
 OPTIONS: tuple[Option, ...] = (
     # OpenAI's hyperparameters ("auto" = the default)
     Option("n_epochs", "int", 3, "passes over the training file", api=H + "n_epochs",
@@ -33,6 +36,13 @@ OPTIONS: tuple[Option, ...] = (
     Option("learning_rate_multiplier", "float", 1.0,
            f"scales the base LoRA learning rate {BASE_LORA_LEARNING_RATE}",
            api=H + "learning_rate_multiplier", bounds="(0, 100]", library=False, auto=True),
+    # OpenAI's `method.type` and the DPO hyperparameter (in `method.dpo.hyperparameters`)
+    Option("method", "choice", "supervised",
+           "supervised: next-token loss on the answers; dpo: preference pairs (DPO, TRL)",
+           api="method.type", cli="--method", choices=METHODS),
+    Option("dpo_beta", "float", 0.1,
+           "DPO only: how far the tuned model may move from the reference (higher: less)",
+           api=H + "beta", cli="--dpo-beta", bounds="(0, 2]", auto=True),
     Option("seed", "int", DEFAULT_SEED, "random seed (data order, LoRA initialisation)",
            api="seed", cli="--seed", bounds="[0, 2147483647]"),
     # LoRA
@@ -44,6 +54,19 @@ OPTIONS: tuple[Option, ...] = (
     Option("lora_target_modules", "modules", ALL_LINEAR,
            f"'{ALL_LINEAR}' or the module names to adapt", api=L + "target_modules",
            cli="--lora-target-modules"),
+    Option("use_rslora", "bool", False, "rank-stabilised LoRA: scale the update by alpha / sqrt(r)",
+           api=L + "use_rslora", cli="--use-rslora"),
+    Option("use_dora", "bool", False,
+           "DoRA (weight-decomposed LoRA); needs an unquantized base (quantization.method none)",
+           api=L + "use_dora", cli="--use-dora"),
+    # the adapter method (PEFT)
+    Option("peft_method", "choice", "lora",
+           "the adapter: lora, ia3 (learned scaling vectors), or virtual tokens: prefix_tuning, "
+           "prompt_tuning, p_tuning",
+           api=P + "method", cli="--peft-method", choices=PEFT_METHODS),
+    Option("num_virtual_tokens", "int", 20,
+           "prefix_tuning, prompt_tuning, p_tuning: virtual tokens learned before each example",
+           api=P + "num_virtual_tokens", cli="--num-virtual-tokens", bounds="[1, 512]"),
     # quantization and calibration
     Option("quantization", "choice", "quaff",
            "quaff: int8 base with outlier channels; none: unquantized base",

@@ -1,4 +1,4 @@
-"""Make the model to train: tokenise, calibrate (or reuse) an outlier map, convert, add LoRA."""
+"""Make the model to train: tokenise, calibrate (or reuse) an outlier map, convert, add PEFT."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from quaff_core.config import TrainConfig
 from quaff_core.data import Example
 from quaff_core.errors import NothingToTrainError, UnsupportedExamplesError
 from quaff_core.events import EventKind, TrainEvent
+from quaff_core.examples import chosen_view
 from quaff_core.outliers import OutlierMap
 from quaff_core.resolved import Runtime
 from quaff_core.tokenize import PadCollator, TokenizedDataset, tokenize_examples
@@ -42,7 +43,17 @@ def tokenize_dataset(
     name: str,
     callbacks: TrainCallbacks,
 ) -> TokenizedDataset:
-    """Tokenise as training does; report truncated and dropped examples; refuse an empty set."""
+    """Tokenise as training does; report truncated and dropped examples; refuse an empty set.
+
+    A DPO dataset is tokenised as its preferred answers (calibration, step counts).
+    """
+    if config.method == "dpo":
+        other = [e.line for e in examples if e.format != "preference"]
+        if other:
+            raise UnsupportedExamplesError(
+                other, "is not a preference pair, which method 'dpo' trains on", dataset=name
+            )
+        examples = [chosen_view(e) for e in examples]
     try:
         dataset = tokenize_examples(
             examples,
@@ -158,11 +169,12 @@ def prepare_model(
     model_id: str | None,
     runtime: Runtime,
 ) -> tuple[Any, OutlierMap | None]:
-    """Quaff-convert `model` (calibrating unless a map is given) and wrap it with LoRA adapters.
+    """Quaff-convert `model` (calibrating unless a map is given) and wrap it with its adapter
+    (`config.peft_method`).
 
-    With a bfloat16 runtime the model is cast to bf16 (attention, norms, head); LoRA stays fp32.
+    With a bfloat16 runtime the model is cast to bf16 (attention, norms, head); adapters stay fp32.
     """
-    from quaff_core.peft import add_lora
+    from quaff_core.peft import add_adapter
 
     used: OutlierMap | None = None
     if config.quantization == "quaff":
@@ -199,16 +211,8 @@ def prepare_model(
         )
     elif outlier_map is not None:
         raise ValueError("an outlier map was given but quantization is 'none'; drop one of them")
-    # LoRA initialisation draws from the global RNG: `train` seeds it first
+    # adapter initialisation draws from the global RNG: `train` seeds it first
     from transformers import set_seed
 
     set_seed(config.seed)
-    targets = config.lora_target_modules
-    peft_model = add_lora(
-        model,
-        r=config.lora_r,
-        alpha=config.lora_alpha,
-        dropout=config.lora_dropout,
-        target_modules=targets if isinstance(targets, str) else list(targets),
-    )
-    return peft_model, used
+    return add_adapter(model, config), used

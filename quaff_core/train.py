@@ -1,4 +1,5 @@
-"""`train`: LoRA fine-tuning of a Quaff-converted (or unquantized) model with HF `Trainer`."""
+"""`train`: PEFT fine-tuning of a Quaff-converted (or unquantized) model with HF `Trainer`
+(supervised) or TRL's `DPOTrainer` (method 'dpo')."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import logging
 import math
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -42,6 +43,7 @@ from quaff_core.checkpoints import (
 )
 from quaff_core.config import TrainConfig
 from quaff_core.data import Example, read_examples
+from quaff_core.errors import StartAdapterError
 from quaff_core.events import EventKind, TrainEvent
 from quaff_core.lm_trainer import CausalLMTrainer
 from quaff_core.models import load_base_model
@@ -88,21 +90,19 @@ def _examples(data: DataSource, name: str) -> list[Example]:
 
 
 def _tokenized(
-    data: DataSource,
+    examples: Sequence[Example],
     name: str,
     tokenizer: PreTrainedTokenizerBase,
     config: TrainConfig,
     callbacks: TrainCallbacks,
 ) -> TokenizedDataset:
     """Tokenise a dataset (NothingToTrainError if no example has a trainable token)."""
-    return tokenize_dataset(
-        _examples(data, name), tokenizer, config, name=name, callbacks=callbacks
-    )
+    return tokenize_dataset(examples, tokenizer, config, name=name, callbacks=callbacks)
 
 
-def _training_args(config: TrainConfig, runtime: Runtime, checkpoints: Path) -> TrainingArguments:
+def _training_args(config: TrainConfig, runtime: Runtime, checkpoints: Path) -> dict[str, Any]:
     """HF arguments: saving and evaluation are scheduled by HFBridge, not by strategies."""
-    return TrainingArguments(
+    return dict(
         output_dir=str(checkpoints),
         num_train_epochs=config.n_epochs,
         max_steps=config.max_steps or -1,
@@ -133,6 +133,44 @@ def _training_args(config: TrainConfig, runtime: Runtime, checkpoints: Path) -> 
     )
 
 
+def _trainer(
+    peft_model: Any,
+    tokenizer: PreTrainedTokenizerBase,
+    config: TrainConfig,
+    *,
+    args: dict[str, Any],
+    sets: tuple[TokenizedDataset, TokenizedDataset | None],
+    examples: tuple[list[Example], list[Example] | None],
+    collator: PadCollator,
+    bridge: HFBridge,
+    on_train_batch: Callable[[Mapping[str, Any]], None] | None = None,
+) -> Any:
+    """The supervised trainer (`on_train_batch` sees each training batch), or TRL's DPO trainer
+    for method 'dpo'."""
+    if config.method == "dpo":
+        from quaff_core.dpo import dpo_trainer
+
+        return dpo_trainer(
+            peft_model,
+            tokenizer,
+            config,
+            args=args,
+            train_examples=examples[0],
+            valid_examples=examples[1],
+            callbacks=[bridge],
+        )
+    return CausalLMTrainer(
+        model=peft_model,
+        args=TrainingArguments(**args),
+        train_dataset=sets[0],
+        eval_dataset=sets[1],
+        data_collator=collator,
+        callbacks=[bridge],
+        chunked_loss=config.chunked_loss,
+        on_train_batch=on_train_batch,
+    )
+
+
 def _save_adapter(
     out: Path,
     peft_model: Any,
@@ -153,6 +191,32 @@ def _save_adapter(
     return target
 
 
+def load_start(peft_model: Any, start: Path) -> None:
+    """Load an earlier run's adapter weights (and outlier scale state) into `peft_model`;
+    StartAdapterError when its adapter has another shape (method, rank, targets)."""
+    if not (start / ADAPTER_WEIGHTS).is_file():
+        raise StartAdapterError(f"start_from {os.fspath(start)!r} holds no {ADAPTER_WEIGHTS}")
+    try:
+        result = set_peft_model_state_dict(peft_model, load_file(str(start / ADAPTER_WEIGHTS)))
+    except RuntimeError as exc:
+        raise StartAdapterError(
+            f"the adapter in {os.fspath(start)!r} has another shape: {exc}"
+        ) from exc
+    missing = [k for k in getattr(result, "missing_keys", ()) if any(t in k for t in _ADAPTER_KEYS)]
+    if missing:
+        raise StartAdapterError(
+            f"the adapter in {os.fspath(start)!r} lacks {len(missing)} weights of this adapter "
+            f"(e.g. {missing[0]}): train the continued job with the same peft options"
+        )
+    from quaff_core.convert import load_quaff_state_dict, quaff_layers
+
+    if (start / MOMENTUM_FILE).is_file() and quaff_layers(peft_model):
+        load_quaff_state_dict(peft_model, load_file(str(start / MOMENTUM_FILE)))
+
+
+_ADAPTER_KEYS = ("lora_", "ia3_l", "prompt_encoder")
+
+
 def train(
     model: ModelSource,
     train_data: DataSource,
@@ -165,8 +229,13 @@ def train(
     resume_from: str | os.PathLike[str] | None = None,
     base_model_id: str | None = None,
     cache_dir: str | os.PathLike[str] | None = None,
+    start_from: str | os.PathLike[str] | None = None,
 ) -> TrainResult:
-    """Fine-tune LoRA adapters: checkpoints in `output_dir/checkpoints`, adapter in `/adapter`."""
+    """Fine-tune a PEFT adapter: checkpoints in `output_dir/checkpoints`, adapter in `/adapter`.
+
+    `start_from` (an adapter or checkpoint directory of an earlier run on the same base) starts
+    from its weights, outlier map and scale state instead of a fresh adapter.
+    """
     config = config or TrainConfig()
     callbacks = callbacks or NullCallbacks()
     out = Path(output_dir)
@@ -184,12 +253,20 @@ def train(
         )
         base, tokenizer = load_base_model(model, cache_dir=cache_dir)
         base_id = base_model_id or describe_base(model)
-    train_set = _tokenized(train_data, "training", tokenizer, config, callbacks)
+    train_examples = _examples(train_data, "training")
+    valid_examples = (
+        _examples(validation_data, "validation") if validation_data is not None else None
+    )
+    train_set = _tokenized(train_examples, "training", tokenizer, config, callbacks)
     valid_set = (
-        _tokenized(validation_data, "validation", tokenizer, config, callbacks)
-        if validation_data is not None
+        _tokenized(valid_examples, "validation", tokenizer, config, callbacks)
+        if valid_examples is not None
         else None
     )
+    # a resumed continued run loads its start too: DPO's reference copies the starting adapter
+    start = Path(start_from) if start_from is not None else None
+    if start is not None and outlier_map is None and (start / OUTLIER_MAP_FILE).is_file():
+        outlier_map = OutlierMap.load(start / OUTLIER_MAP_FILE)
     if resume is not None and (resume / OUTLIER_MAP_FILE).is_file():
         outlier_map = OutlierMap.load(resume / OUTLIER_MAP_FILE)
     pad_id = int(tokenizer.pad_token_id)
@@ -210,6 +287,8 @@ def train(
         model_id=base_id,
         runtime=runtime,
     )
+    if start is not None:
+        load_start(peft_model, start)
     if resume is not None and (resume / MOMENTUM_FILE).is_file():
         from quaff_core.convert import load_quaff_state_dict
 
@@ -239,14 +318,15 @@ def train(
         on_save=on_save,
         eval_batches=math.ceil(len(valid_set) / config.batch_size) if valid_set is not None else 0,
     )
-    trainer = CausalLMTrainer(
-        model=peft_model,
+    trainer = _trainer(
+        peft_model,
+        tokenizer,
+        config,
         args=_training_args(config, runtime, out / CHECKPOINTS_DIR),
-        train_dataset=train_set,
-        eval_dataset=valid_set,
-        data_collator=collator,
-        callbacks=[bridge],
-        chunked_loss=config.chunked_loss,
+        sets=(train_set, valid_set),
+        examples=(train_examples, valid_examples),
+        collator=collator,
+        bridge=bridge,
         on_train_batch=probe.remember if probe is not None else None,
     )
     trainer.remove_callback(PrinterCallback)  # progress goes to `callbacks`, not stdout
@@ -271,6 +351,10 @@ def train(
     history = metrics_history(state.log_history)
     adapter_dir = None
     if stopped == "completed":
+        if config.method == "dpo":
+            from quaff_core.dpo import drop_reference
+
+            drop_reference(peft_model)
         facts = {**facts, "steps": state.global_step, "trained_tokens": state.num_input_tokens_seen}
         adapter_dir = _save_adapter(out, peft_model, tokenizer, facts, used_map)
         callbacks.on_event(

@@ -20,10 +20,12 @@ from quaff_core.options import (
     Option,
     OptionError,
     group_options,
+    option,
 )
 from store.errors import InvalidRequestError
 
-METHOD_HYPERPARAMETERS = "method.supervised.hyperparameters"
+METHOD_TYPES = option("method").choices
+DPO_ONLY = ("beta",)
 
 
 def _bad(param: str, message: str) -> InvalidRequestError:
@@ -36,16 +38,19 @@ class JobOptions:
 
     hyperparameters: dict[str, Any]
     lora: dict[str, Any]
+    peft: dict[str, Any]
     quantization: dict[str, Any]
     training: dict[str, Any]
     seed: int
     config: TrainConfig
+    method: str = "supervised"
 
     def group(self, name: str) -> dict[str, Any]:
         """One option object by its API name."""
         groups: dict[str, dict[str, Any]] = {
             "hyperparameters": self.hyperparameters,
             "lora": self.lora,
+            "peft": self.peft,
             "quantization": self.quantization,
             "training": self.training,
         }
@@ -96,43 +101,47 @@ def _resolve_group(group: str, raw: Any, prefix: str) -> dict[str, Any]:
     }
 
 
-def _method_hyperparameters(method: Any) -> Any:
-    """The hyperparameters of OpenAI's `method` object (supervised only)."""
+def _method(method: Any) -> tuple[str, Any]:
+    """OpenAI's `method` object: its type and the hyperparameters under `method.<type>`."""
     if method is None:
-        return None
+        return "supervised", None
     if not isinstance(method, Mapping):
         raise _bad("method", f"expected an object, got {str(method)[:40]!r}")
     kind = method.get("type", "supervised")
-    if kind != "supervised":
+    if kind not in METHOD_TYPES:
         raise InvalidRequestError(
-            f"Invalid value for 'method.type': only 'supervised' is supported, got "
+            f"Invalid value for 'method.type': expected one of {', '.join(METHOD_TYPES)}, got "
             f"{str(kind)[:40]!r}",
             param="method.type",
         )
-    unknown = sorted(str(k) for k in method if k not in ("type", "supervised"))
+    unknown = sorted(str(k) for k in method if k not in ("type", kind))
     if unknown:
-        raise _bad(f"method.{unknown[0][:64]}", "unknown field for a supervised method")
-    supervised = method.get("supervised") or {}
-    if not isinstance(supervised, Mapping):
-        raise _bad("method.supervised", f"expected an object, got {str(supervised)[:40]!r}")
-    unknown = sorted(str(k) for k in supervised if k != "hyperparameters")
+        raise _bad(f"method.{unknown[0][:64]}", f"unknown field for a {kind} method")
+    inner = method.get(kind) or {}
+    if not isinstance(inner, Mapping):
+        raise _bad(f"method.{kind}", f"expected an object, got {str(inner)[:40]!r}")
+    unknown = sorted(str(k) for k in inner if k != "hyperparameters")
     if unknown:
-        raise _bad(f"method.supervised.{unknown[0][:64]}", "unknown field")
-    return supervised.get("hyperparameters")
+        raise _bad(f"method.{kind}.{unknown[0][:64]}", "unknown field")
+    return str(kind), inner.get("hyperparameters")
 
 
-def _hyperparameters(body: Mapping[str, Any]) -> tuple[Any, str]:
-    """The raw hyperparameters and the prefix their params are named with."""
-    from_method = _method_hyperparameters(body.get("method"))
+def _hyperparameters(body: Mapping[str, Any]) -> tuple[str, Any, str]:
+    """The method type, the raw hyperparameters and the prefix their params are named with."""
+    kind, from_method = _method(body.get("method"))
     top = body.get("hyperparameters")
     if from_method and top:
         raise InvalidRequestError(
             "Give hyperparameters either at the top level or in 'method', not both.",
             param="hyperparameters",
         )
-    if from_method:
-        return from_method, METHOD_HYPERPARAMETERS
-    return top, "hyperparameters"
+    prefix = f"method.{kind}.hyperparameters" if from_method else "hyperparameters"
+    raw = from_method or top
+    if kind != "dpo" and isinstance(raw, Mapping):
+        for key in DPO_ONLY:
+            if key in raw:
+                raise _bad(f"{prefix}.{key}", "a DPO hyperparameter; set method.type to 'dpo'")
+    return kind, raw, prefix
 
 
 def _one_learning_rate(hyper: Any, training: Any, hyper_prefix: str) -> None:
@@ -159,8 +168,9 @@ def _config(values: dict[str, Any], hyper_prefix: str) -> TrainConfig:
 
 
 def resolve_options(body: Mapping[str, Any]) -> JobOptions:
-    """Resolve hyperparameters (top level or in `method`), lora, quantization, training, seed."""
-    raw_hyper, hyper_prefix = _hyperparameters(body)
+    """Resolve the method, hyperparameters (top level or in `method`), lora, peft, quantization,
+    training and seed."""
+    kind, raw_hyper, hyper_prefix = _hyperparameters(body)
     _one_learning_rate(raw_hyper, body.get("training"), hyper_prefix)
     raws = {group: body.get(group) for group in API_GROUPS}
     raws["hyperparameters"] = raw_hyper
@@ -170,28 +180,38 @@ def resolve_options(body: Mapping[str, Any]) -> JobOptions:
     seed = _resolve_value(BY_PARAM["seed"], body.get("seed"), "seed")
     values = {f"{g}.{k}": v for g, fields in groups.items() for k, v in fields.items()}
     values["seed"] = seed
+    values["method.type"] = kind
     config = _config(values, hyper_prefix)
     if config.quantization == "none" and groups["quantization"]["outlier_map"] is not None:
         raise _bad("quantization.outlier_map", "an outlier map needs quantization method 'quaff'")
     groups["training"]["learning_rate"] = config.learning_rate
     if isinstance(config.lora_target_modules, tuple):
         groups["lora"]["target_modules"] = list(config.lora_target_modules)
+    if kind != "dpo":
+        for key in DPO_ONLY:
+            groups["hyperparameters"].pop(key)
     return JobOptions(
         hyperparameters=groups["hyperparameters"],
         lora=groups["lora"],
+        peft=groups["peft"],
         quantization=groups["quantization"],
         training=groups["training"],
         seed=int(seed),
         config=config,
+        method=kind,
     )
 
 
 def stored_config(
-    groups: Mapping[str, Mapping[str, Any]], seed: int, **overrides: Any
+    groups: Mapping[str, Mapping[str, Any]],
+    seed: int,
+    method: str = "supervised",
+    **overrides: Any,
 ) -> TrainConfig:
-    """The `TrainConfig` of a stored job (its option objects and seed), plus library overrides."""
+    """The `TrainConfig` of a stored job (method, option objects, seed), plus library overrides."""
     values = {f"{g}.{k}": v for g in API_GROUPS for k, v in (groups.get(g) or {}).items()}
     values["seed"] = seed
+    values["method.type"] = method
     config = config_from_api(values)
     if not overrides:
         return config

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, object_session
 
-from store import catalog
+from store import catalog, model_refs
 from store.errors import InvalidRequestError, NotFoundError
 from store.events import ServiceEvent, add_event
 from store.files import get_file
@@ -30,6 +30,7 @@ from store.job_runs import (
     succeed_job,
 )
 from store.job_states import TERMINAL, TRANSITIONS, check_transition, ensure_can, transition
+from store.model_refs import ModelRef
 from store.models import File, Job, OutlierMap, Project
 from store.pages import page
 from store.settings import Settings
@@ -73,6 +74,7 @@ CREATE_FIELDS = frozenset(
         "metadata",
         "integrations",
         "lora",
+        "peft",
         "quantization",
         "training",
     }
@@ -183,16 +185,50 @@ def _check_scalars(body: Mapping[str, Any]) -> tuple[str | None, dict[str, str] 
     return suffix, metadata
 
 
-def create_job(
-    session: Session, settings: Settings, project_id: str, body: Mapping[str, Any]
-) -> Job:
-    """Validate a create request, store the job as `queued` and commit (the caller enqueues)."""
-    unknown = sorted(set(body) - CREATE_FIELDS)
-    if unknown:
-        raise InvalidRequestError(f"Unrecognized request argument: {unknown[0]}", param=unknown[0])
-    model = body.get("model")
-    if not isinstance(model, str) or not model:
-        raise InvalidRequestError("'model' is required: a base model id", param="model")
+def _continued(session: Session, project_id: str, name: str) -> ModelRef | None:
+    """The project's fine-tuned model or checkpoint called `name` (None: not one of them)."""
+    if not name.startswith("ft:"):
+        return None
+    ref = model_refs.tuned_model(session, project_id, name)
+    if ref is None:
+        raise InvalidRequestError(
+            f"No fine-tuned model or checkpoint '{name[:255]}' in this project",
+            param="model",
+            code="model_not_found",
+        )
+    return ref
+
+
+ADAPTER_SHAPE = {
+    "lora": ("r", "target_modules", "use_dora"),
+    "peft": ("method", "num_virtual_tokens"),
+}
+
+
+def _with_source_adapter(body: Mapping[str, Any], source: Job | None) -> Mapping[str, Any]:
+    """A continued job's request with the source job's adapter options where it sent none."""
+    if source is None:
+        return body
+    given = {"lora": source.lora, "peft": source.peft or {}}
+    return {**given, **{k: v for k, v in body.items() if v is not None}}
+
+
+def _check_same_adapter(options: Any, source: Job) -> None:
+    """The continued adapter's shape (method, rank, targets, virtual tokens) cannot change."""
+    stored = {"lora": source.lora, "peft": source.peft or {}}
+    for group, keys in ADAPTER_SHAPE.items():
+        for key in keys:
+            before = stored[group].get(key, options.group(group)[key])
+            if options.group(group)[key] != before:
+                raise InvalidRequestError(
+                    f"Invalid value for '{group}.{key}': the model continued from was trained "
+                    f"with {before!r}; a continued job keeps its adapter's shape.",
+                    param=f"{group}.{key}",
+                )
+
+
+def _base_entry(settings: Settings, model: str) -> catalog.BaseModel:
+    """The catalog entry of a base model, usable on this host."""
     entry = catalog.get_base_model(settings, model)
     if entry is None:
         raise InvalidRequestError(
@@ -207,8 +243,45 @@ def create_job(
             param="model",
             code="model_not_available",
         )
+    return entry
+
+
+def _check_format(row: File, method: str, param: str) -> None:
+    """DPO trains on preference pairs only; supervised on everything else."""
+    pairs = row.data_format == "preference"
+    if method == "dpo" and not pairs:
+        raise InvalidRequestError(
+            f"File {row.id} is in the '{row.data_format}' format; method 'dpo' trains on "
+            "preference pairs (input, preferred_output, non_preferred_output).",
+            param=param,
+            code="invalid_file",
+        )
+    if method != "dpo" and pairs:
+        raise InvalidRequestError(
+            f"File {row.id} holds preference pairs, which train with method 'dpo', not "
+            "'supervised'.",
+            param=param,
+            code="invalid_file",
+        )
+
+
+def create_job(
+    session: Session, settings: Settings, project_id: str, body: Mapping[str, Any]
+) -> Job:
+    """Validate a create request, store the job as `queued` and commit (the caller enqueues)."""
+    unknown = sorted(set(body) - CREATE_FIELDS)
+    if unknown:
+        raise InvalidRequestError(f"Unrecognized request argument: {unknown[0]}", param=unknown[0])
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise InvalidRequestError("'model' is required: a base model id", param="model")
+    start = _continued(session, project_id, model)
+    entry = _base_entry(settings, start.base if start is not None else model)
     model = entry.id  # an alias (e.g. 'SmolLM2-135M-Instruct') is stored as the canonical id
-    options = resolve_options(body)
+    source = session.get(Job, start.job_id) if start is not None and start.job_id else None
+    options = resolve_options(_with_source_adapter(body, source))
+    if source is not None:
+        _check_same_adapter(options, source)
     _check_targets(entry, options.lora["target_modules"])
     suffix, metadata = _check_scalars(body)
     training = _usable_file(session, project_id, body.get("training_file"), "training_file")
@@ -226,14 +299,12 @@ def create_job(
         else None
     )
     for row, param in ((training, "training_file"), (validation, "validation_file")):
-        if row is not None and row.data_format == "preference":
-            raise InvalidRequestError(
-                f"File {row.id} holds preference pairs, which train with method 'dpo', not "
-                "'supervised'.",
-                param=param,
-                code="invalid_file",
-            )
+        if row is not None:
+            _check_format(row, options.method, param)
     map_id = options.quantization["outlier_map"]
+    if map_id is None and source is not None and options.config.quantization == "quaff":
+        map_id = source.outlier_map_id  # the continued adapter was trained on that map
+        options.quantization["outlier_map"] = map_id
     if map_id is not None:
         om = session.get(OutlierMap, map_id)
         if om is None or om.project_id != project_id:
@@ -251,10 +322,12 @@ def create_job(
         project_id=project_id,
         status="validating_files",
         model=model,
+        method=options.method,
         training_file_id=training.id,
         validation_file_id=validation_id,
         hyperparameters=options.hyperparameters,
         lora=options.lora,
+        peft=options.peft,
         quantization=options.quantization,
         training=options.training,
         seed=options.seed,
@@ -263,6 +336,7 @@ def create_job(
         step=0,
         result_files=[],
         outlier_map_id=map_id,
+        continued_from=start.name if start is not None else None,
         created_at=now,
         updated_at=now,
         attempts=0,

@@ -96,6 +96,11 @@ def _checkpoint_ref(session: Session, project_id: str, name: str) -> ModelRef | 
     )
 
 
+def tuned_model(session: Session, project_id: str, name: str) -> ModelRef | None:
+    """The project's fine-tuned model or checkpoint called `name`, or None."""
+    return _adapter_ref(session, project_id, name) or _checkpoint_ref(session, project_id, name)
+
+
 def resolve_model(session: Session, settings: Settings, project_id: str, name: str) -> ModelRef:
     """The model `name` of the catalog or of the project; NotFoundError otherwise."""
     ref = (

@@ -20,6 +20,12 @@ METRICS_COLUMNS = (
     "valid_mean_token_accuracy",
     "learning_rate",
 )
+# a DPO job's reward metrics (quaff_core.callbacks.preference_metrics), when present
+PREFERENCE_COLUMNS = tuple(
+    f"{split}_{name}"
+    for split in ("train", "valid")
+    for name in ("rewards_chosen", "rewards_rejected", "rewards_margin", "rewards_accuracy")
+)
 
 
 def metrics_csv(rows: Iterable[Mapping[str, Any]]) -> bytes:
@@ -28,9 +34,11 @@ def metrics_csv(rows: Iterable[Mapping[str, Any]]) -> bytes:
     for row in rows:
         merged = by_step.setdefault(int(row["step"]), {})
         merged.update({k: v for k, v in row.items() if v is not None})
+    present = {key for row in by_step.values() for key in row}
+    columns = METRICS_COLUMNS + tuple(c for c in PREFERENCE_COLUMNS if c in present)
     out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=METRICS_COLUMNS, extrasaction="ignore")
+    writer = csv.DictWriter(out, fieldnames=columns, extrasaction="ignore")
     writer.writeheader()
     for step in sorted(by_step):
-        writer.writerow({column: by_step[step].get(column, "") for column in METRICS_COLUMNS})
+        writer.writerow({column: by_step[step].get(column, "") for column in columns})
     return out.getvalue().encode("utf-8")

@@ -23,11 +23,12 @@ def train_config(job: Job) -> TrainConfig:
     groups = {
         "hyperparameters": job.hyperparameters,
         "lora": job.lora,
+        "peft": job.peft or {},
         "quantization": job.quantization,
         "training": job.training,
     }
     try:
-        return stored_config(groups, int(job.seed))
+        return stored_config(groups, int(job.seed), job.method or "supervised")
     except OptionError as exc:
         raise JobFailure(
             "invalid_hyperparameters",

@@ -159,7 +159,11 @@ def _run_claimed(
     """Everything after the claim; JobFailure for problems the user can fix."""
     import torch
 
-    from quaff_core.errors import NothingToTrainError, UnsupportedExamplesError
+    from quaff_core.errors import (
+        NothingToTrainError,
+        StartAdapterError,
+        UnsupportedExamplesError,
+    )
     from quaff_core.models import ModelLoadError, load_base_model
     from quaff_core.train import train
     from worker.outliers import resolve_outlier_map
@@ -211,6 +215,7 @@ def _run_claimed(
                 data={"step": checkpoint.step_number, "checkpoint": checkpoint.id},
             )
             session.commit()
+        start = start_dir(session, blobs, job, work / "start")
         outlier_map = resolve_outlier_map(
             session,
             blobs,
@@ -244,10 +249,13 @@ def _run_claimed(
                 callbacks=DeviceSharing(callbacks, turnstile) if turnstile else callbacks,
                 resume_from=resume,
                 base_model_id=job.model,
+                start_from=start,
             )
         except UnsupportedExamplesError as exc:
             param = "validation_file" if exc.dataset == "validation" else "training_file"
             raise JobFailure("invalid_training_data", str(exc), param) from exc
+        except StartAdapterError as exc:
+            raise JobFailure("invalid_model", str(exc), "model") from exc
         except NothingToTrainError as exc:
             message = f"Nothing to train on: {exc}"
             raise JobFailure("invalid_training_data", message, "training.max_seq_length") from exc
@@ -260,6 +268,23 @@ def _run_claimed(
         if result.stopped == "paused" and callbacks.handing_back:
             return _hand_back(session, job, worker_id, result.final_step, requeue)
         return _finish(session, blobs, job, result, store_results)
+
+
+def start_dir(session: Session, blobs: BlobStore, job: Job, target: Path) -> Path | None:
+    """The adapter a continued job starts from, unpacked into `target` (None: a fresh start)."""
+    from store.model_refs import tuned_model
+    from worker.artifacts import unpack
+
+    if not job.continued_from:
+        return None
+    ref = tuned_model(session, job.project_id, job.continued_from)
+    if ref is None or ref.blob_key is None or not blobs.exists(ref.blob_key):
+        raise JobFailure(
+            "model_not_found",
+            f"The model {job.continued_from} this job continues from no longer exists.",
+            "model",
+        )
+    return unpack(blobs.path(ref.blob_key), target)
 
 
 def check_target_modules(model: Any, targets: Any, model_id: str) -> None:

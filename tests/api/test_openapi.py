@@ -55,8 +55,9 @@ def test_job_create_body_is_derived_from_the_option_spec(schema: dict[str, Any])
     job = components["JobCreate"]
     assert set(job["required"]) == {"model", "training_file"}
     assert job["additionalProperties"] is False
-    titles = {"hyperparameters": "Hyperparameters", "lora": "LoraOptions",
-              "quantization": "QuantizationOptions", "training": "TrainingOptions"}  # fmt: skip
+    titles = {"hyperparameters": "Hyperparameters", "lora": "LoraOptions", "peft": "PeftOptions",
+              "quantization": "QuantizationOptions", "training": "TrainingOptions",
+              "method": "Method"}  # fmt: skip
     for opt in OPTIONS:
         if opt.group is None:
             continue

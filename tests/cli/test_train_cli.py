@@ -145,3 +145,31 @@ def test_progress_bar_on_a_terminal() -> None:
     assert text.endswith("\nNew fine-tuned model created\n")
     assert "Checkpoint saved" not in text
     assert terminal.control() == "continue"
+
+
+def test_train_an_ia3_adapter_then_continue_from_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base = ["train", "--model", "tiny-llama", "--data", DATA, "--max-steps", "2"]
+    flags = [
+        "--batch-size",
+        "4",
+        "--max-seq-length",
+        "160",
+        "--lr",
+        "3e-2",
+        "--strategy",
+        "top_abs",
+    ]
+    first = tmp_path / "first"
+    assert main([*base, "--output", str(first), "--peft-method", "ia3", *flags]) == 0
+    config = json.loads((first / "adapter" / "adapter_config.json").read_text())
+    assert config["peft_type"] == "IA3"
+    capsys.readouterr()
+    second = ["--output", str(tmp_path / "second"), "--start-from", str(first)]
+    assert main([*base, *second, "--peft-method", "ia3", *flags]) == 0
+    printed = capsys.readouterr().out
+    assert "Reusing outlier map" in printed  # the map came with the adapter
+    assert "Calibrating" not in printed
+    wrong = ["--output", str(tmp_path / "third"), "--start-from", str(first)]
+    assert main([*base, *wrong, "--peft-method", "lora", *flags]) != 0

@@ -52,6 +52,8 @@ def _api_refusal(opt: Option, value: Any) -> InvalidRequestError | None:
         body[opt.api] = value
     else:
         body[opt.group] = {opt.field: value}
+    if opt.name == "dpo_beta":
+        body["method"] = {"type": "dpo"}  # a DPO hyperparameter: refused for supervised jobs
     try:
         resolve_options(body)
     except InvalidRequestError as exc:

@@ -17,7 +17,16 @@ def test_defaults_are_resolved_numbers() -> None:
         "batch_size": 4,
         "learning_rate_multiplier": 1.0,
     }
-    assert options.lora == {"r": 16, "alpha": 32.0, "dropout": 0.0, "target_modules": "all-linear"}
+    assert options.lora == {
+        "r": 16,
+        "alpha": 32.0,
+        "dropout": 0.0,
+        "target_modules": "all-linear",
+        "use_rslora": False,
+        "use_dora": False,
+    }
+    assert options.peft == {"method": "lora", "num_virtual_tokens": 20}
+    assert options.method == "supervised"
     assert options.quantization["method"] == "quaff"
     assert options.quantization["outlier_map"] is None
     assert options.quantization["compute_dtype"] == "auto"
@@ -87,7 +96,21 @@ def test_multiplier_scales_the_base_rate_and_learning_rate_overrides_it() -> Non
         ({"quantization": {"bits": 4}}, "quantization.bits"),
         ({"training": {"epochs": 2}}, "training.epochs"),
         ({"lora": [1]}, "lora"),
-        ({"method": {"type": "dpo"}}, "method.type"),
+        ({"method": {"type": "reinforcement"}}, "method.type"),
+        ({"hyperparameters": {"beta": 0.1}}, "hyperparameters.beta"),
+        (
+            {"method": {"type": "supervised", "supervised": {"hyperparameters": {"beta": 0.1}}}},
+            "method.supervised.hyperparameters.beta",
+        ),
+        (
+            {"method": {"type": "dpo", "dpo": {"hyperparameters": {"beta": 0}}}},
+            "method.dpo.hyperparameters.beta",
+        ),
+        ({"method": {"type": "dpo", "supervised": {}}}, "method.supervised"),
+        ({"peft": {"method": "adalora"}}, "peft.method"),
+        ({"peft": {"method": "prompt_tuning", "num_virtual_tokens": 0}}, "peft.num_virtual_tokens"),
+        ({"lora": {"use_dora": True}}, "lora.use_dora"),
+        ({"peft": {"method": "ia3"}, "lora": {"use_rslora": True}}, "lora.use_rslora"),
         (
             {
                 "hyperparameters": {"n_epochs": 2},
@@ -119,3 +142,34 @@ def test_compute_dtype_and_compile_are_checked() -> None:
         with pytest.raises(InvalidRequestError) as exc:
             resolve_options({"quantization": bad})
         assert exc.value.param == param
+
+
+def test_dpo_method_resolves_beta_and_openai_hyperparameters() -> None:
+    options = resolve_options(
+        {
+            "method": {
+                "type": "dpo",
+                "dpo": {"hyperparameters": {"beta": 0.25, "n_epochs": 2, "batch_size": "auto"}},
+            }
+        }
+    )
+    assert options.method == "dpo"
+    assert options.hyperparameters == {
+        "n_epochs": 2,
+        "batch_size": 4,
+        "learning_rate_multiplier": 1.0,
+        "beta": 0.25,
+    }
+    assert (options.config.method, options.config.dpo_beta) == ("dpo", 0.25)
+    auto = resolve_options(
+        {"method": {"type": "dpo", "dpo": {"hyperparameters": {"beta": "auto"}}}}
+    )
+    assert auto.hyperparameters["beta"] == 0.1
+
+
+def test_peft_group_names_the_method_and_its_options() -> None:
+    options = resolve_options({"peft": {"method": "prefix_tuning", "num_virtual_tokens": 8}})
+    assert options.peft == {"method": "prefix_tuning", "num_virtual_tokens": 8}
+    assert (options.config.peft_method, options.config.num_virtual_tokens) == ("prefix_tuning", 8)
+    dora = resolve_options({"lora": {"use_dora": True}, "quantization": {"method": "none"}})
+    assert dora.config.use_dora

@@ -77,3 +77,48 @@ def test_a_preference_file_is_refused_for_a_supervised_job(
         )
     assert (exc.value.code, exc.value.param) == ("invalid_file", "training_file")
     assert "method 'dpo'" in exc.value.message
+
+
+def _tuned(session: Session, settings: Settings, keyed: KeyedProject, **body: object) -> str:
+    """A job with an adapter row (as a succeeded job has): its fine-tuned model name."""
+    from store.ids import new_id, now_s
+    from store.models import Adapter
+
+    job = queued_job(session, settings, keyed, **body)
+    name = jobs.fine_tuned_model_name(job)
+    session.add(
+        Adapter(
+            id=new_id("adapter"), job_id=job.id, project_id=job.project_id,
+            fine_tuned_model=name, base_model=job.model, blob_key="k", sha256="0" * 64,
+            bytes=1, created_at=now_s(),
+        )
+    )  # fmt: skip
+    session.commit()
+    return name
+
+
+def test_a_continued_job_takes_base_adapter_shape_and_records_its_source(
+    db_session: Session, quaff_settings: Settings, keyed_project: KeyedProject
+) -> None:
+    name = _tuned(db_session, quaff_settings, keyed_project, lora={"r": 4}, peft={"method": "lora"})
+    job = queued_job(db_session, quaff_settings, keyed_project, model=name)
+    assert (job.model, job.continued_from) == ("tiny-llama", name)
+    assert job.lora["r"] == 4
+    with pytest.raises(InvalidRequestError) as exc:
+        queued_job(db_session, quaff_settings, keyed_project, model=name, lora={"r": 8})
+    assert exc.value.param == "lora.r"
+    with pytest.raises(InvalidRequestError) as exc:
+        queued_job(db_session, quaff_settings, keyed_project, model=name, peft={"method": "ia3"})
+    assert exc.value.param == "peft.method"
+
+
+def test_another_projects_model_is_not_found(
+    db_session: Session, quaff_settings: Settings, keyed_project: KeyedProject
+) -> None:
+    from tests.helpers import make_project
+
+    name = _tuned(db_session, quaff_settings, keyed_project)
+    other = make_project(db_session)
+    with pytest.raises(InvalidRequestError) as exc:
+        queued_job(db_session, quaff_settings, other, model=name)
+    assert (exc.value.code, exc.value.param) == ("model_not_found", "model")

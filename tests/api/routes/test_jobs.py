@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -27,14 +28,14 @@ from tests.helpers import (
     upload,
     uploaded_file_id,
 )
+from tests.quaff_core.test_chat_format import OPENAI_DPO, OPENAI_TOOLS
 
 JOB_FIELDS = {
     "id", "object", "created_at", "finished_at", "model", "fine_tuned_model", "organization_id",
     "status", "hyperparameters", "method", "training_file", "validation_file", "result_files",
     "trained_tokens", "error", "seed", "suffix", "user_provided_suffix", "estimated_finish",
-    "integrations", "metadata", "lora", "quantization", "training", "runtime", "outlier_map",
-    "outlier_stability",
-    "progress",
+    "integrations", "metadata", "lora", "peft", "quantization", "training", "runtime",
+    "outlier_map", "outlier_stability", "continued_from", "progress",
 }  # fmt: skip
 
 
@@ -90,7 +91,11 @@ def test_create_job_returns_every_field_and_enqueues(
         "alpha": 32.0,
         "dropout": 0.0,
         "target_modules": ["q_proj", "v_proj"],
+        "use_rslora": False,
+        "use_dora": False,
     }
+    assert job["peft"] == {"method": "lora", "num_virtual_tokens": 20}
+    assert job["continued_from"] is None
     assert job["quantization"]["outlier_strategy"] == "top_abs"
     assert job["training"]["learning_rate"] == pytest.approx(2e-4)
     assert (job["seed"], job["suffix"], job["user_provided_suffix"]) == (42, "demo", "demo")
@@ -126,7 +131,16 @@ def test_create_job_with_unreachable_broker_stays_queued_with_a_warning(
         ({"quantization": {"outlier_max_ratio": 0.9}}, 400, "quantization.outlier_max_ratio", None),
         ({"quantization": {"outlier_map": "om-missing"}}, 400, "quantization.outlier_map", None),
         ({"training": {"max_seq_length": 8}}, 400, "training.max_seq_length", None),
-        ({"method": {"type": "dpo"}}, 400, "method.type", None),
+        ({"method": {"type": "rl"}}, 400, "method.type", None),
+        ({"method": {"type": "dpo"}}, 400, "training_file", "invalid_file"),
+        ({"model": "ft:tiny-llama:p::abcdefgh"}, 400, "model", "model_not_found"),
+        (
+            {"peft": {"method": "ia3", "num_virtual_tokens": 0}},
+            400,
+            "peft.num_virtual_tokens",
+            None,
+        ),
+        ({"lora": {"use_dora": True}}, 400, "lora.use_dora", None),
         ({"suffix": "x" * 65}, 400, "suffix", None),
         ({"seed": -1}, 400, "seed", None),
         ({"metadata": {"k": 1}}, 400, "metadata.k", None),
@@ -353,3 +367,36 @@ def test_job_is_enqueued_only_after_its_row_commits(
     job = created_job(client, keyed_project)
     assert queue.seen == [(job["id"], "queued")]
     assert _queued_messages(quaff_settings) == [(FINE_TUNE_TASK, [job["id"]])]
+
+
+@pytest.mark.parametrize("row", [OPENAI_TOOLS, OPENAI_DPO], ids=["tool_calling", "dpo"])
+def test_openai_example_files_upload_as_processed(
+    client: TestClient, keyed_project: KeyedProject, row: dict[str, Any]
+) -> None:
+    data = b"".join(json.dumps(row).encode() + b"\n" for _ in range(10))
+    response = upload(client, keyed_project, data)
+    assert response.status_code == 200, response.text
+    assert response.json()["status"] == "processed"
+
+
+def test_dpo_job_on_a_preference_file_records_method_and_beta(
+    client: TestClient, keyed_project: KeyedProject
+) -> None:
+    data = b"".join(json.dumps(OPENAI_DPO).encode() + b"\n" for _ in range(10))
+    file_id = upload(client, keyed_project, data).json()["id"]
+    body = {
+        "model": "tiny-llama",
+        "training_file": file_id,
+        "method": {"type": "dpo", "dpo": {"hyperparameters": {"beta": 0.3}}},
+        "peft": {"method": "ia3"},
+    }
+    response = client.post("/v1/fine_tuning/jobs", headers=keyed_project.headers, json=body)
+    assert response.status_code == 200, response.text
+    job = response.json()
+    assert job["method"] == {"type": "dpo", "dpo": {"hyperparameters": job["hyperparameters"]}}
+    assert job["hyperparameters"]["beta"] == 0.3
+    assert job["peft"]["method"] == "ia3"
+    chat = {**body, "training_file": uploaded_file_id(client, keyed_project)}
+    refused = client.post("/v1/fine_tuning/jobs", headers=keyed_project.headers, json=chat)
+    assert refused.status_code == 400
+    assert refused.json()["error"]["param"] == "training_file"
