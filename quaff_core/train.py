@@ -42,6 +42,7 @@ from quaff_core.checkpoints import (
 )
 from quaff_core.config import TrainConfig
 from quaff_core.data import Example, read_examples
+from quaff_core.ddp import ScaleSync, ignore_frozen, on_rank0, world
 from quaff_core.events import EventKind, TrainEvent
 from quaff_core.lm_trainer import CausalLMTrainer
 from quaff_core.models import load_base_model
@@ -100,7 +101,10 @@ def _tokenized(
 
 
 def _training_args(config: TrainConfig, runtime: Runtime, checkpoints: Path) -> TrainingArguments:
-    """HF arguments: saving and evaluation are scheduled by HFBridge, not by strategies."""
+    """HF arguments: saving and evaluation are scheduled by HFBridge, not by strategies. With
+    several devices (torchrun ranks) DDP syncs LoRA gradients only: no buffer broadcasts, no
+    unused-parameter search (every LoRA parameter takes part in every forward)."""
+    parallel = config.devices > 1
     return TrainingArguments(
         output_dir=str(checkpoints),
         num_train_epochs=config.n_epochs,
@@ -129,7 +133,22 @@ def _training_args(config: TrainConfig, runtime: Runtime, checkpoints: Path) -> 
         prediction_loss_only=True,
         include_num_input_tokens_seen="non_padding",
         disable_tqdm=True,
+        ddp_backend=("nccl" if torch.cuda.is_available() else "gloo") if parallel else None,
+        ddp_find_unused_parameters=False if parallel else None,
+        ddp_broadcast_buffers=False if parallel else None,
     )
+
+
+def _check_world(config: TrainConfig) -> int:
+    """This process's rank; ValueError unless the process group has `config.devices` ranks."""
+    rank, size = world()
+    if size != config.devices:
+        raise ValueError(
+            f"devices={config.devices} but this process group has {size} process(es); launch "
+            f"{config.devices} ranks with torchrun (--nproc-per-node {config.devices}) or set "
+            "devices to the group's size"
+        )
+    return rank
 
 
 def _save_adapter(
@@ -199,6 +218,8 @@ def train(
         total_steps=config.total_steps(len(train_set)),
     )
     report_runtime(runtime, callbacks)
+    args = _training_args(config, runtime, out / CHECKPOINTS_DIR)  # joins the process group
+    rank = _check_world(config)
     peft_model, used_map = prepare_model(
         base,
         config,
@@ -224,16 +245,18 @@ def train(
         save_steps=config.save_every(total),
         eval_steps=config.eval_every(total),
         has_eval=valid_set is not None,
-        on_save=lambda path: write_quaff_files(path, peft_model, facts, used_map),
+        on_save=on_rank0(lambda path: write_quaff_files(path, peft_model, facts, used_map)),
         eval_batches=math.ceil(len(valid_set) / config.batch_size) if valid_set is not None else 0,
     )
+    if config.devices > 1:
+        ignore_frozen(peft_model)
     trainer = CausalLMTrainer(
         model=peft_model,
-        args=_training_args(config, runtime, out / CHECKPOINTS_DIR),
+        args=args,
         train_dataset=train_set,
         eval_dataset=valid_set,
         data_collator=collator,
-        callbacks=[bridge],
+        callbacks=[bridge, ScaleSync(peft_model)] if config.devices > 1 else [bridge],
         chunked_loss=config.chunked_loss,
     )
     trainer.remove_callback(PrinterCallback)  # progress goes to `callbacks`, not stdout
@@ -257,7 +280,7 @@ def train(
         stopped = "paused"
     history = metrics_history(state.log_history)
     adapter_dir = None
-    if stopped == "completed":
+    if stopped == "completed" and rank == 0:
         facts = {**facts, "steps": state.global_step, "trained_tokens": state.num_input_tokens_seen}
         adapter_dir = _save_adapter(out, peft_model, tokenizer, facts, used_map)
         callbacks.on_event(
@@ -267,8 +290,9 @@ def train(
                 {"path": str(adapter_dir), "steps": state.global_step},
             )
         )
-    with (out / METRICS_FILE).open("w", encoding="utf-8") as fh:
-        fh.writelines(json.dumps(row) + "\n" for row in history)
+    if rank == 0:
+        with (out / METRICS_FILE).open("w", encoding="utf-8") as fh:
+            fh.writelines(json.dumps(row) + "\n" for row in history)
     return TrainResult(
         output_dir=out,
         adapter_dir=adapter_dir,
