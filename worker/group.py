@@ -119,9 +119,15 @@ def run_group(spec: RankSpec, n_ranks: int, callbacks: StoreCallbacks, work: Pat
             process.wait()
     reader.pump()
     if process.returncode != 0:
-        tail = log_path.read_text(errors="replace")[-4000:]
-        raise RankFailure(process.returncode, tail)
+        raise RankFailure(process.returncode, _log_tail(log_path))
     return read_result(Path(spec.output_dir))
+
+
+def _log_tail(log_path: Path, n_lines: int = 40) -> str:
+    """The ranks' own last lines (`[rankN]:` tracebacks), else the launcher's."""
+    lines = log_path.read_text(errors="replace").splitlines()
+    ranks = [line for line in lines if line.startswith("[rank")]
+    return "\n".join((ranks or lines)[-n_lines:])
 
 
 def _relay_once(reader: RelayReader, callbacks: StoreCallbacks) -> None:
