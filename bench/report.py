@@ -159,9 +159,9 @@ def quality_verdicts(quality: dict[str, Any]) -> list[Verdict]:
 
 
 def load_results(folder: Path) -> dict[str, Any]:
-    """The JSON files present in `folder`: speed, quality, speed_gpu (each optional)."""
+    """The JSON files present in `folder`: speed, quality, speed_gpu, scaling (each optional)."""
     found: dict[str, Any] = {}
-    for name in ("speed", "quality", "speed_gpu"):
+    for name in ("speed", "quality", "speed_gpu", "scaling"):
         path = folder / f"{name}.json"
         if path.is_file():
             found[name] = json.loads(path.read_text(encoding="utf-8"))

@@ -280,6 +280,31 @@ def _stability_section(quality: dict[str, Any], figures: Path, md_dir: Path) -> 
     return lines
 
 
+def _scaling_section(scaling: dict[str, Any]) -> list[str]:
+    """One job on 1 and N processes (bench/scaling.py) at the same effective batch."""
+    rows, env = scaling["rows"], scaling["environment"]
+    base = rows[0]["tokens_per_second"]
+    lines = [
+        "## Data-parallel scaling (one job, several processes)",
+        "",
+        f"Device: {env['device']}; torch {env['torch']}. `{scaling['model']}`, sequence "
+        f"{scaling['seq_len']}, the same effective batch; tokens/s is the median over rank 0's "
+        "steps after the first. Host load average (1 min) before / after the run: "
+        f"{scaling['load_average']['before'][0]:.1f} / {scaling['load_average']['after'][0]:.1f}.",
+        "",
+        f"Command: `{scaling['command']}`",
+        "",
+        "| processes | batch per device | effective batch | tokens/s | vs 1 process |",
+        "|---|---|---|---|---|",
+    ]
+    for row in rows:
+        lines.append(
+            f"| {row['processes']} | {row['per_device_batch']} | {row['effective_batch']} | "
+            f"{row['tokens_per_second']:.0f} | {row['tokens_per_second'] / base:.2f}x |"
+        )
+    return [*lines, ""]
+
+
 def render(
     results: dict[str, Any], figures: Path, md_dir: Path, notes: list[str] | None = None
 ) -> str:
@@ -330,6 +355,8 @@ def render(
             "no accelerator lent), so only CPU numbers are reported.",
             "",
         ]
+    if results.get("scaling"):
+        lines += _scaling_section(results["scaling"])
     if quality:
         lines += _quality_section(quality, figures, md_dir)
         lines += _seeds_section(quality, results.get("quality_seeds", []))

@@ -86,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="CPU threads")
     parser.add_argument("--json", type=Path, help="write the result here")
     args = parser.parse_args(argv)
+    load_before = os.getloadavg()
     rows = []
     for processes in (1, args.processes):
         with tempfile.TemporaryDirectory(prefix="quaff-scaling-") as tmp:
@@ -105,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
             "seq_len": args.seq_len,
             "rows": rows,
             "ratio": round(ratio, 3),
+            "load_average": {"before": load_before, "after": os.getloadavg()},
         }
         write_json(args.json, result)
     return 0

@@ -26,7 +26,7 @@ from store.auth import create_key
 from store.db import dispose_engine, session_factory
 from store.settings import Settings
 from tests.processes import Service, service_env, wait_for
-from tests.worker.test_e2e import messages, wait_status
+from tests.worker.test_e2e import messages, wait_status, wait_step
 
 pytestmark = pytest.mark.slow
 
@@ -179,3 +179,39 @@ def test_a_killed_rank_resumes_from_the_last_checkpoint(service: Service) -> Non
     assert texts.count("Fine-tuning job started (attempt 1)") == 1, "the same attempt goes on"
     steps = [e.data["step"] for e in messages(sdk, job_id) if e.type == "metrics"]
     assert sorted(steps) == list(range(1, 16)), "re-trained steps replace the lost ones"
+
+
+def test_cancel_stops_every_rank(service: Service) -> None:
+    sdk = service.sdk()
+    file_id = sdk.files.create(file=("c.jsonl", equal_length_data(18)), purpose="fine-tune").id
+    job_id = create_job(sdk, file_id, devices=2, batch_size=2, epochs=5)
+    wait_step(service, sdk, job_id, 1)
+    (worker,) = [w for w in service.workers if w.poll() is None]
+    assert len(_ranks(worker)) == 2
+    sdk.fine_tuning.jobs.cancel(job_id)
+    wait_for("the ranks to exit", lambda: not _ranks(worker), timeout=60)
+    job = sdk.fine_tuning.jobs.retrieve(job_id)
+    assert job.status == "cancelled"
+    assert job.model_extra is not None
+    assert job.model_extra["progress"]["step"] < 25
+
+
+def test_stopped_worker_hands_its_multi_device_job_back(service: Service) -> None:
+    sdk = service.sdk()
+    file_id = sdk.files.create(file=("s.jsonl", equal_length_data(17)), purpose="fine-tune").id
+    job_id = create_job(sdk, file_id, devices=2, batch_size=2, epochs=3)
+    wait_step(service, sdk, job_id, 1)
+    (worker,) = [w for w in service.workers if w.poll() is None]
+    worker.send_signal(signal.SIGTERM)  # the main process only, as `docker stop` does
+    assert worker.wait(timeout=120) == 0
+    job = sdk.fine_tuning.jobs.retrieve(job_id)
+    assert job.status == "queued"
+    (checkpoint,) = sdk.fine_tuning.jobs.checkpoints.list(job_id).data
+    texts = [e.message for e in messages(sdk, job_id)]
+    assert texts[-1] == "Job re-queued for another worker"
+
+    service.start_worker()
+    wait_status(service, sdk, job_id, "succeeded", timeout=300)
+    texts = [e.message for e in messages(sdk, job_id)]
+    resumed = next(t for t in texts if t.startswith("Resuming from checkpoint"))
+    assert resumed.startswith(f"Resuming from checkpoint at step {checkpoint.step_number} ")
