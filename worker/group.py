@@ -57,13 +57,14 @@ def check_devices(settings: Settings, devices: int) -> None:
 
 def rank_spec(
     job: Job,
+    *,
     blobs: BlobStore,
     train_file: File,
     valid_file: File | None,
     outlier_map: Any,
     resume: Path | None,
     work: Path,
-) -> Any:
+) -> RankSpec:
     """What the ranks of a multi-device job run: the map resolved here, shared as a file."""
     import torch
 

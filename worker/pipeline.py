@@ -235,7 +235,15 @@ def _run_claimed(
         if config.devices > 1:
             del model  # each rank loads its own copy
             _release_memory()
-            spec = rank_spec(job, blobs, train_file, valid_file, outlier_map, resume, work)
+            spec = rank_spec(
+                job,
+                blobs=blobs,
+                train_file=train_file,
+                valid_file=valid_file,
+                outlier_map=outlier_map,
+                resume=resume,
+                work=work,
+            )
             result = train_group(
                 session, blobs, job, settings, spec=spec, callbacks=callbacks, work=work
             )
