@@ -70,15 +70,16 @@ def run(spec: RankSpec) -> None:
 
     from quaff_core.callbacks import NullCallbacks, TrainCallbacks
     from quaff_core.config import TrainConfig
-    from quaff_core.ddp import RankCallbacks
+    from quaff_core.ddp import RankCallbacks, world
     from quaff_core.models import load_base_model
     from quaff_core.train import train
     from worker.relay import RelayWriter
 
     torch.set_num_threads(spec.threads)
     gpu = torch.cuda.is_available()
-    dist.init_process_group("nccl" if gpu else "gloo")  # env:// rendezvous set by torchrun
-    rank = dist.get_rank()  # one host: the global rank is the local one
+    if spec.config["devices"] > 1:  # one rank trains as one process does: no DDP wrapper
+        dist.init_process_group("nccl" if gpu else "gloo")  # env:// rendezvous from torchrun
+    rank = world()[0]  # one host: the global rank is the local one
     if gpu:
         torch.cuda.set_device(rank)
     model, tokenizer = load_base_model(spec.model, device=f"cuda:{rank}" if gpu else "cpu")
@@ -100,7 +101,8 @@ def run(spec: RankSpec) -> None:
         staging = Path(spec.output_dir) / f".{RESULT_FILE}.partial"
         staging.write_text(json.dumps(result_record(result)), encoding="utf-8")
         staging.replace(Path(spec.output_dir) / RESULT_FILE)
-    dist.destroy_process_group()
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def main(argv: list[str] | None = None) -> int:
