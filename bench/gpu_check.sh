@@ -16,7 +16,7 @@ DRY_RUN=0
 for arg in "$@"; do
   case "$arg" in
     --dry-run) DRY_RUN=1 ;;
-    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
     *) echo "gpu_check: unknown argument '$arg' (use --dry-run or nothing)" >&2; exit 2 ;;
   esac
 done
