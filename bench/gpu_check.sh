@@ -3,7 +3,9 @@
 #   1. the CUDA tests of quaff_core (pytest -m cuda),
 #   2. the step benchmark (fp32 LoRA, bf16-autocast LoRA, Quaff defaults; chunked loss for all)
 #      on SmolLM2-135M and the 2048-wide 2-layer Llama at 4 x 256,
-#   3. a 30-step tiny job through `quaff train --model tiny-llama` with default options.
+#   3. a 30-step tiny job through `quaff train --model tiny-llama` with default options,
+#   4. with >= 2 GPUs: one job data-parallel on 2 GPUs (torchrun ranks, NCCL) against 1 GPU at the
+#      same effective batch (bench/scaling.py); skipped with fewer GPUs (dry run: 2 gloo processes).
 # Writes step JSON, the train output and summary.txt to $OUT (default: bench/out/gpu_check).
 #
 #   bash bench/gpu_check.sh            # on a machine with a CUDA GPU
@@ -14,7 +16,7 @@ DRY_RUN=0
 for arg in "$@"; do
   case "$arg" in
     --dry-run) DRY_RUN=1 ;;
-    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
     *) echo "gpu_check: unknown argument '$arg' (use --dry-run or nothing)" >&2; exit 2 ;;
   esac
 done
@@ -87,4 +89,22 @@ start=$(date +%s)
   || { tail -n 30 "$OUT/train.log"; fail "quaff train (log: $OUT/train.log)"; }
 [ -d "$OUT/tiny-job/adapter" ] || fail "quaff train wrote no adapter"
 log "tiny job: $TRAIN_STEPS steps in $(( $(date +%s) - start )) s, adapter in $OUT/tiny-job/adapter"
+
+# 4. data-parallel: 2 ranks vs 1 at the same effective batch (skipped with fewer than 2 GPUs)
+if [ "$DRY_RUN" = 1 ]; then
+  N_GPUS=0
+  SCALING=(--model tiny-llama --seq-len 32 --steps 3 --effective-batch 2)
+else
+  N_GPUS=$("$PY" -c 'import torch; print(torch.cuda.device_count())')
+  SCALING=(--steps 12 --seq-len 256 --effective-batch 8)
+fi
+if [ "$DRY_RUN" = 1 ] || [ "$N_GPUS" -ge 2 ]; then
+  log "data-parallel: bench.scaling --processes 2 ${SCALING[*]}"
+  PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" "$PY" -m bench.scaling --processes 2 \
+    "${SCALING[@]}" --json "$OUT/scaling.json" > "$OUT/scaling.log" 2>&1 \
+    || { tail -n 30 "$OUT/scaling.log"; fail "data-parallel run (log: $OUT/scaling.log)"; }
+  tail -n 3 "$OUT/scaling.log" | tee -a "$SUMMARY"
+else
+  log "data-parallel: skipped ($N_GPUS GPU(s); it needs 2)"
+fi
 log "OK"

@@ -28,6 +28,7 @@ class TrainConfig:
     warmup_ratio: float = default("warmup_ratio")
     max_seq_length: int = default("max_seq_length")
     gradient_accumulation_steps: int = default("gradient_accumulation_steps")
+    devices: int = default("devices")
     weight_decay: float = default("weight_decay")
     max_grad_norm: float = default("max_grad_norm")
     train_on_inputs: bool | Literal["auto"] = default("train_on_inputs")
@@ -78,14 +79,25 @@ class TrainConfig:
                 option("use_dora" if self.use_dora else "use_rslora"),
                 f"applies to peft.method 'lora' only, not {self.peft_method!r}",
             )
+        if self.method == "dpo" and self.devices > 1:
+            raise OptionError(
+                option("devices"),
+                "a DPO job trains on one device; set training.devices to 1",
+            )
 
     def total_steps(self, n_examples: int) -> int:
         """Optimizer steps of a run over `n_examples` (as HF Trainer counts them)."""
         if self.max_steps:
             return self.max_steps
-        batches = math.ceil(n_examples / self.batch_size)
+        # each process gets every `devices`-th batch of `batch_size` (accelerate's even shards)
+        batches = math.ceil(math.ceil(n_examples / self.batch_size) / self.devices)
         per_epoch = max(math.ceil(batches / self.gradient_accumulation_steps), 1)
         return self.n_epochs * per_epoch
+
+    @property
+    def effective_batch_size(self) -> int:
+        """Examples per optimizer step: batch_size x devices x gradient_accumulation_steps."""
+        return self.batch_size * self.devices * self.gradient_accumulation_steps
 
     def save_every(self, total: int) -> int:
         """Steps between checkpoints (0: only at the end): `save_steps`, else `n_checkpoints`."""

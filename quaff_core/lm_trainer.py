@@ -10,6 +10,7 @@ import torch
 from torch import nn
 from transformers import Trainer
 
+from quaff_core.ddp import sum_over_ranks
 from quaff_core.evaluate import batch_counts
 from quaff_core.safe_state import SafeStateMixin
 
@@ -57,13 +58,17 @@ class CausalLMTrainer(SafeStateMixin, Trainer):
         return (counts.loss, {}) if return_outputs else counts.loss
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
-        """Add mean token accuracy (train, eval) and a token-weighted eval loss, then log."""
-        if "loss" in logs and self._train_counts[1]:
-            logs["mean_token_accuracy"] = self._train_counts[0] / self._train_counts[1]
+        """Add mean token accuracy (train, eval) and a token-weighted eval loss, then log; the
+        counts are summed over the ranks (every rank logs at the same steps)."""
+        if "loss" in logs:
+            correct, total = sum_over_ranks(self._train_counts)
+            if total:
+                logs["mean_token_accuracy"] = correct / total
             self._train_counts = [0, 0]
-        if "eval_loss" in logs and self._eval_counts[1]:
-            correct, total, loss_sum = self._eval_counts
-            logs["eval_mean_token_accuracy"] = correct / total
-            logs["eval_loss"] = loss_sum / total
+        if "eval_loss" in logs:
+            correct, total, loss_sum = sum_over_ranks(self._eval_counts)
+            if total:
+                logs["eval_mean_token_accuracy"] = correct / total
+                logs["eval_loss"] = loss_sum / total
             self._eval_counts = [0, 0, 0.0]
         super().log(logs, start_time)

@@ -107,6 +107,10 @@ OPTIONS: tuple[Option, ...] = (
            api=T + "max_seq_length", cli="--max-seq-length", bounds="[16, 32768]"),
     Option("gradient_accumulation_steps", "int", 1, "device steps per optimizer step",
            api=T + "gradient_accumulation_steps", cli="--grad-accum", bounds="[1, 1024]"),
+    Option("devices", "int", 1,
+           "data-parallel processes (devices of one host) training the job together; the "
+           "effective batch is batch_size x devices x gradient_accumulation_steps",
+           api=T + "devices", bounds="[1, 64]"),
     Option("weight_decay", "float", 0.0, "AdamW weight decay", api=T + "weight_decay",
            cli="--weight-decay", bounds="[0, 1]"),
     Option("max_grad_norm", "float", 1.0, "gradient clipping norm (0: no clipping)",

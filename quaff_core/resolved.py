@@ -44,6 +44,8 @@ class Runtime:
     int8_backend: str
     threads: int
     gradient_checkpointing: bool
+    devices: int = 1
+    effective_batch_size: int = 0
 
     @property
     def dtype(self) -> torch.dtype:
@@ -91,6 +93,8 @@ def resolve_runtime(
         int8_backend=int8_backend(device) if quantized else "none",
         threads=torch.get_num_threads(),
         gradient_checkpointing=config.gradient_checkpointing,
+        devices=config.devices,
+        effective_batch_size=config.effective_batch_size,
     )
 
 
@@ -101,7 +105,8 @@ def report_runtime(runtime: Runtime, callbacks: TrainCallbacks) -> None:
             EventKind.RUNTIME,
             f"Training on {runtime.device} with {runtime.compute_dtype} compute, "
             f"compile {'on' if runtime.compile else 'off'}, int8 backend {runtime.int8_backend}, "
-            f"{runtime.threads} threads",
+            f"{runtime.threads} threads, {runtime.devices} device(s), effective batch "
+            f"{runtime.effective_batch_size}",
             runtime.to_dict(),
         )
     )

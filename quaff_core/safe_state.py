@@ -120,7 +120,9 @@ class SafeStateMixin:
             super()._load_optimizer_and_scheduler(checkpoint)  # type: ignore[misc]
             return
         doc = json.loads((source / OPTIMIZER_JSON).read_text(encoding="utf-8"))
-        tensors = load_file(str(source / OPTIMIZER_TENSORS), device=str(self.args.device))
+        device = self.args.device  # "cpu:0" on a gloo rank, which safetensors refuses
+        where = "cpu" if device.type == "cpu" else str(device)
+        tensors = load_file(str(source / OPTIMIZER_TENSORS), device=where)
         self.optimizer.load_state_dict(restore_optimizer_state(tensors, doc))
         schedule = json.loads((source / SCHEDULER_JSON).read_text(encoding="utf-8"))
         self.lr_scheduler.load_state_dict(schedule)

@@ -43,6 +43,7 @@ from quaff_core.checkpoints import (
 )
 from quaff_core.config import TrainConfig
 from quaff_core.data import Example, read_examples
+from quaff_core.ddp import ScaleSync, ignore_frozen, on_rank0, world
 from quaff_core.errors import StartAdapterError
 from quaff_core.events import EventKind, TrainEvent
 from quaff_core.lm_trainer import CausalLMTrainer
@@ -101,7 +102,10 @@ def _tokenized(
 
 
 def _training_args(config: TrainConfig, runtime: Runtime, checkpoints: Path) -> dict[str, Any]:
-    """HF arguments: saving and evaluation are scheduled by HFBridge, not by strategies."""
+    """HF arguments: saving and evaluation are scheduled by HFBridge, not by strategies. With
+    several devices (torchrun ranks) DDP syncs LoRA gradients only: no buffer broadcasts, no
+    unused-parameter search (every LoRA parameter takes part in every forward)."""
+    parallel = config.devices > 1
     return dict(
         output_dir=str(checkpoints),
         num_train_epochs=config.n_epochs,
@@ -130,6 +134,9 @@ def _training_args(config: TrainConfig, runtime: Runtime, checkpoints: Path) -> 
         prediction_loss_only=True,
         include_num_input_tokens_seen="non_padding",
         disable_tqdm=True,
+        ddp_backend=("nccl" if torch.cuda.is_available() else "gloo") if parallel else None,
+        ddp_find_unused_parameters=False if parallel else None,
+        ddp_broadcast_buffers=False if parallel else None,
     )
 
 
@@ -144,6 +151,7 @@ def _trainer(
     collator: PadCollator,
     bridge: HFBridge,
     on_train_batch: Callable[[Mapping[str, Any]], None] | None = None,
+    extra_callbacks: Sequence[Any] = (),
 ) -> Any:
     """The supervised trainer (`on_train_batch` sees each training batch), or TRL's DPO trainer
     for method 'dpo'."""
@@ -165,10 +173,22 @@ def _trainer(
         train_dataset=sets[0],
         eval_dataset=sets[1],
         data_collator=collator,
-        callbacks=[bridge],
+        callbacks=[bridge, *extra_callbacks],
         chunked_loss=config.chunked_loss,
         on_train_batch=on_train_batch,
     )
+
+
+def _check_world(config: TrainConfig) -> int:
+    """This process's rank; ValueError unless the process group has `config.devices` ranks."""
+    rank, size = world()
+    if size != config.devices:
+        raise ValueError(
+            f"devices={config.devices} but this process group has {size} process(es); launch "
+            f"{config.devices} ranks with torchrun (--nproc-per-node {config.devices}) or set "
+            "devices to the group's size"
+        )
+    return rank
 
 
 def _save_adapter(
@@ -277,6 +297,10 @@ def train(
         total_steps=config.total_steps(len(train_set)),
     )
     report_runtime(runtime, callbacks)
+    args = _training_args(config, runtime, out / CHECKPOINTS_DIR)
+    if config.devices > 1:
+        TrainingArguments(**args)  # building HF's arguments joins the torchrun process group
+    rank = _check_world(config)
     peft_model, used_map = prepare_model(
         base,
         config,
@@ -315,19 +339,22 @@ def train(
         save_steps=config.save_every(total),
         eval_steps=config.eval_every(total),
         has_eval=valid_set is not None,
-        on_save=on_save,
+        on_save=on_rank0(on_save),
         eval_batches=math.ceil(len(valid_set) / config.batch_size) if valid_set is not None else 0,
     )
+    if config.devices > 1:
+        ignore_frozen(peft_model)
     trainer = _trainer(
         peft_model,
         tokenizer,
         config,
-        args=_training_args(config, runtime, out / CHECKPOINTS_DIR),
+        args=args,
         sets=(train_set, valid_set),
         examples=(train_examples, valid_examples),
         collator=collator,
         bridge=bridge,
         on_train_batch=probe.remember if probe is not None else None,
+        extra_callbacks=[ScaleSync(peft_model)] if config.devices > 1 else [],
     )
     trainer.remove_callback(PrinterCallback)  # progress goes to `callbacks`, not stdout
     if resume is not None and checkpoint_step(resume) >= total:
@@ -350,7 +377,7 @@ def train(
         stopped = "paused"
     history = metrics_history(state.log_history)
     adapter_dir = None
-    if stopped == "completed":
+    if stopped == "completed" and rank == 0:
         if config.method == "dpo":
             from quaff_core.dpo import drop_reference
 
@@ -364,8 +391,9 @@ def train(
                 {"path": str(adapter_dir), "steps": state.global_step},
             )
         )
-    with (out / METRICS_FILE).open("w", encoding="utf-8") as fh:
-        fh.writelines(json.dumps(row) + "\n" for row in history)
+    if rank == 0:
+        with (out / METRICS_FILE).open("w", encoding="utf-8") as fh:
+            fh.writelines(json.dumps(row) + "\n" for row in history)
     return TrainResult(
         output_dir=out,
         adapter_dir=adapter_dir,

@@ -19,6 +19,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_BASE_MODELS = ("tiny-llama", "HuggingFaceTB/SmolLM2-135M-Instruct")
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+_DEVICES = re.compile(r"^(cpu:[1-9]\d*|cuda:\d+(,cuda:\d+)*)$")
 
 
 class Settings(BaseSettings):
@@ -33,6 +34,17 @@ class Settings(BaseSettings):
     )
     max_upload_bytes: int = Field(default=512 * 1024 * 1024, gt=0, description="upload size limit")
     device: str = Field(default="auto", description="auto, cpu or cuda:N")
+    devices: str = Field(
+        default="",
+        description="devices one job may train on together: cuda:0,cuda:1 or cpu:N (N CPU "
+        "processes); default: the one `device`",
+    )
+    rank_restarts: int = Field(
+        default=2,
+        ge=0,
+        description="times a multi-device job's process group is relaunched "
+        "from its last checkpoint after a rank dies",
+    )
     base_models: list[str] = Field(default_factory=lambda: list(DEFAULT_BASE_MODELS))
     event_poll_seconds: float = Field(default=0.5, gt=0, description="SSE store poll interval")
     worker_heartbeat_seconds: float = Field(
@@ -144,6 +156,16 @@ class Settings(BaseSettings):
             raise ValueError(f"device must be 'auto', 'cpu' or 'cuda:N', got {value!r}")
         return value
 
+    @field_validator("devices")
+    @classmethod
+    def _check_devices(cls, value: str) -> str:
+        value = value.replace(" ", "")
+        if value and not _DEVICES.match(value):
+            raise ValueError(f"devices must be like 'cuda:0,cuda:1' or 'cpu:2', got {value!r}")
+        if len(set(value.split(","))) != len(value.split(",")):
+            raise ValueError(f"devices names a device twice: {value!r}")
+        return value
+
     @field_validator("base_models")
     @classmethod
     def _check_base_models(cls, value: list[str]) -> list[str]:
@@ -165,6 +187,13 @@ class Settings(BaseSettings):
         """Worker threads of the API: one per gate slot, plus some for streamed uploads and
         downloads, which hold no slot."""
         return self.db_pool_size + 8
+
+    @property
+    def device_slots(self) -> list[str]:
+        """The devices a job's ranks use (`devices`), one per rank; [] means the one `device`."""
+        if self.devices.startswith("cpu:"):
+            return ["cpu"] * int(self.devices.split(":", 1)[1])
+        return self.devices.split(",") if self.devices else []
 
     @property
     def blob_dir(self) -> Path:

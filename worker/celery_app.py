@@ -61,8 +61,13 @@ def make_celery(settings: Settings) -> Celery:
 
 def pin_device(settings: Settings) -> None:
     """Before a pool process imports torch: expose only the configured GPU (none for `cpu`) and
-    keep inductor's compiled code under the data directory, so the next job reuses it."""
-    if settings.device == "cpu":
+    keep inductor's compiled code under the data directory, so the next job reuses it. With
+    `devices` (QUAFF_DEVICES) every listed GPU is exposed: ranks use them in that order."""
+    slots = settings.device_slots
+    if slots:
+        gpus = [slot.split(":", 1)[1] for slot in slots if slot.startswith("cuda:")]
+        os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)
+    elif settings.device == "cpu":
         os.environ["CUDA_VISIBLE_DEVICES"] = ""
     elif settings.device.startswith("cuda:"):
         os.environ["CUDA_VISIBLE_DEVICES"] = settings.device.split(":", 1)[1]

@@ -166,9 +166,10 @@ def _run_claimed(
     )
     from quaff_core.models import ModelLoadError, load_base_model
     from quaff_core.train import train
+    from worker.group import check_devices, rank_spec, train_group
     from worker.outliers import resolve_outlier_map
     from worker.reporting import StoreCallbacks
-    from worker.results import resume_dir, store_results
+    from worker.results import resume_dir
 
     add_event(
         session,
@@ -185,6 +186,7 @@ def _run_claimed(
         else None
     )
     config = train_config(job)
+    check_devices(settings, config.devices)
     device = resolve_device(settings)
     add_event(
         session,
@@ -235,6 +237,22 @@ def _run_claimed(
             safety_checkpoint_seconds=settings.safety_checkpoint_seconds,
             save_every=config.save_every,
         )
+        if config.devices > 1:
+            del model  # each rank loads its own copy
+            _release_memory()
+            spec = rank_spec(
+                job,
+                blobs=blobs,
+                train_file=train_file,
+                valid_file=valid_file,
+                outlier_map=outlier_map,
+                resume=resume,
+                work=work,
+            )
+            result = train_group(
+                session, blobs, job, settings, spec=spec, callbacks=callbacks, work=work
+            )
+            return _after_training(session, blobs, job, worker_id, result, callbacks, requeue)
         turnstile = device_turnstile(settings)
         try:
             if turnstile is not None:
@@ -265,9 +283,24 @@ def _run_claimed(
             if turnstile is not None:
                 turnstile.release()
         del model
-        if result.stopped == "paused" and callbacks.handing_back:
-            return _hand_back(session, job, worker_id, result.final_step, requeue)
-        return _finish(session, blobs, job, result, store_results)
+        return _after_training(session, blobs, job, worker_id, result, callbacks, requeue)
+
+
+def _after_training(
+    session: Session,
+    blobs: BlobStore,
+    job: Job,
+    worker_id: str,
+    result: Any,
+    callbacks: Any,
+    requeue: Requeue | None,
+) -> Outcome:
+    """Hand a stopping worker's job back, or finish it (store results, or leave it paused)."""
+    from worker.results import store_results
+
+    if result.stopped == "paused" and callbacks.handing_back:
+        return _hand_back(session, job, worker_id, result.final_step, requeue)
+    return _finish(session, blobs, job, result, store_results)
 
 
 def start_dir(session: Session, blobs: BlobStore, job: Job, target: Path) -> Path | None:

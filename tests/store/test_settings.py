@@ -47,3 +47,20 @@ def test_invalid_device_is_refused(device: str) -> None:
 def test_upload_limit_must_be_positive() -> None:
     with pytest.raises(ValidationError, match="max_upload_bytes"):
         Settings(max_upload_bytes=0)
+
+
+@pytest.mark.parametrize(
+    ("value", "slots"),
+    [("", []), ("cpu:2", ["cpu", "cpu"]), ("cuda:0,cuda:1", ["cuda:0", "cuda:1"])],
+)
+def test_devices_give_one_slot_per_rank(
+    value: str, slots: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("QUAFF_DEVICES", value)
+    assert Settings().device_slots == slots
+
+
+@pytest.mark.parametrize("value", ["cpu:0", "cuda", "cuda:0,cpu:1", "cuda:0,cuda:0", "gpu:2"])
+def test_invalid_devices_are_refused(value: str) -> None:
+    with pytest.raises(ValidationError, match="devices"):
+        Settings(devices=value)
