@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pytest
 import torch
+
+if TYPE_CHECKING:
+    from transformers import LlamaConfig, LlamaForCausalLM
 
 CUDA_REASON = "needs a CUDA device; this machine has none"
 
@@ -21,7 +26,7 @@ QUAFF_DEVICES = [
 
 
 @pytest.fixture
-def tiny_llama_config():  # type: ignore[no-untyped-def]
+def tiny_llama_config() -> LlamaConfig:
     """A 2-layer Llama config, hidden 128, small vocab: builds in milliseconds."""
     from transformers import LlamaConfig
 
@@ -38,7 +43,7 @@ def tiny_llama_config():  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def tiny_llama(tiny_llama_config):  # type: ignore[no-untyped-def]
+def tiny_llama(tiny_llama_config: LlamaConfig) -> LlamaForCausalLM:
     """A random-initialised tiny LlamaForCausalLM (seed 0), fp32, eval mode."""
     from transformers import LlamaForCausalLM
 

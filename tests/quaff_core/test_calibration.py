@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import gc
+from typing import TYPE_CHECKING
 
 import pytest
 import torch
@@ -11,6 +12,9 @@ from torch import nn
 
 from quaff_core.calibration import DEFAULT_STRATEGY, calibrate
 from quaff_core.channel_stats import ScaleExcess
+
+if TYPE_CHECKING:
+    from transformers import LlamaForCausalLM
 
 
 class Toy(nn.Module):
@@ -42,7 +46,7 @@ def batches(n: int = 3) -> list[torch.Tensor]:
     return [torch.randint(1, 50, (2, 12), generator=g) for _ in range(n)]
 
 
-def test_finds_planted_channels_and_caps_count():
+def test_finds_planted_channels_and_caps_count() -> None:
     model = Toy([3, 150])
     om = calibrate(model, batches(), max_ratio=0.01, model_id="toy")
     assert om.layers["up"] == [3, 150]
@@ -59,13 +63,13 @@ def test_finds_planted_channels_and_caps_count():
     ("strategy", "threshold"),
     [("mean_times", 100.0), ("top_abs", 1.0), ("zscore", 8.0), ("static", 50.0)],
 )
-def test_strategies_find_planted(strategy: str, threshold: float):
+def test_strategies_find_planted(strategy: str, threshold: float) -> None:
     om = calibrate(Toy([3, 150]), batches(), strategy=strategy, threshold=threshold)
     assert om.strategy == strategy
     assert om.layers["up"] == [3, 150]
 
 
-def test_masked_tokens_are_ignored():
+def test_masked_tokens_are_ignored() -> None:
     ids = torch.randint(1, 50, (2, 10))
     ids[:, -3:] = 0
     mask = (ids != 0).long()
@@ -76,7 +80,7 @@ def test_masked_tokens_are_ignored():
     assert 17 in unmasked.layers["up"]
 
 
-def test_restores_training_state_and_removes_hooks_on_error():
+def test_restores_training_state_and_removes_hooks_on_error() -> None:
     model = Toy([3])
     model.train()
 
@@ -96,7 +100,7 @@ def live_tensors() -> int:
     return sum(1 for o in gc.get_objects() if isinstance(o, torch.Tensor))
 
 
-def test_statistics_do_not_grow_with_batches():
+def test_statistics_do_not_grow_with_batches() -> None:
     counts: list[int] = []
 
     def tracked():
@@ -110,7 +114,7 @@ def test_statistics_do_not_grow_with_batches():
     assert counts[-1] == counts[2]
 
 
-def test_model_id_from_config(tiny_llama):
+def test_model_id_from_config(tiny_llama: LlamaForCausalLM) -> None:
     tiny_llama.config._name_or_path = "org/tiny"
     om = calibrate(tiny_llama, [torch.randint(0, 512, (1, 8))], max_ratio=0.05)
     assert om.model_id == "org/tiny"
@@ -119,7 +123,7 @@ def test_model_id_from_config(tiny_llama):
     assert om.in_features["model.layers.1.mlp.down_proj"] == 352
 
 
-def test_rejects_bad_arguments():
+def test_rejects_bad_arguments() -> None:
     with pytest.raises(ValueError, match="strategy"):
         calibrate(Toy([3]), batches(), strategy="magic")
     with pytest.raises(ValueError, match="max_ratio"):
@@ -128,7 +132,7 @@ def test_rejects_bad_arguments():
         calibrate(Toy([3]), [[1, 2, 3]])
 
 
-def test_converted_model_is_measured_at_its_quaff_layers(tiny_llama):
+def test_converted_model_is_measured_at_its_quaff_layers(tiny_llama: LlamaForCausalLM) -> None:
     from quaff_core.convert import convert_to_quaff
     from quaff_core.peft import add_lora
 
@@ -144,14 +148,14 @@ def test_converted_model_is_measured_at_its_quaff_layers(tiny_llama):
     assert before.overlap(after).overall >= 0.5
 
 
-def test_int8_scale_is_the_default():
+def test_int8_scale_is_the_default() -> None:
     om = calibrate(Toy([3]), batches())
     assert DEFAULT_STRATEGY == "int8_scale"
     assert om.strategy == "int8_scale"
     assert om.threshold == 1.0
 
 
-def test_int8_scale_keeps_the_token_max_channel_that_mean_times_misses():
+def test_int8_scale_keeps_the_token_max_channel_that_mean_times_misses() -> None:
     # |x| of channel 3 is ~25x the token mean: the largest |x| of every token, below 100x
     model = Toy([3], gain=30.0)
     x = model.embed(torch.cat(batches())).detach().abs().reshape(-1, 200)
@@ -161,7 +165,7 @@ def test_int8_scale_keeps_the_token_max_channel_that_mean_times_misses():
     assert calibrate(model, batches()).layers["up"] == [3]
 
 
-def test_int8_scale_respects_the_budget_strongest_first():
+def test_int8_scale_respects_the_budget_strongest_first() -> None:
     gains = {10: 40.0, 20: 30.0, 30: 20.0, 40: 12.0, 50: 8.0, 60: 6.0}
     model = Toy([])
     with torch.no_grad():
@@ -173,7 +177,7 @@ def test_int8_scale_respects_the_budget_strongest_first():
     assert calibrate(model, batches(), max_ratio=0.004).layers["up"] == []  # floor(0.8) = 0
 
 
-def test_int8_scale_ignores_padding():
+def test_int8_scale_ignores_padding() -> None:
     ids = torch.randint(1, 50, (2, 10), generator=torch.Generator().manual_seed(2))
     ids[:, -3:] = 0  # the pad token's embedding is 1e6 in channel 17, 0 elsewhere
     mask = (ids != 0).long()
@@ -182,7 +186,7 @@ def test_int8_scale_ignores_padding():
     assert calibrate(Toy([3], gain=30.0), [ids]).layers["up"] == [3, 17]
 
 
-def test_scale_excess_credit_is_the_scale_drop_in_mean_squares():
+def test_scale_excess_credit_is_the_scale_drop_in_mean_squares() -> None:
     stats = ScaleExcess(4, threshold=1.0, top_k=1)
     stats.update(torch.tensor([[10.0, -2.0, 1.0, 1.0], [1.0, 1.0, 1.0, 1.0]]))
     stats.update(torch.tensor([[float("nan"), 50.0, 0.0, 0.0]]))  # non-finite: skipped
@@ -195,7 +199,7 @@ def test_scale_excess_credit_is_the_scale_drop_in_mean_squares():
     assert stats.select(w_max) == [0]
 
 
-def test_scale_excess_skips_what_quaff_would_not_scale_and_flat_layers():
+def test_scale_excess_skips_what_quaff_would_not_scale_and_flat_layers() -> None:
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(256, 64, generator=gen)
     x[:, 5] *= 30.0
@@ -211,7 +215,7 @@ def test_scale_excess_skips_what_quaff_would_not_scale_and_flat_layers():
     assert flat.select(torch.full((64,), 0.1)) == []
 
 
-def test_int8_scale_re_measures_a_converted_model_alike():
+def test_int8_scale_re_measures_a_converted_model_alike() -> None:
     from quaff_core.convert import convert_to_quaff
 
     model = Toy([3, 150], gain=30.0)

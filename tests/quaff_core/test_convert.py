@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import logging
+from typing import TYPE_CHECKING
 
 import pytest
 import torch
@@ -15,6 +16,9 @@ from quaff_core.linear import QuaffLinear
 from quaff_core.outliers import OutlierMap
 
 from .conftest import QUAFF_DEVICES
+
+if TYPE_CHECKING:
+    from transformers import LlamaForCausalLM
 
 
 def ids(batch: int = 2, seq: int = 24, seed: int = 0) -> torch.Tensor:
@@ -34,7 +38,7 @@ def linear_weight_bytes(model: nn.Module) -> int:
 
 
 @pytest.mark.parametrize("device", QUAFF_DEVICES)
-def test_tiny_llama_logits_close_and_small(tiny_llama, device: str):
+def test_tiny_llama_logits_close_and_small(tiny_llama: LlamaForCausalLM, device: str) -> None:
     model = tiny_llama.to(device)
     reference = copy.deepcopy(model)
     fp32_bytes = linear_weight_bytes(reference)
@@ -56,7 +60,7 @@ def test_tiny_llama_logits_close_and_small(tiny_llama, device: str):
     assert not any(isinstance(m, nn.Linear) and m is not model.lm_head for m in model.modules())
 
 
-def test_outlier_columns_come_from_the_map(tiny_llama):
+def test_outlier_columns_come_from_the_map(tiny_llama: LlamaForCausalLM) -> None:
     layer = "model.layers.0.mlp.down_proj"
     original = tiny_llama.get_submodule(layer).weight.detach().clone()
     om = OutlierMap(layers={layer: [3, 100]})
@@ -69,7 +73,9 @@ def test_outlier_columns_come_from_the_map(tiny_llama):
     assert quaff.compute_dtype == torch.bfloat16
 
 
-def test_missing_layers_warn_once(tiny_llama, caplog: pytest.LogCaptureFixture):
+def test_missing_layers_warn_once(
+    tiny_llama: LlamaForCausalLM, caplog: pytest.LogCaptureFixture
+) -> None:
     om = OutlierMap(layers={"model.layers.0.mlp.down_proj": [1]})
     with caplog.at_level(logging.WARNING, logger="quaff_core.convert"):
         convert_to_quaff(tiny_llama, om)
@@ -80,7 +86,7 @@ def test_missing_layers_warn_once(tiny_llama, caplog: pytest.LogCaptureFixture):
     assert tiny_llama.get_submodule("model.layers.1.self_attn.q_proj").n_outliers == 0
 
 
-def test_momentum_state_round_trip(tiny_llama):
+def test_momentum_state_round_trip(tiny_llama: LlamaForCausalLM) -> None:
     om = OutlierMap(layers={"model.layers.0.mlp.down_proj": [1, 2]})
     convert_to_quaff(tiny_llama, om)
     tiny_llama.train()
@@ -97,7 +103,7 @@ def test_momentum_state_round_trip(tiny_llama):
     torch.testing.assert_close(layer.outlier_scale, saved)
 
 
-def test_load_quaff_state_without_skip_counts(tiny_llama):
+def test_load_quaff_state_without_skip_counts(tiny_llama: LlamaForCausalLM) -> None:
     # files written before the skip counter existed still load, with zero skips
     convert_to_quaff(tiny_llama, OutlierMap(layers={"model.layers.0.mlp.down_proj": [1]}))
     layer = tiny_llama.get_submodule("model.layers.0.mlp.down_proj")
@@ -107,7 +113,7 @@ def test_load_quaff_state_without_skip_counts(tiny_llama):
     assert int(layer.outlier_scale_skipped) == 0
 
 
-def test_load_quaff_state_rejects_non_finite_scales(tiny_llama):
+def test_load_quaff_state_rejects_non_finite_scales(tiny_llama: LlamaForCausalLM) -> None:
     convert_to_quaff(tiny_llama, OutlierMap(layers={"model.layers.0.mlp.down_proj": [1]}))
     state = quaff_state_dict(tiny_llama)
     state["model.layers.0.mlp.down_proj.outlier_scale"] = torch.tensor([float("nan")])
@@ -115,7 +121,7 @@ def test_load_quaff_state_rejects_non_finite_scales(tiny_llama):
         load_quaff_state_dict(tiny_llama, state)
 
 
-def test_load_quaff_state_is_strict(tiny_llama):
+def test_load_quaff_state_is_strict(tiny_llama: LlamaForCausalLM) -> None:
     convert_to_quaff(tiny_llama, OutlierMap(layers={}))
     state = quaff_state_dict(tiny_llama)
     state.pop("model.layers.0.mlp.up_proj.outlier_scale")
@@ -124,6 +130,6 @@ def test_load_quaff_state_is_strict(tiny_llama):
         load_quaff_state_dict(tiny_llama, state)
 
 
-def test_rejects_non_map(tiny_llama):
+def test_rejects_non_map(tiny_llama: LlamaForCausalLM) -> None:
     with pytest.raises(TypeError, match="OutlierMap"):
         convert_to_quaff(tiny_llama, {"layers": {}})  # type: ignore[arg-type]

@@ -27,7 +27,7 @@ def rand_int8(*shape: int, device: str = "cpu") -> torch.Tensor:
 
 @pytest.mark.parametrize("device", QUAFF_DEVICES)
 @pytest.mark.parametrize(("m", "k", "n"), EDGE_SHAPES)
-def test_int8_mm_exact(device: str, m: int, k: int, n: int):
+def test_int8_mm_exact(device: str, m: int, k: int, n: int) -> None:
     a = rand_int8(m, k, device=device)
     b = rand_int8(n, k, device=device)
     expected = (a.long() @ b.long().t()).to(torch.int32)
@@ -39,7 +39,7 @@ def test_int8_mm_exact(device: str, m: int, k: int, n: int):
 
 @pytest.mark.parametrize("device", QUAFF_DEVICES)
 @pytest.mark.parametrize(("m", "k", "n"), [*EDGE_SHAPES, (64, 1040, 48)])
-def test_fp32_backend_is_exact(device: str, m: int, k: int, n: int):
+def test_fp32_backend_is_exact(device: str, m: int, k: int, n: int) -> None:
     # exact while K * 127^2 < 2^24: K = 1040 is the largest such width
     a = torch.full((m, k), -127, dtype=torch.int8, device=device)
     a[0] = rand_int8(k, device=device)
@@ -51,7 +51,7 @@ def test_fp32_backend_is_exact(device: str, m: int, k: int, n: int):
         torch.testing.assert_close(out.double(), expected, rtol=0, atol=0)
 
 
-def test_cuda_second_operand_layouts():
+def test_cuda_second_operand_layouts() -> None:
     row_major = rand_int8(16, 24)
     col_major = rand_int8(24, 16).t()
     strided = rand_int8(16, 48)[:, ::2]
@@ -67,7 +67,7 @@ def test_cuda_second_operand_layouts():
 
 
 @pytest.mark.parametrize(("m", "k", "n"), EDGE_SHAPES)
-def test_padding_path_is_exact(m: int, k: int, n: int):
+def test_padding_path_is_exact(m: int, k: int, n: int) -> None:
     # the CUDA padding logic also runs on CPU's _int_mm, so it is tested everywhere
     a = rand_int8(m, k)
     b = rand_int8(k, n)
@@ -76,12 +76,12 @@ def test_padding_path_is_exact(m: int, k: int, n: int):
     torch.testing.assert_close(out, (a.long() @ b.long()).to(torch.int32), rtol=0, atol=0)
 
 
-def test_int8_mm_empty():
+def test_int8_mm_empty() -> None:
     out = int8_mm(rand_int8(0, 8), rand_int8(8, 4))
     assert tuple(out.shape) == (0, 4)
 
 
-def test_int8_mm_rejects_bad_operands():
+def test_int8_mm_rejects_bad_operands() -> None:
     with pytest.raises(TypeError, match="int8"):
         int8_mm(torch.zeros(2, 2), rand_int8(2, 2))
     with pytest.raises(ValueError, match=r"\[M, K\]"):

@@ -62,7 +62,7 @@ def test_forward_beats_w8a8_on_planted_outliers(
 @pytest.mark.parametrize("device", QUAFF_DEVICES)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("bias", [True, False])
-def test_forward_and_input_grad_close(device: str, dtype: torch.dtype, bias: bool):
+def test_forward_and_input_grad_close(device: str, dtype: torch.dtype, bias: bool) -> None:
     x, channels = planted((2, 48), 256, 3, seed=2)
     x = x.to(device)
     ref, quaff = make_pair(256, 320, bias, channels, dtype, device)
@@ -83,7 +83,7 @@ def test_forward_and_input_grad_close(device: str, dtype: torch.dtype, bias: boo
 
 @pytest.mark.parametrize("device", QUAFF_DEVICES)
 @pytest.mark.parametrize(("k", "n", "lead"), [(37, 29, (1,)), (24, 13, (1, 1)), (45, 64, (5, 3))])
-def test_odd_shapes(device: str, k: int, n: int, lead: tuple[int, ...]):
+def test_odd_shapes(device: str, k: int, n: int, lead: tuple[int, ...]) -> None:
     x, channels = planted(lead, k, 1, seed=3)
     x = x.to(device).requires_grad_()
     ref, quaff = make_pair(k, n, True, channels, None, device)
@@ -95,7 +95,7 @@ def test_odd_shapes(device: str, k: int, n: int, lead: tuple[int, ...]):
     assert rel_err(x.grad, expected) <= 0.02
 
 
-def test_weight_is_int8_and_frozen_after_backward():
+def test_weight_is_int8_and_frozen_after_backward() -> None:
     x, channels = planted((16,), 64, 2)
     _, quaff = make_pair(64, 32, True, channels, None, "cpu")
     before = {k: v.clone() for k, v in quaff.state_dict().items() if "outlier_scale" not in k}
@@ -109,7 +109,7 @@ def test_weight_is_int8_and_frozen_after_backward():
             assert torch.equal(value, before[key]), key
 
 
-def test_momentum_scale_smoothing():
+def test_momentum_scale_smoothing() -> None:
     x, channels = planted((32,), 64, 2)
     _, quaff = make_pair(64, 16, False, channels, None, "cpu")
     quaff.train()
@@ -126,7 +126,7 @@ def test_momentum_scale_smoothing():
     torch.testing.assert_close(quaff.outlier_scale, first * 1.9)
 
 
-def test_state_dict_round_trip():
+def test_state_dict_round_trip() -> None:
     x, channels = planted((8,), 40, 2)
     _, quaff = make_pair(40, 24, True, channels, None, "cpu")
     quaff.train()
@@ -140,7 +140,7 @@ def test_state_dict_round_trip():
 
 
 @pytest.mark.parametrize("device", QUAFF_DEVICES)
-def test_to_device_keeps_state(device: str):
+def test_to_device_keeps_state(device: str) -> None:
     _, quaff = make_pair(32, 16, True, [3], None, "cpu")
     moved = copy.deepcopy(quaff).to(device)
     for name, buf in moved.named_buffers():
@@ -149,7 +149,7 @@ def test_to_device_keeps_state(device: str):
     torch.testing.assert_close(moved.weight.cpu(), quaff.weight)
 
 
-def test_rejects_bad_inputs():
+def test_rejects_bad_inputs() -> None:
     with pytest.raises(ValueError, match="n_outliers"):
         QuaffLinear(8, 8, n_outliers=9)
     with pytest.raises(ValueError, match="scale_beta"):
@@ -164,7 +164,7 @@ def test_rejects_bad_inputs():
         QuaffLinear(8, 4)(torch.randn(2, 7))
 
 
-def test_autocast_does_not_change_quaff_numerics():
+def test_autocast_does_not_change_quaff_numerics() -> None:
     x, channels = planted((64,), 128, 2, seed=5)
     _, quaff = make_pair(128, 96, True, channels, torch.float32, "cpu")
     with torch.no_grad():

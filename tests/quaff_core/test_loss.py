@@ -19,7 +19,7 @@ def full_loss(h: torch.Tensor, head: nn.Linear, labels: torch.Tensor) -> torch.T
 
 @pytest.mark.parametrize("chunk_size", [1, 7, 1000])
 @pytest.mark.parametrize("bias", [False, True])
-def test_matches_full_loss_and_gradients(chunk_size: int, bias: bool):
+def test_matches_full_loss_and_gradients(chunk_size: int, bias: bool) -> None:
     torch.manual_seed(0)
     head = nn.Linear(32, 97, bias=bias)
     h = torch.randn(3, 11, 32, requires_grad=True)
@@ -39,7 +39,7 @@ def test_matches_full_loss_and_gradients(chunk_size: int, bias: bool):
     assert int(correct) == int(hits.sum())
 
 
-def test_frozen_head_gets_no_gradient_and_bf16_works():
+def test_frozen_head_gets_no_gradient_and_bf16_works() -> None:
     torch.manual_seed(1)
     head = nn.Linear(16, 50, bias=False).bfloat16().requires_grad_(False)
     h = torch.randn(2, 9, 16, dtype=torch.bfloat16, requires_grad=True)
@@ -53,7 +53,7 @@ def test_frozen_head_gets_no_gradient_and_bf16_works():
     torch.testing.assert_close(loss.detach(), expected, rtol=2e-2, atol=2e-2)
 
 
-def test_rejects_bad_arguments():
+def test_rejects_bad_arguments() -> None:
     head = nn.Linear(4, 5)
     with pytest.raises(ValueError, match="chunk_size"):
         chunked_causal_lm_loss(torch.randn(1, 3, 4), head, torch.zeros(1, 3).long(), chunk_size=0)

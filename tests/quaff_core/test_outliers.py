@@ -22,7 +22,7 @@ def make_map(**overrides: object) -> OutlierMap:
     return OutlierMap(**fields)
 
 
-def test_save_writes_documented_json(tmp_path: Path):
+def test_save_writes_documented_json(tmp_path: Path) -> None:
     path = tmp_path / "map.json"
     make_map().save(path)
     doc = json.loads(path.read_text())
@@ -38,13 +38,13 @@ def test_save_writes_documented_json(tmp_path: Path):
     assert doc["tokens_seen"] == 32
 
 
-def test_load_round_trip(tmp_path: Path):
+def test_load_round_trip(tmp_path: Path) -> None:
     original = make_map(strategy="top_abs", threshold=3.0, max_ratio=0.05)
     original.save(tmp_path / "m.json")
     assert OutlierMap.load(tmp_path / "m.json") == original
 
 
-def test_load_rejects_other_documents(tmp_path: Path):
+def test_load_rejects_other_documents(tmp_path: Path) -> None:
     path = tmp_path / "bad.json"
     path.write_text(json.dumps({"format": "something-else", "version": 1}))
     with pytest.raises(ValueError, match="not a Quaff outlier map"):
@@ -55,14 +55,14 @@ def test_load_rejects_other_documents(tmp_path: Path):
         OutlierMap.load(path)
 
 
-def test_peft_prefix_is_normalised():
+def test_peft_prefix_is_normalised() -> None:
     m = make_map(layers={"base_model.model.model.layers.0.mlp.up_proj": [3]}, in_features={})
     assert m.layers == {"model.layers.0.mlp.up_proj": [3]}
     assert m.channels("base_model.model.model.layers.0.mlp.up_proj") == [3]
     assert m.channels("model.layers.9.mlp.up_proj") is None
 
 
-def test_peft_base_layer_suffix_is_normalised():
+def test_peft_base_layer_suffix_is_normalised() -> None:
     name = "base_model.model.model.layers.0.mlp.up_proj.base_layer"
     m = make_map(layers={name: [3]}, in_features={name: 64})
     assert m.layers == {"model.layers.0.mlp.up_proj": [3]}
@@ -70,7 +70,7 @@ def test_peft_base_layer_suffix_is_normalised():
     assert m.channels(name) == [3]
 
 
-def test_validation_names_bad_values():
+def test_validation_names_bad_values() -> None:
     with pytest.raises(ValueError, match="in_features 64"):
         make_map(layers={"model.layers.0.mlp.up_proj": [64]})
     with pytest.raises(ValueError, match="negative"):
@@ -81,7 +81,7 @@ def test_validation_names_bad_values():
         make_map(max_ratio=0.0)
 
 
-def test_overlap_recall_per_layer_and_overall():
+def test_overlap_recall_per_layer_and_overall() -> None:
     a = OutlierMap(layers={"x": [1, 2, 3, 4], "y": [7], "z": []})
     b = OutlierMap(layers={"x": [1, 2, 9], "y": [8]})
     result = a.overlap(b)

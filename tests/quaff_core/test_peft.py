@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import torch
@@ -14,6 +15,9 @@ from quaff_core.convert import convert_to_quaff, quaff_state_dict
 from quaff_core.linear import QuaffLinear
 from quaff_core.peft import QuaffLoraLinear, add_lora
 
+if TYPE_CHECKING:
+    from transformers import LlamaForCausalLM
+
 
 def ids(seed: int = 0) -> torch.Tensor:
     """Random token ids [2, 16] for the tiny Llama."""
@@ -21,14 +25,14 @@ def ids(seed: int = 0) -> torch.Tensor:
 
 
 @pytest.fixture
-def quaff_lora(tiny_llama):  # type: ignore[no-untyped-def]
+def quaff_lora(tiny_llama: LlamaForCausalLM):  # type: ignore[no-untyped-def]
     """The tiny Llama, calibrated, converted and wrapped with LoRA r=4."""
     om = calibrate(tiny_llama, [ids(1)], strategy="top_abs", max_ratio=0.05)
     convert_to_quaff(tiny_llama, om)
     return add_lora(tiny_llama, r=4, alpha=8)
 
 
-def test_all_linear_selects_converted_layers(quaff_lora):
+def test_all_linear_selects_converted_layers(quaff_lora) -> None:
     lora_layers = [m for m in quaff_lora.modules() if isinstance(m, QuaffLoraLinear)]
     assert len(lora_layers) == 14
     assert all(isinstance(m.base_layer, QuaffLinear) for m in lora_layers)
@@ -40,7 +44,7 @@ def test_all_linear_selects_converted_layers(quaff_lora):
     assert all("lora_" in n for n in trainable)
 
 
-def test_training_step_updates_lora_only(quaff_lora):
+def test_training_step_updates_lora_only(quaff_lora) -> None:
     base = {k: v.clone() for k, v in quaff_lora.state_dict().items() if k.endswith(".weight")}
     quaff_lora.train()
     opt = torch.optim.AdamW([p for p in quaff_lora.parameters() if p.requires_grad], lr=1e-2)
@@ -59,7 +63,9 @@ def test_training_step_updates_lora_only(quaff_lora):
     assert len(quaff_state_dict(quaff_lora)) == 3 * 14  # works through the PEFT wrapper
 
 
-def test_adapter_loads_on_unquantized_base_without_quaff(quaff_lora, tiny_llama_config, tmp_path):
+def test_adapter_loads_on_unquantized_base_without_quaff(
+    quaff_lora, tiny_llama_config, tmp_path
+) -> None:
     from transformers import LlamaForCausalLM
 
     torch.manual_seed(0)
@@ -89,11 +95,11 @@ print("ok")
     assert done.stdout.strip().endswith("ok")
 
 
-def test_merge_is_refused(quaff_lora):
+def test_merge_is_refused(quaff_lora) -> None:
     with pytest.raises(NotImplementedError, match="merging"):
         quaff_lora.merge_and_unload()
 
 
-def test_rejects_bad_rank(tiny_llama):
+def test_rejects_bad_rank(tiny_llama: LlamaForCausalLM) -> None:
     with pytest.raises(ValueError, match="r must be positive"):
         add_lora(tiny_llama, r=0)

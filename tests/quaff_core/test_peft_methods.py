@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import torch
@@ -17,6 +18,9 @@ from quaff_core.linear import QuaffLinear
 from quaff_core.options import PEFT_METHODS
 from quaff_core.peft import QuaffIA3Linear, QuaffLoraLinear, add_adapter
 
+if TYPE_CHECKING:
+    from transformers import LlamaForCausalLM
+
 # The same adapter on the int8 base and on the fp32 base it was quantized from: the losses differ
 # by the int8 rounding of the base only (measured about 1e-3 on this model).
 LOSS_TOLERANCE = 0.02
@@ -27,7 +31,7 @@ def ids(seed: int = 0) -> torch.Tensor:
     return torch.randint(0, 512, (2, 16), generator=torch.Generator().manual_seed(seed))
 
 
-def quaff_model(tiny_llama, config: TrainConfig):  # type: ignore[no-untyped-def]
+def quaff_model(tiny_llama: LlamaForCausalLM, config: TrainConfig):  # type: ignore[no-untyped-def]
     """The tiny Llama calibrated, converted to Quaff and wrapped with `config`'s adapter."""
     om = calibrate(tiny_llama, [ids(1)], strategy="top_abs", max_ratio=0.05)
     convert_to_quaff(tiny_llama, om)
@@ -60,12 +64,12 @@ CONFIGS = {
 }
 
 
-def test_every_method_is_covered():
+def test_every_method_is_covered() -> None:
     assert {c.peft_method for c in CONFIGS.values()} == set(PEFT_METHODS)
 
 
 @pytest.mark.parametrize("name", sorted(CONFIGS))
-def test_method_trains_on_int8_base(tiny_llama, name):
+def test_method_trains_on_int8_base(tiny_llama: LlamaForCausalLM, name) -> None:
     model = quaff_model(tiny_llama, CONFIGS[name])
     trainable = [n for n, p in model.named_parameters() if p.requires_grad]
     assert trainable
@@ -75,14 +79,14 @@ def test_method_trains_on_int8_base(tiny_llama, name):
     assert losses[-1] < losses[0], losses
 
 
-def test_lora_wraps_quaff_layers_and_rslora_scales(tiny_llama):
+def test_lora_wraps_quaff_layers_and_rslora_scales(tiny_llama: LlamaForCausalLM) -> None:
     model = quaff_model(tiny_llama, CONFIGS["lora_rslora"])
     layers = [m for m in model.modules() if isinstance(m, QuaffLoraLinear)]
     assert len(layers) == 14
     assert all(m.scaling["default"] == pytest.approx(8.0 / 4**0.5) for m in layers)
 
 
-def test_ia3_wraps_quaff_layers(tiny_llama):
+def test_ia3_wraps_quaff_layers(tiny_llama: LlamaForCausalLM) -> None:
     model = quaff_model(tiny_llama, CONFIGS["ia3"])
     layers = [m for m in model.modules() if isinstance(m, QuaffIA3Linear)]
     assert len(layers) == 14
@@ -92,7 +96,7 @@ def test_ia3_wraps_quaff_layers(tiny_llama):
     assert down.ia3_l["default"].shape == (1, down.in_features)  # scales the input
 
 
-def test_dora_on_int8_base_is_refused(tiny_llama):
+def test_dora_on_int8_base_is_refused(tiny_llama: LlamaForCausalLM) -> None:
     om = calibrate(tiny_llama, [ids(1)], strategy="top_abs", max_ratio=0.05)
     convert_to_quaff(tiny_llama, om)
     config = TrainConfig(use_dora=True, quantization="none")
@@ -100,7 +104,7 @@ def test_dora_on_int8_base_is_refused(tiny_llama):
         add_adapter(tiny_llama, config)
 
 
-def test_dora_on_unquantized_base_trains(tiny_llama):
+def test_dora_on_unquantized_base_trains(tiny_llama: LlamaForCausalLM) -> None:
     model = add_adapter(tiny_llama, TrainConfig(use_dora=True, quantization="none", lora_r=4))
     assert any("lora_magnitude_vector" in n for n, _ in model.named_parameters())
     losses = train_steps(model)

@@ -8,7 +8,7 @@ import torch
 from quaff_core.quant import dequantize, get_quant_ops, quantize_rows, quantize_weight
 
 
-def test_quantize_weight_per_output_channel():
+def test_quantize_weight_per_output_channel() -> None:
     w = torch.randn(12, 40) * torch.logspace(-2, 2, 12)[:, None]
     q, scale = quantize_weight(w)
     assert q.dtype == torch.int8
@@ -19,7 +19,7 @@ def test_quantize_weight_per_output_channel():
     assert bool(((back - w).abs() <= scale[:, None] / 2 + 1e-6).all())
 
 
-def test_quantize_rows_folds_column_scale():
+def test_quantize_rows_folds_column_scale() -> None:
     x = torch.randn(6, 16)
     col = torch.rand(16) + 0.5
     q, row = quantize_rows(x, col)
@@ -28,13 +28,13 @@ def test_quantize_rows_folds_column_scale():
     assert int(q.abs().amax(dim=1).min()) == 127
 
 
-def test_quantize_rows_zero_rows_are_safe():
+def test_quantize_rows_zero_rows_are_safe() -> None:
     q, row = quantize_rows(torch.zeros(3, 8), None)
     assert bool((q == 0).all())
     assert bool(torch.isfinite(row).all())
 
 
-def test_fused_outlier_terms_match_matmuls():
+def test_fused_outlier_terms_match_matmuls() -> None:
     eager = get_quant_ops(False)
     acc = torch.randint(-1000, 1000, (6, 5), dtype=torch.int32)
     row, col, bias = torch.rand(6, 1), torch.rand(5), torch.randn(5)
@@ -50,7 +50,7 @@ def test_fused_outlier_terms_match_matmuls():
     torch.testing.assert_close(exact, grad @ w_corr)
 
 
-def test_dequantize_applies_scales_and_addend():
+def test_dequantize_applies_scales_and_addend() -> None:
     acc = torch.randint(-1000, 1000, (4, 5), dtype=torch.int32)
     row = torch.rand(4, 1)
     col = torch.rand(5)
@@ -62,7 +62,7 @@ def test_dequantize_applies_scales_and_addend():
 
 
 @pytest.mark.slow
-def test_compiled_ops_match_eager():
+def test_compiled_ops_match_eager() -> None:
     x = torch.randn(33, 48)
     col = torch.rand(48) + 0.5
     eager, compiled = get_quant_ops(False), get_quant_ops(True)

@@ -10,7 +10,7 @@ from quaff_core import runtime
 from .conftest import QUAFF_DEVICES
 
 
-def test_explicit_settings_pass_through():
+def test_explicit_settings_pass_through() -> None:
     assert runtime.resolve_compute_dtype(torch.bfloat16, "cpu") == torch.bfloat16
     assert runtime.resolve_compute_dtype(None, "cpu") is None
     assert runtime.resolve_compile(False, "cpu") is False
@@ -18,7 +18,7 @@ def test_explicit_settings_pass_through():
 
 
 @pytest.mark.parametrize("device", QUAFF_DEVICES)
-def test_auto_resolves_to_a_supported_choice(device: str):
+def test_auto_resolves_to_a_supported_choice(device: str) -> None:
     dtype = runtime.resolve_compute_dtype("auto", device)
     assert dtype in (torch.float32, torch.bfloat16)
     assert dtype == (torch.bfloat16 if runtime.native_bf16(device) else torch.float32)
@@ -26,11 +26,11 @@ def test_auto_resolves_to_a_supported_choice(device: str):
     assert runtime.int8_backend(device) in ("int_mm", "fp32")
 
 
-def test_cuda_always_uses_int_mm():
+def test_cuda_always_uses_int_mm() -> None:
     assert runtime.int8_backend("cuda") == "int_mm"
 
 
-def test_cpu_int8_backend_follows_the_flags(monkeypatch: pytest.MonkeyPatch):
+def test_cpu_int8_backend_follows_the_flags(monkeypatch: pytest.MonkeyPatch) -> None:
     runtime._int8_backend.cache_clear()
     monkeypatch.setattr(runtime, "_cpu_flag", lambda name: name == "vnni")
     assert runtime.int8_backend("cpu") == "int_mm"
@@ -41,7 +41,7 @@ def test_cpu_int8_backend_follows_the_flags(monkeypatch: pytest.MonkeyPatch):
     runtime._int8_backend.cache_clear()
 
 
-def test_cpu_bf16_follows_flags_or_probe(monkeypatch: pytest.MonkeyPatch):
+def test_cpu_bf16_follows_flags_or_probe(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(runtime, "_cpu_flag", lambda name: name == "amx_tile")
     assert runtime.native_bf16("cpu")
     monkeypatch.setattr(runtime, "_cpu_flag", lambda name: False)
@@ -51,7 +51,7 @@ def test_cpu_bf16_follows_flags_or_probe(monkeypatch: pytest.MonkeyPatch):
     assert runtime.resolve_compute_dtype("auto", "cpu") == torch.float32
 
 
-def test_rejects_unknown_settings():
+def test_rejects_unknown_settings() -> None:
     with pytest.raises(ValueError, match="compute_dtype"):
         runtime.resolve_compute_dtype("fast", "cpu")  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="floating"):
@@ -64,11 +64,11 @@ def test_rejects_unknown_settings():
     ("length", "max_length", "expected"),
     [(1, 1024, 64), (64, 1024, 64), (65, 1024, 128), (1000, 1000, 1000), (1030, 1000, 1030)],
 )
-def test_bucket_length(length: int, max_length: int, expected: int):
+def test_bucket_length(length: int, max_length: int, expected: int) -> None:
     assert runtime.bucket_length(length, max_length) == expected
 
 
-def test_pad_to_bucket_pads_every_sequence_field():
+def test_pad_to_bucket_pads_every_sequence_field() -> None:
     batch = {
         "input_ids": torch.ones(2, 70, dtype=torch.long),
         "attention_mask": torch.ones(2, 70, dtype=torch.long),
@@ -82,7 +82,7 @@ def test_pad_to_bucket_pads_every_sequence_field():
 
 
 @pytest.mark.parametrize("kind", ["bf16", "int8"])
-def test_probe_leaves_the_global_rng_alone(kind: str):
+def test_probe_leaves_the_global_rng_alone(kind: str) -> None:
     runtime._cpu_probe.cache_clear()
     state = torch.get_rng_state()
     runtime._cpu_probe(kind)

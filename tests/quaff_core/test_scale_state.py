@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from typing import TYPE_CHECKING
 
 import pytest
 import torch
@@ -15,6 +16,9 @@ from quaff_core.outliers import OutlierMap
 from quaff_core.scale_state import check_scale_beta, token_mask, track_token_mask
 
 from .test_linear import planted
+
+if TYPE_CHECKING:
+    from transformers import LlamaForCausalLM
 
 
 def trained_layer(**kwargs: float) -> tuple[QuaffLinear, torch.Tensor, list[int]]:
@@ -31,7 +35,7 @@ def fresh_scale(quaff: QuaffLinear, x: torch.Tensor, channels: list[int]) -> tor
     return (x[..., channels].abs().reshape(-1, len(channels)).amax(0) / w_max).sqrt().clamp_min(1)
 
 
-def test_nan_batch_leaves_later_batches_and_state_finite():
+def test_nan_batch_leaves_later_batches_and_state_finite() -> None:
     quaff, x, _ = trained_layer()
     quaff(x)
     before = quaff.outlier_scale.clone()
@@ -47,7 +51,7 @@ def test_nan_batch_leaves_later_batches_and_state_finite():
     assert all(bool(torch.isfinite(v.float()).all()) for v in quaff.state_dict().values())
 
 
-def test_zero_statistic_is_skipped_per_channel():
+def test_zero_statistic_is_skipped_per_channel() -> None:
     quaff, x, channels = trained_layer()
     quaff(x)
     before = quaff.outlier_scale.clone()
@@ -59,7 +63,7 @@ def test_zero_statistic_is_skipped_per_channel():
     assert int(quaff.outlier_scale_skipped) == 1
 
 
-def test_scale_tracks_a_4x_jump_within_two_forwards():
+def test_scale_tracks_a_4x_jump_within_two_forwards() -> None:
     quaff, x, channels = trained_layer()
     quaff(x)
     target = fresh_scale(quaff, 4.0 * x, channels)
@@ -71,7 +75,7 @@ def test_scale_tracks_a_4x_jump_within_two_forwards():
 
 
 @pytest.mark.parametrize(("beta", "expected"), [(1.0, "fresh"), (0.0, "first")])
-def test_beta_extremes(beta: float, expected: str):
+def test_beta_extremes(beta: float, expected: str) -> None:
     quaff, x, channels = trained_layer(scale_beta=beta)
     quaff(x)
     first = quaff.outlier_scale.clone()
@@ -80,18 +84,18 @@ def test_beta_extremes(beta: float, expected: str):
     torch.testing.assert_close(quaff.outlier_scale, want)
 
 
-def test_deprecated_momentum_keeps_its_old_meaning():
+def test_deprecated_momentum_keeps_its_old_meaning() -> None:
     quaff, _, _ = trained_layer(momentum=0.75)
     assert quaff.scale_beta == 0.25
 
 
 @pytest.mark.parametrize("bad", [-0.1, 1.5])
-def test_scale_beta_range(bad: float):
+def test_scale_beta_range(bad: float) -> None:
     with pytest.raises(ValueError, match=r"scale_beta must be in \[0, 1\]"):
         check_scale_beta(bad)
 
 
-def test_pad_tokens_are_left_out():
+def test_pad_tokens_are_left_out() -> None:
     quaff, x, channels = trained_layer()
     xb = x.reshape(4, 8, 64).clone()
     mask = torch.ones(4, 8, dtype=torch.long)
@@ -102,7 +106,7 @@ def test_pad_tokens_are_left_out():
     torch.testing.assert_close(quaff.outlier_scale, fresh_scale(quaff, xb[mask.bool()], channels))
 
 
-def test_track_token_mask_reads_attention_mask(tiny_llama):
+def test_track_token_mask_reads_attention_mask(tiny_llama: LlamaForCausalLM) -> None:
     layer = "model.layers.0.mlp.down_proj"
     convert_to_quaff(tiny_llama, OutlierMap(layers={layer: [3]}), compile=False)
     quaff = tiny_llama.get_submodule(layer)
@@ -121,7 +125,7 @@ def test_track_token_mask_reads_attention_mask(tiny_llama):
 
 
 @pytest.mark.parametrize("reentrant", [False, True])
-def test_checkpoint_recompute_does_not_update_twice(reentrant: bool):
+def test_checkpoint_recompute_does_not_update_twice(reentrant: bool) -> None:
     quaff, x, _channels = trained_layer()
     quaff(x)  # initialised
     eager = copy.deepcopy(quaff)
@@ -136,7 +140,7 @@ def test_checkpoint_recompute_does_not_update_twice(reentrant: bool):
     assert bool(torch.isfinite(xin.grad).all())
 
 
-def test_hf_gradient_checkpointing_updates_once(tiny_llama):
+def test_hf_gradient_checkpointing_updates_once(tiny_llama: LlamaForCausalLM) -> None:
     om = OutlierMap(layers={"model.layers.0.mlp.down_proj": [3], "model.layers.1.mlp.up_proj": [5]})
     convert_to_quaff(tiny_llama, om, compile=False)
     plain = copy.deepcopy(tiny_llama).train()
