@@ -16,7 +16,9 @@ def tiny() -> tuple[Any, Any]:
     return model.eval(), tokenizer
 
 
-def _rows(tokenizer: Any, prompts: list[str], limits: list[int], stop: tuple[str, ...] = ()):
+def _rows(
+    tokenizer: Any, prompts: list[str], limits: list[int], stop: tuple[str, ...] = ()
+) -> tuple[list[Row], list[list[TokenEvent]]]:
     events: list[list[TokenEvent]] = [[] for _ in prompts]
     rows = [
         Row(list(tokenizer(p, add_special_tokens=False)["input_ids"]), n, events[i].append, stop)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import gc
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import pytest
@@ -35,7 +36,9 @@ class Toy(nn.Module):
     def get_output_embeddings(self) -> nn.Module:
         return self.lm_head
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None):
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
         h = self.embed(input_ids)
         return self.lm_head(h + self.down(torch.relu(self.up(h))))
 
@@ -84,7 +87,7 @@ def test_restores_training_state_and_removes_hooks_on_error() -> None:
     model = Toy([3])
     model.train()
 
-    def failing():
+    def failing() -> Iterator[torch.Tensor]:
         yield batches(1)[0]
         raise RuntimeError("data loader died")
 
@@ -103,7 +106,7 @@ def live_tensors() -> int:
 def test_statistics_do_not_grow_with_batches() -> None:
     counts: list[int] = []
 
-    def tracked():
+    def tracked() -> Iterator[torch.Tensor]:
         for batch in batches(12):
             counts.append(live_tensors())
             yield batch

@@ -18,7 +18,7 @@ from quaff_core.outliers import OutlierMap
 from .conftest import QUAFF_DEVICES
 
 if TYPE_CHECKING:
-    from transformers import LlamaForCausalLM
+    from transformers import LlamaForCausalLM, PreTrainedModel
 
 
 def ids(batch: int = 2, seq: int = 24, seed: int = 0) -> torch.Tensor:
@@ -26,7 +26,7 @@ def ids(batch: int = 2, seq: int = 24, seed: int = 0) -> torch.Tensor:
     return torch.randint(0, 512, (batch, seq), generator=torch.Generator().manual_seed(seed))
 
 
-def linear_weight_bytes(model: nn.Module) -> int:
+def linear_weight_bytes(model: PreTrainedModel) -> int:
     """Bytes held by linear layers (all buffers and parameters) except the output head."""
     head = model.get_output_embeddings()
     total = 0
@@ -39,7 +39,7 @@ def linear_weight_bytes(model: nn.Module) -> int:
 
 @pytest.mark.parametrize("device", QUAFF_DEVICES)
 def test_tiny_llama_logits_close_and_small(tiny_llama: LlamaForCausalLM, device: str) -> None:
-    model = tiny_llama.to(device)
+    model = tiny_llama.to(device)  # type: ignore[arg-type]  # `wraps(nn.Module.to)` types it
     reference = copy.deepcopy(model)
     fp32_bytes = linear_weight_bytes(reference)
     batches = [ids(seed=s).to(device) for s in range(2)]
@@ -62,7 +62,9 @@ def test_tiny_llama_logits_close_and_small(tiny_llama: LlamaForCausalLM, device:
 
 def test_outlier_columns_come_from_the_map(tiny_llama: LlamaForCausalLM) -> None:
     layer = "model.layers.0.mlp.down_proj"
-    original = tiny_llama.get_submodule(layer).weight.detach().clone()
+    linear = tiny_llama.get_submodule(layer)
+    assert isinstance(linear, nn.Linear)
+    original = linear.weight.detach().clone()
     om = OutlierMap(layers={layer: [3, 100]})
     convert_to_quaff(tiny_llama, om, scale_beta=0.25, compute_dtype=torch.bfloat16)
     quaff = tiny_llama.get_submodule(layer)
@@ -97,6 +99,7 @@ def test_momentum_state_round_trip(tiny_llama: LlamaForCausalLM) -> None:
     assert state[key].shape == (2,)
     assert bool(state["model.layers.0.mlp.down_proj.outlier_scale_initialized"])
     layer = tiny_llama.get_submodule("model.layers.0.mlp.down_proj")
+    assert isinstance(layer, QuaffLinear)
     saved = layer.outlier_scale.clone()
     tiny_llama(ids(seed=3) % 7)  # moves the momentum scale
     load_quaff_state_dict(tiny_llama, state)
@@ -107,6 +110,7 @@ def test_load_quaff_state_without_skip_counts(tiny_llama: LlamaForCausalLM) -> N
     # files written before the skip counter existed still load, with zero skips
     convert_to_quaff(tiny_llama, OutlierMap(layers={"model.layers.0.mlp.down_proj": [1]}))
     layer = tiny_llama.get_submodule("model.layers.0.mlp.down_proj")
+    assert isinstance(layer, QuaffLinear)
     layer.outlier_scale_skipped.fill_(5)
     state = {k: v for k, v in quaff_state_dict(tiny_llama).items() if "skipped" not in k}
     load_quaff_state_dict(tiny_llama, state)

@@ -46,7 +46,7 @@ def make_pair(
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_forward_beats_w8a8_on_planted_outliers(
     device: str, bias: bool, lead: tuple[int, ...], dtype: torch.dtype
-):
+) -> None:
     x, channels = planted(lead, 512, 5)  # 1% of 512 channels
     x = x.to(device)
     ref, quaff = make_pair(512, 384, bias, channels, dtype, device)

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 import torch
+from peft import LoraConfig
 
 from quaff_core.calibration import calibrate
 from quaff_core.convert import convert_to_quaff, quaff_state_dict
@@ -16,7 +17,8 @@ from quaff_core.linear import QuaffLinear
 from quaff_core.peft import QuaffLoraLinear, add_lora
 
 if TYPE_CHECKING:
-    from transformers import LlamaForCausalLM
+    from peft import PeftModel
+    from transformers import LlamaConfig, LlamaForCausalLM
 
 
 def ids(seed: int = 0) -> torch.Tensor:
@@ -25,18 +27,21 @@ def ids(seed: int = 0) -> torch.Tensor:
 
 
 @pytest.fixture
-def quaff_lora(tiny_llama: LlamaForCausalLM):  # type: ignore[no-untyped-def]
+def quaff_lora(tiny_llama: LlamaForCausalLM) -> PeftModel:
     """The tiny Llama, calibrated, converted and wrapped with LoRA r=4."""
     om = calibrate(tiny_llama, [ids(1)], strategy="top_abs", max_ratio=0.05)
     convert_to_quaff(tiny_llama, om)
     return add_lora(tiny_llama, r=4, alpha=8)
 
 
-def test_all_linear_selects_converted_layers(quaff_lora) -> None:
+def test_all_linear_selects_converted_layers(quaff_lora: PeftModel) -> None:
     lora_layers = [m for m in quaff_lora.modules() if isinstance(m, QuaffLoraLinear)]
     assert len(lora_layers) == 14
     assert all(isinstance(m.base_layer, QuaffLinear) for m in lora_layers)
-    targets = quaff_lora.peft_config["default"].target_modules
+    config = quaff_lora.peft_config["default"]
+    assert isinstance(config, LoraConfig)
+    targets = config.target_modules
+    assert targets is not None
     assert "lm_head" not in targets
     assert {"q_proj", "down_proj"} <= set(targets)
     trainable = [n for n, p in quaff_lora.named_parameters() if p.requires_grad]
@@ -44,7 +49,7 @@ def test_all_linear_selects_converted_layers(quaff_lora) -> None:
     assert all("lora_" in n for n in trainable)
 
 
-def test_training_step_updates_lora_only(quaff_lora) -> None:
+def test_training_step_updates_lora_only(quaff_lora: PeftModel) -> None:
     base = {k: v.clone() for k, v in quaff_lora.state_dict().items() if k.endswith(".weight")}
     quaff_lora.train()
     opt = torch.optim.AdamW([p for p in quaff_lora.parameters() if p.requires_grad], lr=1e-2)
@@ -52,7 +57,11 @@ def test_training_step_updates_lora_only(quaff_lora) -> None:
     loss.backward()
     lora_params = [(n, p) for n, p in quaff_lora.named_parameters() if "lora_" in n]
     assert all(p.grad is not None for _, p in lora_params)
-    assert any(float(p.grad.abs().sum()) > 0 for n, p in lora_params if "lora_B" in n)
+    assert any(
+        p.grad is not None and float(p.grad.abs().sum()) > 0
+        for n, p in lora_params
+        if "lora_B" in n
+    )
     opt.step()
     after = quaff_lora.state_dict()
     for key, value in base.items():
@@ -64,7 +73,7 @@ def test_training_step_updates_lora_only(quaff_lora) -> None:
 
 
 def test_adapter_loads_on_unquantized_base_without_quaff(
-    quaff_lora, tiny_llama_config, tmp_path
+    quaff_lora: PeftModel, tiny_llama_config: LlamaConfig, tmp_path: Path
 ) -> None:
     from transformers import LlamaForCausalLM
 
@@ -74,7 +83,7 @@ def test_adapter_loads_on_unquantized_base_without_quaff(
         for name, p in quaff_lora.named_parameters():
             if "lora_B" in name:
                 p.fill_(0.01)
-    quaff_lora.save_pretrained(tmp_path / "adapter")
+    quaff_lora.save_pretrained(str(tmp_path / "adapter"))
     assert (tmp_path / "adapter" / "adapter_model.safetensors").exists()
     script = f"""
 import sys
@@ -95,7 +104,7 @@ print("ok")
     assert done.stdout.strip().endswith("ok")
 
 
-def test_merge_is_refused(quaff_lora) -> None:
+def test_merge_is_refused(quaff_lora: PeftModel) -> None:
     with pytest.raises(NotImplementedError, match="merging"):
         quaff_lora.merge_and_unload()
 

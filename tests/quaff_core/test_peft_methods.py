@@ -19,7 +19,8 @@ from quaff_core.options import PEFT_METHODS
 from quaff_core.peft import QuaffIA3Linear, QuaffLoraLinear, add_adapter
 
 if TYPE_CHECKING:
-    from transformers import LlamaForCausalLM
+    from peft import PeftModel
+    from transformers import LlamaConfig, LlamaForCausalLM
 
 # The same adapter on the int8 base and on the fp32 base it was quantized from: the losses differ
 # by the int8 rounding of the base only (measured about 1e-3 on this model).
@@ -31,7 +32,7 @@ def ids(seed: int = 0) -> torch.Tensor:
     return torch.randint(0, 512, (2, 16), generator=torch.Generator().manual_seed(seed))
 
 
-def quaff_model(tiny_llama: LlamaForCausalLM, config: TrainConfig):  # type: ignore[no-untyped-def]
+def quaff_model(tiny_llama: LlamaForCausalLM, config: TrainConfig) -> PeftModel:
     """The tiny Llama calibrated, converted to Quaff and wrapped with `config`'s adapter."""
     om = calibrate(tiny_llama, [ids(1)], strategy="top_abs", max_ratio=0.05)
     convert_to_quaff(tiny_llama, om)
@@ -39,7 +40,7 @@ def quaff_model(tiny_llama: LlamaForCausalLM, config: TrainConfig):  # type: ign
     return add_adapter(tiny_llama, config)
 
 
-def train_steps(model, steps: int = 5, lr: float = 1e-2) -> list[float]:  # type: ignore[no-untyped-def]
+def train_steps(model: PeftModel, steps: int = 5, lr: float = 1e-2) -> list[float]:
     """A few AdamW steps on one batch through the PEFT model's forward; the losses."""
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
@@ -69,7 +70,7 @@ def test_every_method_is_covered() -> None:
 
 
 @pytest.mark.parametrize("name", sorted(CONFIGS))
-def test_method_trains_on_int8_base(tiny_llama: LlamaForCausalLM, name) -> None:
+def test_method_trains_on_int8_base(tiny_llama: LlamaForCausalLM, name: str) -> None:
     model = quaff_model(tiny_llama, CONFIGS[name])
     trainable = [n for n, p in model.named_parameters() if p.requires_grad]
     assert trainable
@@ -128,8 +129,8 @@ print(json.dumps({"loss": loss, "type": model.peft_config["default"].peft_type.v
 
 @pytest.mark.parametrize("name", sorted(CONFIGS))
 def test_saved_adapter_loads_without_quaff_with_same_loss(
-    tiny_llama, tiny_llama_config, tmp_path, name
-):
+    tiny_llama: LlamaForCausalLM, tiny_llama_config: LlamaConfig, tmp_path: Path, name: str
+) -> None:
     from transformers import LlamaForCausalLM
 
     torch.manual_seed(0)  # the same weights as the tiny_llama fixture
@@ -140,7 +141,7 @@ def test_saved_adapter_loads_without_quaff_with_same_loss(
     batch = ids(7)
     with torch.no_grad():
         quaff_loss = float(model(batch, labels=batch).loss)
-    model.save_pretrained(tmp_path / "adapter")
+    model.save_pretrained(str(tmp_path / "adapter"))
     done = subprocess.run(
         [
             sys.executable,
@@ -157,5 +158,6 @@ def test_saved_adapter_loads_without_quaff_with_same_loss(
     )
     assert done.returncode == 0, done.stderr[-2000:]
     loaded = json.loads(done.stdout.strip().splitlines()[-1])
-    assert loaded["type"] == model.peft_config["default"].peft_type.value
+    # PEFT types peft_type as `str | PeftType | None`; a built config holds the PeftType
+    assert loaded["type"] == model.peft_config["default"].peft_type.value  # type: ignore[union-attr]
     assert abs(loaded["loss"] - quaff_loss) < LOSS_TOLERANCE, (loaded["loss"], quaff_loss)

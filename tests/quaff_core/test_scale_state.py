@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypedDict, Unpack
 
 import pytest
 import torch
@@ -21,7 +21,14 @@ if TYPE_CHECKING:
     from transformers import LlamaForCausalLM
 
 
-def trained_layer(**kwargs: float) -> tuple[QuaffLinear, torch.Tensor, list[int]]:
+class LayerOptions(TypedDict, total=False):
+    """The `QuaffLinear.from_linear` options the tests vary."""
+
+    scale_beta: float
+    momentum: float | None
+
+
+def trained_layer(**kwargs: Unpack[LayerOptions]) -> tuple[QuaffLinear, torch.Tensor, list[int]]:
     """A training-mode QuaffLinear 64 -> 16 with 2 outlier channels, and a planted input."""
     x, channels = planted((32,), 64, 2)
     torch.manual_seed(1)
@@ -110,6 +117,7 @@ def test_track_token_mask_reads_attention_mask(tiny_llama: LlamaForCausalLM) -> 
     layer = "model.layers.0.mlp.down_proj"
     convert_to_quaff(tiny_llama, OutlierMap(layers={layer: [3]}), compile=False)
     quaff = tiny_llama.get_submodule(layer)
+    assert isinstance(quaff, QuaffLinear)
     tiny_llama.train()
     seen: list[torch.Tensor] = []
     quaff.register_forward_pre_hook(lambda m, a: seen.append(a[0].detach().clone()))
