@@ -117,6 +117,7 @@ def test_no_free_slot_in_time_is_a_503_with_retry_after(
     gate = Gate(1, wait_seconds=0.05, max_waiting=10)
     app.state.gate = gate
     with TestClient(app) as client:
+        assert client.portal is not None  # set while the client is entered
         client.portal.call(gate.acquire)  # someone holds the only slot
         response = client.get("/v1/files", headers=keyed_project.headers)
     assert response.status_code == 503

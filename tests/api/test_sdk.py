@@ -122,7 +122,9 @@ def test_sdk_jobs(
         done.fine_tuned_model,
         checkpoint,
     ]
-    assert sdk.models.retrieve(checkpoint).model_extra["fine_tuning_job"] == job.id
+    checkpoint_extra = sdk.models.retrieve(checkpoint).model_extra
+    assert checkpoint_extra is not None
+    assert checkpoint_extra["fine_tuning_job"] == job.id
     assert sdk.models.retrieve("HuggingFaceTB/SmolLM2-135M-Instruct").owned_by == "quaff"
     assert sdk.models.delete(done.fine_tuned_model).deleted is True
     with pytest.raises(openai.NotFoundError):

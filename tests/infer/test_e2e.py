@@ -14,6 +14,7 @@ import httpx
 import openai
 import pytest
 import torch
+from openai.types.chat import ChatCompletionMessageParam
 from peft import PeftModel
 from sqlalchemy import select
 
@@ -27,7 +28,7 @@ from tests.processes import ROOT
 
 pytestmark = pytest.mark.slow
 
-QUESTION = [{"role": "user", "content": "What is 7 plus 7?"}]
+QUESTION: list[ChatCompletionMessageParam] = [{"role": "user", "content": "What is 7 plus 7?"}]
 MAX_TOKENS = 10
 
 
@@ -37,7 +38,7 @@ def ask(served: Served, model: str, **extra: Any) -> Any:
     )
 
 
-def reference_tokens(model: torch.nn.Module, tokenizer: Any) -> list[str]:
+def reference_tokens(model: PeftModel, tokenizer: Any) -> list[str]:
     """Greedy tokens of `model.generate` on QUESTION, each decoded alone."""
     text = tokenizer.apply_chat_template(QUESTION, add_generation_prompt=True, tokenize=False)
     ids = tokenizer(text, add_special_tokens=False, return_tensors="pt")
@@ -145,7 +146,7 @@ def test_another_projects_model_is_not_found(served: Served) -> None:
 def test_bad_parameters_are_400s_naming_the_field(served: Served) -> None:
     with pytest.raises(openai.BadRequestError) as caught:
         ask(served, "tiny-llama", top_p=0)
-    assert caught.value.param == "top_p"  # type: ignore[attr-defined]
+    assert caught.value.param == "top_p"
 
 
 def test_adapter_archive_names_its_base_and_carries_a_modelfile(
@@ -197,7 +198,12 @@ def test_merged_export_loads_without_peft_and_matches(served: Served, tmp_path: 
     peft_model = PeftModel.from_pretrained(
         base, str(served.adapter_dir(served.plain.id, tmp_path / "p"))
     )
-    text = tokenizer.apply_chat_template(QUESTION, add_generation_prompt=True, tokenize=False)
+    # transformers types a conversation as list[dict[str, str]], not OpenAI's message TypedDicts
+    text = tokenizer.apply_chat_template(
+        QUESTION,  # type: ignore[arg-type]
+        add_generation_prompt=True,
+        tokenize=False,
+    )
     ids = tokenizer(text, add_special_tokens=False, return_tensors="pt")["input_ids"]
     with torch.no_grad():
         expected = peft_model.eval()(input_ids=ids).logits[0]

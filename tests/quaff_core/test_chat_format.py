@@ -27,7 +27,7 @@ WEATHER_TOOL = {
 }
 ARGS = json.dumps({"location": "San Francisco, USA", "format": "celsius"})
 # OpenAI's fine-tuning guide, tool calling (the call, then its result and the answer)
-OPENAI_TOOLS = {
+OPENAI_TOOLS: dict[str, Any] = {
     "messages": [
         {"role": "user", "content": "What is the weather in San Francisco?"},
         {

@@ -207,9 +207,9 @@ def test_an_overlong_line_is_skipped_in_bounded_memory(
     monkeypatch.setattr(data, "MAX_LINE_BYTES", 64)
     path = tmp_path / "long.jsonl"
     path.write_bytes(jsonl({"text": "x" * 500}, {"text": "ok"}))
-    data = path.read_bytes()
-    chunks = [data[i : i + 7] for i in range(0, len(data), 7)]
-    for source in (path, data, iter(chunks)):
+    raw = path.read_bytes()
+    chunks = [raw[i : i + 7] for i in range(0, len(raw), 7)]
+    for source in (path, raw, iter(chunks)):
         report = validate_jsonl(source)
         assert [(e.line, e.code) for e in report.errors] == [(1, "too_long")]
         assert report.n_examples == 1

@@ -71,8 +71,10 @@ def build(family: str) -> PreTrainedModel:
     config = getattr(transformers, config_name)(**kwargs)
     torch.manual_seed(0)
     model: PreTrainedModel = transformers.AutoModelForCausalLM.from_config(config)
+    weight = model.get_input_embeddings().weight
+    assert isinstance(weight, torch.Tensor)
     with torch.no_grad():
-        model.get_input_embeddings().weight[:, PLANTED] *= 30.0
+        weight[:, PLANTED] *= 30.0
     return model.eval()
 
 

@@ -164,7 +164,8 @@ def test_the_former_drift_cases_agree() -> None:
         with pytest.raises(InvalidRequestError) as exc:
             resolve_options(body)
         assert exc.value.param == param
-    for name, value in (("max_seq_length", 8), ("outlier_max_ratio", 0.8)):
+    out_of_range: tuple[tuple[str, Any], ...] = (("max_seq_length", 8), ("outlier_max_ratio", 0.8))
+    for name, value in out_of_range:
         with pytest.raises(OptionError):
             TrainConfig(**{name: value})
     # the outlier-scale weight: one range, [0, 1], in the API, the config and the layer

@@ -64,7 +64,7 @@ def trained_text(
                 runs.append([])
             runs[-1].append(token)
         previous = on
-    return [tokenizer.decode(run) for run in runs]
+    return [str(tokenizer.decode(run)) for run in runs]  # one sequence decodes to a str
 
 
 @pytest.mark.parametrize("name", ["tiny", "smol"])
@@ -207,7 +207,7 @@ def test_tool_calls_are_trained_and_tool_results_are_not(
         "<|im_end|>",
         "It is sunny.<|im_end|>",
     ]
-    text = tokenizer.decode(tok.input_ids)
+    text = str(tokenizer.decode(tok.input_ids))
     assert '"name": "get_weather"' in text.split("<|im_start|>user")[0]  # declared in the system
     assert "<tool_response>\nsunny\n</tool_response>" in text
 

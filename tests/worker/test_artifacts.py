@@ -31,7 +31,7 @@ def test_pack_refuses_a_missing_directory(tmp_path: Path) -> None:
 
 
 def test_metrics_csv_merges_train_and_eval_rows_of_a_step() -> None:
-    rows = [
+    rows: list[dict[str, float | None]] = [
         {"step": 2, "epoch": 1.0, "train_loss": 1.5, "learning_rate": 1e-4},
         {"step": 1, "epoch": 0.5, "train_loss": 2.0, "learning_rate": 2e-4},
         {"step": 2, "epoch": 1.0, "valid_loss": 1.7, "valid_mean_token_accuracy": None},

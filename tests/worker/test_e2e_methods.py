@@ -80,6 +80,7 @@ def test_supervised_then_dpo_continues_from_the_first_job(service: Service) -> N
     assert extra["continued_from"] == sft.fine_tuned_model
     assert extra["lora"]["r"] == 4  # the adapter's shape comes from the model continued from
     assert extra["outlier_map"] == (sft.model_extra or {})["outlier_map"]
+    assert second.method is not None
     assert second.method.type == "dpo"
     assert second.method.dpo is not None
     dpo = wait_status(service, sdk, second.id, "succeeded", timeout=300)
