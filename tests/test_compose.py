@@ -45,7 +45,9 @@ def test_every_quaff_variable_is_a_setting(name: str) -> None:
     for variable in names:
         field = variable.removeprefix("QUAFF_").lower()
         assert field in Settings.model_fields, f"{name}: {variable} is not a setting"
-    settings = Settings(**{k.removeprefix("QUAFF_").lower(): v for k, v in env.items()})
+    # the variables' strings, as the environment gives them: the settings parse them
+    values: dict[str, Any] = {k.removeprefix("QUAFF_").lower(): v for k, v in env.items()}
+    settings = Settings(**values)
     assert settings.database_url.startswith("postgresql+psycopg://")
     assert settings.broker_url.startswith("redis://redis:6379/")
     assert str(settings.data_dir) == "/data"

@@ -37,6 +37,7 @@ def stored(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         result = train("tiny-llama", EXAMPLES, root / f"run{seed}", config=config,
                        outlier_map=outliers)  # fmt: skip
         outliers = result.outlier_map
+        assert result.adapter_dir is not None
         info = blobs.put(
             f"adapters/a{seed}.tar.gz", pack_dir(result.adapter_dir, root / f"{seed}.tgz")
         )

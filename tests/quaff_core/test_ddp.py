@@ -14,7 +14,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import nn
 
-from quaff_core.callbacks import NullCallbacks
+from quaff_core.callbacks import Control, NullCallbacks
 from quaff_core.config import TrainConfig
 from quaff_core.ddp import RankCallbacks, frozen_names, sum_over_ranks, sync_outlier_scales
 from quaff_core.linear import QuaffLinear
@@ -25,11 +25,11 @@ from tests.processes import free_port
 class _Pauses(NullCallbacks):
     """Rank 0's caller asks to pause."""
 
-    def control(self) -> str:  # type: ignore[override]
+    def control(self) -> Control:
         return "pause"
 
 
-def _quaff_model() -> nn.Module:
+def _quaff_model() -> nn.Sequential:
     """One QuaffLinear [16 -> 8] with outlier channels 1 and 5, the same on every rank."""
     torch.manual_seed(0)
     return nn.Sequential(QuaffLinear.from_linear(nn.Linear(16, 8), [1, 5], compile=False))
@@ -43,6 +43,7 @@ def _rank(rank: int, port: int, out: str) -> None:
     torch.manual_seed(rank + 1)
     model(torch.randn(6, 16) * (rank + 1))
     layer = model[0]
+    assert isinstance(layer, QuaffLinear)
     before = layer.outlier_scale.tolist()
     sync_outlier_scales(model)
     inner = _Pauses() if rank == 0 else NullCallbacks()
@@ -70,9 +71,11 @@ def test_two_gloo_ranks_agree_on_scales_control_and_counts(tmp_path: Path) -> No
 def test_one_process_leaves_everything_as_it_is() -> None:
     model = _quaff_model().train()
     model(torch.randn(6, 16))
-    before = model[0].outlier_scale.clone()
+    layer = model[0]
+    assert isinstance(layer, QuaffLinear)
+    before = layer.outlier_scale.clone()
     sync_outlier_scales(model)
-    assert torch.equal(model[0].outlier_scale, before)
+    assert torch.equal(layer.outlier_scale, before)
     assert sum_over_ranks([1.0, 2.0]) == [1.0, 2.0]
     assert RankCallbacks(_Pauses(), 0).control() == "pause"
 
