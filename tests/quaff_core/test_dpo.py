@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch import nn
+from transformers import BatchEncoding, PreTrainedTokenizerBase
 
 from quaff_core.config import TrainConfig
 from quaff_core.data import Example, Message
@@ -39,21 +41,22 @@ DPO = TrainConfig(
 )
 
 
-def margin(model, tokenizer, pairs: list[Example]) -> float:  # type: ignore[no-untyped-def]
+def margin(model: nn.Module, tokenizer: PreTrainedTokenizerBase, pairs: list[Example]) -> float:
     """Mean of log p(chosen) - log p(rejected) over `pairs` (summed answer-token log-probs)."""
     total = 0.0
     for pair in pairs:
         prompt = [m.to_template() for m in pair.messages]
-        start = len(
-            tokenizer.apply_chat_template(prompt, add_generation_prompt=True, return_dict=True)[
-                "input_ids"
-            ]
+        prompt_ids = tokenizer.apply_chat_template(
+            prompt, add_generation_prompt=True, return_dict=True
         )
+        assert isinstance(prompt_ids, BatchEncoding)  # what return_dict=True gives
+        start = len(prompt_ids["input_ids"])
         scores = []
         for answer in (pair.chosen, pair.rejected):
             rendered = tokenizer.apply_chat_template(
                 [*prompt, answer[0].to_template()], return_dict=True
             )
+            assert isinstance(rendered, BatchEncoding)
             ids = torch.tensor([list(rendered["input_ids"])])
             with torch.no_grad():
                 logits = model(input_ids=ids).logits.float()

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch import nn
 
 from quaff_core.adapters import adapter_method, attach_adapter, load_adapter
 from quaff_core.config import TrainConfig
@@ -41,7 +42,7 @@ def batch() -> dict[str, torch.Tensor]:
     return PadCollator(int(tokenizer.pad_token_id))([data[i] for i in range(len(data))])
 
 
-def loss_of(model, inputs: dict[str, torch.Tensor]) -> float:  # type: ignore[no-untyped-def]
+def loss_of(model: nn.Module, inputs: dict[str, torch.Tensor]) -> float:
     with torch.no_grad():
         return float(model.eval()(**inputs).loss)
 
