@@ -39,7 +39,7 @@ def linear_weight_bytes(model: PreTrainedModel) -> int:
 
 @pytest.mark.parametrize("device", QUAFF_DEVICES)
 def test_tiny_llama_logits_close_and_small(tiny_llama: LlamaForCausalLM, device: str) -> None:
-    model = tiny_llama.to(device)  # type: ignore[arg-type]  # `wraps(nn.Module.to)` types it
+    model = tiny_llama.to(device)  # type: ignore[arg-type]  # transformers' @wraps(nn.Module.to)
     reference = copy.deepcopy(model)
     fp32_bytes = linear_weight_bytes(reference)
     batches = [ids(seed=s).to(device) for s in range(2)]

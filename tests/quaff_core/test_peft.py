@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 import torch
-from peft import LoraConfig
+from peft import LoraConfig, PeftModel
 
 from quaff_core.calibration import calibrate
 from quaff_core.convert import convert_to_quaff, quaff_state_dict
@@ -17,7 +17,6 @@ from quaff_core.linear import QuaffLinear
 from quaff_core.peft import QuaffLoraLinear, add_lora
 
 if TYPE_CHECKING:
-    from peft import PeftModel
     from transformers import LlamaConfig, LlamaForCausalLM
 
 

@@ -207,7 +207,8 @@ def test_tool_calls_are_trained_and_tool_results_are_not(
         "<|im_end|>",
         "It is sunny.<|im_end|>",
     ]
-    text = str(tokenizer.decode(tok.input_ids))
+    text = tokenizer.decode(tok.input_ids)
+    assert isinstance(text, str)  # one sequence decodes to a str
     assert '"name": "get_weather"' in text.split("<|im_start|>user")[0]  # declared in the system
     assert "<tool_response>\nsunny\n</tool_response>" in text
 
