@@ -86,3 +86,9 @@ def test_schedules_come_from_counts_unless_steps_are_given() -> None:
 def test_from_dict_ignores_unknown_keys() -> None:
     config = TrainConfig(lora_r=8)
     assert TrainConfig.from_dict({**config.to_dict(), "retired_option": 1}) == config
+
+
+def test_a_dpo_job_trains_on_one_device() -> None:
+    assert TrainConfig(method="dpo", devices=1).devices == 1
+    with pytest.raises(OptionError, match="a DPO job trains on one device"):
+        TrainConfig(method="dpo", devices=2)
