@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import io
 import sys
-import tarfile
 import time
 from pathlib import Path
 from typing import Any
 
 from cli.common import CliError
-from cli.jobs import checked, client
+from cli.jobs import checked, client, extract_tarball
 
 POLL_LIMIT_SECONDS = 3600.0
 
@@ -47,9 +45,6 @@ def run(args: argparse.Namespace) -> int:
             time.sleep(float(response.headers.get("retry-after", "2")))
         if not response.is_success:
             checked(response)
-    args.output.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(fileobj=io.BytesIO(response.content), mode="r:gz") as tar:
-        tar.extractall(args.output, filter="data")
-        names = tar.getnames()
+    names = extract_tarball(response.content, args.output)
     print(f"{len(names)} files in {args.output} (load with AutoModelForCausalLM.from_pretrained)")
     return 0

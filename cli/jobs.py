@@ -98,6 +98,14 @@ def client(args: argparse.Namespace, timeout: float | None = 60.0) -> httpx.Clie
     )
 
 
+def extract_tarball(content: bytes, output: Path) -> list[str]:
+    """Unpack a downloaded .tar.gz into `output` (created; data-only filter); its member names."""
+    output.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(fileobj=io.BytesIO(content), mode="r:gz") as tar:
+        tar.extractall(output, filter="data")
+        return tar.getnames()
+
+
 def checked(response: httpx.Response) -> Any:
     """The JSON body, or CliError with the server's error message."""
     if response.is_success:
@@ -263,10 +271,7 @@ def download_adapter(args: argparse.Namespace) -> int:
         response = http.get(f"/fine_tuning/jobs/{args.job_id}/adapter", params=params)
         if not response.is_success:
             checked(response)
-    args.output.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(fileobj=io.BytesIO(response.content), mode="r:gz") as tar:
-        tar.extractall(args.output, filter="data")
-        names = tar.getnames()
+    names = extract_tarball(response.content, args.output)
     print(f"{len(names)} files in {args.output}")
     return 0
 
