@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-QUICK_SPEED = ["--shape", "4x256", "--steps", "2", "--warmup", "1", "--profile", "quaff-bf16"]
+QUICK_SPEED = ["--shape", "4x256", "--steps", "2", "--warmup", "1", "--profile", "quaff"]
 QUICK_QUALITY = [
     "--seeds", "42", "--steps", "40", "--eval-every", "10",
     "--train-examples", "400", "--valid-examples", "64", "--test", "48",

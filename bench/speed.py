@@ -23,7 +23,7 @@ import torch
 
 from bench.common import command_line, environment, write_json
 
-ALL_MODES = "fp32,bf16-autocast,quaff-fp32,quaff-bf16,w8a8-bf16"
+ALL_MODES = "fp32,bf16-autocast,quaff,w8a8,fp32-hf,bf16-autocast-hf"
 TOP_OPS = 15
 
 
@@ -136,7 +136,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--profile", default="quaff-bf16,quaff-fp32", help="modes to profile ('' none)")
+    p.add_argument("--profile", default="quaff", help="modes to profile ('' none)")
     p.add_argument("--out", type=Path, default=Path("bench/out/speed"))
     p.add_argument("--json", type=Path, default=Path("bench/results/speed.json"))
     args = p.parse_args(argv)

@@ -70,6 +70,12 @@ def _full_logit_counts(model: nn.Module, batch: Mapping[str, torch.Tensor]) -> B
     return BatchCounts(loss_sum / max(n_tokens, 1), correct, n_tokens)
 
 
+def _no_positions(module: nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...]:
+    """Forward pre-hook of the head: feed it no positions, so the model's forward computes no
+    logits (the chunked loss takes the head from the hidden states itself)."""
+    return (args[0][..., :0, :], *args[1:])
+
+
 def _align_labels(labels: torch.Tensor, length: int) -> torch.Tensor:
     """Labels left-padded with IGNORE_INDEX to `length`: prompt-tuning methods prepend virtual
     tokens to the sequence, which are never labelled."""
@@ -86,18 +92,19 @@ def batch_counts(
     """Loss and argmax hits of one batch (input_ids, attention_mask, labels int64 [B, T]).
 
     The model runs through its own forward (so PEFT prompt methods add their virtual tokens and a
-    DDP wrapper synchronises gradients); chunked, it computes only the last position's logits and
-    the loss comes from the final hidden states through the head, chunk by chunk.
+    DDP wrapper synchronises gradients); chunked, the forward computes no logits (its head sees
+    no positions) and the loss comes from the final hidden states through the head, in chunks.
     """
     head = causal_head(model) if chunked else None
     if head is None:
         return _full_logit_counts(model, batch)
-    out = model(
-        input_ids=batch["input_ids"],
-        attention_mask=batch.get("attention_mask"),
-        output_hidden_states=True,
-        logits_to_keep=1,
-    )
+    with head.register_forward_pre_hook(_no_positions):
+        out = model(
+            input_ids=batch["input_ids"],
+            attention_mask=batch.get("attention_mask"),
+            output_hidden_states=True,
+            logits_to_keep=1,
+        )
     hidden = out.hidden_states[-1]
     labels = _align_labels(batch["labels"], hidden.shape[1])
     loss, correct, total = chunked_causal_lm_loss(hidden, head, labels)

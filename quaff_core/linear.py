@@ -203,7 +203,8 @@ class QuaffLinear(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x [..., K] -> [..., N] in the compute dtype (x.dtype when it is None)."""
+        """x [..., K] -> [..., N]: computed in the compute dtype (x.dtype when it is None), returned
+        in it under autocast (as autocast's linear would) and in x.dtype otherwise."""
         if x.shape[-1] != self.in_features:
             raise ValueError(f"expected last dim {self.in_features}, got shape {tuple(x.shape)}")
         compute_dtype, compile = self.resolved_settings(x.device)
@@ -224,6 +225,8 @@ class QuaffLinear(nn.Module):
             get_quant_ops(compile),
             int8_backend(x.device),
         )
+        if out.dtype != x.dtype and not torch.is_autocast_enabled(x.device.type):
+            out = out.to(x.dtype)
         return out.reshape(*lead, self.out_features)
 
     def dequantized_weight(self) -> torch.Tensor:

@@ -1,8 +1,11 @@
 """Memory-saving causal-LM loss: output head + shifted cross-entropy in chunks of tokens.
 
-`chunked_causal_lm_loss` never holds all logits [tokens, vocab] at once, in forward or backward:
-a custom autograd function keeps only the hidden states and recomputes each chunk's logits in
-backward (about one extra head matmul). Only labelled tokens (label != -100) are computed.
+`chunked_causal_lm_loss` never holds all logits [tokens, vocab] at once, in forward or backward.
+When a gradient is wanted, each chunk's gradient (softmax - onehot) goes through the head in the
+forward pass already, so nothing is recomputed and only [tokens, hidden] is kept for backward
+(which then just scales it by the incoming gradient). One fused softmax per chunk gives both the
+loss and that gradient. Only labelled tokens (label != -100) are computed. The head matmuls run in
+autocast's dtype where autocast is on (else in the hidden states' dtype); softmax in float32.
 """
 
 from __future__ import annotations
@@ -13,6 +16,28 @@ import torch
 from torch import nn
 
 IGNORE_INDEX = -100
+_TINY = torch.finfo(torch.float32).tiny  # below this a label's probability has underflowed
+
+
+def _matmul_dtype(t: torch.Tensor) -> torch.dtype:
+    """The dtype a linear layer on `t` runs in here: autocast's where it is on, else t's own."""
+    kind = t.device.type
+    if torch.is_autocast_enabled(kind):
+        return torch.get_autocast_dtype(kind)
+    return t.dtype
+
+
+def _label_nll(logits: torch.Tensor, probs: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """-log p(y) per row from float32 softmax `probs`; rows whose p(y) underflowed (a loss above
+    ~87) are computed exactly from their logits instead."""
+    rows = torch.arange(y.shape[0], device=y.device)
+    p_y = probs[rows, y]
+    nll = -torch.log(p_y.clamp_min(_TINY))
+    small = p_y < 1e-30
+    if bool(small.any()):
+        exact = logits[small].float()
+        nll[small] = torch.logsumexp(exact, dim=-1) - exact[rows[: exact.shape[0]], y[small]]
+    return nll
 
 
 class _ChunkedHeadCrossEntropy(torch.autograd.Function):
@@ -28,46 +53,49 @@ class _ChunkedHeadCrossEntropy(torch.autograd.Function):
         chunk_size: int,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """hidden [M, H], weight [V, H], bias [V] | None, targets int64 [M] -> (f32 sum, int64)."""
-        loss = torch.zeros((), dtype=torch.float32, device=hidden.device)
-        correct = torch.zeros((), dtype=torch.int64, device=hidden.device)
-        for start in range(0, hidden.shape[0], chunk_size):
-            h = hidden[start : start + chunk_size]
-            y = targets[start : start + chunk_size]
-            logits = nn.functional.linear(h, weight, bias).float()
-            loss += nn.functional.cross_entropy(logits, y, reduction="sum")
-            correct += (logits.argmax(dim=-1) == y).sum()
-        ctx.save_for_backward(hidden, weight, bias, targets)
-        ctx.chunk_size = chunk_size
-        ctx.mark_non_differentiable(correct)
-        return loss, correct
-
-    @staticmethod
-    def backward(ctx: Any, *grads: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        """Recompute each chunk's softmax; grad = (softmax - onehot) * grad_loss."""
-        grad_loss = grads[0]
-        hidden, weight, bias, targets = ctx.saved_tensors
         need_h, need_w, need_b = ctx.needs_input_grad[:3]
+        dtype = _matmul_dtype(hidden)
+        w, b = weight.to(dtype), bias.to(dtype) if bias is not None else None
         grad_h = torch.empty_like(hidden) if need_h else None
         grad_w = torch.zeros_like(weight, dtype=torch.float32) if need_w else None
         grad_b = (
             torch.zeros_like(bias, dtype=torch.float32) if need_b and bias is not None else None
         )
-        for start in range(0, hidden.shape[0], ctx.chunk_size):
-            h = hidden[start : start + ctx.chunk_size]
-            y = targets[start : start + ctx.chunk_size]
-            logits = nn.functional.linear(h, weight, bias).float()
-            g = torch.softmax(logits, dim=-1)
-            g[torch.arange(y.shape[0], device=y.device), y] -= 1.0
-            g = (g * grad_loss).to(hidden.dtype)
+        loss = torch.zeros((), dtype=torch.float32, device=hidden.device)
+        correct = torch.zeros((), dtype=torch.int64, device=hidden.device)
+        for start in range(0, hidden.shape[0], chunk_size):
+            h = hidden[start : start + chunk_size].to(dtype)
+            y = targets[start : start + chunk_size]
+            logits = nn.functional.linear(h, w, b)
+            correct += (logits.argmax(dim=-1) == y).sum()
+            probs = torch.softmax(logits, dim=-1, dtype=torch.float32)
+            loss += _label_nll(logits, probs, y).sum()
+            if grad_h is None and grad_w is None and grad_b is None:
+                continue
+            probs[torch.arange(y.shape[0], device=y.device), y] -= 1.0  # d(sum CE)/d(logits)
+            g = probs.to(dtype)
             if grad_h is not None:
-                grad_h[start : start + ctx.chunk_size] = g @ weight
+                grad_h[start : start + chunk_size] = g @ w
             if grad_w is not None:
                 grad_w += (g.t() @ h).float()
             if grad_b is not None:
-                grad_b += g.float().sum(dim=0)
-        gw = grad_w.to(weight.dtype) if grad_w is not None else None
-        gb = grad_b.to(bias.dtype) if grad_b is not None else None
-        return grad_h, gw, gb, None, None
+                grad_b += probs.sum(dim=0)
+        ctx.save_for_backward(grad_h, grad_w, grad_b)
+        ctx.mark_non_differentiable(correct)
+        return loss, correct
+
+    @staticmethod
+    def backward(ctx: Any, *grads: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        """The forward pass's gradients scaled by the incoming one (a scalar)."""
+        grad_loss = grads[0]
+        grad_h, grad_w, grad_b = ctx.saved_tensors
+        return (
+            grad_h * grad_loss.to(grad_h.dtype) if grad_h is not None else None,
+            grad_w * grad_loss if grad_w is not None else None,
+            grad_b * grad_loss if grad_b is not None else None,
+            None,
+            None,
+        )
 
 
 def chunked_causal_lm_loss(
@@ -75,7 +103,7 @@ def chunked_causal_lm_loss(
     lm_head: nn.Linear,
     labels: torch.Tensor,
     *,
-    chunk_size: int = 256,
+    chunk_size: int = 64,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Mean next-token CE of lm_head(hidden_states) vs labels shifted by one, in token chunks.
 

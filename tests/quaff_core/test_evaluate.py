@@ -37,8 +37,13 @@ def test_adapter_reloads_to_the_trained_model(tmp_path: Path, quantization: str)
     untrained = evaluate(base, tokenizer, EXAMPLES[:4], max_seq_length=48)
     model = load_adapter(base, tmp_path)
     got = evaluate(model, tokenizer, EXAMPLES[:4], max_seq_length=48)
-    assert got.loss == pytest.approx(final["valid_loss"], abs=1e-4)
-    assert got.mean_token_accuracy == pytest.approx(final["valid_mean_token_accuracy"])
+    # a bf16 run (compute_dtype auto on a CPU with native bf16) validated under autocast; the
+    # reload evaluates in float32, so the two differ by bf16 rounding (measured 1.3e-4)
+    bf16 = result.runtime is not None and result.runtime.compute_dtype == "bfloat16"
+    assert got.loss == pytest.approx(final["valid_loss"], abs=1e-3 if bf16 else 1e-4)
+    assert got.mean_token_accuracy == pytest.approx(
+        final["valid_mean_token_accuracy"], abs=0.05 if bf16 else 1e-6
+    )
     assert got.loss < untrained.loss
     assert got.n_examples == 4
     assert got.n_tokens == untrained.n_tokens > 0

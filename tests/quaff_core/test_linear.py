@@ -70,7 +70,7 @@ def test_forward_and_input_grad_close(device: str, dtype: torch.dtype, bias: boo
     x_q = x.clone().requires_grad_()
     y_ref = ref(x_ref)
     y_q = quaff(x_q)
-    assert y_q.dtype == dtype
+    assert y_q.dtype == x.dtype  # computed in `dtype`, returned in the input's dtype
     assert y_q.shape == y_ref.shape
     assert rel_err(y_q, y_ref) <= 0.01
     grad = torch.randn_like(y_ref)
@@ -126,12 +126,23 @@ def test_momentum_scale_smoothing() -> None:
     torch.testing.assert_close(quaff.outlier_scale, first * 1.9)
 
 
+def test_output_dtype_is_the_inputs_outside_autocast_and_autocasts_inside() -> None:
+    """A bf16-computing layer in an fp32 model must not hand bf16 to the next fp32 op (attention
+    refuses mixed q/k/v dtypes); under autocast it returns bf16 as autocast's linear does."""
+    x, channels = planted((8,), 64, 2)
+    _, quaff = make_pair(64, 32, True, channels, torch.bfloat16, "cpu")
+    assert quaff(x).dtype == torch.float32
+    assert quaff(x.bfloat16()).dtype == torch.bfloat16
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert quaff(x).dtype == torch.bfloat16
+
+
 def test_state_dict_round_trip() -> None:
     x, channels = planted((8,), 40, 2)
     _, quaff = make_pair(40, 24, True, channels, None, "cpu")
     quaff.train()
     quaff(x)
-    fresh = QuaffLinear(40, 24, bias=True, n_outliers=2)
+    fresh = QuaffLinear(40, 24, bias=True, n_outliers=2, compute_dtype=None)
     fresh.load_state_dict(quaff.state_dict())
     fresh.eval()
     quaff.eval()

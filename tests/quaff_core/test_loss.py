@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from quaff_core.loss import chunked_causal_lm_loss
 
@@ -51,6 +52,51 @@ def test_frozen_head_gets_no_gradient_and_bf16_works() -> None:
     assert h.grad is not None
     expected = full_loss(h.detach().float(), head.float(), labels)
     torch.testing.assert_close(loss.detach(), expected, rtol=2e-2, atol=2e-2)
+
+
+class MatmulDtypes(TorchDispatchMode):
+    """Records the input dtypes of every matrix product run inside it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[tuple[torch.dtype, ...]] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+        if func.overloadpacket in (torch.ops.aten.mm, torch.ops.aten.addmm, torch.ops.aten.bmm):
+            self.seen.append(tuple(a.dtype for a in args if isinstance(a, torch.Tensor)))
+        return func(*args, **(kwargs or {}))
+
+
+def test_autocast_runs_every_head_matmul_in_its_dtype_and_backward_recomputes_none() -> None:
+    """Under autocast every head product is bf16, forward and backward alike (backward runs after
+    the autocast block has closed), and backward runs no head product at all."""
+    torch.manual_seed(2)
+    head = nn.Linear(64, 300, bias=False).requires_grad_(False)
+    h = torch.randn(2, 40, 64, requires_grad=True)
+    labels = torch.randint(0, 300, (2, 40))
+    with MatmulDtypes() as forward, torch.autocast("cpu", dtype=torch.bfloat16):
+        loss, _, _ = chunked_causal_lm_loss(h, head, labels, chunk_size=16)
+    with MatmulDtypes() as backward:
+        (grad,) = torch.autograd.grad(loss, [h])
+    assert forward.seen
+    assert all(set(d) == {torch.bfloat16} for d in forward.seen)
+    assert backward.seen == []
+    assert grad.dtype == torch.float32
+    expected = full_loss(h, head, labels)
+    (expected_grad,) = torch.autograd.grad(expected, [h])
+    torch.testing.assert_close(loss, expected, rtol=1e-2, atol=1e-2)
+    torch.testing.assert_close(grad, expected_grad, rtol=5e-2, atol=1e-4)
+
+
+def test_a_label_whose_probability_underflows_keeps_its_exact_loss() -> None:
+    head = nn.Linear(2, 3, bias=False).requires_grad_(False)
+    with torch.no_grad():
+        head.weight.copy_(torch.tensor([[100.0, 0.0], [0.0, 0.0], [-100.0, 0.0]]))
+    h = torch.tensor([[[1.0, 0.0], [1.0, 0.0]]])  # logits 100, 0, -100: p(label 2) = e^-200
+    labels = torch.tensor([[0, 2]])
+    loss, _, _ = chunked_causal_lm_loss(h, head, labels)
+    torch.testing.assert_close(loss, full_loss(h, head, labels))
+    assert 199.0 < float(loss) < 201.0
 
 
 def test_rejects_bad_arguments() -> None:

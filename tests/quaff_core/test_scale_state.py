@@ -26,12 +26,15 @@ class LayerOptions(TypedDict, total=False):
 
     scale_beta: float
     momentum: float | None
+    compute_dtype: torch.dtype | None
 
 
 def trained_layer(**kwargs: Unpack[LayerOptions]) -> tuple[QuaffLinear, torch.Tensor, list[int]]:
-    """A training-mode QuaffLinear 64 -> 16 with 2 outlier channels, and a planted input."""
+    """A training-mode QuaffLinear 64 -> 16 with 2 outlier channels, and a planted input; float32
+    compute unless asked, so the scale statistic is exactly `fresh_scale`'s."""
     x, channels = planted((32,), 64, 2)
     torch.manual_seed(1)
+    kwargs.setdefault("compute_dtype", torch.float32)
     quaff = QuaffLinear.from_linear(nn.Linear(64, 16), channels, **kwargs)
     return quaff.train(), x, channels
 

@@ -184,7 +184,8 @@ def test_a_killed_rank_resumes_from_the_last_checkpoint(service: Service) -> Non
 def test_cancel_stops_every_rank(service: Service) -> None:
     sdk = service.sdk()
     file_id = sdk.files.create(file=("c.jsonl", equal_length_data(18)), purpose="fine-tune").id
-    job_id = create_job(sdk, file_id, devices=2, batch_size=2, epochs=5)
+    # 50 epochs (225 steps): a fast host must not finish before the cancel lands
+    job_id = create_job(sdk, file_id, devices=2, batch_size=2, epochs=50)
     wait_step(service, sdk, job_id, 1)
     (worker,) = [w for w in service.workers if w.poll() is None]
     assert len(_ranks(worker)) == 2
@@ -193,13 +194,13 @@ def test_cancel_stops_every_rank(service: Service) -> None:
     job = sdk.fine_tuning.jobs.retrieve(job_id)
     assert job.status == "cancelled"
     assert job.model_extra is not None
-    assert job.model_extra["progress"]["step"] < 25
+    assert job.model_extra["progress"]["step"] < 225
 
 
 def test_stopped_worker_hands_its_multi_device_job_back(service: Service) -> None:
     sdk = service.sdk()
     file_id = sdk.files.create(file=("s.jsonl", equal_length_data(17)), purpose="fine-tune").id
-    job_id = create_job(sdk, file_id, devices=2, batch_size=2, epochs=3)
+    job_id = create_job(sdk, file_id, devices=2, batch_size=2, epochs=30)  # outlasts the SIGTERM
     wait_step(service, sdk, job_id, 1)
     (worker,) = [w for w in service.workers if w.poll() is None]
     worker.send_signal(signal.SIGTERM)  # the main process only, as `docker stop` does
