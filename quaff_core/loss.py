@@ -67,8 +67,8 @@ class _ChunkedHeadCrossEntropy(torch.autograd.Function):
             h = hidden[start : start + chunk_size].to(dtype)
             y = targets[start : start + chunk_size]
             logits = nn.functional.linear(h, w, b)
-            correct += (logits.argmax(dim=-1) == y).sum()
             probs = torch.softmax(logits, dim=-1, dtype=torch.float32)
+            correct += (probs.argmax(dim=-1) == y).sum()  # softmax keeps the order (and is fast)
             loss += _label_nll(logits, probs, y).sum()
             if grad_h is None and grad_w is None and grad_b is None:
                 continue
