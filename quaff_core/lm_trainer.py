@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -35,6 +36,18 @@ class CausalLMTrainer(SafeStateMixin, Trainer):
         self.loss_is_scaled_for_ga = False
         self._train_counts = [0, 0]
         self._eval_counts = [0, 0, 0.0]
+
+    def autocast_smart_context_manager(
+        self, cache_enabled: bool | None = True
+    ) -> contextlib.AbstractContextManager[Any]:
+        """bf16 autocast around the loss as well: accelerate autocasts only the model's forward
+        (and hands back its outputs in float32), while the chunked loss runs the output head after
+        it; without this the head and its softmax ran in float32 (0.9 s of a 3 s SmolLM2 step)."""
+        if self.args.bf16:
+            return torch.autocast(
+                self.args.device.type, dtype=torch.bfloat16, cache_enabled=cache_enabled
+            )
+        return contextlib.nullcontext()
 
     def compute_loss(
         self,

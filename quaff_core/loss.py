@@ -126,8 +126,9 @@ def chunked_causal_lm_loss(
     h = h[keep]
     y = y[keep]
     n_tokens = keep.sum()
-    weight = lm_head.weight.to(h.dtype)
-    bias = lm_head.bias.to(h.dtype) if lm_head.bias is not None else None
+    dtype = _matmul_dtype(h)  # cast the head once, to the dtype its matmuls run in
+    weight = lm_head.weight.to(dtype)
+    bias = lm_head.bias.to(dtype) if lm_head.bias is not None else None
     loss_sum, correct = _ChunkedHeadCrossEntropy.apply(h, weight, bias, y, chunk_size)
     loss = loss_sum / n_tokens.clamp_min(1).to(loss_sum.dtype)
     return loss, correct, n_tokens

@@ -172,7 +172,8 @@ def prepare_model(
     """Quaff-convert `model` (calibrating unless a map is given) and wrap it with its adapter
     (`config.peft_method`).
 
-    With a bfloat16 runtime the model is cast to bf16 (attention, norms, head); adapters stay fp32.
+    With a bfloat16 runtime the model is cast to bf16 (attention, norms, head) before calibration,
+    whose forward then runs in bf16 as training's does; adapters stay fp32.
     """
     from quaff_core.peft import add_adapter
 
@@ -180,6 +181,8 @@ def prepare_model(
     if config.quantization == "quaff":
         from quaff_core.convert import convert_to_quaff, quaff_layers
 
+        if runtime.dtype == torch.bfloat16:
+            model.to(torch.bfloat16)  # before calibration: its forward then runs in bf16 too
         if outlier_map is not None:
             used = _given_map(outlier_map, callbacks)
         else:
@@ -191,8 +194,6 @@ def prepare_model(
                 model_id=model_id,
                 callbacks=callbacks,
             )
-        if runtime.dtype == torch.bfloat16:
-            model.to(torch.bfloat16)
         convert_to_quaff(
             model,
             used,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 from quaff_core.adapters import find_adapter_dir, load_adapter
 from quaff_core.config import TrainConfig
@@ -35,15 +36,17 @@ def test_adapter_reloads_to_the_trained_model(tmp_path: Path, quantization: str)
     final = result.metrics[-1]
     base, tokenizer = load_base_model("tiny-llama")
     untrained = evaluate(base, tokenizer, EXAMPLES[:4], max_seq_length=48)
-    model = load_adapter(base, tmp_path)
-    got = evaluate(model, tokenizer, EXAMPLES[:4], max_seq_length=48)
-    # a bf16 run (compute_dtype auto on a CPU with native bf16) validated under autocast; the
-    # reload evaluates in float32, so the two differ by bf16 rounding (measured 1.3e-4)
+    # a bf16 run (compute_dtype auto on a CPU with native bf16) validated in bf16 under
+    # autocast: the reload is evaluated the same way
     bf16 = result.runtime is not None and result.runtime.compute_dtype == "bfloat16"
-    assert got.loss == pytest.approx(final["valid_loss"], abs=1e-3 if bf16 else 1e-4)
-    assert got.mean_token_accuracy == pytest.approx(
-        final["valid_mean_token_accuracy"], abs=0.05 if bf16 else 1e-6
-    )
+    if bf16:
+        base.to(torch.bfloat16)
+    model = load_adapter(base, tmp_path)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        got = evaluate(model, tokenizer, EXAMPLES[:4], max_seq_length=48)
+    # bf16: the same computation up to bf16 rounding in a different op order (measured 1.7e-4)
+    assert got.loss == pytest.approx(final["valid_loss"], abs=5e-4 if bf16 else 1e-4)
+    assert got.mean_token_accuracy == pytest.approx(final["valid_mean_token_accuracy"])
     assert got.loss < untrained.loss
     assert got.n_examples == 4
     assert got.n_tokens == untrained.n_tokens > 0
