@@ -57,23 +57,56 @@ def hf_command(model: str, data: Path, out: Path, steps: int, batch: int) -> lis
     ]  # fmt: skip
 
 
+def phases(lines: list[tuple[float, str]], steps: int, end: float) -> dict[str, float | None]:
+    """Seconds of each phase of a `quaff train` run from its timestamped output lines (seconds
+    since the start): start-up (imports, model load, tokenisation), calibration, the compile
+    warm-up it reports, training (from the quantized model to the last step, warm-up included)
+    and the finish (the last checkpoint, the outlier-stability probe and the adapter)."""
+
+    def first(prefix: str) -> float | None:
+        return next((t for t, line in lines if line.startswith(prefix)), None)
+
+    calibrating, quantized = first("Calibrating outlier channels"), first("Quantized ")
+    last_step = first(f"Step {steps}/{steps}")
+    warmup = next((float(m.group(1)) for _, line in lines if (m := WARMUP.search(line))), None)
+    ready = quantized if quantized is not None else calibrating
+
+    def span(a: float | None, b: float | None) -> float | None:
+        return round(b - a, 2) if a is not None and b is not None else None
+
+    return {
+        "startup_s": round(calibrating, 2) if calibrating is not None else None,
+        "calibration_s": span(calibrating, quantized),
+        "warmup_s": warmup,
+        "training_s": span(ready, last_step),
+        "finish_s": span(last_step, end),
+    }
+
+
 def run_quaff(cmd: list[str], cache: Path) -> dict[str, Any]:
-    """Run `quaff train` with this inductor cache; its wall time, steps, tokens, warm-up."""
+    """Run `quaff train` with this inductor cache; its wall time, steps, tokens and phases."""
     env = {**_env(), "TORCHINDUCTOR_CACHE_DIR": str(cache)}
     start = time.monotonic()
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+    lines: list[tuple[float, str]] = []
+    with subprocess.Popen(
+        cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    ) as proc:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append((time.monotonic() - start, line.strip()))
     wall = time.monotonic() - start
-    if done.returncode != 0:
-        raise RuntimeError(f"quaff train failed ({done.returncode}):\n{done.stderr[-3000:]}")
-    trained = TRAINED.search(done.stdout)
+    output = "\n".join(line for _, line in lines)
+    if proc.returncode != 0:
+        raise RuntimeError(f"quaff train failed ({proc.returncode}):\n{output[-3000:]}")
+    trained = TRAINED.search(output)
     if trained is None:
-        raise RuntimeError(f"quaff train printed no summary:\n{done.stdout[-2000:]}")
-    warmup = WARMUP.search(done.stderr)
+        raise RuntimeError(f"quaff train printed no summary:\n{output[-2000:]}")
+    steps = int(trained.group(1))
     return {
         "wall_s": round(wall, 2),
-        "steps": int(trained.group(1)),
+        "steps": steps,
         "trained_tokens": int(trained.group(2)),
-        "warmup_s": float(warmup.group(1)) if warmup else None,
+        **phases(lines, steps, wall),
     }
 
 
@@ -127,14 +160,15 @@ def summarise(variant: str, tokens: int, runs: dict[str, dict[str, Any]]) -> dic
 
 def print_table(results: list[dict[str, Any]]) -> None:
     """The side-by-side table."""
-    print("\n| data | run | wall s | tokens/s | vs HF Trainer bf16 | warm-up s |")
-    print("|---|---|---:|---:|---:|---:|")
+    cols = ("startup_s", "calibration_s", "warmup_s", "training_s", "finish_s")
+    print("\n| data | run | wall s | tokens/s | vs HF Trainer bf16 | " + " | ".join(cols) + " |")
+    print("|---|---|---:|---:|---:|" + "---:|" * len(cols))
     for result in results:
         for name, run in result["runs"].items():
-            warm = run.get("warmup_s")
+            parts = " | ".join("" if run.get(c) is None else f"{run[c]:.1f}" for c in cols)
             print(
                 f"| {result['variant']} | {name} | {run['wall_s']:.1f} | {run['tokens_per_s']:.0f} "
-                f"| {run['speedup_vs_hf']:.2f}x | {'' if warm is None else warm} |"
+                f"| {run['speedup_vs_hf']:.2f}x | {parts} |"
             )
 
 

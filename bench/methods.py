@@ -1,11 +1,13 @@
-"""Every PEFT method, Quaff int8 base vs fp32 base: step time and final validation loss.
+"""Every PEFT method, Quaff int8 base vs unquantized base: step time and final validation loss.
 
     .venv/bin/python -m bench.methods --model SmolLM2-135M-Instruct --steps 12 \
         --out bench/results/methods.json
 
 Each run is `quaff_core.train` on examples/chat.jsonl (validation: examples/chat_valid.jsonl)
-with the method's usual learning rate; the step time is the median wall time between training
-progress reports (after the first, which includes warm-up).
+with the method's usual learning rate and default compute settings (`compute_dtype: auto`: bf16
+where the CPU computes it natively, as on the host of bench/RESULTS.md, else float32; compile
+off for these short runs); the step time is the median wall time between training progress
+reports (after the first, which includes warm-up).
 """
 
 from __future__ import annotations
@@ -77,15 +79,15 @@ def run_one(model: str, method: str, quantization: str, steps: int) -> dict[str,
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    """Method | Quaff step s | fp32 step s | ratio | Quaff valid loss | fp32 valid loss."""
-    lines = ["method         quaff_s  fp32_s  ratio  quaff_loss  fp32_loss"]
+    """Method | Quaff step s | unquantized step s | ratio | their validation losses."""
+    lines = ["method         quaff_s  unquantized_s  ratio  quaff_loss  unquantized_loss"]
     for method in PEFT_METHODS:
         q = next(r for r in rows if r["method"] == method and r["quantization"] == "quaff")
         f = next(r for r in rows if r["method"] == method and r["quantization"] == "none")
         ratio = q["step_seconds"] / f["step_seconds"] if f["step_seconds"] else float("nan")
         lines.append(
-            f"{method:<14} {q['step_seconds']:7.3f} {f['step_seconds']:7.3f} {ratio:6.2f} "
-            f"{q['valid_loss']:11.4f} {f['valid_loss']:10.4f}"
+            f"{method:<14} {q['step_seconds']:7.3f} {f['step_seconds']:14.3f} {ratio:6.2f} "
+            f"{q['valid_loss']:11.4f} {f['valid_loss']:17.4f}"
         )
     return "\n".join(lines)
 

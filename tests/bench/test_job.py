@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.job import main, make_data, parse_args, summarise
+from bench.job import main, make_data, parse_args, phases, summarise
 from bench.task import worked_answer
 
 
@@ -41,6 +41,25 @@ def test_summarise_gives_tokens_per_second_and_speed_up_over_hf() -> None:
     assert rows["quaff-cold-cache"] == {"wall_s": 50.0, "tokens_per_s": 20.0, "speedup_vs_hf": 2.0}
 
 
+def test_phases_split_a_run_by_its_output_lines() -> None:
+    lines = [
+        (0.5, "Loading base model tiny-llama"),
+        (2.0, "Calibrating outlier channels on 64 examples"),
+        (9.0, "Quantized 14 linear layers to int8 (3 outlier channels kept in full precision)"),
+        (15.0, "Compiled the quantize passes in 5.5 s (kept out of the ETA)"),
+        (17.0, "Step 1/2: training loss=2.0"),
+        (19.0, "Step 2/2: training loss=1.9"),
+    ]
+    assert phases(lines, 2, end=21.5) == {
+        "startup_s": 2.0,
+        "calibration_s": 7.0,
+        "warmup_s": 5.5,
+        "training_s": 10.0,
+        "finish_s": 2.5,
+    }
+    assert phases(lines[:1], 2, end=3.0)["calibration_s"] is None
+
+
 def test_unknown_variant_is_a_usage_error() -> None:
     with pytest.raises(SystemExit):
         parse_args(["--variants", "short,huge"])
@@ -59,4 +78,7 @@ def test_both_jobs_run_and_are_timed_on_tiny_llama(tmp_path: Path) -> None:
         assert run["wall_s"] > 0
         assert run["tokens_per_s"] > 0
     assert short["runs"]["hf"]["tokens"] == short["tokens"]
+    cold = short["runs"]["quaff-cold-cache"]
+    assert cold["calibration_s"] is not None
+    assert cold["training_s"] is not None
     assert json.loads(out.read_text())["results"] == results
