@@ -40,7 +40,7 @@ def test_adapter_reloads_to_the_trained_model(tmp_path: Path, quantization: str)
     # autocast: the reload is evaluated the same way
     bf16 = result.runtime is not None and result.runtime.compute_dtype == "bfloat16"
     if bf16:
-        base.to(torch.bfloat16)
+        torch.nn.Module.to(base, torch.bfloat16)  # the model as training casts it
     model = load_adapter(base, tmp_path)
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
         got = evaluate(model, tokenizer, EXAMPLES[:4], max_seq_length=48)
