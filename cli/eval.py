@@ -26,9 +26,12 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Evaluate and print the numbers."""
+    import torch
+
     from quaff_core.adapters import find_adapter_dir, load_adapter
     from quaff_core.data import read_examples
     from quaff_core.evaluate import evaluate
+    from quaff_core.resolved import resolve_runtime
 
     config = build_config(flag_values(args))
     check_data(args.data, "evaluation")
@@ -38,17 +41,23 @@ def run(args: argparse.Namespace) -> int:
         except ValueError as exc:
             raise CliError(str(exc)) from exc
     model, tokenizer = load_model(args)
+    # the compute a training run would use here (--compute-dtype, auto by default), so that the
+    # loss matches the run's validation loss: bf16 casts the model and evaluates under autocast
+    bf16 = resolve_runtime(config).dtype == torch.bfloat16
+    if bf16:
+        model.to(torch.bfloat16)
     try:
         if args.adapter:
             model = load_adapter(model, args.adapter)
-        result = evaluate(
-            model,
-            tokenizer,
-            read_examples(args.data),
-            max_seq_length=config.max_seq_length,
-            train_on_inputs=config.train_on_inputs,
-            batch_size=config.batch_size,
-        )
+        with torch.autocast(model.device.type, dtype=torch.bfloat16, enabled=bf16):
+            result = evaluate(
+                model,
+                tokenizer,
+                read_examples(args.data),
+                max_seq_length=config.max_seq_length,
+                train_on_inputs=config.train_on_inputs,
+                batch_size=config.batch_size,
+            )
     except ValueError as exc:
         raise CliError(str(exc).splitlines()[0]) from exc
     if args.json:

@@ -66,6 +66,7 @@ def test_calibrate_train_eval_and_resume(
     eval_args = ["eval", "--model", "tiny-llama", "--data", VALID, "--max-seq-length", "160"]
     assert main([*eval_args, "--adapter", str(out), "--json"]) == 0
     trained = json.loads(capsys.readouterr().out)
+    # eval resolves compute_dtype "auto" as training did (bf16 on a CPU with native bf16)
     assert trained["loss"] == pytest.approx(valid_loss, abs=1e-4)
     assert main(eval_args) == 0
     assert capsys.readouterr().out.startswith("loss=")
