@@ -27,10 +27,11 @@ def _matmul_dtype(t: torch.Tensor) -> torch.dtype:
     return t.dtype
 
 
-def _label_nll(logits: torch.Tensor, probs: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """-log p(y) per row from float32 softmax `probs`; rows whose p(y) underflowed (a loss above
-    ~87) are computed exactly from their logits instead."""
-    rows = torch.arange(y.shape[0], device=y.device)
+def _label_nll(
+    logits: torch.Tensor, probs: torch.Tensor, y: torch.Tensor, rows: torch.Tensor
+) -> torch.Tensor:
+    """-log p(y) per row (rows = arange(len(y))) from float32 softmax `probs`; rows whose p(y)
+    underflowed (a loss above ~87) are computed exactly from their logits instead."""
     p_y = probs[rows, y]
     nll = -torch.log(p_y.clamp_min(_TINY))
     small = p_y < 1e-30
@@ -52,10 +53,10 @@ class _ChunkedHeadCrossEntropy(torch.autograd.Function):
         targets: torch.Tensor,
         chunk_size: int,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """hidden [M, H], weight [V, H], bias [V] | None, targets int64 [M] -> (f32 sum, int64)."""
+        """hidden [M, H], weight [V, H], bias [V] | None (in the matmul dtype), targets int64 [M]
+        -> (f32 sum, int64)."""
         need_h, need_w, need_b = ctx.needs_input_grad[:3]
-        dtype = _matmul_dtype(hidden)
-        w, b = weight.to(dtype), bias.to(dtype) if bias is not None else None
+        dtype = weight.dtype
         grad_h = torch.empty_like(hidden) if need_h else None
         grad_w = torch.zeros_like(weight, dtype=torch.float32) if need_w else None
         grad_b = (
@@ -66,16 +67,17 @@ class _ChunkedHeadCrossEntropy(torch.autograd.Function):
         for start in range(0, hidden.shape[0], chunk_size):
             h = hidden[start : start + chunk_size].to(dtype)
             y = targets[start : start + chunk_size]
-            logits = nn.functional.linear(h, w, b)
+            rows = torch.arange(y.shape[0], device=y.device)
+            logits = nn.functional.linear(h, weight, bias)
             probs = torch.softmax(logits, dim=-1, dtype=torch.float32)
             correct += (probs.argmax(dim=-1) == y).sum()  # softmax keeps the order (and is fast)
-            loss += _label_nll(logits, probs, y).sum()
+            loss += _label_nll(logits, probs, y, rows).sum()
             if grad_h is None and grad_w is None and grad_b is None:
                 continue
-            probs[torch.arange(y.shape[0], device=y.device), y] -= 1.0  # d(sum CE)/d(logits)
+            probs[rows, y] -= 1.0  # d(sum CE)/d(logits)
             g = probs.to(dtype)
             if grad_h is not None:
-                grad_h[start : start + chunk_size] = g @ w
+                grad_h[start : start + chunk_size] = g @ weight
             if grad_w is not None:
                 grad_w += (g.t() @ h).float()
             if grad_b is not None:
