@@ -10,13 +10,14 @@ saved adapter: model load, tokenisation, Quaff's calibration and compile warm-up
 `quaff train` runs twice per dataset: first with an empty inductor cache (a new worker), then with
 the cache the first run left (the next job on that worker). Runs are interleaved
 (quaff, HF, quaff) so load drift hits both alike. Tokens/s counts the tokens of the examples
-trained on (the same for both).
+trained on, as `quaff train` reports them (the baseline reports its own count, the same).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import subprocess
 import sys
@@ -123,26 +124,7 @@ def run_hf(cmd: list[str]) -> dict[str, Any]:
 
 def _env() -> dict[str, str]:
     """The environment of a timed run: this one, with progress bars off."""
-    import os
-
     return {**os.environ, "TQDM_DISABLE": "1", "HF_HUB_OFFLINE": "1"}
-
-
-def dataset_tokens(data: Path, model: str, examples: int) -> int:
-    """Tokens of the first `examples` examples as training tokenises them."""
-    from quaff_core.data import read_examples
-    from quaff_core.models import load_base_model
-    from quaff_core.options import default
-    from quaff_core.tokenize import tokenize_examples
-
-    _, tokenizer = load_base_model(model)
-    dataset = tokenize_examples(
-        read_examples(data)[:examples],
-        tokenizer,
-        max_seq_length=int(default("max_seq_length")),
-        train_on_inputs=default("train_on_inputs"),
-    )
-    return sum(len(ex.input_ids) for ex in dataset.examples)
 
 
 def summarise(variant: str, tokens: int, runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -197,7 +179,6 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         root = Path(tmp)
         for variant in args.variants.split(","):
             data = make_data(root / "data", variant, examples, args.seed)
-            tokens = dataset_tokens(data, args.model, examples)
             cache = root / f"inductor-{variant}"
             runs: dict[str, dict[str, Any]] = {}
             for name in ("quaff-cold-cache", "hf", "quaff-warm-cache"):
@@ -210,7 +191,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
                     cmd = quaff_command(args.model, data, out, args.steps, args.batch_size)
                     runs[name] = run_quaff(cmd, cache)
                 print(f"{variant} {name}: {runs[name]}", flush=True)
-            results.append(summarise(variant, tokens, runs))
+            # the tokens `quaff train` counted (the HF baseline counts the same tokenisation)
+            results.append(summarise(variant, runs["quaff-cold-cache"]["trained_tokens"], runs))
     print_table(results)
     if args.json:
         write_json(
