@@ -18,7 +18,7 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.errors import error_response
-from quaff_core import bounded_json
+from quaff_core.data import bounded_json
 
 MAX_TARGET_BYTES = 8192
 MAX_DEPTH = 32

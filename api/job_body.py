@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, PlainValidator, WithJsonSchema, create_model
 
-from quaff_core.options import (
+from quaff_core.options.spec import (
     ALL_LINEAR,
     API_GROUPS,
     AUTO,

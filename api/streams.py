@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from api.gate import Gate, ServiceBusyError
 from api.schemas import event_object
 from store import events
-from store.job_states import TERMINAL
+from store.job_status import TERMINAL
 from store.models import Job, JobEvent
 from store.settings import Settings
 

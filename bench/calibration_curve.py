@@ -25,16 +25,16 @@ from torch import nn
 
 from bench.common import command_line, environment, write_json
 from bench.task import write_splits
-from quaff_core.calibration import DEFAULT_MAX_RATIO, calibrate
-from quaff_core.config import TrainConfig
-from quaff_core.convert import convert_to_quaff
-from quaff_core.data import read_examples
-from quaff_core.linear import QuaffLinear
-from quaff_core.models import load_base_model
-from quaff_core.outliers import OutlierMap
-from quaff_core.prepare import calibration_batches
-from quaff_core.targets import as_linear, in_features, quantizable_linears
-from quaff_core.tokenize import tokenize_examples
+from quaff_core.calibration.calibrate import DEFAULT_MAX_RATIO, calibrate
+from quaff_core.data.jsonl import read_examples
+from quaff_core.lm.tokenization import tokenize_examples
+from quaff_core.models.loading import load_base_model
+from quaff_core.options.train_config import TrainConfig
+from quaff_core.quant.convert import convert_to_quaff
+from quaff_core.quant.linear import QuaffLinear
+from quaff_core.quant.outlier_map import OutlierMap
+from quaff_core.quant.targets import as_linear, in_features, quantizable_linears
+from quaff_core.training.prepare import calibration_batches
 
 Batches = list[dict[str, torch.Tensor]]
 Config = tuple[str, float | None, float]
@@ -181,7 +181,7 @@ def main(argv: list[str] | None = None) -> None:
     record["bf16_logits_error"] = logits_error(bf16, sets, refs)
     print(f"tokens {tokens}; bf16 cast: {record['bf16_logits_error']}", flush=True)
     maps: dict[str, OutlierMap] = {}
-    with mock.patch("quaff_core.autograd.int8_mm", exact_int8_mm):
+    with mock.patch("quaff_core.quant.autograd.int8_mm", exact_int8_mm):
         for config in configurations(args):
             om, point = measure(base, sets, refs, config)
             record.setdefault("points", []).append(point)

@@ -53,7 +53,7 @@ log "mode: $([ "$DRY_RUN" = 1 ] && echo dry-run on CPU || echo GPU); output in $
 "$PY" - "$DEVICE" <<'EOF' | tee -a "$SUMMARY" || fail "environment check"
 import sys
 import torch
-from quaff_core import runtime
+from quaff_core.quant import capabilities as runtime
 device = sys.argv[1]
 if device == "cuda" and not torch.cuda.is_available():
     sys.exit("no CUDA device visible to torch; run with --dry-run on a CPU machine")
@@ -65,7 +65,7 @@ EOF
 
 # 1. tests
 if [ "$DRY_RUN" = 1 ]; then
-  TESTS=(tests/quaff_core/test_kernels.py tests/quaff_core/test_runtime.py -q -k "not cuda")
+  TESTS=(tests/quaff_core/quant/test_kernels.py tests/quaff_core/quant/test_capabilities.py -q -k "not cuda")
 else
   TESTS=(tests/quaff_core -q -m cuda)
 fi

@@ -22,7 +22,7 @@ from torch import nn
 from bench.common import environment
 from infer.cache import module_bytes
 from infer.generate import Row, Sampling, TokenEvent, generate_rows
-from quaff_core.models import load_base_model
+from quaff_core.models.loading import load_base_model
 
 PROMPT = [{"role": "user", "content": "Write a long story about a lighthouse keeper and a storm."}]
 

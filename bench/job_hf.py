@@ -22,10 +22,10 @@ import torch  # noqa: E402
 from peft import LoraConfig, get_peft_model  # noqa: E402
 from transformers import Trainer, TrainingArguments  # noqa: E402
 
-from quaff_core.data import read_examples  # noqa: E402
-from quaff_core.models import load_base_model  # noqa: E402
-from quaff_core.options import BASE_LORA_LEARNING_RATE, default  # noqa: E402
-from quaff_core.tokenize import PadCollator, tokenize_examples  # noqa: E402
+from quaff_core.data.jsonl import read_examples  # noqa: E402
+from quaff_core.lm.tokenization import PadCollator, tokenize_examples  # noqa: E402
+from quaff_core.models.loading import load_base_model  # noqa: E402
+from quaff_core.options.spec import BASE_LORA_LEARNING_RATE, default  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -3,8 +3,9 @@
     .venv/bin/python -m bench.methods --model SmolLM2-135M-Instruct --steps 12 \
         --out bench/results/methods.json
 
-Each run is `quaff_core.train` on examples/chat.jsonl (validation: examples/chat_valid.jsonl)
-with the method's usual learning rate and default compute settings (`compute_dtype: auto`: bf16
+Each run is `quaff_core.training.train` on examples/chat.jsonl (validation:
+examples/chat_valid.jsonl) with the method's usual learning rate and default compute settings
+(`compute_dtype: auto`: bf16
 where the CPU computes it natively, as on the host of bench/RESULTS.md, else float32; compile
 off for these short runs); the step time is the median wall time between training progress
 reports (after the first, which includes warm-up).
@@ -20,9 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import command_line, environment, write_json
-from quaff_core.callbacks import NullCallbacks, ProgressEvent
-from quaff_core.config import TrainConfig
-from quaff_core.options import PEFT_METHODS
+from quaff_core.options.spec import PEFT_METHODS
+from quaff_core.options.train_config import TrainConfig
+from quaff_core.training.callbacks import NullCallbacks, ProgressEvent
 
 ROOT = Path(__file__).resolve().parent.parent
 TRAIN, VALID = ROOT / "examples" / "chat.jsonl", ROOT / "examples" / "chat_valid.jsonl"
@@ -53,7 +54,7 @@ class StepClock(NullCallbacks):
 
 def run_one(model: str, method: str, quantization: str, steps: int) -> dict[str, Any]:
     """One short training run: the median step seconds and the final validation loss."""
-    from quaff_core.train import train
+    from quaff_core.training.train import train
 
     config = TrainConfig(
         peft_method=method,  # type: ignore[arg-type]

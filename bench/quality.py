@@ -2,10 +2,12 @@
 
     .venv/bin/python -m bench.quality --seeds 42,43,44 --json bench/results/quality.json
 
-Every run trains with `quaff_core.train` from the same base, data and `TrainConfig`; only the
+Every run trains with `quaff_core.training.train` from the same base, data and `TrainConfig`; only
+the
 quantization differs (none / Quaff, calibrated by `train` itself with the default rule / the same
 int8 path with no outlier channel kept). Each (mode, seed) run reports its final validation loss
-(`quaff_core.evaluate`, the trainer's own evaluation), the exact match of greedy answers with its
+(`quaff_core.lm.evaluation`, the trainer's own evaluation), the exact match of greedy answers with
+its
 adapter on the *unquantized* base, and, for Quaff, the outlier stability its checkpoints measured.
 The summary gives mean and spread (max - min) over seeds and checks the targets: Quaff's mean
 validation loss within +1% of fp32's, below W8A8's by more than the larger seed spread, and its
@@ -27,15 +29,15 @@ import torch
 
 from bench.common import command_line, environment, write_json
 from bench.task import write_splits
-from quaff_core.callbacks import NullCallbacks, ProgressEvent
-from quaff_core.config import TrainConfig
-from quaff_core.data import Example, read_examples
-from quaff_core.events import EventKind, TrainEvent
-from quaff_core.exact_match import score
-from quaff_core.models import load_base_model
-from quaff_core.outliers import OutlierMap
-from quaff_core.targets import in_features, quantizable_linears
-from quaff_core.train import train
+from quaff_core.data.jsonl import Example, read_examples
+from quaff_core.lm.exact_match import score
+from quaff_core.models.loading import load_base_model
+from quaff_core.options.train_config import TrainConfig
+from quaff_core.quant.outlier_map import OutlierMap
+from quaff_core.quant.targets import in_features, quantizable_linears
+from quaff_core.train_events import EventKind, TrainEvent
+from quaff_core.training.callbacks import NullCallbacks, ProgressEvent
+from quaff_core.training.train import train
 
 logger = logging.getLogger("bench.quality")
 

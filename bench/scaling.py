@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import command_line, environment, write_json
-from quaff_core.config import TrainConfig
+from quaff_core.options.train_config import TrainConfig
 from worker.group import launch_command
 from worker.ranks import RankSpec
 from worker.relay import RELAY_FILE

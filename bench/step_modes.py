@@ -11,13 +11,13 @@ import torch
 from peft import LoraConfig, get_peft_model
 from torch import nn
 
-from quaff_core.calibration import calibrate
-from quaff_core.convert import convert_to_quaff
-from quaff_core.evaluate import batch_counts
-from quaff_core.outliers import OutlierMap
-from quaff_core.peft import add_lora
-from quaff_core.runtime import CompileSetting, resolve_compute_dtype
-from quaff_core.targets import quantizable_linears
+from quaff_core.adapters.peft_layers import add_lora
+from quaff_core.calibration.calibrate import calibrate
+from quaff_core.lm.evaluation import batch_counts
+from quaff_core.quant.capabilities import CompileSetting, resolve_compute_dtype
+from quaff_core.quant.convert import convert_to_quaff
+from quaff_core.quant.outlier_map import OutlierMap
+from quaff_core.quant.targets import quantizable_linears
 
 LORA_R = 16
 LORA_ALPHA = 32

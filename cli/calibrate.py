@@ -35,9 +35,9 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Calibrate on the calibration set `quaff train` would use, and save the map."""
-    from quaff_core.callbacks import NullCallbacks
-    from quaff_core.data import read_examples
-    from quaff_core.prepare import calibrate_on, describe_base, tokenize_dataset
+    from quaff_core.data.jsonl import read_examples
+    from quaff_core.training.callbacks import NullCallbacks
+    from quaff_core.training.prepare import calibrate_on, describe_base, tokenize_dataset
 
     config = build_config(flag_values(args))
     check_data(args.data, "calibration")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from quaff_core import __version__
+
 # Open event streams (a dashboard following a running job) never end by themselves; on shutdown
 # uvicorn waits this long for them, then closes them.
 SHUTDOWN_GRACE_SECONDS = 5
@@ -17,3 +19,8 @@ def clock(seconds: float) -> str:
     hours, rest = divmod(total, 3600)
     minutes, secs = divmod(rest, 60)
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def package_version() -> str:
+    """Quaff's version (the one version string, `quaff_core.__version__`)."""
+    return __version__

@@ -28,10 +28,10 @@ def run(args: argparse.Namespace) -> int:
     """Evaluate and print the numbers."""
     import torch
 
-    from quaff_core.adapters import find_adapter_dir, load_adapter
-    from quaff_core.data import read_examples
-    from quaff_core.evaluate import evaluate
-    from quaff_core.resolved import resolve_runtime
+    from quaff_core.adapters.loading import find_adapter_dir, load_adapter
+    from quaff_core.data.jsonl import read_examples
+    from quaff_core.lm.evaluation import evaluate
+    from quaff_core.training.runtime import resolve_runtime
 
     config = build_config(flag_values(args))
     check_data(args.data, "evaluation")

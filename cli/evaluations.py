@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from cli.common import CliError
+from cli.http import checked, client, upload
 
 POLL_SECONDS = 1.0
 WAIT_LIMIT_SECONDS = 3600.0
@@ -44,10 +45,8 @@ def table(results: list[dict[str, Any]]) -> str:
 
 def run_eval(args: argparse.Namespace) -> int:
     """Upload the file, start the evaluation, wait for it, print the table."""
-    from cli.jobs import _upload, checked, client
-
     with client(args) as http:
-        file_id = _upload(http, args.file)
+        file_id = upload(http, args.file)
         body: dict[str, Any] = {"file": file_id, "compare_to": args.compare_to}
         if args.model:
             body["model"] = args.model

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from cli.common import CliError
-from cli.jobs import checked, client, extract_tarball
+from cli.http import checked, client, extract_tarball
 
 POLL_LIMIT_SECONDS = 3600.0
 

@@ -7,6 +7,8 @@ import json
 import platform
 from typing import Any
 
+from cli.common import package_version
+
 
 def register(subparsers: Any) -> None:
     """Add the `info` subcommand."""
@@ -35,8 +37,6 @@ def int8_gemm_check(device: str) -> dict[str, Any]:
 def collect() -> dict[str, Any]:
     """Gather version and device facts."""
     import torch
-
-    from cli.main import package_version
 
     devices = ["cpu"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
     return {

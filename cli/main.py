@@ -11,7 +11,7 @@ from types import ModuleType
 from pydantic import ValidationError
 
 from cli import api, calibrate, db, eval, export, infer, info, jobs, keys, serve, train, worker
-from cli.common import CliError
+from cli.common import CliError, package_version
 from store.settings import settings_problem
 
 # Each module exposes `register(subparsers)` and sets `handler` on its parsers.
@@ -32,13 +32,6 @@ COMMAND_MODULES: tuple[ModuleType, ...] = (
 
 # Libraries whose INFO lines are noise at the command line (shown with --verbose).
 QUIET_LOGGERS = ("alembic.runtime.plugins",)
-
-
-def package_version() -> str:
-    """Quaff's version (the one version string, `quaff_core.__version__`)."""
-    from quaff_core import __version__
-
-    return __version__
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -10,8 +10,8 @@ from types import FrameType
 from typing import Any, TextIO
 
 from cli.common import clock
-from quaff_core.callbacks import Control, NullCallbacks, ProgressEvent
-from quaff_core.events import EventKind, TrainEvent
+from quaff_core.train_events import EventKind, TrainEvent
+from quaff_core.training.callbacks import Control, NullCallbacks, ProgressEvent
 
 BAR_WIDTH = 24
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from cli.common import CliError
 from cli.options import add_flags, build_config, flag_values
-from quaff_core.artifacts import CHECKPOINT_PREFIX, CHECKPOINTS_DIR, QUAFF_FILE, TRAINER_STATE
+from quaff_core.file_names import CHECKPOINT_PREFIX, CHECKPOINTS_DIR, QUAFF_FILE, TRAINER_STATE
 
 
 def add_model_args(parser: argparse.ArgumentParser) -> None:
@@ -43,7 +43,7 @@ def register(subparsers: Any) -> None:
 
 def check_data(path: str, what: str) -> None:
     """CliError unless `path` is a valid training file."""
-    from quaff_core.data import validate_jsonl
+    from quaff_core.data.jsonl import validate_jsonl
 
     if not Path(path).is_file():
         raise CliError(f"{what} file {path!r} does not exist")
@@ -54,7 +54,7 @@ def check_data(path: str, what: str) -> None:
 
 def load_model(args: argparse.Namespace) -> tuple[Any, Any]:
     """Load --model, turning load failures into CliError."""
-    from quaff_core.models import load_base_model
+    from quaff_core.models.loading import load_base_model
 
     print(f"Loading base model {args.model}", file=sys.stderr, flush=True)
     try:
@@ -89,7 +89,7 @@ def resumed_options(resume: Path | None) -> dict[str, Any]:
 def run(args: argparse.Namespace) -> int:
     """Validate the inputs, train, and print where the adapter went."""
     from cli.progress import TerminalCallbacks
-    from quaff_core.train import train
+    from quaff_core.training.train import train
 
     resume = find_checkpoint(args.resume) if args.resume else None
     config = build_config(flag_values(args), resumed_options(resume))
@@ -98,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
         check_data(args.validation, "validation")
     if args.outlier_map and not Path(args.outlier_map).is_file():
         raise CliError(f"--outlier-map {args.outlier_map!r} does not exist")
-    from quaff_core.adapters import find_adapter_dir
+    from quaff_core.adapters.loading import find_adapter_dir
 
     model = load_model(args)
     with TerminalCallbacks() as terminal:
@@ -129,6 +129,6 @@ def run(args: argparse.Namespace) -> int:
 
 def _base_id(source: str) -> str:
     """The base model id recorded in quaff.json."""
-    from quaff_core.prepare import describe_base
+    from quaff_core.training.prepare import describe_base
 
     return describe_base(os.path.expanduser(source) if source.startswith("~") else source)

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from quaff_core.adapters import (
+from quaff_core.adapters.loading import (
     adapter_method,
     adapter_momentum,
     attach_adapter,
@@ -30,7 +30,7 @@ from quaff_core.adapters import (
     find_adapter_dir,
     trained_quantization,
 )
-from quaff_core.artifacts import ADAPTER_WEIGHTS, OUTLIER_MAP_FILE
+from quaff_core.file_names import ADAPTER_WEIGHTS, OUTLIER_MAP_FILE
 from store.archives import unpack
 from store.blobs import BlobStore
 from store.model_refs import ModelRef
@@ -165,7 +165,7 @@ class ModelCache:
             return Target(base, ref.adapter_id)
 
     def _load_base(self, key: str, ref: ModelRef, adapter: Path | None) -> LoadedBase:
-        from quaff_core.models import ModelLoadError, load_base_model
+        from quaff_core.models.loading import ModelLoadError, load_base_model
 
         try:
             model, tokenizer = load_base_model(ref.base, device=self.device)
@@ -229,7 +229,7 @@ class ModelCache:
 
 def activate(target: Target) -> Any:
     """Make `target`'s adapter the active one (with its Quaff scales); returns the model to run."""
-    from quaff_core.convert import load_quaff_state_dict
+    from quaff_core.quant.convert import load_quaff_state_dict
 
     base = target.base
     if target.adapter is None:

@@ -8,7 +8,7 @@ from typing import Any
 from jinja2.exceptions import TemplateError
 from transformers import PreTrainedTokenizerBase
 
-from quaff_core.generation_request import GenerationRequest, RequestError
+from quaff_core.data.generation_request import GenerationRequest, RequestError
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from typing import Any
 from infer.cache import ModelCache, ModelUnavailable, Target, activate
 from infer.generate import Row, Sampling, TokenEvent, generate_rows
 from infer.prompts import encode_prompts
-from quaff_core.generation_request import GenerationRequest, RequestError
+from quaff_core.data.generation_request import GenerationRequest, RequestError
 from store.device_lock import DeviceTurnstile
 from store.model_refs import ModelRef
 

@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from infer.scheduler import GenerationWork, QueueFull, Scheduler, TaskWork
 from infer.wire import DONE, Choice, Shaper, sse
-from quaff_core.generation_request import RequestError, parse_request
+from quaff_core.data.generation_request import RequestError, parse_request
 from store.model_refs import ModelRef
 
 logger = logging.getLogger(__name__)

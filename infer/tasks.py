@@ -9,7 +9,7 @@ from typing import Any
 
 from infer.cache import ModelCache, activate
 from infer.scheduler import TaskWork
-from quaff_core.data import Example, read_examples
+from quaff_core.data.jsonl import Example, read_examples
 from store import evaluations
 from store.blobs import BlobStore
 from store.db import session_scope
@@ -25,9 +25,9 @@ def score(cache: ModelCache, ref: ModelRef, examples: list[Example], job: Job) -
     """Loss and token accuracy (`evaluate_dataset`), greedy exact match of final assistant turns."""
     from peft import PeftModel
 
-    from quaff_core.evaluate import evaluate_dataset
-    from quaff_core.exact_match import score as exact_match
-    from quaff_core.tokenize import tokenize_examples
+    from quaff_core.lm.evaluation import evaluate_dataset
+    from quaff_core.lm.exact_match import score as exact_match
+    from quaff_core.lm.tokenization import tokenize_examples
 
     target = cache.get(ref)
     model = activate(target)

@@ -12,7 +12,7 @@ from typing import Any
 from transformers import PreTrainedTokenizerBase
 
 from infer.generate import TokenEvent
-from quaff_core.generation_request import GenerationRequest
+from quaff_core.data.generation_request import GenerationRequest
 
 FINGERPRINT = "fp_quaff"
 

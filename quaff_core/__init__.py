@@ -1,8 +1,10 @@
 """Quaff quantized LoRA: the algorithm library, usable without the service.
 
-Public names are imported lazily so that torch-free modules (`quaff_core.data`,
-`quaff_core.catalog`) can be used by processes that never import torch, such as the API.
-The trainer is the module `quaff_core.train`: use `from quaff_core.train import train`.
+One folder per concern, each importing only folders below it:
+`training/` → `adapters/`, `calibration/` → `quant/`, `lm/`, `models/` → `data/` → `options/`.
+`options/` and `data/`, with the top-level `errors`, `train_events` and `file_names`, never import
+torch: the API and the store use them. Public names below are imported lazily for the same reason.
+The trainer: `from quaff_core.training.train import train`.
 """
 
 from __future__ import annotations
@@ -14,15 +16,15 @@ __version__ = "0.1.0"
 
 # public name -> module that defines it
 _EXPORTS: dict[str, str] = {
-    "calibrate": "quaff_core.calibration",
-    "OutlierMap": "quaff_core.outliers",
-    "convert_to_quaff": "quaff_core.convert",
-    "QuaffLinear": "quaff_core.linear",
-    "add_lora": "quaff_core.peft",
-    "add_adapter": "quaff_core.peft",
-    "validate_jsonl": "quaff_core.data",
-    "load_base_model": "quaff_core.models",
-    "list_base_models": "quaff_core.catalog",
+    "calibrate": "quaff_core.calibration.calibrate",
+    "OutlierMap": "quaff_core.quant.outlier_map",
+    "convert_to_quaff": "quaff_core.quant.convert",
+    "QuaffLinear": "quaff_core.quant.linear",
+    "add_lora": "quaff_core.adapters.peft_layers",
+    "add_adapter": "quaff_core.adapters.peft_layers",
+    "validate_jsonl": "quaff_core.data.jsonl",
+    "load_base_model": "quaff_core.models.loading",
+    "list_base_models": "quaff_core.options.base_models",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from quaff_core.catalog import find_base_model
+from quaff_core.options.base_models import find_base_model
 from store.settings import Settings
 
 

@@ -1,6 +1,6 @@
 """Job events: added by the API and the worker, listed newest first, streamed oldest first.
 
-Every event has a `kind`: a `ServiceEvent` of the service or a `quaff_core.events.EventKind`
+Every event has a `kind`: a `ServiceEvent` of the service or a `quaff_core.train_events.EventKind`
 of training. Callers react to kinds (and `data`), never to the wording of `message`.
 
 Two rules hold for every job: its terminal event is its last (an event for a job that has ended is
@@ -18,8 +18,9 @@ from typing import Any
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
-from quaff_core.events import EventKind
+from quaff_core.train_events import EventKind
 from store.ids import new_id, now_s
+from store.job_status import TERMINAL
 from store.models import Job, JobEvent
 from store.pages import page
 
@@ -50,8 +51,6 @@ KINDS = frozenset(k.value for k in ServiceEvent) | frozenset(k.value for k in Ev
 
 def lock_live_job(session: Session, job_id: str) -> bool:
     """Take the job's row lock if it has not ended (a no-op update); False once it has ended."""
-    from store.job_states import TERMINAL
-
     result = session.execute(
         update(Job)
         .where(Job.id == job_id, Job.status.not_in(TERMINAL))

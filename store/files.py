@@ -18,7 +18,7 @@ from store.models import File, Job
 from store.pages import page
 
 if TYPE_CHECKING:
-    from quaff_core.data import ValidationReport
+    from quaff_core.data.jsonl import ValidationReport
 
 logger = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ def check_expiry(fields: Mapping[str, str]) -> int | None:
 
 def validate_blob(blobs: BlobStore, key: str) -> ValidationReport:
     """Validate a stored upload with the dataset rules (bounded memory; no database)."""
-    from quaff_core.data import validate_jsonl
+    from quaff_core.data.jsonl import validate_jsonl
 
     return validate_jsonl(blobs.path(key))
 

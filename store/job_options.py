@@ -1,6 +1,6 @@
 """Resolve a job's options with the one option spec: defaults filled in, every bad value a 400.
 
-The request's option objects are checked field by field (`quaff_core.options`), then the
+The request's option objects are checked field by field (`quaff_core.options.spec`), then the
 trainer's own `TrainConfig` is built from them, so anything training would refuse is refused
 here, with `param` naming the field.
 """
@@ -11,8 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from quaff_core.config import TrainConfig, config_from_api
-from quaff_core.options import (
+from quaff_core.options.spec import (
     API_GROUPS,
     AUTO,
     BY_PARAM,
@@ -22,6 +21,7 @@ from quaff_core.options import (
     group_options,
     option,
 )
+from quaff_core.options.train_config import TrainConfig, config_from_api
 from store.errors import InvalidRequestError
 
 METHOD_TYPES = option("method").choices

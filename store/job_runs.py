@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
-from quaff_core.events import EventKind
+from quaff_core.train_events import EventKind
 from store.errors import InvalidRequestError
 from store.events import add_event
 from store.ids import now_s

@@ -1,4 +1,4 @@
-"""The one table of job state transitions and the compare-and-set move between states."""
+"""The compare-and-set move between job states, checked against the one table in `job_status`."""
 
 from __future__ import annotations
 
@@ -10,19 +10,8 @@ from sqlalchemy.orm import Session
 from store.errors import InvalidRequestError
 from store.events import ServiceEvent, add_event
 from store.ids import now_s
+from store.job_status import TERMINAL, TRANSITIONS
 from store.models import Job
-
-# The one table of allowed moves; anything else is refused with a 400 that says why.
-TRANSITIONS: dict[str, frozenset[str]] = {
-    "validating_files": frozenset({"queued", "failed", "cancelled"}),
-    "queued": frozenset({"running", "paused", "failed", "cancelled"}),
-    "running": frozenset({"succeeded", "failed", "cancelled", "paused"}),
-    "paused": frozenset({"queued", "cancelled"}),
-    "succeeded": frozenset(),
-    "failed": frozenset(),
-    "cancelled": frozenset(),
-}
-TERMINAL = frozenset(s for s, moves in TRANSITIONS.items() if not moves)
 
 
 def check_transition(job: Job, new_status: str) -> None:

@@ -29,7 +29,8 @@ from store.job_runs import (
     set_result,
     succeed_job,
 )
-from store.job_states import TERMINAL, TRANSITIONS, check_transition, ensure_can, transition
+from store.job_states import check_transition, ensure_can, transition
+from store.job_status import TERMINAL, TRANSITIONS
 from store.model_refs import ModelRef
 from store.models import File, Job, OutlierMap, Project
 from store.pages import page

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from quaff_core.events import EventKind
+from quaff_core.train_events import EventKind
 from store.events import ServiceEvent
 from store.settings import Settings
 from tests.processes import free_port, wait_for

@@ -1,4 +1,9 @@
-"""The layer rules of docs/development.md, checked on every import statement of the source."""
+"""The layer rules of README.md and docs/development.md, checked on every import statement.
+
+The torch-free part of `quaff_core` is named by folders, not by a list of modules: `options/`,
+`data/` and the top-level modules. What the API, the store and migrations may use of `quaff_core`
+is exactly that part, and that part imports neither torch nor the rest of `quaff_core`.
+"""
 
 from __future__ import annotations
 
@@ -8,35 +13,43 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("api", "store", "worker", "infer", "quaff_core", "cli", "migrations")
-SERVICE = {"api", "store", "worker", "cli", "infer", "bench", "migrations"}
-# quaff_core modules that never import torch: what the torch-free layers may use
-TORCH_FREE_CORE = {
-    "quaff_core",
-    "quaff_core.artifacts",
-    "quaff_core.bounded_json",
-    "quaff_core.catalog",
-    "quaff_core.chat_format",
-    "quaff_core.config",
-    "quaff_core.data",
-    "quaff_core.errors",
-    "quaff_core.events",
-    "quaff_core.examples",
-    "quaff_core.formats",
-    "quaff_core.generation_request",
-    "quaff_core.option",
-    "quaff_core.options",
-    "quaff_core.templates",
-}
+CORE = ROOT / "quaff_core"
+PACKAGES = ("api", "store", "worker", "infer", "quaff_core", "cli", "bench", "migrations")
+TORCH_FREE_FOLDERS = ("options", "data")
+HEAVY = {"torch", "transformers", "peft", "trl", "safetensors", "accelerate", "gguf"}
 FORBIDDEN: dict[str, set[str]] = {
-    "quaff_core": SERVICE,
-    "store": {"api", "worker", "cli", "infer", "torch", "fastapi", "celery", "transformers"},
-    "api": {"worker", "cli", "infer", "torch", "transformers", "peft"},
-    "worker": {"api", "cli", "infer"},
-    "infer": {"api", "worker", "cli"},
-    "migrations": {"api", "worker", "cli", "infer", "torch"},
+    "quaff_core": {"api", "store", "worker", "cli", "infer", "bench", "migrations"},
+    "store": {"api", "worker", "cli", "infer", "bench", "fastapi", "celery", *HEAVY},
+    "api": {"worker", "cli", "infer", "bench", *HEAVY},
+    "worker": {"api", "cli", "infer", "bench"},
+    "infer": {"api", "worker", "cli", "bench"},
+    "cli": {"bench"},
+    "bench": {"cli"},
+    "migrations": {"api", "worker", "cli", "infer", "bench", *HEAVY},
 }
-TORCH_FREE = ("store", "api", "migrations")
+TORCH_FREE_LAYERS = ("store", "api", "migrations")
+# quaff_core's folders, each importing only the folders after it in this order
+CORE_ORDER = (
+    "training",
+    "adapters",
+    "calibration",
+    "quant",
+    "lm",
+    "models",
+    "data",
+    "options",
+)
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def torch_free_core() -> set[str]:
+    """The torch-free modules of quaff_core: its top-level modules and the torch-free folders."""
+    paths = [*CORE.glob("*.py")] + [p for f in TORCH_FREE_FOLDERS for p in (CORE / f).rglob("*.py")]
+    return {module_name(p) for p in paths}
 
 
 def imports(path: Path) -> set[str]:
@@ -48,11 +61,32 @@ def imports(path: Path) -> set[str]:
             names.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
             names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
     return names
 
 
 def sources(package: str) -> list[Path]:
     return sorted((ROOT / package).rglob("*.py"))
+
+
+def core_modules(names: set[str]) -> set[str]:
+    """The quaff_core modules among `names` (`from pkg import name` of a non-module is dropped)."""
+    return {n for n in names if n.startswith("quaff_core") and _is_module(n)}
+
+
+def _is_module(name: str) -> bool:
+    path = ROOT.joinpath(*name.split("."))
+    return path.with_suffix(".py").is_file() or (path / "__init__.py").is_file()
+
+
+def test_every_source_package_has_a_rule() -> None:
+    on_disk = {p.parent.name for p in ROOT.glob("*/__init__.py")} - {"tests"}
+    assert on_disk == set(PACKAGES) == set(FORBIDDEN)
+
+
+def test_every_core_folder_has_a_place_in_the_order() -> None:
+    folders = {p.parent.name for p in CORE.glob("*/__init__.py")}
+    assert folders == set(CORE_ORDER)
 
 
 @pytest.mark.parametrize("package", sorted(FORBIDDEN))
@@ -66,24 +100,47 @@ def test_no_package_imports_a_layer_above_it(package: str) -> None:
     assert broken == []
 
 
-@pytest.mark.parametrize("package", TORCH_FREE)
+@pytest.mark.parametrize("package", TORCH_FREE_LAYERS)
 def test_torch_free_layers_use_only_torch_free_core_modules(package: str) -> None:
+    allowed = torch_free_core()
     broken = [
         f"{path.relative_to(ROOT)} imports {name}"
         for path in sources(package)
-        for name in imports(path)
-        if name.split(".")[0] == "quaff_core" and name not in TORCH_FREE_CORE
+        for name in core_modules(imports(path))
+        if name not in allowed
     ]
     assert broken == []
 
 
-def test_the_torch_free_core_modules_import_only_each_other() -> None:
+def test_the_torch_free_core_imports_no_heavy_library_and_nothing_else_of_the_core() -> None:
+    allowed = torch_free_core()
     broken = [
         f"{module} imports {name}"
-        for module in sorted(TORCH_FREE_CORE)
-        for name in imports(ROOT / (module.replace(".", "/") + ".py") if "." in module
-                            else ROOT / "quaff_core" / "__init__.py")
-        if name.split(".")[0] in {"torch", "transformers", "peft", "safetensors"}
-        or (name.startswith("quaff_core.") and name not in TORCH_FREE_CORE)
-    ]  # fmt: skip
+        for module in sorted(allowed)
+        for name in imports(_path(module))
+        if name.split(".")[0] in HEAVY or (name in core_modules({name}) and name not in allowed)
+    ]
     assert broken == []
+
+
+def test_core_folders_import_only_folders_below_them() -> None:
+    rank = {folder: i for i, folder in enumerate(CORE_ORDER)}
+    broken = []
+    for folder in CORE_ORDER:
+        for path in sources(f"quaff_core/{folder}"):
+            for name in core_modules(imports(path)):
+                target = name.split(".")[1] if name.count(".") else None
+                if target in rank and rank[target] < rank[folder]:
+                    broken.append(f"{path.relative_to(ROOT)} imports {name}")
+    assert broken == []
+
+
+def test_the_torch_free_set_is_what_the_folders_say() -> None:
+    free = torch_free_core()
+    assert {"quaff_core.options.spec", "quaff_core.data.jsonl", "quaff_core.errors"} <= free
+    assert "quaff_core.quant.linear" not in free
+
+
+def _path(module: str) -> Path:
+    path = ROOT.joinpath(*module.split("."))
+    return path / "__init__.py" if path.is_dir() else path.with_suffix(".py")

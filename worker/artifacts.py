@@ -20,7 +20,7 @@ METRICS_COLUMNS = (
     "valid_mean_token_accuracy",
     "learning_rate",
 )
-# a DPO job's reward metrics (quaff_core.callbacks.preference_metrics), when present
+# a DPO job's reward metrics (quaff_core.training.callbacks.preference_metrics), when present
 PREFERENCE_COLUMNS = tuple(
     f"{split}_{name}"
     for split in ("train", "valid")

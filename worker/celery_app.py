@@ -98,7 +98,7 @@ def _on_process_init(**_: Any) -> None:
     """Set the thread count and import the training stack once per pool process."""
     import torch
 
-    import quaff_core.train  # noqa: F401
+    import quaff_core.training.train  # noqa: F401
 
     torch.set_num_threads(training_threads(SETTINGS))
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from quaff_core.callbacks import Control, ProgressEvent, TrainCallbacks
-from quaff_core.events import TrainEvent
+from quaff_core.train_events import TrainEvent
+from quaff_core.training.callbacks import Control, ProgressEvent, TrainCallbacks
 from store.device_lock import DeviceTurnstile
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from quaff_core.config import TrainConfig
-from quaff_core.options import OptionError
+from quaff_core.options.spec import OptionError
+from quaff_core.options.train_config import TrainConfig
 from store.job_options import stored_config
 from store.models import Job
 

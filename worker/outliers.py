@@ -7,10 +7,10 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from quaff_core.callbacks import NullCallbacks
-from quaff_core.config import TrainConfig
-from quaff_core.events import EventKind, TrainEvent
-from quaff_core.outliers import OutlierMap
+from quaff_core.options.train_config import TrainConfig
+from quaff_core.quant.outlier_map import OutlierMap
+from quaff_core.train_events import EventKind, TrainEvent
+from quaff_core.training.callbacks import NullCallbacks
 from store import outlier_maps
 from store.blobs import BlobStore
 from store.events import ServiceEvent, add_event
@@ -63,9 +63,9 @@ def _calibrate(
     tok: Any,
 ) -> OutlierMap:
     """Calibrate on the calibration set of the training file, tokenised as training does."""
-    from quaff_core.data import read_examples
+    from quaff_core.data.jsonl import read_examples
     from quaff_core.errors import NothingToTrainError, UnsupportedExamplesError
-    from quaff_core.prepare import calibrate_on, tokenize_dataset
+    from quaff_core.training.prepare import calibrate_on, tokenize_dataset
 
     examples = read_examples(path, name=f"training file {train_file.id}")
     try:

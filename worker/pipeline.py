@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from sqlalchemy.orm import Session
 
-from quaff_core.events import EventKind
+from quaff_core.train_events import EventKind
 from store import jobs
 from store.blobs import BlobStore
 from store.checkpoints import latest_checkpoint
@@ -129,7 +129,7 @@ def device_turnstile(settings: Settings) -> DeviceTurnstile | None:
 
 def _dataset(session: Session, blobs: BlobStore, job: Job, file_id: str, param: str) -> File:
     """Re-validate a job's dataset from its blob; JobFailure naming the file and the line."""
-    from quaff_core.data import validate_jsonl
+    from quaff_core.data.jsonl import validate_jsonl
 
     row = session.get(File, file_id)
     if row is None or not blobs.exists(row.blob_key):
@@ -164,8 +164,8 @@ def _run_claimed(
         StartAdapterError,
         UnsupportedExamplesError,
     )
-    from quaff_core.models import ModelLoadError, load_base_model
-    from quaff_core.train import train
+    from quaff_core.models.loading import ModelLoadError, load_base_model
+    from quaff_core.training.train import train
     from worker.group import check_devices, rank_spec, train_group
     from worker.outliers import resolve_outlier_map
     from worker.reporting import StoreCallbacks

@@ -1,8 +1,8 @@
 """The program each rank of a multi-device job runs (`torchrun ... -m worker.ranks SPEC.json`).
 
 It joins the process group (gloo on CPU, NCCL on GPUs), loads the base on its device and calls
-`quaff_core.train` with the outlier map the worker resolved; rank 0 reports through the relay
-files and writes `result.json`. No store access: the worker keeps the lease and the rows.
+`quaff_core.training.train` with the outlier map the worker resolved; rank 0 reports through the
+relay files and writes `result.json`. No store access: the worker keeps the lease and the rows.
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ def result_record(result: Any) -> dict[str, Any]:
 
 def read_result(output_dir: Path) -> Any:
     """Rank 0's `result.json` as a `TrainResult`."""
-    from quaff_core.train import TrainResult
+    from quaff_core.training.train import TrainResult
 
     record = json.loads((output_dir / RESULT_FILE).read_text(encoding="utf-8"))
     for key in ("adapter_dir", "checkpoint_dir"):
@@ -68,11 +68,11 @@ def run(spec: RankSpec) -> None:
     import torch
     import torch.distributed as dist
 
-    from quaff_core.callbacks import NullCallbacks, TrainCallbacks
-    from quaff_core.config import TrainConfig
-    from quaff_core.ddp import RankCallbacks, world
-    from quaff_core.models import load_base_model
-    from quaff_core.train import train
+    from quaff_core.models.loading import load_base_model
+    from quaff_core.options.train_config import TrainConfig
+    from quaff_core.training.callbacks import NullCallbacks, TrainCallbacks
+    from quaff_core.training.ddp import RankCallbacks, world
+    from quaff_core.training.train import train
     from worker.relay import RelayWriter
 
     torch.set_num_threads(spec.threads)

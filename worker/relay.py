@@ -13,8 +13,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from quaff_core.callbacks import CONTROLS, Control, ProgressEvent, TrainCallbacks
-from quaff_core.events import EventKind, TrainEvent
+from quaff_core.train_events import EventKind, TrainEvent
+from quaff_core.training.callbacks import CONTROLS, Control, ProgressEvent, TrainCallbacks
 
 RELAY_FILE = "relay.jsonl"
 CONTROL_FILE = "control.json"

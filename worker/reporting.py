@@ -14,8 +14,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from quaff_core.callbacks import Control, ProgressEvent
-from quaff_core.events import EventKind, TrainEvent
+from quaff_core.train_events import EventKind, TrainEvent
+from quaff_core.training.callbacks import Control, ProgressEvent
 from store import jobs
 from store.blobs import BlobStore
 from store.checkpoints import save_checkpoint
@@ -40,7 +40,7 @@ def _json_number(value: Any) -> Any:
 
 
 class StoreCallbacks:
-    """`quaff_core.callbacks.TrainCallbacks` backed by the job's rows and the blob store."""
+    """The training callbacks backed by the job's rows and the blob store."""
 
     def __init__(
         self,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session
 
-from quaff_core.train import TrainResult
+from quaff_core.training.train import TrainResult
 from store import jobs
 from store.adapters import adapter_for_job, save_adapter
 from store.blobs import BlobInfo, BlobStore

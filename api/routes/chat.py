@@ -12,7 +12,7 @@ from fastapi.responses import Response
 from api.auth import Principal
 from api.deps import CurrentProject
 from api.inference import forward, ranked_nodes
-from quaff_core.generation_request import Kind, RequestError, parse_request
+from quaff_core.data.generation_request import Kind, RequestError, parse_request
 from store.errors import InvalidRequestError
 from store.model_refs import resolve_model
 from store.models import InferNode

@@ -9,7 +9,7 @@ from pydantic import BaseModel
 
 from api.deps import CurrentProject
 from api.schemas import ListObject
-from quaff_core.options import OPTIONS
+from quaff_core.options.spec import OPTIONS
 
 router = APIRouter(prefix="/v1/fine_tuning", tags=["fine-tuning"])
 

@@ -15,7 +15,7 @@ def test_create_app_does_not_import_torch(tmp_path: Path) -> None:
         "from api.main import create_app\n"
         "from store.settings import Settings\n"
         f"app = create_app(Settings(data_dir={str(tmp_path)!r}))\n"
-        "import quaff_core.data, quaff_core.catalog, store.catalog\n"
+        "import quaff_core.data.jsonl, quaff_core.options.base_models, store.catalog\n"
         "store.catalog.base_models(app.state.settings)\n"
         "heavy = {'torch', 'transformers', 'peft'}\n"
         "heavy = sorted(m for m in sys.modules if m.split('.')[0] in heavy)\n"

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from quaff_core.options import OPTIONS
+from quaff_core.options.spec import OPTIONS
 
 
 @pytest.fixture

@@ -7,8 +7,8 @@ import argparse
 import torch
 
 from bench.calibration_curve import configurations, exact_int8_mm, layer_errors, logits_of, measure
-from quaff_core.kernels import int8_mm
-from quaff_core.models import load_tiny_llama
+from quaff_core.models.loading import load_tiny_llama
+from quaff_core.quant.kernels import int8_mm
 
 
 def test_exact_int8_mm_matches_the_int8_kernel_bit_for_bit() -> None:

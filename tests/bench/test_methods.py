@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from bench.methods import LEARNING_RATES, StepClock, table
-from quaff_core.callbacks import ProgressEvent
-from quaff_core.options import PEFT_METHODS
+from quaff_core.options.spec import PEFT_METHODS
+from quaff_core.training.callbacks import ProgressEvent
 
 
 def test_every_method_has_a_rate_and_a_row() -> None:

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from api.main import create_app
 from cli.common import CliError
-from cli.jobs import checked
+from cli.http import checked
 from cli.main import main
 from store import jobs
 from store.adapters import save_adapter

@@ -13,7 +13,8 @@ import api
 import quaff_core
 import store
 import worker
-from cli.main import main, package_version
+from cli.common import package_version
+from cli.main import main
 
 
 def test_packages_import() -> None:

@@ -10,9 +10,9 @@ import pytest
 
 from cli.main import main
 from cli.progress import TerminalCallbacks
-from quaff_core.callbacks import ProgressEvent
-from quaff_core.events import EventKind, TrainEvent
-from quaff_core.outliers import OutlierMap
+from quaff_core.quant.outlier_map import OutlierMap
+from quaff_core.train_events import EventKind, TrainEvent
+from quaff_core.training.callbacks import ProgressEvent
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 DATA = str(EXAMPLES / "chat.jsonl")

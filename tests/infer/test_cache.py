@@ -9,11 +9,11 @@ import pytest
 import torch
 
 from infer.cache import MB, ModelCache, ModelUnavailable, activate
-from quaff_core.adapters import load_adapter
-from quaff_core.config import TrainConfig
-from quaff_core.data import Example, Message
-from quaff_core.models import load_base_model
-from quaff_core.train import train
+from quaff_core.adapters.loading import load_adapter
+from quaff_core.data.jsonl import Example, Message
+from quaff_core.models.loading import load_base_model
+from quaff_core.options.train_config import TrainConfig
+from quaff_core.training.train import train
 from store.archives import pack_dir
 from store.blobs import BlobStore
 from store.model_refs import ModelRef

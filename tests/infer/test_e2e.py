@@ -18,8 +18,8 @@ from openai.types.chat import ChatCompletionMessageParam
 from peft import PeftModel
 from sqlalchemy import select
 
-from quaff_core.adapters import load_adapter
-from quaff_core.models import load_base_model
+from quaff_core.adapters.loading import load_adapter
+from quaff_core.models.loading import load_base_model
 from store.auth import create_key
 from store.db import session_factory
 from store.models import InferNode

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from infer.generate import Row, Sampling, TokenEvent, generate_rows
-from quaff_core.models import load_base_model
+from quaff_core.models.loading import load_base_model
 
 
 @pytest.fixture(scope="module")

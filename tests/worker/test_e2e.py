@@ -29,7 +29,7 @@ EXTRA = {
 LOAD_ADAPTER = """
 import sys, torch
 from peft import PeftModel
-from quaff_core.models import load_base_model
+from quaff_core.models.loading import load_base_model
 base, tok = load_base_model("tiny-llama")
 model = PeftModel.from_pretrained(base, sys.argv[1])
 trained = [n for n, p in model.named_parameters() if "lora_B" in n and p.abs().sum() > 0]

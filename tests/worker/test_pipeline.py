@@ -108,12 +108,12 @@ def test_out_of_memory_is_recognised_by_its_class(
     error: BaseException,
     code: str,
 ) -> None:
-    import quaff_core.train
+    import quaff_core.training.train
 
     def fail(*args: Any, **kwargs: Any) -> None:
         raise error
 
-    monkeypatch.setattr(quaff_core.train, "train", fail)
+    monkeypatch.setattr(quaff_core.training.train, "train", fail)
     job = queued_job(db_session, quaff_settings, keyed_project, training={"max_seq_length": 64})
     assert run_job(job.id, quaff_settings, "test:1") == "failed"
     job = reloaded(db_session, job)

@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from quaff_core.callbacks import NullCallbacks, ProgressEvent
-from quaff_core.events import EventKind, TrainEvent
+from quaff_core.train_events import EventKind, TrainEvent
+from quaff_core.training.callbacks import NullCallbacks, ProgressEvent
 from worker.relay import RELAY_FILE, RelayReader, RelayWriter
 
 

@@ -28,7 +28,7 @@ from tests.helpers import (
     upload,
     uploaded_file_id,
 )
-from tests.quaff_core.test_chat_format import OPENAI_DPO, OPENAI_TOOLS
+from tests.quaff_core.data.test_chat_format import OPENAI_DPO, OPENAI_TOOLS
 
 JOB_FIELDS = {
     "id", "object", "created_at", "finished_at", "model", "fine_tuned_model", "organization_id",

@@ -1,0 +1,188 @@
+"""`calibrate`: find activation outlier input channels of every linear layer with forward hooks."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import torch
+from torch import nn
+
+from quaff_core.calibration.channel_stats import HitCounter, ScaleExcess
+from quaff_core.options.spec import OUTLIER_STRATEGIES
+from quaff_core.quant.linear import quaff_layers
+from quaff_core.quant.outlier_map import OutlierMap, normalise_layer_name
+from quaff_core.quant.targets import dense_weight, in_features, quantizable_linears
+
+logger = logging.getLogger(__name__)
+
+STRATEGIES = OUTLIER_STRATEGIES
+DEFAULT_STRATEGY = STRATEGIES[0]
+DEFAULT_MAX_RATIO = 0.01
+# the threshold each strategy uses when none is given. int8_scale: chosen with
+# bench/calibration_curve.py (mean credit per token, in units of the token's mean square);
+# mean_times: the paper's 100; top_abs ignores it; zscore, static: starting points only
+DEFAULT_THRESHOLDS = {
+    "int8_scale": 1.0,
+    "mean_times": 100.0,
+    "top_abs": 1.0,
+    "zscore": 8.0,
+    "static": 50.0,
+}
+
+
+def calibration_targets(model: nn.Module) -> dict[str, nn.Module]:
+    """The base projections whose inputs calibration measures, by normalised name.
+
+    The `QuaffLinear` layers of a converted (possibly PEFT-wrapped) model, else every `nn.Linear`
+    and `Conv1D` but the head and PEFT adapters (`quantizable_linears`).
+    """
+    converted = quaff_layers(model)
+    if converted:
+        return dict(converted)
+    return dict(quantizable_linears(model))
+
+
+ChannelStats = ScaleExcess | HitCounter
+
+
+def _channel_stats(
+    strategy: str, module: nn.Module, threshold: float, max_ratio: float
+) -> ChannelStats:
+    """The running statistics of `strategy` for the inputs of a linear target."""
+    width = in_features(module)
+    top_k = int(max_ratio * width)
+    if strategy == "int8_scale":
+        return ScaleExcess(width, threshold, top_k)
+    return HitCounter(width, strategy, threshold, top_k)
+
+
+def weight_max(module: nn.Module) -> torch.Tensor:
+    """max_n |W[n, k]| of a linear target per input channel: float32 [K]."""
+    return dense_weight(module).abs().amax(dim=0).float().cpu()
+
+
+def _select(stats: ChannelStats, module: nn.Module) -> list[int]:
+    """The channels `stats` selects (`int8_scale` also reads the layer's weight)."""
+    if isinstance(stats, ScaleExcess):
+        return stats.select(weight_max(module))
+    return stats.select()
+
+
+def _split_batch(batch: Any) -> tuple[dict[str, Any], torch.Tensor | None]:
+    """A batch (LongTensor [B, T] or Mapping of kwargs) -> (model kwargs, mask [B, T] or None)."""
+    if isinstance(batch, torch.Tensor):
+        if batch.dtype not in (torch.int64, torch.int32):
+            raise TypeError(f"tensor batches must be input_ids (int64), got {batch.dtype}")
+        return {"input_ids": batch}, None
+    if isinstance(batch, Mapping):
+        kwargs = dict(batch)
+        mask = kwargs.get("attention_mask")
+        return kwargs, mask if isinstance(mask, torch.Tensor) else None
+    raise TypeError(f"calibration batches must be a LongTensor or a Mapping, got {type(batch)}")
+
+
+def _to_device(kwargs: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    """Move the tensor values of a kwargs dict to `device`."""
+    return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in kwargs.items()}
+
+
+def _model_device(model: nn.Module) -> torch.device:
+    """Device of the model's first parameter (cpu when it has none)."""
+    param = next(model.parameters(), None)
+    return param.device if param is not None else torch.device("cpu")
+
+
+def _observe(
+    model: nn.Module,
+    batches: Iterable[Any],
+    linears: Mapping[str, nn.Module],
+    stats: Mapping[str, ChannelStats],
+) -> int:
+    """Run `batches` through `model` in eval mode, feeding each linear's valid input tokens to its
+    stats (tokens with attention_mask == 0 are dropped); returns the number of valid tokens."""
+    state: dict[str, torch.Tensor | None] = {"mask": None}
+
+    def make_hook(name: str) -> Any:
+        def hook(module: nn.Module, args: tuple[Any, ...]) -> None:
+            x = args[0]
+            mask = state["mask"]
+            if mask is not None and tuple(mask.shape) == tuple(x.shape[:-1]):
+                x = x[mask.to(device=x.device, dtype=torch.bool)]
+            stats[name].update(x.reshape(-1, x.shape[-1]))
+
+        return hook
+
+    device = _model_device(model)
+    was_training = model.training
+    handles = [m.register_forward_pre_hook(make_hook(n)) for n, m in linears.items()]
+    tokens = 0
+    try:
+        model.eval()
+        with torch.no_grad():
+            for batch in batches:
+                kwargs, mask = _split_batch(batch)
+                ids = kwargs.get("input_ids")
+                if mask is not None:
+                    tokens += int(mask.sum())
+                elif isinstance(ids, torch.Tensor):
+                    tokens += int(ids.numel())
+                state["mask"] = mask
+                model(**_to_device(kwargs, device))
+    finally:
+        for handle in handles:
+            handle.remove()
+        model.train(was_training)
+    return tokens
+
+
+def calibrate(
+    model: nn.Module,
+    batches: Iterable[Any],
+    *,
+    strategy: str = DEFAULT_STRATEGY,
+    threshold: float | None = None,
+    max_ratio: float = DEFAULT_MAX_RATIO,
+    model_id: str | None = None,
+) -> OutlierMap:
+    """Run `batches` through `model` and return the outlier channels of every linear but the head
+    (on a Quaff-converted model: the inputs of its QuaffLinear layers, e.g. to re-measure them
+    during fine-tuning). Each layer keeps at most floor(max_ratio * K) channels.
+
+    Strategies: `int8_scale` (the default; channels ranked by how much of each token's int8
+    scale they hold up, weighted by how far Quaff scales them down; kept if that score is
+    >= threshold, see `ScaleExcess`), and the rule-hit strategies, ranked by how many tokens
+    hit the rule: `mean_times` (|x| > threshold * mean|x| of the token), `top_abs` (the token's
+    max_ratio * K largest |x|), `zscore` ((|x| - mean) / std > threshold) and `static`
+    (|x| > threshold). threshold=None takes the strategy's `DEFAULT_THRESHOLDS` entry. Tokens
+    with attention_mask == 0 are ignored. Memory stays constant in the number of batches.
+    """
+    if strategy not in STRATEGIES:
+        raise ValueError(f"unknown strategy {strategy!r}; choose one of {STRATEGIES}")
+    if threshold is None:
+        threshold = DEFAULT_THRESHOLDS[strategy]
+    if not math.isfinite(threshold) or threshold <= 0:
+        raise ValueError(f"threshold must be a positive finite number, got {threshold}")
+    if not 0.0 < max_ratio <= 1.0:
+        raise ValueError(f"max_ratio must be in (0, 1], got {max_ratio}")
+    linears = calibration_targets(model)
+    if not linears:
+        raise ValueError("calibrate found no nn.Linear layers (other than the output head)")
+    stats = {n: _channel_stats(strategy, m, threshold, max_ratio) for n, m in linears.items()}
+    tokens = _observe(model, batches, linears, stats)
+    if model_id is None:
+        config = getattr(model, "config", None)
+        model_id = getattr(config, "_name_or_path", None) or None
+    layers = {normalise_layer_name(n): _select(s, linears[n]) for n, s in stats.items()}
+    logger.info("calibrated %d layers on %d tokens (%s)", len(layers), tokens, strategy)
+    return OutlierMap(
+        layers=layers,
+        in_features={normalise_layer_name(n): in_features(m) for n, m in linears.items()},
+        model_id=model_id,
+        strategy=strategy,
+        threshold=threshold,
+        max_ratio=max_ratio,
+        tokens_seen=tokens,
+    )

@@ -1,0 +1,3 @@
+"""Base models: loading (`loading`), which weights an id stands for (`provenance`), Ollama
+Modelfiles (`modelfile`).
+"""

@@ -1,0 +1,119 @@
+"""Private autograd function of `QuaffLinear`: int8 forward and int8 input-gradient backward."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from quaff_core.quant.capabilities import Int8Backend
+from quaff_core.quant.kernels import int8_mm
+from quaff_core.quant.primitives import QuantOps
+
+
+def _inverse_channel_scale(
+    in_features: int, outlier_idx: torch.Tensor, outlier_scale: torch.Tensor
+) -> torch.Tensor:
+    """float32 [K]: 1 everywhere except 1 / s_o on the outlier input channels."""
+    inv = torch.ones(in_features, dtype=torch.float32, device=outlier_scale.device)
+    return inv.index_copy_(0, outlier_idx, outlier_scale.float().reciprocal())
+
+
+class _QuaffLinearFn(torch.autograd.Function):
+    """y = Q(X / s) Q(W)^T + (X_o / s_o) ((s_o - 1) W_o)^T + b; dX = Q(dY diag(w_scale)) Q(W)."""
+
+    @staticmethod
+    def forward(
+        ctx: Any,
+        x: torch.Tensor,
+        weight: torch.Tensor,
+        weight_scale: torch.Tensor,
+        outlier_idx: torch.Tensor,
+        outlier_weight: torch.Tensor,
+        outlier_scale: torch.Tensor,
+        bias: torch.Tensor | None,
+        ops: QuantOps,
+        backend: Int8Backend,
+    ) -> torch.Tensor:
+        """x [M, K] compute dtype, weight int8 [N, K] (a view of a contiguous [K, N]) -> [M, N]."""
+        ctx.backend = backend
+        with torch.autocast(x.device.type, enabled=False):
+            return _QuaffLinearFn._forward(
+                ctx, x, weight, weight_scale, outlier_idx, outlier_weight, outlier_scale, bias, ops
+            )
+
+    @staticmethod
+    def _forward(
+        ctx: Any,
+        x: torch.Tensor,
+        weight: torch.Tensor,
+        weight_scale: torch.Tensor,
+        outlier_idx: torch.Tensor,
+        outlier_weight: torch.Tensor,
+        outlier_scale: torch.Tensor,
+        bias: torch.Tensor | None,
+        ops: QuantOps,
+    ) -> torch.Tensor:
+        """Forward body, run with autocast off (dtypes here are chosen explicitly)."""
+        in_features = x.shape[1]
+        col_scale = torch.ones(in_features, dtype=torch.float32, device=x.device)
+        # the correction carries most of the outliers' output: kept in float32, fused into
+        # the dequantize pass as a rank-n_o update (n_o = 0 makes it vanish)
+        s = outlier_scale.float()
+        x_o = x.index_select(1, outlier_idx).float() / s
+        w_corr = outlier_weight.float() * (s - 1)
+        if outlier_idx.numel() > 0:
+            col_scale = _inverse_channel_scale(in_features, outlier_idx, outlier_scale)
+        q, row_scale = ops.quantize_activation(x.contiguous(), col_scale)
+        acc = int8_mm(q, weight.t(), ctx.backend)
+        out = ops.dequantize_output(
+            acc, row_scale, weight_scale.float(), x_o, w_corr, bias, x.dtype
+        )
+        ctx.save_for_backward(weight, weight_scale, outlier_idx, outlier_weight)
+        ctx.ops = ops
+        ctx.x_dtype = x.dtype
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, *grad_outputs: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        """grad_out [M, N] -> grad_x [M, K] via an int8 GEMM; exact for the outlier channels."""
+        (grad_out,) = grad_outputs
+        grad_x = None
+        if ctx.needs_input_grad[0]:
+            with torch.autocast(grad_out.device.type, enabled=False):
+                grad_x = _QuaffLinearFn._backward(ctx, grad_out)
+        return grad_x, None, None, None, None, None, None, None, None
+
+    @staticmethod
+    def _backward(ctx: Any, grad_out: torch.Tensor) -> torch.Tensor:
+        """Backward body for the input gradient, run with autocast off."""
+        weight, weight_scale, outlier_idx, outlier_weight = ctx.saved_tensors
+        ops: QuantOps = ctx.ops
+        # w_scale lies on the reduction dim of dY @ W, so fold it into dY before quantizing
+        gq, g_scale, exact = ops.quantize_grad(
+            grad_out.contiguous(), weight_scale.float(), outlier_weight
+        )
+        acc = int8_mm(gq, weight, ctx.backend)
+        grad_x = ops.dequantize_grad(acc, g_scale, ctx.x_dtype)
+        if outlier_idx.numel() > 0:
+            # outlier channels take their exact gradient from the high-precision columns
+            grad_x.index_copy_(1, outlier_idx, exact.to(grad_x.dtype))
+        return grad_x
+
+
+def quaff_linear(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    weight_scale: torch.Tensor,
+    outlier_idx: torch.Tensor,
+    outlier_weight: torch.Tensor,
+    outlier_scale: torch.Tensor,
+    bias: torch.Tensor | None,
+    ops: QuantOps,
+    backend: Int8Backend = "int_mm",
+) -> torch.Tensor:
+    """Functional entry point: x [M, K] -> [M, N] in x.dtype (see `_QuaffLinearFn`)."""
+    out = _QuaffLinearFn.apply(
+        x, weight, weight_scale, outlier_idx, outlier_weight, outlier_scale, bias, ops, backend
+    )
+    return out

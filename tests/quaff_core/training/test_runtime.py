@@ -1,0 +1,156 @@
+"""The resolved runtime of a run, the compile warm-up and its fallback to eager code."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from quaff_core.data.jsonl import Example, Message
+from quaff_core.options.train_config import TrainConfig
+from quaff_core.quant.capabilities import native_bf16
+from quaff_core.train_events import EventKind, TrainEvent
+from quaff_core.training.callbacks import NullCallbacks
+from quaff_core.training.runtime import COMPILE_MIN_PARAMS, resolve_runtime, worth_compiling
+from quaff_core.training.train import train
+
+EXAMPLES = [
+    Example("chat", i + 1, messages=(Message("user", f"Say {i}"), Message("assistant", f"{i}!")))
+    for i in range(8)
+]
+
+
+class Events(NullCallbacks):
+    def __init__(self) -> None:
+        self.events: list[TrainEvent] = []
+
+    def on_event(self, event: TrainEvent) -> None:
+        self.events.append(event)
+
+    def of(self, kind: EventKind) -> list[TrainEvent]:
+        return [e for e in self.events if e.kind == kind]
+
+
+def test_auto_resolves_for_the_device() -> None:
+    runtime = resolve_runtime(TrainConfig(), "cpu")
+    assert runtime.compute_dtype == ("bfloat16" if native_bf16("cpu") else "float32")
+    assert runtime.int8_backend in ("int_mm", "fp32", "onednn_u8s7")
+    explicit = resolve_runtime(TrainConfig(compute_dtype="float32", compile=False), "cpu")
+    assert (explicit.compute_dtype, explicit.compile) == ("float32", False)
+    plain = resolve_runtime(TrainConfig(quantization="none", compile=True), "cpu")
+    assert (plain.compile, plain.int8_backend) == (False, "none")
+
+
+def test_auto_compiles_only_runs_that_repay_the_warm_up() -> None:
+    assert not worth_compiling(100_000, 1000)
+    assert not worth_compiling(COMPILE_MIN_PARAMS, 3)
+    small = resolve_runtime(TrainConfig(), "cpu", n_params=100_000, total_steps=1000)
+    assert small.compile is False
+    forced = resolve_runtime(TrainConfig(compile=True), "cpu", n_params=100_000, total_steps=3)
+    assert forced.compile is True
+
+
+def test_the_runtime_is_reported_and_returned(tmp_path: Path) -> None:
+    calls = Events()
+    config = TrainConfig(max_steps=1, batch_size=4, max_seq_length=48, compile=False)
+    result = train("tiny-llama", EXAMPLES, tmp_path, config=config, callbacks=calls)
+    (event,) = calls.of(EventKind.RUNTIME)
+    assert result.runtime is not None
+    assert event.data == result.runtime.to_dict()
+    assert event.data["compile"] is False
+    assert event.data["device"] == "cpu"
+
+
+def test_a_compile_failure_falls_back_to_eager(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import quaff_core.quant.primitives
+
+    def broken(compile: bool) -> Any:
+        if compile:
+            raise RuntimeError("inductor: no compiler here")
+        return quaff_core.quant.primitives._EAGER
+
+    monkeypatch.setattr("quaff_core.quant.linear.get_quant_ops", broken)
+    calls = Events()
+    config = TrainConfig(max_steps=2, batch_size=4, max_seq_length=48, compile=True)
+    result = train("tiny-llama", EXAMPLES, tmp_path, config=config, callbacks=calls)
+    (fallback,) = calls.of(EventKind.COMPILE_FALLBACK)
+    assert fallback.data["error"] == "RuntimeError"
+    assert result.stopped == "completed"
+    assert result.runtime is not None
+    assert result.runtime.compile is False
+    assert not calls.of(EventKind.WARMUP)
+
+
+def test_a_nan_batch_in_training_leaves_later_steps_and_the_adapter_finite(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One training forward sees NaN activations: the scales skip it (an event says so), later
+    steps stay finite and the saved scale state holds no NaN."""
+    from safetensors.torch import load_file
+
+    from quaff_core.quant.linear import QuaffLinear
+
+    original = QuaffLinear.forward
+    poisoned = {"done": False}
+
+    def forward(self: QuaffLinear, x: torch.Tensor) -> torch.Tensor:
+        if self.training and self.n_outliers and not poisoned["done"]:
+            poisoned["done"] = True
+            x = x.clone()
+            x[..., self.outlier_idx] = float("nan")
+        return original(self, x)
+
+    monkeypatch.setattr(QuaffLinear, "forward", forward)
+    calls = Events()
+    config = TrainConfig(
+        max_steps=4,
+        batch_size=4,
+        max_seq_length=48,
+        compile=False,
+        outlier_strategy="top_abs",
+        outlier_max_ratio=0.05,
+    )
+    result = train("tiny-llama", EXAMPLES, tmp_path, config=config, callbacks=calls)
+    assert poisoned["done"]
+    (skipped,) = calls.of(EventKind.SCALE_UPDATES_SKIPPED)
+    assert skipped.data["count"] >= 1
+    assert result.adapter_dir is not None
+    state = load_file(str(result.adapter_dir / "quaff_momentum.safetensors"))
+    assert all(torch.isfinite(v.float()).all() for v in state.values())
+
+
+def test_gradient_checkpointing_trains_and_updates_the_scales_once_per_step(
+    tmp_path: Path,
+) -> None:
+    config = TrainConfig(
+        max_steps=2,
+        batch_size=4,
+        max_seq_length=48,
+        compile=False,
+        gradient_checkpointing=True,
+        outlier_strategy="top_abs",
+        outlier_max_ratio=0.05,
+    )
+    plain = train(
+        "tiny-llama",
+        EXAMPLES,
+        tmp_path / "a",
+        config=config.__class__(**{**config.to_dict(), "gradient_checkpointing": False}),
+    )
+    checkpointed = train("tiny-llama", EXAMPLES, tmp_path / "b", config=config)
+    assert checkpointed.runtime is not None
+    assert checkpointed.runtime.gradient_checkpointing is True
+    assert plain.adapter_dir is not None
+    assert checkpointed.adapter_dir is not None
+    from safetensors.torch import load_file
+
+    # recomputation in backward must not move the outlier scales a second time
+    for name in ("quaff_momentum.safetensors", "adapter_model.safetensors"):
+        a = load_file(str(plain.adapter_dir / name))
+        b = load_file(str(checkpointed.adapter_dir / name))
+        for key in a:
+            torch.testing.assert_close(b[key], a[key], atol=1e-5, rtol=1e-4)
