@@ -89,7 +89,7 @@ def _examples(data: DataSource, name: str) -> list[Example]:
         return read_examples(data, name=f"{name} file {os.fspath(data)!r}")
     if not all(isinstance(e, Example) for e in data):
         raise TypeError(
-            f"{name} data must be a JSONL path or a list of quaff_core.data.jsonl.Example"
+            f"{name} data must be a JSONL path or a list of quaff_core.data.examples.Example"
         )
     return list(data)
 

@@ -37,10 +37,11 @@ def test_adapter_reloads_to_the_trained_model(tmp_path: Path, quantization: str)
     base, tokenizer = load_base_model("tiny-llama")
     untrained = evaluate(base, tokenizer, EXAMPLES[:4], max_seq_length=48)
     # a bf16 run (compute_dtype auto on a CPU with native bf16) validated in bf16 under
-    # autocast: the reload is evaluated the same way
+    # autocast: the reload is evaluated the same way, on the model as training cast it (a Quaff
+    # base is cast to bf16 before conversion; an unquantized base keeps float32 weights)
     bf16 = result.runtime is not None and result.runtime.compute_dtype == "bfloat16"
-    if bf16:
-        torch.nn.Module.to(base, torch.bfloat16)  # the model as training casts it
+    if bf16 and quantization == "quaff":
+        torch.nn.Module.to(base, torch.bfloat16)
     model = load_adapter(base, tmp_path)
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
         got = evaluate(model, tokenizer, EXAMPLES[:4], max_seq_length=48)

@@ -186,7 +186,7 @@ def test_a_renamed_option_names_its_new_name() -> None:
 def test_the_docs_table_is_generated_from_the_spec() -> None:
     from pathlib import Path
 
-    docs = Path(__file__).resolve().parents[2] / "docs" / "api.md"
+    docs = Path(__file__).resolve().parents[3] / "docs" / "api.md"
     assert markdown_table() in docs.read_text(encoding="utf-8"), (
         "docs/api.md is out of date: paste `python -m quaff_core.options.spec` into it"
     )

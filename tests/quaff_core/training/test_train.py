@@ -292,5 +292,5 @@ def test_bad_inputs_raise_clear_errors(tmp_path: Path) -> None:
     long = [Example("chat", 1, messages=(Message("user", "x" * 80), Message("assistant", "y")))]
     with pytest.raises(NothingToTrainError, match="raise max_seq_length"):
         train("tiny-llama", long, tmp_path, config=FAST)
-    with pytest.raises(TypeError, match=r"list of quaff_core\.data\.Example"):
+    with pytest.raises(TypeError, match=r"list of quaff_core\.data\.examples\.Example"):
         train("tiny-llama", [{"text": "x"}], tmp_path, config=FAST)  # type: ignore[list-item]
