@@ -7,12 +7,14 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, PlainValidator, WithJsonSchema, create_model
+from pydantic.json_schema import SkipJsonSchema
 
 from quaff_core.options.spec import (
     ALL_LINEAR,
     API_GROUPS,
     AUTO,
     BY_PARAM,
+    RENAMED,
     Option,
     OptionError,
     group_options,
@@ -84,8 +86,20 @@ def option_field(opt: Option, *, nullable: bool | None = None) -> Any:
     return (kind, Field(default=None, json_schema_extra={"default": opt.wire()["default"]}))
 
 
+def _renamed_field(old: str) -> Any:
+    """A renamed param: refused whatever its value, naming the new one (not in the schema)."""
+
+    def refuse(_value: Any) -> Any:
+        raise ValueError(f"'{old}' was renamed: use '{RENAMED[old]}'")
+
+    return (Annotated[SkipJsonSchema[Any], PlainValidator(refuse)], None)
+
+
 def _group_model(group: str) -> type[BaseModel]:
     fields = {str(opt.field): option_field(opt) for opt in group_options(group)}
+    for old in RENAMED:
+        if old.startswith(f"{group}."):
+            fields[old.removeprefix(f"{group}.")] = _renamed_field(old)
     title = {"hyperparameters": "Hyperparameters", "lora": "LoraOptions"}.get(
         group, f"{group.capitalize()}Options"
     )

@@ -6,6 +6,7 @@ from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel
 
+from quaff_core.options.train_config import derived_learning_rate
 from store.models import Adapter, Checkpoint, File, Job, JobEvent, OutlierMap
 
 
@@ -57,6 +58,12 @@ class StabilityPoint(BaseModel):
     recall: float
 
 
+class Resolved(BaseModel):
+    """Our addition: what training uses where the options leave it to be derived."""
+
+    learning_rate: float
+
+
 class JobObject(BaseModel):
     """`object: "fine_tuning.job"`: every field the SDK types, plus lora, quantization, training."""
 
@@ -85,6 +92,7 @@ class JobObject(BaseModel):
     peft: dict[str, Any]
     quantization: dict[str, Any]
     training: dict[str, Any]
+    resolved: Resolved
     runtime: dict[str, Any] | None
     outlier_map: str | None
     outlier_stability: list[StabilityPoint] | None
@@ -212,6 +220,15 @@ def file_object(row: File) -> FileObject:
     )  # fmt: skip
 
 
+def resolved(job: Job) -> Resolved:
+    """The values the job's options derive: the learning rate (the given one, else the base
+    rate times the multiplier)."""
+    rate = derived_learning_rate(
+        job.training.get("learning_rate"), job.hyperparameters.get("learning_rate_multiplier")
+    )
+    return Resolved(learning_rate=rate)
+
+
 def job_object(job: Job) -> JobObject:
     """The wire form of a job row."""
     kind = job.method or "supervised"
@@ -230,7 +247,8 @@ def job_object(job: Job) -> JobObject:
         seed=job.seed, suffix=job.suffix, user_provided_suffix=job.suffix,
         estimated_finish=job.estimated_finish, integrations=[], metadata=job.meta, lora=job.lora,
         peft=job.peft or {"method": "lora"}, quantization=job.quantization,
-        training=job.training, runtime=job.runtime, outlier_map=job.outlier_map_id,
+        training=job.training, resolved=resolved(job), runtime=job.runtime,
+        outlier_map=job.outlier_map_id,
         outlier_stability=[StabilityPoint(**p) for p in job.outlier_stability or []] or None,
         continued_from=job.continued_from,
         progress=Progress(step=job.step or 0, total_steps=job.total_steps, epoch=job.epoch),

@@ -1,8 +1,13 @@
-"""Resolve a job's options with the one option spec: defaults filled in, every bad value a 400.
+"""A job's options from its request: defaults filled in, the trainer's `TrainConfig` built.
 
-The request's option objects are checked field by field (`quaff_core.options.spec`), then the
-trainer's own `TrainConfig` is built from them, so anything training would refuse is refused
-here, with `param` naming the field.
+A value is checked once per boundary: the API's body (`api/job_body.py`) checks each field
+against the option spec, and `TrainConfig` checks its own fields. So nothing here checks a value
+again. This module places the option objects (top level or under `method`), refuses unknown and
+renamed keys and the combinations no single field sees, fills in the defaults ("auto" included)
+and turns what the config refuses into a 400 naming the request's param (callers that skip the
+API, such as tests and benchmarks, get the config's verdict that way). The stored options are
+what the user asked for: a learning rate left out stays null, derived from the multiplier where
+a config is built.
 """
 
 from __future__ import annotations
@@ -14,7 +19,6 @@ from typing import Any
 from quaff_core.options.spec import (
     API_GROUPS,
     AUTO,
-    BY_PARAM,
     RENAMED,
     Option,
     OptionError,
@@ -24,7 +28,6 @@ from quaff_core.options.spec import (
 from quaff_core.options.train_config import TrainConfig, config_from_api
 from store.errors import InvalidRequestError
 
-METHOD_TYPES = option("method").choices
 DPO_ONLY = ("beta",)
 
 
@@ -57,23 +60,18 @@ class JobOptions:
         return groups[name]
 
 
-def _resolve_value(opt: Option, raw: Any, param: str, *, sent: bool = False) -> Any:
-    """The checked value of one option (its default when absent or 'auto'); an explicit null is
-    refused unless the option is nullable (`sent`: the key was in the request)."""
-    if raw is None and opt.nullable:
-        return None
-    if raw is None and sent:
-        raise _bad(param, "null is not allowed here; leave the field out for the default")
-    if raw is None or (opt.auto and raw == AUTO):
-        return opt.default
-    try:
-        return opt.check(raw)
-    except OptionError as exc:
-        raise _bad(param, exc.reason) from None
+def _filled(opt: Option, raw: Mapping[str, Any]) -> Any:
+    """The request's value of one option, or its default when absent or "auto" (a nullable
+    option left out is null: derived later). The value itself was checked at the edge."""
+    field = str(opt.field)
+    if field not in raw:
+        return None if opt.nullable else opt.default
+    value = raw[field]
+    return opt.default if opt.auto and value == AUTO else value
 
 
-def _resolve_group(group: str, raw: Any, prefix: str) -> dict[str, Any]:
-    """Check one option object: unknown keys and bad values raise naming their param."""
+def _group(group: str, raw: Any, prefix: str) -> dict[str, Any]:
+    """One option object with its defaults filled in; unknown and renamed keys name their param."""
     if raw is None:
         raw = {}
     if not isinstance(raw, Mapping):
@@ -93,40 +91,30 @@ def _resolve_group(group: str, raw: Any, prefix: str) -> dict[str, Any]:
             f"{', '.join(sorted(str(n) for n in names))}",
             param=f"{prefix}.{unknown[0][:64]}",
         )
-    return {
-        str(opt.field): _resolve_value(
-            opt, raw.get(opt.field), f"{prefix}.{opt.field}", sent=opt.field in raw
-        )
-        for opt in known
-    }
+    return {str(opt.field): _filled(opt, raw) for opt in known}
 
 
-def _method(method: Any) -> tuple[str, Any]:
-    """OpenAI's `method` object: its type and the hyperparameters under `method.<type>`."""
+def _method(method: Any) -> tuple[Any, Any]:
+    """OpenAI's `method` object: its type and the hyperparameters under `method.<type>` (the
+    type's value is the config's to check)."""
     if method is None:
         return "supervised", None
     if not isinstance(method, Mapping):
         raise _bad("method", f"expected an object, got {str(method)[:40]!r}")
     kind = method.get("type", "supervised")
-    if kind not in METHOD_TYPES:
-        raise InvalidRequestError(
-            f"Invalid value for 'method.type': expected one of {', '.join(METHOD_TYPES)}, got "
-            f"{str(kind)[:40]!r}",
-            param="method.type",
-        )
     unknown = sorted(str(k) for k in method if k not in ("type", kind))
     if unknown:
         raise _bad(f"method.{unknown[0][:64]}", f"unknown field for a {kind} method")
-    inner = method.get(kind) or {}
+    inner = (method.get(kind) if isinstance(kind, str) else None) or {}
     if not isinstance(inner, Mapping):
         raise _bad(f"method.{kind}", f"expected an object, got {str(inner)[:40]!r}")
     unknown = sorted(str(k) for k in inner if k != "hyperparameters")
     if unknown:
         raise _bad(f"method.{kind}.{unknown[0][:64]}", "unknown field")
-    return str(kind), inner.get("hyperparameters")
+    return kind, inner.get("hyperparameters")
 
 
-def _hyperparameters(body: Mapping[str, Any]) -> tuple[str, Any, str]:
+def _hyperparameters(body: Mapping[str, Any]) -> tuple[Any, Any, str]:
     """The method type, the raw hyperparameters and the prefix their params are named with."""
     kind, from_method = _method(body.get("method"))
     top = body.get("hyperparameters")
@@ -157,7 +145,8 @@ def _one_learning_rate(hyper: Any, training: Any, hyper_prefix: str) -> None:
 
 
 def _config(values: dict[str, Any], hyper_prefix: str) -> TrainConfig:
-    """The trainer's config; what it refuses is a 400 naming the param."""
+    """The trainer's config, which checks every value; what it refuses is a 400 naming the
+    request's param."""
     try:
         return config_from_api(values)
     except OptionError as exc:
@@ -167,27 +156,31 @@ def _config(values: dict[str, Any], hyper_prefix: str) -> TrainConfig:
         raise _bad(param, exc.reason) from None
 
 
+def _check_outlier_map(groups: Mapping[str, Mapping[str, Any]], config: TrainConfig) -> None:
+    """An outlier map is reused by a Quaff base only."""
+    if config.quantization == "none" and groups["quantization"]["outlier_map"] is not None:
+        raise _bad("quantization.outlier_map", "an outlier map needs quantization method 'quaff'")
+
+
 def resolve_options(body: Mapping[str, Any]) -> JobOptions:
-    """Resolve the method, hyperparameters (top level or in `method`), lora, peft, quantization,
-    training and seed."""
+    """The method, hyperparameters (top level or in `method`), lora, peft, quantization,
+    training and seed of a request, defaults filled in, with the `TrainConfig` they make."""
     kind, raw_hyper, hyper_prefix = _hyperparameters(body)
-    _one_learning_rate(raw_hyper, body.get("training"), hyper_prefix)
     raws = {group: body.get(group) for group in API_GROUPS}
     raws["hyperparameters"] = raw_hyper
     prefixes = {group: group for group in API_GROUPS}
     prefixes["hyperparameters"] = hyper_prefix
-    groups = {g: _resolve_group(g, raws[g], prefixes[g]) for g in API_GROUPS}
-    seed = _resolve_value(BY_PARAM["seed"], body.get("seed"), "seed")
+    groups = {g: _group(g, raws[g], prefixes[g]) for g in API_GROUPS}
+    _one_learning_rate(raw_hyper, body.get("training"), hyper_prefix)
+    seed = body.get("seed")
     values = {f"{g}.{k}": v for g, fields in groups.items() for k, v in fields.items()}
-    values["seed"] = seed
+    values["seed"] = option("seed").default if seed is None else seed
     values["method.type"] = kind
     config = _config(values, hyper_prefix)
-    if config.quantization == "none" and groups["quantization"]["outlier_map"] is not None:
-        raise _bad("quantization.outlier_map", "an outlier map needs quantization method 'quaff'")
-    groups["training"]["learning_rate"] = config.learning_rate
+    _check_outlier_map(groups, config)
     if isinstance(config.lora_target_modules, tuple):
         groups["lora"]["target_modules"] = list(config.lora_target_modules)
-    if kind != "dpo":
+    if config.method != "dpo":
         for key in DPO_ONLY:
             groups["hyperparameters"].pop(key)
     return JobOptions(
@@ -196,23 +189,17 @@ def resolve_options(body: Mapping[str, Any]) -> JobOptions:
         peft=groups["peft"],
         quantization=groups["quantization"],
         training=groups["training"],
-        seed=int(seed),
+        seed=config.seed,
         config=config,
-        method=kind,
+        method=config.method,
     )
 
 
 def stored_config(
-    groups: Mapping[str, Mapping[str, Any]],
-    seed: int,
-    method: str = "supervised",
-    **overrides: Any,
+    groups: Mapping[str, Mapping[str, Any]], seed: int, method: str = "supervised"
 ) -> TrainConfig:
-    """The `TrainConfig` of a stored job (method, option objects, seed), plus library overrides."""
+    """The `TrainConfig` of a stored job (method, option objects, seed)."""
     values = {f"{g}.{k}": v for g in API_GROUPS for k, v in (groups.get(g) or {}).items()}
     values["seed"] = seed
     values["method.type"] = method
-    config = config_from_api(values)
-    if not overrides:
-        return config
-    return TrainConfig.from_dict({**config.to_dict(), **overrides})
+    return config_from_api(values)

@@ -121,18 +121,25 @@ class TrainConfig:
         return cls(**{k: v for k, v in data.items() if k in names})
 
 
-def api_values(config: TrainConfig) -> dict[str, Any]:
-    """The config as API params (`lora.r` -> 16), for the options a job request can set."""
-    return {opt.api: getattr(config, opt.name) for opt in library_options() if opt.api is not None}
+def derived_learning_rate(learning_rate: float | None, multiplier: float | None) -> float:
+    """The rate training uses: `learning_rate` when given, else the base LoRA rate times the
+    API's `learning_rate_multiplier` (1 when absent)."""
+    if learning_rate is not None:
+        return learning_rate
+    return BASE_LORA_LEARNING_RATE * (1.0 if multiplier is None else multiplier)
 
 
 def config_from_api(values: Mapping[str, Any]) -> TrainConfig:
-    """A config from checked API params (`lora.r` -> 16); a null learning rate is derived."""
+    """A config from API params (`lora.r` -> 16); a null learning rate is derived from the
+    multiplier, which is checked here, where it is used (OptionError names either)."""
     kwargs: dict[str, Any] = {}
     for opt in library_options():
         if opt.api is not None and opt.api in values:
             kwargs[opt.name] = values[opt.api]
     if kwargs.get("learning_rate") is None:
-        multiplier = values.get(option("learning_rate_multiplier").api or "", 1.0)
-        kwargs["learning_rate"] = BASE_LORA_LEARNING_RATE * float(multiplier)
+        scale = option("learning_rate_multiplier")
+        multiplier = values.get(scale.api or "")
+        kwargs["learning_rate"] = derived_learning_rate(
+            None, None if multiplier is None else scale.check(multiplier)
+        )
     return TrainConfig(**kwargs)

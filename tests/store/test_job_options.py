@@ -1,4 +1,6 @@
-"""Job options: defaults resolved (never 'auto'), every range checked, unknown keys refused."""
+"""Job options: defaults filled in (never 'auto'), the request's learning rate kept as asked,
+what the trainer's config refuses named by its param, unknown keys refused. (Each field's own
+check is the API body's: tests/api/test_job_body.py.)"""
 
 from __future__ import annotations
 
@@ -31,7 +33,8 @@ def test_defaults_are_resolved_numbers() -> None:
     assert options.quantization["outlier_map"] is None
     assert options.quantization["compute_dtype"] == "auto"
     assert options.quantization["compile"] == "auto"
-    assert options.training["learning_rate"] == pytest.approx(2e-4)
+    assert options.training["learning_rate"] is None  # not given: derived where a config is built
+    assert options.config.learning_rate == pytest.approx(2e-4)
     assert options.training["max_seq_length"] == 1024
 
 
@@ -44,9 +47,12 @@ def test_multiplier_scales_the_base_rate_and_learning_rate_overrides_it() -> Non
             }
         }
     )
-    assert scaled.training["learning_rate"] == pytest.approx(4e-4)
+    assert scaled.training["learning_rate"] is None  # stored as asked: the multiplier
+    assert scaled.hyperparameters["learning_rate_multiplier"] == 2.0
+    assert scaled.config.learning_rate == pytest.approx(4e-4)
     absolute = resolve_options({"training": {"learning_rate": 1e-3}})
     assert absolute.training["learning_rate"] == pytest.approx(1e-3)
+    assert absolute.config.learning_rate == pytest.approx(1e-3)
     with pytest.raises(InvalidRequestError) as exc:
         resolve_options(
             {
@@ -81,7 +87,7 @@ def test_multiplier_scales_the_base_rate_and_learning_rate_overrides_it() -> Non
         ({"quantization": {"outlier_max_ratio": 0.6}}, "quantization.outlier_max_ratio"),
         ({"quantization": {"scale_beta": 1.5}}, "quantization.scale_beta"),
         ({"quantization": {"outlier_threshold": -1}}, "quantization.outlier_threshold"),
-        ({"quantization": {"outlier_map": "file-1"}}, "quantization.outlier_map"),
+        ({"quantization": {"outlier_map": "om-x", "method": "none"}}, "quantization.outlier_map"),
         ({"training": {"learning_rate": 0}}, "training.learning_rate"),
         ({"training": {"learning_rate": 2}}, "training.learning_rate"),
         ({"training": {"max_seq_length": 15}}, "training.max_seq_length"),

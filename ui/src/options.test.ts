@@ -1,5 +1,12 @@
 import { describe, expect, it } from "vitest";
-import { buildBody, describe as describeOption, groups, optionForParam, parse } from "./options";
+import {
+  buildBody,
+  describe as describeOption,
+  groups,
+  optionForParam,
+  parse,
+  trainingValues,
+} from "./options";
 import type { OptionSpec } from "./types";
 
 const spec = (
@@ -121,5 +128,22 @@ describe("the spec's shape", () => {
     expect(optionForParam(SPEC, "lora.r")).toBe(R);
     expect(optionForParam(SPEC, "method.supervised.hyperparameters.n_epochs")).toBe(EPOCHS);
     expect(optionForParam(SPEC, "training_file")).toBeUndefined();
+  });
+});
+
+describe("a job's training options", () => {
+  it("show the resolved learning rate where the job left it to the multiplier", () => {
+    const job = {
+      training: { learning_rate: null, max_seq_length: 128 },
+      resolved: { learning_rate: 0.0004 },
+    };
+    expect(trainingValues(job)).toEqual({
+      learning_rate: "0.0004 (base rate × multiplier)",
+      max_seq_length: 128,
+    });
+  });
+  it("show a given learning rate as given", () => {
+    const job = { training: { learning_rate: 0.001 }, resolved: { learning_rate: 0.001 } };
+    expect(trainingValues(job)).toEqual({ learning_rate: 0.001 });
   });
 });

@@ -1,5 +1,5 @@
 // The job form from the server's option spec: raw input text -> typed values -> the create body.
-import type { OptionSpec, OptionValue } from "./types";
+import type { Job, OptionSpec, OptionValue } from "./types";
 
 /** Input text per option name; "" keeps the server's default. */
 export type RawValues = Record<string, string>;
@@ -139,4 +139,11 @@ export function optionForParam(spec: OptionSpec[], param: string | null): Option
     spec.find((o) => o.param === param) ??
     spec.find((o) => o.group === "hyperparameters" && param.endsWith(`hyperparameters.${o.field}`))
   );
+}
+
+/** A job's training options as shown: a learning rate left to the multiplier (null) shows the rate
+ * training uses, from the job object's `resolved`. */
+export function trainingValues(job: Pick<Job, "training" | "resolved">): Record<string, unknown> | undefined {
+  if (!job.training || job.training.learning_rate != null || !job.resolved) return job.training;
+  return { ...job.training, learning_rate: `${job.resolved.learning_rate} (base rate × multiplier)` };
 }

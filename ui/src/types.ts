@@ -48,6 +48,8 @@ export interface Job {
   lora?: Record<string, unknown>;
   quantization?: Record<string, unknown>;
   training?: Record<string, unknown>;
+  /** What training uses where the options leave it derived (the learning rate). */
+  resolved?: { learning_rate: number };
   peft?: Record<string, unknown>;
   outlier_map?: string | null;
   outlier_stability?: StabilityPoint[] | null;

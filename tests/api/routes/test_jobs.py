@@ -34,7 +34,7 @@ JOB_FIELDS = {
     "id", "object", "created_at", "finished_at", "model", "fine_tuned_model", "organization_id",
     "status", "hyperparameters", "method", "training_file", "validation_file", "result_files",
     "trained_tokens", "error", "seed", "suffix", "user_provided_suffix", "estimated_finish",
-    "integrations", "metadata", "lora", "peft", "quantization", "training", "runtime",
+    "integrations", "metadata", "lora", "peft", "quantization", "training", "resolved", "runtime",
     "outlier_map", "outlier_stability", "continued_from", "progress",
 }  # fmt: skip
 
@@ -97,7 +97,8 @@ def test_create_job_returns_every_field_and_enqueues(
     assert job["peft"] == {"method": "lora", "num_virtual_tokens": 20}
     assert job["continued_from"] is None
     assert job["quantization"]["outlier_strategy"] == "top_abs"
-    assert job["training"]["learning_rate"] == pytest.approx(2e-4)
+    assert job["training"]["learning_rate"] is None  # as asked: derived from the multiplier
+    assert job["resolved"] == {"learning_rate": pytest.approx(2e-4)}
     assert (job["seed"], job["suffix"], job["user_provided_suffix"]) == (42, "demo", "demo")
     assert job["metadata"] == {"team": "a"}
     assert job["progress"] == {"step": 0, "total_steps": None, "epoch": None}

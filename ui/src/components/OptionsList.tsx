@@ -1,4 +1,5 @@
 // A job's facts and resolved options as definition lists.
+import { trainingValues } from "../options";
 import { href } from "../router";
 import type { Job } from "../types";
 
@@ -86,7 +87,7 @@ export function OptionsList({ job, created, finished }: { job: Job; created: str
       <Group title="PEFT" values={job.peft} />
       <Group title="LoRA" values={job.lora} />
       <Group title="Quantization" values={job.quantization} />
-      <Group title="Training" values={job.training} />
+      <Group title="Training" values={trainingValues(job)} />
     </div>
   );
 }
