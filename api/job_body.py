@@ -92,7 +92,7 @@ def _renamed_field(old: str) -> Any:
     def refuse(_value: Any) -> Any:
         raise ValueError(f"'{old}' was renamed: use '{RENAMED[old]}'")
 
-    return (Annotated[SkipJsonSchema[Any], PlainValidator(refuse)], None)
+    return (Annotated[Any, SkipJsonSchema(), PlainValidator(refuse)], None)
 
 
 def _group_model(group: str) -> type[BaseModel]:

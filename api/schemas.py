@@ -207,9 +207,6 @@ class OutlierMapList(CursorList[OutlierMapObject]):
     """A page of outlier maps."""
 
 
-Page = TypeVar("Page", bound=ListObject[Any])
-
-
 def file_object(row: File) -> FileObject:
     """The wire form of a file row."""
     return FileObject(
@@ -290,11 +287,3 @@ def outlier_map_object(
         strategy=row.strategy, threshold=row.threshold, options=row.options,
         n_layers=row.n_layers, n_outlier_channels=row.n_outlier_channels, layers=layers,
     )  # fmt: skip
-
-
-def page(cls: type[Page], items: list[Any], has_more: bool, *, with_ids: bool = False) -> Page:
-    """A list object of type `cls`; `first_id`/`last_id` for the lists that have them."""
-    if not with_ids:
-        return cls(data=items, has_more=has_more)
-    ids = {"first_id": items[0].id, "last_id": items[-1].id} if items else {}
-    return cls(data=items, has_more=has_more, **ids)

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 from store.blobs import BlobStore, commit_with_blob, delete_unreferenced
 from store.errors import NotFoundError
 from store.ids import new_id, now_s
-from store.jobs import fine_tuned_model_name
+from store.model_names import fine_tuned_model_name
 from store.models import Adapter, Checkpoint, File, Job
 
 
@@ -40,6 +40,14 @@ def save_adapter(session: Session, blobs: BlobStore, job: Job, source: Path | by
 def adapter_for_job(session: Session, job_id: str) -> Adapter | None:
     """The job's final adapter, if it has one."""
     return session.scalar(select(Adapter).where(Adapter.job_id == job_id))
+
+
+def get_job_adapter(session: Session, job_id: str) -> Adapter:
+    """The job's final adapter; NotFoundError while it has none."""
+    row = adapter_for_job(session, job_id)
+    if row is None:
+        raise NotFoundError("adapter for job", job_id)
+    return row
 
 
 def list_adapters(session: Session, project_id: str) -> list[Adapter]:

@@ -11,9 +11,11 @@ from sqlalchemy.orm import Session
 from store.blobs import BlobStore, commit_with_blob, delete_unreferenced
 from store.errors import NotFoundError
 from store.ids import new_id, now_s
-from store.jobs import checkpoint_model_name
+from store.model_names import checkpoint_model_name
 from store.models import Checkpoint, Job
-from store.pages import page
+from store.pages import Cursor, Page, page
+
+FIRST_CHECKPOINTS = Cursor(limit=10)
 
 
 def save_checkpoint(
@@ -68,11 +70,11 @@ def prune_safety_checkpoints(
 
 
 def list_checkpoints(
-    session: Session, job_id: str, *, after: str | None = None, limit: int = 10
-) -> tuple[list[Checkpoint], bool]:
-    """A page of a job's checkpoints newest first; returns (checkpoints, has_more)."""
+    session: Session, job_id: str, cursor: Cursor = FIRST_CHECKPOINTS
+) -> Page[Checkpoint]:
+    """A page of a job's checkpoints newest first."""
     query = select(Checkpoint).where(Checkpoint.job_id == job_id)
-    return page(session, query, Checkpoint.id, after=after, limit=limit)
+    return page(session, query, Checkpoint.id, cursor)
 
 
 def latest_checkpoint(session: Session, job_id: str) -> Checkpoint | None:

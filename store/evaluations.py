@@ -11,7 +11,7 @@ from store import infer_nodes
 from store.errors import NotFoundError
 from store.ids import new_id, now_s
 from store.models import Evaluation
-from store.pages import page
+from store.pages import FIRST_PAGE, Cursor, Page, page
 
 OPEN = ("queued", "running")
 
@@ -44,11 +44,11 @@ def get_evaluation(session: Session, evaluation_id: str) -> Evaluation:
 
 
 def list_evaluations(
-    session: Session, job_id: str, *, after: str | None = None, limit: int = 20
-) -> tuple[list[Evaluation], bool]:
+    session: Session, job_id: str, cursor: Cursor = FIRST_PAGE
+) -> Page[Evaluation]:
     """A page of the job's evaluations, newest first."""
     query = select(Evaluation).where(Evaluation.job_id == job_id)
-    return page(session, query, Evaluation.id, after=after, limit=limit)
+    return page(session, query, Evaluation.id, cursor)
 
 
 def start_evaluation(session: Session, evaluation_id: str, node_id: str) -> Evaluation | None:

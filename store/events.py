@@ -22,7 +22,7 @@ from quaff_core.train_events import EventKind
 from store.ids import new_id, now_s
 from store.job_status import TERMINAL
 from store.models import Job, JobEvent
-from store.pages import page
+from store.pages import FIRST_PAGE, Cursor, Page, page
 
 logger = logging.getLogger(__name__)
 
@@ -116,12 +116,10 @@ def discard_metrics_after(session: Session, job_id: str, step: int) -> int:
     return int(getattr(result, "rowcount", 0) or 0)
 
 
-def list_events(
-    session: Session, job_id: str, *, after: str | None = None, limit: int = 20
-) -> tuple[list[JobEvent], bool]:
-    """A page of events newest first, older than the event `after`; returns (events, has_more)."""
+def list_events(session: Session, job_id: str, cursor: Cursor = FIRST_PAGE) -> Page[JobEvent]:
+    """A page of events newest first, older than the event `cursor.after`."""
     query = select(JobEvent).where(JobEvent.job_id == job_id)
-    return page(session, query, JobEvent.id, after=after, limit=limit)
+    return page(session, query, JobEvent.id, cursor)
 
 
 def events_since(

@@ -12,10 +12,11 @@ from sqlalchemy import ColumnElement, or_, select
 from sqlalchemy.orm import Session
 
 from store.blobs import BlobInfo, BlobStore, commit_with_blob, delete_with_blob
-from store.errors import InvalidRequestError, NotFoundError
+from store.errors import InvalidRequestError
 from store.ids import new_id, now_s
 from store.models import File, Job
-from store.pages import page
+from store.owned import get_owned
+from store.pages import FIRST_PAGE, Cursor, Page, page
 
 if TYPE_CHECKING:
     from quaff_core.data.jsonl import ValidationReport
@@ -174,27 +175,27 @@ def _unexpired() -> ColumnElement[bool]:
 
 def get_file(session: Session, project_id: str, file_id: str, *, param: str | None = None) -> File:
     """The project's file `file_id`; NotFoundError when absent, expired or another project's."""
-    row = session.get(File, file_id)
-    expired = row is not None and row.expires_at is not None and row.expires_at <= now_s()
-    if row is None or row.project_id != project_id or expired:
-        raise NotFoundError("file", file_id, param=param)
-    return row
+    return get_owned(session, File, file_id, project_id, param=param, visible=_live)
+
+
+def _live(row: File) -> bool:
+    """Not expired."""
+    return row.expires_at is None or row.expires_at > now_s()
 
 
 def list_files(
     session: Session,
     project_id: str,
+    cursor: Cursor = FIRST_PAGE,
     *,
-    after: str | None = None,
-    limit: int = 20,
     purpose: str | None = None,
     order: str = "desc",
-) -> tuple[list[File], bool]:
-    """A page of the project's files (newest first by default); returns (files, has_more)."""
+) -> Page[File]:
+    """A page of the project's files (newest first by default)."""
     query = select(File).where(File.project_id == project_id, _unexpired())
     if purpose:
         query = query.where(File.purpose == purpose)
-    return page(session, query, File.id, after=after, limit=limit, ascending=order == "asc")
+    return page(session, query, File.id, cursor, ascending=order == "asc")
 
 
 def live_user(session: Session, project_id: str, file_id: str) -> str | None:

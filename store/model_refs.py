@@ -13,6 +13,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from store import catalog
+from store.adapters import get_job_adapter
+from store.checkpoints import get_checkpoint_at_step
 from store.errors import InvalidRequestError, NotFoundError
 from store.models import Adapter, Checkpoint, Job
 from store.settings import Settings
@@ -116,16 +118,11 @@ def resolve_model(session: Session, settings: Settings, project_id: str, name: s
 def job_model_ref(session: Session, job: Job, step: int | None) -> ModelRef:
     """The job's final model (step None) or its checkpoint at `step`; NotFoundError otherwise."""
     if step is None:
-        row = session.scalar(select(Adapter).where(Adapter.job_id == job.id))
-        if row is None:
-            raise NotFoundError("adapter for job", job.id)
-        ref = _adapter_ref(session, job.project_id, row.fine_tuned_model)
-    else:
-        ckpt = session.scalar(
-            select(Checkpoint).where(Checkpoint.job_id == job.id, Checkpoint.step_number == step)
+        ref = _adapter_ref(
+            session, job.project_id, get_job_adapter(session, job.id).fine_tuned_model
         )
-        if ckpt is None:
-            raise NotFoundError("checkpoint", f"{job.id} step {step}", param="step")
+    else:
+        ckpt = get_checkpoint_at_step(session, job.id, step)
         ref = _checkpoint_ref(session, job.project_id, ckpt.fine_tuned_model_checkpoint)
     if ref is None:
         raise NotFoundError("model of job", job.id)
@@ -140,4 +137,4 @@ def project_checkpoints(session: Session, project_id: str) -> list[tuple[Checkpo
         .where(Job.project_id == project_id)
         .order_by(Checkpoint.id)
     )
-    return [(c, j) for c, j in rows.tuples()]
+    return [(c, j) for c, j in rows]

@@ -11,10 +11,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from store.blobs import BlobStore, commit_with_blob, delete_with_blob
-from store.errors import NotFoundError
 from store.ids import new_id, now_s
 from store.models import OutlierMap
-from store.pages import page
+from store.owned import get_owned
+from store.pages import FIRST_PAGE, Cursor, Page, page
 
 
 def options_hash(options: Mapping[str, Any]) -> str:
@@ -94,18 +94,15 @@ def load_payload(blobs: BlobStore, row: OutlierMap) -> dict[str, Any]:
 
 def get_outlier_map(session: Session, project_id: str, map_id: str) -> OutlierMap:
     """The project's map; NotFoundError otherwise."""
-    row = session.get(OutlierMap, map_id)
-    if row is None or row.project_id != project_id:
-        raise NotFoundError("outlier map", map_id)
-    return row
+    return get_owned(session, OutlierMap, map_id, project_id)
 
 
 def list_outlier_maps(
-    session: Session, project_id: str, *, after: str | None = None, limit: int = 20
-) -> tuple[list[OutlierMap], bool]:
-    """A page of the project's maps newest first; returns (maps, has_more)."""
+    session: Session, project_id: str, cursor: Cursor = FIRST_PAGE
+) -> Page[OutlierMap]:
+    """A page of the project's maps newest first."""
     query = select(OutlierMap).where(OutlierMap.project_id == project_id)
-    return page(session, query, OutlierMap.id, after=after, limit=limit)
+    return page(session, query, OutlierMap.id, cursor)
 
 
 def delete_outlier_map(session: Session, blobs: BlobStore, row: OutlierMap) -> None:

@@ -12,11 +12,11 @@ from sqlalchemy.orm import Session
 from api.db import DbDep
 from api.deps import BlobsDep, CurrentProject
 from api.errors import error_response
+from api.pages import CheckpointPageDep, list_object
 from api.routes.exports import merged_export
-from api.schemas import CheckpointList, checkpoint_object, page
+from api.schemas import CheckpointList, checkpoint_object
 from store import adapters, checkpoints, jobs
 from store.blobs import BlobStore
-from store.errors import NotFoundError
 
 router = APIRouter(prefix="/v1/fine_tuning/jobs", tags=["fine-tuning"])
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
@@ -26,18 +26,14 @@ _DIGITS = 18  # longer positions are past any blob: unsatisfiable, never parsed
 
 @router.get("/{job_id}/checkpoints", response_model=CheckpointList)
 async def list_checkpoints(
-    job_id: str,
-    project: CurrentProject,
-    db: DbDep,
-    after: str | None = None,
-    limit: Annotated[int, Query(ge=1, le=100)] = 10,
+    job_id: str, project: CurrentProject, db: DbDep, cursor: CheckpointPageDep
 ) -> Response:
     """The job's checkpoints, newest first."""
 
     def work(session: Session) -> CheckpointList:
         jobs.get_job(session, project.id, job_id)
-        rows, more = checkpoints.list_checkpoints(session, job_id, after=after, limit=limit)
-        return page(CheckpointList, [checkpoint_object(r) for r in rows], more, with_ids=True)
+        found = checkpoints.list_checkpoints(session, job_id, cursor)
+        return list_object(CheckpointList, found, checkpoint_object)
 
     return await db.respond(work)
 
@@ -96,9 +92,7 @@ def _archive(
     """(blob key, bytes, sha256, download name) of the job's adapter or checkpoint at `step`."""
     job = jobs.get_job(session, project_id, job_id)
     if step is None:
-        adapter = adapters.adapter_for_job(session, job.id)
-        if adapter is None:
-            raise NotFoundError("adapter for job", job.id)
+        adapter = adapters.get_job_adapter(session, job.id)
         key, size, digest = adapter.blob_key, adapter.bytes, adapter.sha256
         name = f"{job.id}-adapter.tar.gz"
     else:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Query, Request
+from fastapi import APIRouter, Body, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from api.deps import CurrentProject, SessionDep, SettingsDep
 from api.inference import forward, no_node, ranked_nodes
+from api.pages import PageDep, list_object
 from api.schemas import CursorList
 from store import evaluations, files, jobs
 from store.errors import InvalidRequestError, NotFoundError
@@ -140,16 +141,10 @@ def list_evaluations(
     project: CurrentProject,
     session: SessionDep,
     settings: SettingsDep,
-    after: str | None = None,
-    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: PageDep,
 ) -> EvaluationList:
     """The job's evaluations, newest first."""
     jobs.get_job(session, project.id, job_id)
-    rows, has_more = evaluations.list_evaluations(session, job_id, after=after, limit=limit)
-    evaluations.reap_orphans(session, rows, settings.infer_lease_seconds)
-    return EvaluationList(
-        data=[EvaluationObject(**evaluation_object(r)) for r in rows],
-        has_more=has_more,
-        first_id=rows[0].id if rows else None,
-        last_id=rows[-1].id if rows else None,
-    )
+    found = evaluations.list_evaluations(session, job_id, cursor)
+    evaluations.reap_orphans(session, found.rows, settings.infer_lease_seconds)
+    return list_object(EvaluationList, found, lambda r: EvaluationObject(**evaluation_object(r)))

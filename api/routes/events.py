@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 from sqlalchemy.orm import Session
 from starlette.background import BackgroundTask
@@ -12,7 +12,8 @@ from starlette.background import BackgroundTask
 from api.db import DbDep
 from api.deps import CurrentProject, SettingsDep
 from api.errors import error_response
-from api.schemas import EventList, event_object, page
+from api.pages import EventPageDep, list_object
+from api.schemas import EventList, event_object
 from api.streams import EventHub, StreamCounter, TooManyStreamsError, event_stream
 from store import events, jobs
 
@@ -29,8 +30,7 @@ async def list_events(
     project: CurrentProject,
     db: DbDep,
     settings: SettingsDep,
-    after: str | None = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 20,
+    cursor: EventPageDep,
     stream: bool = False,
 ) -> Response:
     """Newest first; with `stream=true`, Server-Sent Events until the job ends (at most
@@ -39,8 +39,8 @@ async def list_events(
 
         def work(session: Session) -> EventList:
             jobs.get_job(session, project.id, job_id)
-            rows, more = events.list_events(session, job_id, after=after, limit=limit)
-            return page(EventList, [event_object(r) for r in rows], more)
+            found = events.list_events(session, job_id, cursor)
+            return list_object(EventList, found, event_object)
 
         return await db.respond(work)
     await db.run(lambda s: jobs.get_job(s, project.id, job_id))
@@ -56,7 +56,7 @@ async def list_events(
         )
     hub: EventHub = request.app.state.hub
     return StreamingResponse(
-        event_stream(hub=hub, settings=settings, job_id=job_id, after=after, claim=claim),
+        event_stream(hub=hub, settings=settings, job_id=job_id, after=cursor.after, claim=claim),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         background=BackgroundTask(claim.release),

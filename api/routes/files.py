@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Literal
 
 import anyio
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
@@ -13,7 +13,8 @@ from starlette.concurrency import run_in_threadpool
 from api.db import DbDep
 from api.deps import BlobsDep, CurrentProject, GateDep, SettingsDep
 from api.gate import ServiceBusyError
-from api.schemas import FileDeleted, FileList, FileObject, file_object, page
+from api.pages import FilePageDep, list_object
+from api.schemas import FileDeleted, FileList, FileObject, file_object
 from api.upload_form import UPLOAD_OPENAPI
 from api.uploads import Upload, receive_upload
 from store import files
@@ -75,18 +76,15 @@ async def create_file(
 async def list_files(
     project: CurrentProject,
     db: DbDep,
-    after: str | None = None,
-    limit: Annotated[int, Query(ge=1, le=10000)] = 10000,
+    cursor: FilePageDep,
     purpose: str | None = None,
     order: Literal["asc", "desc"] = "desc",
 ) -> Response:
     """The project's files, newest first by default (expired ones are gone)."""
 
     def work(session: Session) -> FileList:
-        rows, more = files.list_files(
-            session, project.id, after=after, limit=limit, purpose=purpose, order=order
-        )
-        return page(FileList, [file_object(r) for r in rows], more, with_ids=True)
+        found = files.list_files(session, project.id, cursor, purpose=purpose, order=order)
+        return list_object(FileList, found, file_object)
 
     return await db.respond(work)
 

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from kombu.exceptions import KombuError
 from sqlalchemy.exc import SQLAlchemyError
@@ -15,8 +14,9 @@ from sqlalchemy.orm import Session
 from api.db import DbDep
 from api.deps import CurrentProject, QueueDep, SettingsDep
 from api.job_body import JobCreate
+from api.pages import PageDep, list_object
 from api.queue import JobQueue
-from api.schemas import JobList, JobObject, job_object, page
+from api.schemas import JobList, JobObject, job_object
 from store import jobs
 from store.events import ServiceEvent, add_event
 from store.models import Job
@@ -60,11 +60,7 @@ async def create_job(
 
 @router.get("", response_model=JobList)
 async def list_jobs(
-    request: Request,
-    project: CurrentProject,
-    db: DbDep,
-    after: str | None = None,
-    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    request: Request, project: CurrentProject, db: DbDep, cursor: PageDep
 ) -> Response:
     """The project's jobs, newest first; `metadata[key]=value` filters, `metadata=null` too."""
     metadata = {
@@ -75,11 +71,10 @@ async def list_jobs(
     without = request.query_params.get("metadata") == "null"
 
     def work(session: Session) -> JobList:
-        rows, more = jobs.list_jobs(
-            session, project.id, after=after, limit=limit, metadata=metadata,
-            without_metadata=without,
-        )  # fmt: skip
-        return page(JobList, [job_object(r) for r in rows], more)
+        found = jobs.list_jobs(
+            session, project.id, cursor, metadata=metadata, without_metadata=without
+        )
+        return list_object(JobList, found, job_object)
 
     return await db.respond(work)
 

@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session
 
 from api.db import DbDep
 from api.deps import BlobsDep, CurrentProject, SettingsDep
-from api.schemas import ModelDeleted, ModelList, ModelObject, adapter_model_object, page
+from api.schemas import ModelDeleted, ModelList, ModelObject, adapter_model_object
 from store import adapters, catalog
 from store.errors import InvalidRequestError, NotFoundError
 from store.model_refs import project_checkpoints
@@ -40,7 +40,7 @@ async def list_models(project: CurrentProject, db: DbDep, settings: SettingsDep)
     def work(session: Session) -> ModelList:
         tuned = [adapter_model_object(a) for a in adapters.list_adapters(session, project.id)]
         ckpts = [_checkpoint_model(c, j) for c, j in project_checkpoints(session, project.id)]
-        return page(ModelList, [*_base_models(settings), *tuned, *ckpts], False)
+        return ModelList(data=[*_base_models(settings), *tuned, *ckpts], has_more=False)
 
     return await db.respond(work)
 

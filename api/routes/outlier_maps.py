@@ -2,32 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Query
+from fastapi import APIRouter
 from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
 from api.db import DbDep
 from api.deps import BlobsDep, CurrentProject
-from api.schemas import OutlierMapList, OutlierMapObject, outlier_map_object, page
+from api.pages import PageDep, list_object
+from api.schemas import OutlierMapList, OutlierMapObject, outlier_map_object
 from store import outlier_maps
 
 router = APIRouter(prefix="/v1/outlier_maps", tags=["outlier maps"])
 
 
 @router.get("", response_model=OutlierMapList)
-async def list_outlier_maps(
-    project: CurrentProject,
-    db: DbDep,
-    after: str | None = None,
-    limit: Annotated[int, Query(ge=1, le=100)] = 20,
-) -> Response:
+async def list_outlier_maps(project: CurrentProject, db: DbDep, cursor: PageDep) -> Response:
     """The project's maps, newest first (without the per-layer indices)."""
 
     def work(session: Session) -> OutlierMapList:
-        rows, more = outlier_maps.list_outlier_maps(session, project.id, after=after, limit=limit)
-        return page(OutlierMapList, [outlier_map_object(r) for r in rows], more, with_ids=True)
+        found = outlier_maps.list_outlier_maps(session, project.id, cursor)
+        return list_object(OutlierMapList, found, outlier_map_object)
 
     return await db.respond(work)
 

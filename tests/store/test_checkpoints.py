@@ -20,11 +20,11 @@ def test_only_the_newest_safety_checkpoint_is_kept(
     asked = save_checkpoint(db_session, blobs, job, step=5, metrics={}, source=b"a")
     first = save_checkpoint(db_session, blobs, job, step=7, metrics={}, source=b"b", safety=True)
     second = save_checkpoint(db_session, blobs, job, step=9, metrics={}, source=b"c", safety=True)
-    rows, _ = list_checkpoints(db_session, job.id)
+    rows = list_checkpoints(db_session, job.id).rows
     assert [(r.step_number, r.safety) for r in rows] == [(9, True), (5, False)]
     assert not blobs.exists(first.blob_key)
     assert blobs.exists(second.blob_key)
     assert blobs.exists(asked.blob_key)
     assert prune_safety_checkpoints(db_session, blobs, job.id) == [9]
-    assert [r.step_number for r in list_checkpoints(db_session, job.id)[0]] == [5]
+    assert [r.step_number for r in list_checkpoints(db_session, job.id).rows] == [5]
     assert not blobs.exists(second.blob_key)

@@ -6,6 +6,7 @@ from sqlalchemy.orm import Session
 
 from store import jobs
 from store.events import add_event, discard_metrics_after, list_events
+from store.pages import Cursor
 from store.settings import Settings
 from tests.helpers import KeyedProject, queued_job
 
@@ -27,7 +28,7 @@ def test_no_event_is_added_after_the_terminal_one(
     assert add_event(db_session, job.id, "Training stopped at step 3") is None
     _metrics(db_session, job.id, 4, 0.5)
     db_session.commit()
-    newest, _ = list_events(db_session, job.id, limit=1)
+    newest = list_events(db_session, job.id, Cursor(limit=1)).rows
     assert [e.message for e in newest] == ["Job cancelled by the user"]
 
 
@@ -42,7 +43,7 @@ def test_a_metrics_event_per_step_replaced_when_the_step_is_trained_again(
     for step in (2, 3):
         _metrics(db_session, job.id, step, 0.5)
     _metrics(db_session, job.id, 3, 0.25)  # an evaluation at step 3 updates its event
-    rows, _ = list_events(db_session, job.id, limit=100)
+    rows = list_events(db_session, job.id, Cursor(limit=100)).rows
     metrics = [(e.data or {}).get("train_loss") for e in reversed(rows) if e.type == "metrics"]
     steps = [e.step for e in reversed(rows) if e.type == "metrics"]
     assert (steps, metrics) == ([1, 2, 3], [1.0, 0.5, 0.25])

@@ -11,6 +11,7 @@ from store.blobs import BlobStore
 from store.checkpoints import latest_checkpoint, save_checkpoint
 from store.errors import InvalidRequestError
 from store.events import list_events
+from store.pages import Cursor
 from store.settings import Settings
 from tests.helpers import KeyedProject, queued_job
 
@@ -37,7 +38,7 @@ def test_worker_lifecycle_through_store_calls(
     name = f"ft:tiny-llama:{keyed_project.project.name}:s1:{job.id[-8:]}"
     assert job.fine_tuned_model == adapter.fine_tuned_model == name
     assert blobs.read_bytes(adapter.blob_key) == b"adapter-bytes"
-    newest, _ = list_events(db_session, job.id, limit=2)
+    newest = list_events(db_session, job.id, Cursor(limit=2)).rows
     assert [e.message for e in newest] == [
         "The job has successfully completed",
         "New fine-tuned model created",
@@ -67,5 +68,5 @@ def test_fail_job_records_the_error(
         "invalid_training_file",
         "training_file",
     )
-    (last,), _ = list_events(db_session, job.id, limit=1)
+    (last,) = list_events(db_session, job.id, Cursor(limit=1)).rows
     assert (last.level, last.message) == ("error", "Fine-tuning job failed: line 3: bad")

@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 from api.schemas import job_object
 from store.checkpoints import list_checkpoints
 from store.events import list_events
+from store.pages import Cursor
 from store.settings import Settings
 from tests.helpers import KeyedProject, queued_job, reloaded
 from worker.pipeline import run_job
@@ -39,9 +40,9 @@ def test_safety_checkpoints_follow_the_interval(
     assert run_job(job.id, settings, "test:1") == "succeeded"
     job = reloaded(db_session, job)
     assert job.status == "succeeded"
-    rows, _ = list_checkpoints(db_session, job.id, limit=50)
+    rows = list_checkpoints(db_session, job.id, Cursor(limit=50)).rows
     assert [(r.step_number, r.safety) for r in rows] == [(3, False)]  # the one the job asked for
-    messages = [e.message for e in list_events(db_session, job.id, limit=100)[0]]
+    messages = [e.message for e in list_events(db_session, job.id, Cursor(limit=100)).rows]
     for step in saved_steps:
         assert f"Checkpoint saved at step {step}" in messages
     # each checkpoint re-measured the initial outlier map on that step's batch
