@@ -12,13 +12,15 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+from sqlalchemy.exc import SQLAlchemyError
 
 from cli.common import SHUTDOWN_GRACE_SECONDS, CliError
 from cli.local import KEY_FILE, announce, key_path, withdraw
-
-if TYPE_CHECKING:
-    from store.settings import Settings
+from store import auth
+from store.db import session_scope
+from store.settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
 
@@ -86,9 +88,6 @@ def register(subparsers: Any) -> None:
 
 def ensure_key(settings: Settings) -> str | None:
     """The saved key; a new one (saved, mode 600) when no active key exists; None otherwise."""
-    from store import auth
-    from store.db import session_scope
-
     saved = key_path(settings)
     with session_scope(settings) as session:
         active = [k for k, _project in auth.list_keys(session) if k.revoked_at is None]
@@ -207,55 +206,81 @@ def _raise_stop(signum: int, _frame: object) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Migrate, start the worker, serve the API until interrupted, then stop the worker."""
-    import uvicorn
-    from sqlalchemy.exc import SQLAlchemyError
-
-    from store import migrate
-    from store.settings import get_settings
-
     settings = get_settings()
-    try:
-        if not args.no_migrate:
-            migrate.upgrade(settings)
-        key = ensure_key(settings) if args.ensure_key else None
-    except SQLAlchemyError as exc:
-        raise CliError(f"cannot prepare the database: {exc}") from exc
+    key = _prepare_database(settings, migrate_first=not args.no_migrate, with_key=args.ensure_key)
     host = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
     base_url = f"http://{host}:{args.port}/v1"
     if args.ensure_key:
-        if key is None:
-            print(
-                f"API keys exist already; create one for the snippet with `quaff keys create "
-                f"--project {DEFAULT_PROJECT}` (keys are shown once)."
-            )
-            key = "YOUR_API_KEY"
-        print(snippets(base_url, key), flush=True)
+        _print_snippets(base_url, key)
+    supervisors = _supervisors(settings, worker=not args.no_worker, infer=not args.no_infer)
+    for supervisor in supervisors:
+        supervisor.start()
+    announce(settings, base_url)
+    try:
+        _serve_api(args.host, args.port)
+    finally:
+        withdraw(settings)
+        for supervisor in supervisors:
+            supervisor.stop()
+    return 0
+
+
+def _prepare_database(settings: Settings, *, migrate_first: bool, with_key: bool) -> str | None:
+    """Migrate (unless told not to) and ensure a key when asked; CliError when it fails."""
+    from store import migrate  # alembic: only the commands that migrate load it
+
+    try:
+        if migrate_first:
+            migrate.upgrade(settings)
+        return ensure_key(settings) if with_key else None
+    except SQLAlchemyError as exc:
+        raise CliError(f"cannot prepare the database: {exc}") from exc
+
+
+def _print_snippets(base_url: str, key: str | None) -> None:
+    """The snippets with the saved key, or a placeholder when keys existed already."""
+    if key is None:
+        print(
+            f"API keys exist already; create one for the snippet with `quaff keys create "
+            f"--project {DEFAULT_PROJECT}` (keys are shown once)."
+        )
+        key = "YOUR_API_KEY"
+    print(snippets(base_url, key), flush=True)
+
+
+def _supervisors(settings: Settings, *, worker: bool, infer: bool) -> list[WorkerSupervisor]:
+    """A supervisor for the training worker (niced) and one for the inference node, as asked;
+    no worker means no inference node either."""
     supervisors: list[WorkerSupervisor] = []
-    if not args.no_worker:
+    if worker:
         supervisors.append(
             WorkerSupervisor(
                 stop_seconds=settings.worker_stop_seconds,
                 start=lambda: start_worker("worker", settings.worker_nice),
             )
         )
-    if not args.no_worker and not args.no_infer:
+    if worker and infer:
         supervisors.append(
             WorkerSupervisor(
                 stop_seconds=settings.worker_stop_seconds, start=lambda: start_worker("infer")
             )
         )
-    for supervisor in supervisors:
-        supervisor.start()
-    announce(settings, base_url)
-    # uvicorn handles SIGTERM/SIGINT itself, then re-raises the signal: ours turns that into an
-    # exception, so the worker is always stopped below (a bare SIGTERM would skip `finally`).
+    return supervisors
+
+
+def _serve_api(host: str, port: int) -> None:
+    """Serve the API until SIGTERM or SIGINT. uvicorn handles them itself, then re-raises the
+    signal: ours turns that into an exception, so the caller's cleanup always runs (a bare
+    SIGTERM would skip `finally`)."""
+    import uvicorn  # the server loads only when `quaff serve` runs
+
     previous = {sig: signal.signal(sig, _raise_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         uvicorn.run(
             "api.main:create_app",
             factory=True,
-            host=args.host,
-            port=args.port,
+            host=host,
+            port=port,
             timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,
         )
     except _Stop as stop:
@@ -263,7 +288,3 @@ def run(args: argparse.Namespace) -> int:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        withdraw(settings)
-        for supervisor in supervisors:
-            supervisor.stop()
-    return 0
