@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import pytest
 import torch
+from transformers import LlamaConfig, LlamaForCausalLM
 
-if TYPE_CHECKING:
-    from transformers import LlamaConfig, LlamaForCausalLM
+from quaff_core.models import loading
 
 CUDA_REASON = "needs a CUDA device; this machine has none"
+# the engine tests draw random token ids below this
+TINY_VOCAB = 512
 
 # parametrize tests over these: CUDA runs where available, else skips with a reason
 QUAFF_DEVICES = [
@@ -27,25 +27,13 @@ QUAFF_DEVICES = [
 
 @pytest.fixture
 def tiny_llama_config() -> LlamaConfig:
-    """A 2-layer Llama config, hidden 128, small vocab: builds in milliseconds."""
-    from transformers import LlamaConfig
-
-    return LlamaConfig(
-        vocab_size=512,
-        hidden_size=128,
-        intermediate_size=352,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=128,
-        tie_word_embeddings=False,
-    )
+    """The built-in tiny-llama's architecture (`quaff_core.models.loading`), with a vocab of
+    `TINY_VOCAB` tokens: builds in milliseconds."""
+    return loading.tiny_llama_config(TINY_VOCAB)
 
 
 @pytest.fixture
 def tiny_llama(tiny_llama_config: LlamaConfig) -> LlamaForCausalLM:
     """A random-initialised tiny LlamaForCausalLM (seed 0), fp32, eval mode."""
-    from transformers import LlamaForCausalLM
-
     torch.manual_seed(0)
     return LlamaForCausalLM(tiny_llama_config).eval()

@@ -11,11 +11,13 @@ import pytest
 import torch
 from torch import nn
 
+from quaff_core.adapters.peft_layers import add_lora
 from quaff_core.calibration.calibrate import DEFAULT_STRATEGY, calibrate
 from quaff_core.calibration.channel_stats import ScaleExcess
+from quaff_core.quant.convert import convert_to_quaff
 
 if TYPE_CHECKING:
-    from transformers import LlamaForCausalLM
+    from transformers import LlamaConfig, LlamaForCausalLM
 
 
 class Toy(nn.Module):
@@ -117,13 +119,14 @@ def test_statistics_do_not_grow_with_batches() -> None:
     assert counts[-1] == counts[2]
 
 
-def test_model_id_from_config(tiny_llama: LlamaForCausalLM) -> None:
+def test_model_id_from_config(tiny_llama: LlamaForCausalLM, tiny_llama_config: LlamaConfig) -> None:
     tiny_llama.config._name_or_path = "org/tiny"
     om = calibrate(tiny_llama, [torch.randint(0, 512, (1, 8))], max_ratio=0.05)
     assert om.model_id == "org/tiny"
     assert "lm_head" not in om.layers
     assert "model.layers.1.mlp.down_proj" in om.layers
-    assert om.in_features["model.layers.1.mlp.down_proj"] == 352
+    down = tiny_llama_config.intermediate_size
+    assert om.in_features["model.layers.1.mlp.down_proj"] == down
 
 
 def test_rejects_bad_arguments() -> None:
@@ -136,9 +139,6 @@ def test_rejects_bad_arguments() -> None:
 
 
 def test_converted_model_is_measured_at_its_quaff_layers(tiny_llama: LlamaForCausalLM) -> None:
-    from quaff_core.adapters.peft_layers import add_lora
-    from quaff_core.quant.convert import convert_to_quaff
-
     gen = torch.Generator().manual_seed(0)
     batches = [torch.randint(0, 512, (2, 16), generator=gen) for _ in range(2)]
     before = calibrate(tiny_llama, batches, strategy="top_abs", max_ratio=0.05)
@@ -219,8 +219,6 @@ def test_scale_excess_skips_what_quaff_would_not_scale_and_flat_layers() -> None
 
 
 def test_int8_scale_re_measures_a_converted_model_alike() -> None:
-    from quaff_core.quant.convert import convert_to_quaff
-
     model = Toy([3, 150], gain=30.0)
     before = calibrate(model, batches())
     convert_to_quaff(model, before)  # int8 weights: the weight maxima come dequantized
