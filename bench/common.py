@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import torch
+
 
 def cpu_name() -> str:
     """The CPU model from /proc/cpuinfo (else the platform's processor string)."""
@@ -25,8 +27,6 @@ def cpu_name() -> str:
 
 def device_name() -> str:
     """'cpu: <model>, N cores' or the CUDA device name."""
-    import torch
-
     if torch.cuda.is_available():
         return f"cuda: {torch.cuda.get_device_name(0)}"
     return f"cpu: {cpu_name()}, {os.cpu_count()} cores"
@@ -47,8 +47,6 @@ def source_commit() -> str | None:
 
 def environment(threads: int) -> dict[str, Any]:
     """torch version, threads, device, python and code commit of this run."""
-    import torch
-
     return {
         "torch": torch.__version__,
         "threads": threads,

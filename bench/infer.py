@@ -22,6 +22,7 @@ from torch import nn
 from bench.common import environment
 from infer.cache import module_bytes
 from infer.generate import Row, Sampling, TokenEvent, generate_rows
+from quaff_core import add_lora, calibrate, convert_to_quaff
 from quaff_core.models.loading import load_base_model
 
 PROMPT = [{"role": "user", "content": "Write a long story about a lighthouse keeper and a storm."}]
@@ -29,8 +30,6 @@ PROMPT = [{"role": "user", "content": "Write a long story about a lighthouse kee
 
 def build(mode: str, model_id: str) -> tuple[Any, Any]:
     """The model of a mode: fp32, bf16, quaff-int8 (fp32 compute) or quaff-int8-bf16."""
-    from quaff_core import add_lora, calibrate, convert_to_quaff
-
     model, tokenizer = load_base_model(model_id)
     if mode == "bf16":
         nn.Module.to(model, torch.bfloat16)

@@ -20,10 +20,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from bench.common import command_line, environment, write_json
 from quaff_core.options.spec import PEFT_METHODS
 from quaff_core.options.train_config import TrainConfig
 from quaff_core.training.callbacks import NullCallbacks, ProgressEvent
+from quaff_core.training.train import train
 
 ROOT = Path(__file__).resolve().parent.parent
 TRAIN, VALID = ROOT / "examples" / "chat.jsonl", ROOT / "examples" / "chat_valid.jsonl"
@@ -54,8 +57,6 @@ class StepClock(NullCallbacks):
 
 def run_one(model: str, method: str, quantization: str, steps: int) -> dict[str, Any]:
     """One short training run: the median step seconds and the final validation loss."""
-    from quaff_core.training.train import train
-
     config = TrainConfig(
         peft_method=method,  # type: ignore[arg-type]
         quantization=quantization,  # type: ignore[arg-type]
@@ -95,8 +96,6 @@ def table(rows: list[dict[str, Any]]) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     """Run every method on both bases; print the table; write the JSON."""
-    import torch
-
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="SmolLM2-135M-Instruct")
     parser.add_argument("--steps", type=int, default=12)

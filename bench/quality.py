@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from peft import PeftModel
 
 from bench.common import command_line, environment, write_json
 from bench.task import write_splits
@@ -124,7 +125,6 @@ def run(
     valid = [r for r in done.metrics if "valid_loss" in r]
     del base
     gc.collect()
-    from peft import PeftModel
 
     tuned = PeftModel.from_pretrained(reference, str(done.adapter_dir))
     scored = score(tuned, tokenizer, splits["test"], batch_size=args.eval_batch, max_new_tokens=12)

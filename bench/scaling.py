@@ -16,6 +16,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from bench.common import command_line, environment, write_json
 from quaff_core.options.train_config import TrainConfig
 from worker.group import launch_command
@@ -33,8 +35,6 @@ def _data(path: Path, n: int, seq_len: int) -> Path:
 
 def run_one(args: argparse.Namespace, processes: int, work: Path) -> dict[str, Any]:
     """One job on `processes` ranks; tokens/s of rank 0's steps after the first."""
-    import torch
-
     share = 1 if torch.cuda.is_available() else processes  # CPU ranks split the cores
     config = TrainConfig(
         batch_size=args.effective_batch // processes,

@@ -20,8 +20,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch.profiler import ProfilerActivity, profile
 
 from bench.common import command_line, environment, write_json
+from bench.step import token_batches
+from bench.step_models import build_base
+from bench.step_modes import LORA_R, MODES
 
 ALL_MODES = "fp32,bf16-autocast,quaff,w8a8,fp32-hf,bf16-autocast-hf"
 TOP_OPS = 15
@@ -69,12 +73,6 @@ def matmul_component(name: str, shapes: list[list[int]], vocab: int, lora_r: int
 
 def top_ops(mode: str, model_name: str, batch: int, seq: int, layers: int) -> dict[str, Any]:
     """Profile one training step of `mode`; the top operators by self CPU time (with shares)."""
-    from torch.profiler import ProfilerActivity, profile
-
-    from bench.step import token_batches
-    from bench.step_models import build_base
-    from bench.step_modes import LORA_R, MODES
-
     base = build_base(model_name, layers)
     vocab = base.config.vocab_size
     runner = MODES[mode].build(base, token_batches(vocab, batch, seq, 2, seed=1), True)

@@ -24,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch.profiler import ProfilerActivity
+from torch.profiler import profile as torch_profile
 
 from bench.step_models import build_base
 from bench.step_modes import MODES
@@ -164,9 +166,6 @@ def time_modes(args: argparse.Namespace, model_name: str) -> dict[str, Any]:
 
 def profile(runner: Any, ids: torch.Tensor, mode: str) -> None:
     """Print the top ops of one step of `mode` by self CPU time."""
-    from torch.profiler import ProfilerActivity
-    from torch.profiler import profile as torch_profile
-
     with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
         runner.step(ids)
     print(f"\nprofile of one {mode} step (top 25 by self CPU time):")

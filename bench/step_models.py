@@ -7,7 +7,7 @@ import logging
 from pathlib import Path
 
 import torch
-from transformers import PreTrainedModel
+from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM, PreTrainedModel
 
 logger = logging.getLogger(__name__)
 
@@ -26,8 +26,6 @@ def smollm2_gguf() -> Path:
 
 def load_smollm2() -> PreTrainedModel:
     """SmolLM2-135M-Instruct, dequantized from GGUF to fp32, offline."""
-    from transformers import AutoModelForCausalLM
-
     path = smollm2_gguf()
     model = AutoModelForCausalLM.from_pretrained(
         path.parent, gguf_file=path.name, dtype=torch.float32, local_files_only=True
@@ -38,8 +36,6 @@ def load_smollm2() -> PreTrainedModel:
 
 def synthetic_llama(hidden: int, layers: int, vocab: int = 32000) -> PreTrainedModel:
     """A random-initialised Llama with the given hidden size (TinyLlama-like proportions)."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-
     heads = max(1, hidden // 64)
     config = LlamaConfig(
         vocab_size=vocab,

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from playwright.sync_api import sync_playwright
 
 from api.routes.ui import UI_DIST
 from bench.common import cpu_name
@@ -125,8 +126,6 @@ def bundle_sizes() -> dict[str, dict[str, int]]:
 
 def measure(origin: str, seeded: Seeded, runs: int) -> list[dict[str, float]]:
     """Open the job page `runs` times, each in a fresh context (cold cache); the page's timings."""
-    from playwright.sync_api import sync_playwright
-
     want = json.dumps({"step": seeded.last_step, "messages": seeded.messages})
     results = []
     with sync_playwright() as playwright:

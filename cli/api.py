@@ -19,7 +19,7 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Migrate the database, then serve `api.main:create_app` until interrupted."""
-    import uvicorn
+    import uvicorn  # the server and alembic load only when `quaff api` runs
 
     from store import migrate
 

@@ -9,6 +9,7 @@ from typing import Any
 from cli.common import CliError
 from cli.options import add_flags, build_config, flag_values
 from cli.train import add_model_args, check_data, load_model
+from quaff_core.data.jsonl import read_examples
 
 CALIBRATION_OPTIONS = (
     "outlier_strategy",
@@ -35,7 +36,7 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Calibrate on the calibration set `quaff train` would use, and save the map."""
-    from quaff_core.data.jsonl import read_examples
+    # the training stack loads only when this command runs
     from quaff_core.training.callbacks import NullCallbacks
     from quaff_core.training.prepare import calibrate_on, describe_base, tokenize_dataset
 

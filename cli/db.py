@@ -6,9 +6,13 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from cli.common import CliError
+from store import usage
+from store.db import session_scope
+from store.settings import get_settings
 
 
 def register(subparsers: Any) -> None:
@@ -29,8 +33,7 @@ def register(subparsers: Any) -> None:
 
 def upgrade(args: argparse.Namespace) -> int:
     """Upgrade the configured database."""
-    from store import migrate
-    from store.settings import get_settings
+    from store import migrate  # alembic: loaded by the commands that migrate only
 
     settings = get_settings()
     try:
@@ -43,8 +46,7 @@ def upgrade(args: argparse.Namespace) -> int:
 
 def downgrade(args: argparse.Namespace) -> int:
     """Downgrade the configured database."""
-    from store import migrate
-    from store.settings import get_settings
+    from store import migrate  # alembic: loaded by the commands that migrate only
 
     settings = get_settings()
     try:
@@ -57,8 +59,7 @@ def downgrade(args: argparse.Namespace) -> int:
 
 def show_current(args: argparse.Namespace) -> int:
     """Print the current and head revisions."""
-    from store import migrate
-    from store.settings import get_settings
+    from store import migrate  # alembic: loaded by the commands that migrate only
 
     settings = get_settings()
     try:
@@ -73,10 +74,6 @@ def show_current(args: argparse.Namespace) -> int:
 
 def show_stats(args: argparse.Namespace) -> int:
     """The data directory on disk, and the bytes each project's rows point at."""
-    from store import usage
-    from store.db import session_scope
-    from store.settings import get_settings
-
     settings = get_settings()
     try:
         with session_scope(settings) as session:
@@ -106,6 +103,4 @@ def _size(n: int) -> str:
 
 def _safe(url: str) -> str:
     """The URL without its password."""
-    from sqlalchemy.engine import make_url
-
     return make_url(url).render_as_string(hide_password=True)

@@ -9,6 +9,7 @@ from typing import Any
 from cli.common import CliError
 from cli.options import add_flags, build_config, flag_values
 from cli.train import add_model_args, check_data, load_model
+from quaff_core.data.jsonl import read_examples
 
 
 def register(subparsers: Any) -> None:
@@ -26,10 +27,9 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Evaluate and print the numbers."""
-    import torch
+    import torch  # torch and the model stack load only when this command runs
 
     from quaff_core.adapters.loading import find_adapter_dir, load_adapter
-    from quaff_core.data.jsonl import read_examples
     from quaff_core.lm.evaluation import evaluate
     from quaff_core.training.runtime import resolve_runtime
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from store.settings import get_settings
+
 
 def register(subparsers: Any) -> None:
     """Add the `infer` subcommand."""
@@ -18,8 +20,7 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Serve until SIGINT/SIGTERM; the node registers in the database and beats."""
-    from infer.node import run_node
-    from store.settings import get_settings
+    from infer.node import run_node  # torch and the model stack load only when it runs
 
     settings = get_settings()
     updates = {k: v for k, v in (("infer_host", args.host), ("infer_port", args.port)) if v}

@@ -21,7 +21,7 @@ def register(subparsers: Any) -> None:
 
 def int8_gemm_check(device: str) -> dict[str, Any]:
     """Run one `torch._int_mm` on `device` and compare it with an exact integer matmul."""
-    import torch
+    import torch  # loads only when `quaff info` runs
 
     gen = torch.Generator().manual_seed(0)
     a = torch.randint(-128, 128, (32, 64), dtype=torch.int8, generator=gen)
@@ -36,7 +36,7 @@ def int8_gemm_check(device: str) -> dict[str, Any]:
 
 def collect() -> dict[str, Any]:
     """Gather version and device facts."""
-    import torch
+    import torch  # loads only when `quaff info` runs
 
     devices = ["cpu"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
     return {

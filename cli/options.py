@@ -8,6 +8,7 @@ from typing import Any
 
 from cli.common import CliError
 from quaff_core.options.spec import ALL_LINEAR, AUTO, BY_NAME, OPTIONS, Option, OptionError
+from quaff_core.options.train_config import TrainConfig
 
 
 def _bool_or_auto(value: str) -> bool | str:
@@ -71,11 +72,9 @@ def flag_values(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def build_config(values: Mapping[str, Any], base: Mapping[str, Any] | None = None) -> Any:
+def build_config(values: Mapping[str, Any], base: Mapping[str, Any] | None = None) -> TrainConfig:
     """`TrainConfig` of `base` (e.g. a resumed run's options) updated by `values`; CliError
     names the flag of a refused value."""
-    from quaff_core.options.train_config import TrainConfig
-
     merged = {**(base or {}), **values}
     try:
         return TrainConfig.from_dict(merged)

@@ -11,7 +11,11 @@ from typing import Any
 
 from cli.common import CliError
 from cli.options import add_flags, build_config, flag_values
+from quaff_core.data.jsonl import validate_jsonl
 from quaff_core.file_names import CHECKPOINT_PREFIX, CHECKPOINTS_DIR, QUAFF_FILE, TRAINER_STATE
+
+# The training stack (torch, transformers, peft) is imported inside the functions that run it, so
+# that every other `quaff` command starts without loading it.
 
 
 def add_model_args(parser: argparse.ArgumentParser) -> None:
@@ -43,8 +47,6 @@ def register(subparsers: Any) -> None:
 
 def check_data(path: str, what: str) -> None:
     """CliError unless `path` is a valid training file."""
-    from quaff_core.data.jsonl import validate_jsonl
-
     if not Path(path).is_file():
         raise CliError(f"{what} file {path!r} does not exist")
     report = validate_jsonl(path)
@@ -89,6 +91,7 @@ def resumed_options(resume: Path | None) -> dict[str, Any]:
 def run(args: argparse.Namespace) -> int:
     """Validate the inputs, train, and print where the adapter went."""
     from cli.progress import TerminalCallbacks
+    from quaff_core.adapters.loading import find_adapter_dir
     from quaff_core.training.train import train
 
     resume = find_checkpoint(args.resume) if args.resume else None
@@ -98,8 +101,6 @@ def run(args: argparse.Namespace) -> int:
         check_data(args.validation, "validation")
     if args.outlier_map and not Path(args.outlier_map).is_file():
         raise CliError(f"--outlier-map {args.outlier_map!r} does not exist")
-    from quaff_core.adapters.loading import find_adapter_dir
-
     model = load_model(args)
     with TerminalCallbacks() as terminal:
         try:

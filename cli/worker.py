@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from store.queue import FINE_TUNE_QUEUE
+
 POOLS = ("prefork", "solo", "threads")
 
 
@@ -26,8 +28,6 @@ def register(subparsers: Any) -> None:
 
 def worker_argv(args: argparse.Namespace) -> list[str]:
     """The `celery worker` arguments: one job at a time from the fine-tuning queue."""
-    from store.queue import FINE_TUNE_QUEUE
-
     argv = [
         "worker",
         f"--pool={args.pool}",
@@ -45,7 +45,7 @@ def worker_argv(args: argparse.Namespace) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     """Start the worker in this process until it is stopped (SIGTERM finishes the current step)."""
-    from worker.celery_app import app
+    from worker.celery_app import app  # celery and the worker load only when it runs
 
     app.worker_main(argv=worker_argv(args))
     return 0

@@ -31,6 +31,8 @@ from quaff_core.adapters.loading import (
     trained_quantization,
 )
 from quaff_core.file_names import ADAPTER_WEIGHTS, OUTLIER_MAP_FILE
+from quaff_core.models.loading import ModelLoadError, load_base_model
+from quaff_core.quant.convert import load_quaff_state_dict
 from store.archives import unpack
 from store.blobs import BlobStore
 from store.model_refs import ModelRef
@@ -165,8 +167,6 @@ class ModelCache:
             return Target(base, ref.adapter_id)
 
     def _load_base(self, key: str, ref: ModelRef, adapter: Path | None) -> LoadedBase:
-        from quaff_core.models.loading import ModelLoadError, load_base_model
-
         try:
             model, tokenizer = load_base_model(ref.base, device=self.device)
         except ModelLoadError as exc:
@@ -229,8 +229,6 @@ class ModelCache:
 
 def activate(target: Target) -> Any:
     """Make `target`'s adapter the active one (with its Quaff scales); returns the model to run."""
-    from quaff_core.quant.convert import load_quaff_state_dict
-
     base = target.base
     if target.adapter is None:
         return base.model

@@ -7,7 +7,11 @@ import tempfile
 from pathlib import Path
 
 from infer.cache import ModelCache
+from quaff_core.adapters.merge import merge_adapter, verify_export, write_export_facts
+from quaff_core.data.examples import chosen_view
 from quaff_core.data.jsonl import read_examples
+from quaff_core.lm.tokenization import tokenize_examples
+from quaff_core.models.loading import load_base_model
 from store import exports
 from store.archives import pack_dir
 from store.blobs import BlobStore
@@ -23,10 +27,6 @@ CHECK_MAX_TOKENS = 256
 
 def _check_rows(blobs: BlobStore, data: File, tokenizer_source: str) -> list[dict[str, list[int]]]:
     """The first few examples of the job's validation (else training) file, tokenised."""
-    from quaff_core.data.examples import chosen_view
-    from quaff_core.lm.tokenization import tokenize_examples
-    from quaff_core.models.loading import load_base_model
-
     examples = read_examples(blobs.path(data.blob_key))[:CHECK_EXAMPLES]
     # a DPO job's pairs are checked on their preferred answers
     examples = [chosen_view(e) if e.format == "preference" else e for e in examples]
@@ -37,8 +37,6 @@ def _check_rows(blobs: BlobStore, data: File, tokenizer_source: str) -> list[dic
 
 def run_export(settings: Settings, cache: ModelCache, export_id: str, node_id: str) -> None:
     """Merge the export's adapter into its base, check it, store it (or why it failed)."""
-    from quaff_core.adapters.merge import merge_adapter, verify_export, write_export_facts
-
     blobs = BlobStore(settings.blob_dir)
     with session_scope(settings) as session:
         row = session.get(MergedExport, export_id)

@@ -16,6 +16,8 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
+from peft import PeftModel
+
 from infer.cache import ModelCache, ModelUnavailable, Target, activate
 from infer.generate import Row, Sampling, TokenEvent, generate_rows
 from infer.prompts import encode_prompts
@@ -228,8 +230,6 @@ class Scheduler:
         return rows
 
     def _generate(self, target: Target, rows: list[Row], request: GenerationRequest) -> None:
-        from peft import PeftModel
-
         model = activate(target)
         plain = target.adapter is None and isinstance(model, PeftModel)
         sampling = Sampling(

@@ -7,9 +7,15 @@ from collections.abc import Callable
 from contextlib import nullcontext
 from typing import Any
 
+from peft import PeftModel
+
 from infer.cache import ModelCache, activate
+from infer.export import run_export
 from infer.scheduler import TaskWork
 from quaff_core.data.jsonl import Example, read_examples
+from quaff_core.lm.evaluation import evaluate_dataset
+from quaff_core.lm.exact_match import score as exact_match
+from quaff_core.lm.tokenization import tokenize_examples
 from store import evaluations
 from store.blobs import BlobStore
 from store.db import session_scope
@@ -23,12 +29,6 @@ ANSWER_SLACK_TOKENS = 4
 
 def score(cache: ModelCache, ref: ModelRef, examples: list[Example], job: Job) -> dict[str, Any]:
     """Loss and token accuracy (`evaluate_dataset`), greedy exact match of final assistant turns."""
-    from peft import PeftModel
-
-    from quaff_core.lm.evaluation import evaluate_dataset
-    from quaff_core.lm.exact_match import score as exact_match
-    from quaff_core.lm.tokenization import tokenize_examples
-
     target = cache.get(ref)
     model = activate(target)
     tokenizer = target.base.tokenizer
@@ -91,8 +91,6 @@ def task_factory(settings: Settings, node_id: Callable[[], str]) -> Callable[[st
                 lambda cache: run_evaluation(settings, cache, task_id, node_id()),
             )
         if kind == "export":
-            from infer.export import run_export
-
             return TaskWork(
                 f"export {task_id}", lambda cache: run_export(settings, cache, task_id, node_id())
             )

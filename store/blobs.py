@@ -14,6 +14,8 @@ from typing import Any, BinaryIO
 
 from sqlalchemy.orm import Session
 
+from store.blob_refs import referenced
+
 logger = logging.getLogger(__name__)
 
 _KEY = re.compile(r"^[a-z0-9_-]+(/[A-Za-z0-9_.-]+)+$")
@@ -185,8 +187,6 @@ def delete_with_blob(session: Session, blobs: BlobStore, row: Any) -> None:
 
 def delete_unreferenced(session: Session, blobs: BlobStore, keys: Iterable[str]) -> list[str]:
     """Remove the blobs among `keys` that no row points at any more; returns the removed keys."""
-    from store.blob_refs import referenced
-
     keys = list(keys)
     shared = referenced(session, keys)
     removed = [key for key in keys if key not in shared]

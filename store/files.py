@@ -6,20 +6,17 @@ import logging
 import unicodedata
 from collections.abc import Mapping
 from pathlib import Path, PurePosixPath, PureWindowsPath
-from typing import TYPE_CHECKING
 
 from sqlalchemy import ColumnElement, or_, select
 from sqlalchemy.orm import Session
 
+from quaff_core.data.jsonl import ValidationReport, validate_jsonl
 from store.blobs import BlobInfo, BlobStore, commit_with_blob, delete_with_blob
 from store.errors import InvalidRequestError
 from store.ids import new_id, now_s
 from store.models import File, Job
 from store.owned import get_owned
 from store.pages import FIRST_PAGE, Cursor, Page, page
-
-if TYPE_CHECKING:
-    from quaff_core.data.jsonl import ValidationReport
 
 logger = logging.getLogger(__name__)
 
@@ -80,8 +77,6 @@ def check_expiry(fields: Mapping[str, str]) -> int | None:
 
 def validate_blob(blobs: BlobStore, key: str) -> ValidationReport:
     """Validate a stored upload with the dataset rules (bounded memory; no database)."""
-    from quaff_core.data.jsonl import validate_jsonl
-
     return validate_jsonl(blobs.path(key))
 
 

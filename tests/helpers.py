@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+import redis
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import OperationalError
@@ -52,8 +53,6 @@ def pg_unreachable() -> str | None:
 
 def redis_unreachable(url: str = REDIS_URL) -> str | None:
     """None when the Redis test server answers, else why not."""
-    import redis
-
     try:
         redis.Redis.from_url(url, socket_connect_timeout=3).ping()
     except redis.RedisError as exc:

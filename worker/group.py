@@ -18,6 +18,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import torch
 from sqlalchemy.orm import Session
 
 from store.blobs import BlobStore
@@ -29,6 +30,7 @@ from worker.options import JobFailure, train_config
 from worker.ranks import RankSpec, read_result
 from worker.relay import RelayReader
 from worker.reporting import StoreCallbacks
+from worker.results import resume_dir
 
 logger = logging.getLogger(__name__)
 POLL_SECONDS = 0.5
@@ -66,8 +68,6 @@ def rank_spec(
     work: Path,
 ) -> RankSpec:
     """What the ranks of a multi-device job run: the map resolved here, shared as a file."""
-    import torch
-
     config = train_config(job)
     map_path = None
     if outlier_map is not None:
@@ -186,8 +186,6 @@ def _check_relaunch(
 def _resume_point(session: Session, blobs: BlobStore, job: Job, target: Path) -> Path | None:
     """The last stored checkpoint unpacked into `target` (metrics after it discarded), said in
     an event; None when there is none yet (the group starts over)."""
-    from worker.results import resume_dir
-
     checkpoint = latest_checkpoint(session, job.id)
     step = checkpoint.step_number if checkpoint is not None else 0
     where = f"checkpoint at step {step} ({checkpoint.id})" if checkpoint else "the start"

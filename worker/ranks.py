@@ -14,6 +14,16 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+import torch.distributed as dist
+
+from quaff_core.models.loading import load_base_model
+from quaff_core.options.train_config import TrainConfig
+from quaff_core.training.callbacks import NullCallbacks, TrainCallbacks
+from quaff_core.training.ddp import RankCallbacks, world
+from quaff_core.training.train import TrainResult, train
+from worker.relay import RelayWriter
+
 RESULT_FILE = "result.json"
 
 
@@ -38,7 +48,7 @@ class RankSpec:
         return path
 
 
-def result_record(result: Any) -> dict[str, Any]:
+def result_record(result: TrainResult) -> dict[str, Any]:
     """The parts of a `TrainResult` the worker stores (paths as strings)."""
     return {
         "adapter_dir": str(result.adapter_dir) if result.adapter_dir else None,
@@ -53,10 +63,8 @@ def result_record(result: Any) -> dict[str, Any]:
     }
 
 
-def read_result(output_dir: Path) -> Any:
+def read_result(output_dir: Path) -> TrainResult:
     """Rank 0's `result.json` as a `TrainResult`."""
-    from quaff_core.training.train import TrainResult
-
     record = json.loads((output_dir / RESULT_FILE).read_text(encoding="utf-8"))
     for key in ("adapter_dir", "checkpoint_dir"):
         record[key] = Path(record[key]) if record[key] else None
@@ -65,16 +73,6 @@ def read_result(output_dir: Path) -> Any:
 
 def run(spec: RankSpec) -> None:
     """Train this rank's share of the job."""
-    import torch
-    import torch.distributed as dist
-
-    from quaff_core.models.loading import load_base_model
-    from quaff_core.options.train_config import TrainConfig
-    from quaff_core.training.callbacks import NullCallbacks, TrainCallbacks
-    from quaff_core.training.ddp import RankCallbacks, world
-    from quaff_core.training.train import train
-    from worker.relay import RelayWriter
-
     torch.set_num_threads(spec.threads)
     gpu = torch.cuda.is_available()
     if spec.config["devices"] > 1:  # one rank trains as one process does: no DDP wrapper

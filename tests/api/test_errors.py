@@ -7,6 +7,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from store.blobs import BlobStore
 from store.models import File, Job
 from tests.helpers import KeyedProject
 
@@ -105,8 +106,6 @@ def test_client_request_id_is_echoed(client: TestClient) -> None:
 def test_unhandled_error_is_an_enveloped_500_with_request_id(
     client: TestClient, keyed_project: KeyedProject
 ) -> None:
-    from store.blobs import BlobStore
-
     file_id = client.post(
         "/v1/files",
         headers=keyed_project.headers,

@@ -3,6 +3,7 @@ and blobs), on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from api.routes.checkpoints import parse_range
+from store.files import display_name
 from store.models import Adapter, ApiKey, Checkpoint, File, Job, JobEvent, OutlierMap, Project
 from store.settings import Settings
 from tests.helpers import KeyedProject, chat_jsonl, created_job, upload, uploaded_file_id
@@ -65,7 +68,6 @@ def test_bad_job_values_are_400s_that_store_nothing(
     file_id = uploaded_file_id(client, keyed_project)
     before = snapshot(db_session, quaff_settings)
     payload = {"model": "tiny-llama", "training_file": file_id, **extra}
-    import json
 
     body = json.dumps(payload).replace(f'"{"9" * 400}"', BIG)
     headers = {**keyed_project.headers, "Content-Type": "application/json"}
@@ -229,8 +231,6 @@ def test_adapter_step_out_of_range_is_a_400(
 
 
 def test_a_huge_range_start_is_a_416_not_a_crash() -> None:
-    from api.routes.checkpoints import parse_range
-
     assert parse_range("bytes=" + "9" * 5000 + "-", 100) is None
     assert parse_range("bytes=0-" + "9" * 5000, 100) == (0, 99)
     assert parse_range("bytes=-" + "9" * 5000, 100) == (0, 99)
@@ -243,8 +243,6 @@ def test_an_overlong_url_is_a_414(client: TestClient, keyed_project: KeyedProjec
 
 
 def test_upload_filenames_never_reach_the_disk(tmp_path: Path) -> None:
-    from store.files import display_name
-
     assert display_name("..\\..\\evil\x00\x07.jsonl") == "evil.jsonl"
     assert display_name("\ud800") == "?"
     assert display_name("") == "upload.jsonl"

@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
-from api.auth import KeyCache
+from api.auth import KeyCache, Principal
 from api.gate import Gate
 from api.main import create_app
 from store.auth import revoke_key
@@ -102,8 +102,6 @@ def test_a_revoked_key_stops_working_when_its_cache_entry_expires(
 
 
 def test_invalidate_forgets_a_key_at_once() -> None:
-    from api.auth import Principal
-
     cache = KeyCache(60, clock=FakeClock())
     cache.put(Principal(id="proj-1", name="p", key_hash="h"))
     assert cache.get("h") is not None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from pathlib import Path
 
@@ -24,8 +25,6 @@ def test_the_long_variant_has_step_by_step_answers_ending_in_the_date(tmp_path: 
 
 
 def test_worked_answer_names_the_shift_only_when_there_is_one() -> None:
-    import datetime as dt
-
     plain = worked_answer(dt.date(2023, 7, 14), 0, dt.date(2023, 7, 14))
     shifted = worked_answer(dt.date(2023, 7, 30), 3, dt.date(2023, 8, 2))
     assert "later" not in plain

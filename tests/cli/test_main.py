@@ -15,6 +15,7 @@ import store
 import worker
 from cli.common import package_version
 from cli.main import main
+from store.settings import get_settings
 
 
 def test_packages_import() -> None:
@@ -68,8 +69,6 @@ def test_console_script_entry_point() -> None:
 def test_a_bad_setting_is_one_line_naming_the_variable(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from store.settings import get_settings
-
     monkeypatch.setenv("QUAFF_DEVICE", "gpu")
     get_settings.cache_clear()
     try:

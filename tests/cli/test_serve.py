@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import pytest
 from openai import OpenAI
 
 from cli.local import KEY_FILE
-from cli.serve import ensure_key, snippets
+from cli.serve import WorkerSupervisor, ensure_key, snippets
 from store import auth, migrate
 from store.db import dispose_engine, session_scope
 from store.settings import Settings
@@ -201,13 +202,9 @@ def test_serve_restarts_a_worker_that_died(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_supervisor_backs_off_between_restarts() -> None:
-    from cli.serve import WorkerSupervisor
-
     started: list[float] = []
 
     def failing() -> subprocess.Popen[bytes]:
-        import time
-
         started.append(time.monotonic())
         return subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"])
 

@@ -10,8 +10,10 @@ from sqlalchemy.orm import Session
 from store import jobs
 from store.errors import InvalidRequestError
 from store.events import events_since
+from store.ids import new_id, now_s
+from store.models import Adapter
 from store.settings import Settings
-from tests.helpers import KeyedProject, chat_jsonl, queued_job, store_training_file
+from tests.helpers import KeyedProject, chat_jsonl, make_project, queued_job, store_training_file
 
 
 def test_create_job_is_queued_with_resolved_options(
@@ -81,9 +83,6 @@ def test_a_preference_file_is_refused_for_a_supervised_job(
 
 def _tuned(session: Session, settings: Settings, keyed: KeyedProject, **body: object) -> str:
     """A job with an adapter row (as a succeeded job has): its fine-tuned model name."""
-    from store.ids import new_id, now_s
-    from store.models import Adapter
-
     job = queued_job(session, settings, keyed, **body)
     name = jobs.fine_tuned_model_name(job)
     session.add(
@@ -115,8 +114,6 @@ def test_a_continued_job_takes_base_adapter_shape_and_records_its_source(
 def test_another_projects_model_is_not_found(
     db_session: Session, quaff_settings: Settings, keyed_project: KeyedProject
 ) -> None:
-    from tests.helpers import make_project
-
     name = _tuned(db_session, quaff_settings, keyed_project)
     other = make_project(db_session)
     with pytest.raises(InvalidRequestError) as exc:

@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+import redis
 
 from store import migrate
 from store.auth import create_key
@@ -36,7 +37,6 @@ def service(
         reason = redis_unreachable(REDIS_URL)
         if reason:
             unavailable(reason)
-        import redis
 
         redis.Redis.from_url(REDIS_URL).flushdb()
         database_url = request.getfixturevalue("pg_schema_url")
@@ -55,6 +55,4 @@ def service(
         svc.stop()
         dispose_engine(settings)
         if request.param != "embedded":
-            import redis
-
             redis.Redis.from_url(REDIS_URL).flushdb()

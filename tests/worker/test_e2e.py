@@ -18,6 +18,7 @@ import httpx
 import pytest
 from openai import OpenAI
 
+from cli.serve import CURL_LINE, SDK_SNIPPET
 from tests.processes import ROOT, Service, wait_for
 
 pytestmark = pytest.mark.slow
@@ -296,8 +297,6 @@ def test_client_cli_creates_watches_and_downloads(service: Service, tmp_path: Pa
 
 
 def test_printed_snippets_work(service: Service) -> None:
-    from cli.serve import CURL_LINE, SDK_SNIPPET
-
     code = SDK_SNIPPET.format(base_url=service.base_url, key=service.api_key)
     ran = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False

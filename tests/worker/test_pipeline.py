@@ -10,6 +10,7 @@ import torch
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+import quaff_core.training.train
 from store import jobs
 from store.blobs import BlobStore
 from store.models import File, JobEvent
@@ -108,8 +109,6 @@ def test_out_of_memory_is_recognised_by_its_class(
     error: BaseException,
     code: str,
 ) -> None:
-    import quaff_core.training.train
-
     def fail(*args: Any, **kwargs: Any) -> None:
         raise error
 

@@ -11,7 +11,8 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
-from store import infer_nodes
+from store import catalog, infer_nodes
+from store.adapters import save_adapter
 from store.blobs import BlobStore
 from store.settings import Settings
 from tests.helpers import KeyedProject, make_project, queued_job
@@ -102,8 +103,6 @@ def test_bad_parameters_are_400_before_any_node(
 def test_another_projects_model_is_404(
     client: TestClient, db_session: Session, quaff_settings: Settings, keyed_project: KeyedProject
 ) -> None:
-    from store.adapters import save_adapter
-
     other = make_project(db_session)
     job = queued_job(db_session, quaff_settings, other)
     adapter = save_adapter(db_session, BlobStore(quaff_settings.blob_dir), job, b"x")
@@ -116,8 +115,6 @@ def test_another_projects_model_is_404(
 def test_an_unavailable_base_is_400_saying_why(
     app: FastAPI, keyed_project: KeyedProject, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from store import catalog
-
     def unavailable(_settings: Settings, name: str) -> catalog.BaseModel:
         return catalog.BaseModel(id=name, available=False, reason="no package")
 

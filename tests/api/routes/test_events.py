@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from store import jobs
 from store.adapters import save_adapter
 from store.blobs import BlobStore
+from store.db import session_factory
 from store.events import add_event
 from store.models import Job
 from store.settings import Settings
@@ -59,8 +60,6 @@ def test_list_events_bad_limit_is_a_400_naming_limit(
 
 def _drive_to_success(settings: Settings, job_id: str, started: threading.Event) -> None:
     """Simulate the worker with the store's functions while the client is streaming."""
-    from store.db import session_factory
-
     started.wait(timeout=30)
     with session_factory(settings)() as session:
         job = jobs.claim_job(session, job_id, "test-worker")

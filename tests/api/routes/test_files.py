@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from api.main import create_app
 from store.models import File
 from store.settings import Settings
 from tests.helpers import (
@@ -80,8 +81,6 @@ def test_create_file_wrong_purpose_stores_nothing(
 def test_create_file_too_large_stores_nothing(
     quaff_settings: Settings, keyed_project: KeyedProject, db_session: Session
 ) -> None:
-    from api.main import create_app
-
     small = quaff_settings.model_copy(update={"max_upload_bytes": 100})
     with TestClient(create_app(small)) as small_client:
         response = upload(small_client, keyed_project, chat_jsonl(20))
@@ -188,8 +187,6 @@ def test_delete_file_used_by_a_live_job_is_refused(
 def test_create_file_limit_is_enforced_while_streaming(
     quaff_settings: Settings, keyed_project: KeyedProject, db_session: Session
 ) -> None:
-    from api.main import create_app
-
     small = quaff_settings.model_copy(update={"max_upload_bytes": 1000})
     body = (
         b"--B\r\n"

@@ -12,6 +12,7 @@ from kombu import Connection
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from api.main import create_app
 from api.queue import JobQueue
 from store import jobs
 from store.db import session_factory
@@ -109,8 +110,6 @@ def test_create_job_returns_every_field_and_enqueues(
 def test_create_job_with_unreachable_broker_stays_queued_with_a_warning(
     quaff_settings: Settings, keyed_project: KeyedProject
 ) -> None:
-    from api.main import create_app
-
     broken = quaff_settings.model_copy(update={"broker_url": "redis://127.0.0.1:1/0"})
     with TestClient(create_app(broken)) as broken_client:
         job = created_job(broken_client, keyed_project)
@@ -337,7 +336,6 @@ def test_create_job_enqueues_on_redis(
     reason = redis_unreachable("redis://127.0.0.1:6379/15")
     if reason:
         unavailable(reason)
-    from api.main import create_app
 
     on_redis = quaff_settings.model_copy(update={"broker_url": "redis://127.0.0.1:6379/15"})
     with TestClient(create_app(on_redis)) as redis_client:

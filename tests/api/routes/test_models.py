@@ -7,7 +7,10 @@ from sqlalchemy.orm import Session
 
 from store import jobs
 from store.adapters import save_adapter
-from store.blobs import BlobStore
+from store.blobs import BlobInfo, BlobStore
+from store.checkpoints import save_checkpoint
+from store.files import create_result_file
+from store.jobs import project_slot
 from store.settings import Settings
 from tests.helpers import KeyedProject, created_job, make_project
 
@@ -79,10 +82,6 @@ def test_delete_base_model_is_refused(client: TestClient, keyed_project: KeyedPr
 def test_delete_fine_tuned_model_removes_every_copy_of_its_weights(
     client: TestClient, keyed_project: KeyedProject, db_session: Session, quaff_settings: Settings
 ) -> None:
-    from store.blobs import BlobInfo
-    from store.checkpoints import save_checkpoint
-    from store.files import create_result_file
-
     blobs = BlobStore(quaff_settings.blob_dir)
     job_json = created_job(client, keyed_project, suffix="w")
     job = jobs.claim_job(db_session, job_json["id"], "test-worker")
@@ -121,9 +120,6 @@ def test_delete_fine_tuned_model_removes_every_copy_of_its_weights(
 def test_deleting_the_shared_result_file_keeps_the_model(
     client: TestClient, keyed_project: KeyedProject, db_session: Session, quaff_settings: Settings
 ) -> None:
-    from store.blobs import BlobInfo
-    from store.files import create_result_file
-
     name, key = _fine_tuned(client, keyed_project, db_session, quaff_settings)
     blobs = BlobStore(quaff_settings.blob_dir)
     info = BlobInfo(key=key, bytes=blobs.size(key), sha256="x")
@@ -136,8 +132,6 @@ def test_deleting_the_shared_result_file_keeps_the_model(
 
 
 def test_fine_tuned_names_put_the_project_in_the_organization_slot() -> None:
-    from store.jobs import project_slot
-
     assert project_slot("My Team / Research", "proj-1") == "my-team-research"
     assert project_slot("ÄÖ!!", "proj-1") == "proj-1"
     assert len(project_slot("x" * 100, "proj-1")) == 40

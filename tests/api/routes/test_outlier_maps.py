@@ -7,7 +7,7 @@ from sqlalchemy.orm import Session
 
 from store.blobs import BlobStore
 from store.models import OutlierMap
-from store.outlier_maps import create_outlier_map, find_reusable
+from store.outlier_maps import create_outlier_map, delete_outlier_map, find_reusable
 from store.settings import Settings
 from tests.helpers import KeyedProject, created_job, make_project
 
@@ -89,8 +89,6 @@ def test_job_can_reuse_an_outlier_map(
 def test_delete_outlier_map_removes_its_blob(
     db_session: Session, quaff_settings: Settings, keyed_project: KeyedProject
 ) -> None:
-    from store.outlier_maps import delete_outlier_map
-
     row = _map(db_session, quaff_settings, keyed_project)
     blobs = BlobStore(quaff_settings.blob_dir)
     key = row.blob_key

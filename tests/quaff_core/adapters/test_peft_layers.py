@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import pytest
 import torch
 from peft import LoraConfig, PeftModel
+from transformers import LlamaForCausalLM
 
 from quaff_core.adapters.peft_layers import QuaffLoraLinear, add_lora
 from quaff_core.calibration.calibrate import calibrate
@@ -74,8 +75,6 @@ def test_training_step_updates_lora_only(quaff_lora: PeftModel) -> None:
 def test_adapter_loads_on_unquantized_base_without_quaff(
     quaff_lora: PeftModel, tiny_llama_config: LlamaConfig, tmp_path: Path
 ) -> None:
-    from transformers import LlamaForCausalLM
-
     torch.manual_seed(0)
     LlamaForCausalLM(tiny_llama_config).save_pretrained(tmp_path / "base")
     with torch.no_grad():

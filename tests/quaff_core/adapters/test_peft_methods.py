@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 import torch
+from transformers import LlamaForCausalLM
 
 from quaff_core.adapters.peft_layers import QuaffIA3Linear, QuaffLoraLinear, add_adapter
 from quaff_core.calibration.calibrate import calibrate
@@ -131,8 +132,6 @@ print(json.dumps({"loss": loss, "type": model.peft_config["default"].peft_type.v
 def test_saved_adapter_loads_without_quaff_with_same_loss(
     tiny_llama: LlamaForCausalLM, tiny_llama_config: LlamaConfig, tmp_path: Path, name: str
 ) -> None:
-    from transformers import LlamaForCausalLM
-
     torch.manual_seed(0)  # the same weights as the tiny_llama fixture
     LlamaForCausalLM(tiny_llama_config).save_pretrained(tmp_path / "base")
     model = quaff_model(tiny_llama, CONFIGS[name])

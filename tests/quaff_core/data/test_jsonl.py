@@ -10,7 +10,9 @@ from typing import Any
 
 import pytest
 
+import quaff_core.data.jsonl as data
 from quaff_core.data.jsonl import (
+    MAX_KEPT_ERRORS,
     DatasetValidationError,
     Message,
     examples_from_dicts,
@@ -191,8 +193,6 @@ def test_a_paired_surrogate_escape_is_fine() -> None:
 
 
 def test_errors_are_counted_but_only_the_first_ones_kept() -> None:
-    from quaff_core.data.jsonl import MAX_KEPT_ERRORS
-
     report = validate_jsonl(b"{bad\n" * (MAX_KEPT_ERRORS * 3))
     assert report.n_errors == MAX_KEPT_ERRORS * 3
     assert len(report.errors) == MAX_KEPT_ERRORS
@@ -202,8 +202,6 @@ def test_errors_are_counted_but_only_the_first_ones_kept() -> None:
 def test_an_overlong_line_is_skipped_in_bounded_memory(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import quaff_core.data.jsonl as data
-
     monkeypatch.setattr(data, "MAX_LINE_BYTES", 64)
     path = tmp_path / "long.jsonl"
     path.write_bytes(jsonl({"text": "x" * 500}, {"text": "ok"}))

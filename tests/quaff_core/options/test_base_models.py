@@ -5,7 +5,9 @@ from __future__ import annotations
 import importlib.util
 
 import pytest
+from torch import nn
 
+from quaff_core.models.loading import load_tiny_llama
 from quaff_core.options.base_models import SMOLLM2, TINY_LLAMA, list_base_models, resolve_model_id
 
 
@@ -36,10 +38,6 @@ def test_resolve_model_id_rejects_unknown_names() -> None:
 
 
 def test_declared_module_names_are_tiny_llamas_linear_layers() -> None:
-    from torch import nn
-
-    from quaff_core.models.loading import load_tiny_llama
-
     model, _tokenizer = load_tiny_llama()
     actual = {name for name, module in model.named_modules() if isinstance(module, nn.Linear)}
     tiny = next(m for m in list_base_models() if m.id == TINY_LLAMA)

@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import io
 import math
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,6 +18,7 @@ from cli.options import add_flags, build_config, flag_values
 from quaff_core.options.field import Option
 from quaff_core.options.spec import AUTO, OPTIONS, OptionError, markdown_table
 from quaff_core.options.train_config import TrainConfig
+from quaff_core.quant.linear import QuaffLinear
 from store.errors import InvalidRequestError
 from store.job_options import resolve_options
 
@@ -176,7 +178,6 @@ def test_the_former_drift_cases_agree() -> None:
         with pytest.raises(OptionError):
             TrainConfig(**{name: value})
     # the outlier-scale weight: one range, [0, 1], in the API, the config and the layer
-    from quaff_core.quant.linear import QuaffLinear
 
     for beta in (0.0, 1.0):
         config = resolve_options({"quantization": {"scale_beta": beta}}).config
@@ -191,8 +192,6 @@ def test_a_renamed_option_names_its_new_name() -> None:
 
 
 def test_the_docs_table_is_generated_from_the_spec() -> None:
-    from pathlib import Path
-
     docs = Path(__file__).resolve().parents[3] / "docs" / "api.md"
     assert markdown_table() in docs.read_text(encoding="utf-8"), (
         "docs/api.md is out of date: paste `python -m quaff_core.options.spec` into it"

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 import torch
 import transformers
+from peft import LoraConfig, get_peft_model
 from torch import nn
 from transformers import PreTrainedModel
 from transformers.pytorch_utils import Conv1D
@@ -155,8 +156,6 @@ def test_family_calibrate_convert_lora_train(family: str) -> None:
 
 def peft_model_of(family: str) -> Any:
     """A tiny fp32 model of `family` with plain PEFT LoRA adapters on every linear."""
-    from peft import LoraConfig, get_peft_model
-
     config = LoraConfig(r=4, target_modules="all-linear", fan_in_fan_out=family == "gpt2")
     return get_peft_model(build(family), config)
 

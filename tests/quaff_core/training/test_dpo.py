@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from peft import PeftModel
+from safetensors.torch import load_file
 from torch import nn
 from transformers import BatchEncoding, PreTrainedTokenizerBase
 
@@ -78,8 +80,6 @@ def test_chosen_view_and_dataset_are_conversational() -> None:
 
 
 def test_dpo_raises_the_margin_on_its_training_pairs(tmp_path: Path) -> None:
-    from peft import PeftModel
-
     calls = Recorder()
     result = train("tiny-llama", PAIRS, tmp_path, config=DPO, callbacks=calls)
     assert result.stopped == "completed"
@@ -104,8 +104,6 @@ def test_dpo_raises_the_margin_on_its_training_pairs(tmp_path: Path) -> None:
 def test_dpo_pause_then_resume_equals_a_straight_run(tmp_path: Path) -> None:
     """9 steps straight vs 4 + pause + resume 5: the adapter equals within atol 1e-6, rtol 1e-5,
     and the checkpoint holds tensors and JSON only."""
-    from safetensors.torch import load_file
-
     straight = train("tiny-llama", PAIRS, tmp_path / "a", config=DPO)
     pauser = Recorder("pause", at=4)
     first = train("tiny-llama", PAIRS, tmp_path / "b", config=DPO, callbacks=pauser)

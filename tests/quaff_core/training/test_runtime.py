@@ -7,10 +7,13 @@ from typing import Any
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
+import quaff_core.quant.primitives
 from quaff_core.data.jsonl import Example, Message
 from quaff_core.options.train_config import TrainConfig
 from quaff_core.quant.capabilities import native_bf16
+from quaff_core.quant.linear import QuaffLinear
 from quaff_core.train_events import EventKind, TrainEvent
 from quaff_core.training.callbacks import NullCallbacks
 from quaff_core.training.runtime import COMPILE_MIN_PARAMS, resolve_runtime, worth_compiling
@@ -66,8 +69,6 @@ def test_the_runtime_is_reported_and_returned(tmp_path: Path) -> None:
 def test_a_compile_failure_falls_back_to_eager(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import quaff_core.quant.primitives
-
     def broken(compile: bool) -> Any:
         if compile:
             raise RuntimeError("inductor: no compiler here")
@@ -90,10 +91,6 @@ def test_a_nan_batch_in_training_leaves_later_steps_and_the_adapter_finite(
 ) -> None:
     """One training forward sees NaN activations: the scales skip it (an event says so), later
     steps stay finite and the saved scale state holds no NaN."""
-    from safetensors.torch import load_file
-
-    from quaff_core.quant.linear import QuaffLinear
-
     original = QuaffLinear.forward
     poisoned = {"done": False}
 
@@ -146,7 +143,6 @@ def test_gradient_checkpointing_trains_and_updates_the_scales_once_per_step(
     assert checkpointed.runtime.gradient_checkpointing is True
     assert plain.adapter_dir is not None
     assert checkpointed.adapter_dir is not None
-    from safetensors.torch import load_file
 
     # recomputation in backward must not move the outlier scales a second time
     for name in ("quaff_momentum.safetensors", "adapter_model.safetensors"):
