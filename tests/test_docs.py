@@ -1,5 +1,6 @@
 """The docs: README.md stays short, every relative link resolves, the docs name every setting and
-event kind, and the README quick start works as printed against a real `quaff serve`."""
+event kind, docs/development.md maps every folder and names only files that exist, and the README
+quick start works as printed against a real `quaff serve`."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ README = ROOT / "README.md"
 DOCS = ROOT / "docs"
 DOC_FILES = [README, *sorted(DOCS.glob("*.md"))]
 MAX_README_LINES = 200
+DEVELOPMENT = DOCS / "development.md"
 # The quick-start blocks, in the order a reader runs them; each follows `<!-- quickstart: NAME -->`.
 QUICKSTART = {
     "data": "bash",
@@ -42,6 +44,7 @@ _FENCED = re.compile(r"^```.*?^```$", re.M | re.S)
 _INLINE_CODE = re.compile(r"`[^`\n]*`")
 _LINK = re.compile(r"\]\(([^)\s]+)\)")
 _HEADING = re.compile(r"^#{1,6}\s+(.+?)\s*$", re.M)
+_SOURCE_PATH = re.compile(r"`((?:[\w.-]+/)+[\w.-]+\.(?:py|md|toml|json))`")
 
 
 def _prose(text: str) -> str:
@@ -96,6 +99,27 @@ def test_readme_is_at_most_200_lines() -> None:
 @pytest.mark.parametrize("path", DOC_FILES, ids=lambda p: p.name)
 def test_every_relative_link_points_at_an_existing_file(path: Path) -> None:
     assert _broken_links(path) == []
+
+
+def _folders() -> list[str]:
+    """Every package folder of the tree and every folder of `quaff_core`, as `name/`."""
+    packages = [p.parent.name for p in ROOT.glob("*/__init__.py")]
+    core = [p.parent.name for p in (ROOT / "quaff_core").glob("*/__init__.py")]
+    return sorted(f"{name}/" for name in {*packages, *core})
+
+
+def test_the_development_guide_maps_every_folder() -> None:
+    text = DEVELOPMENT.read_text(encoding="utf-8")
+    assert {"api/", "tests/", "training/", "options/"} <= set(_folders())
+    assert [f for f in _folders() if f"`{f}`" not in text] == []
+
+
+def test_the_development_guide_names_only_files_that_exist() -> None:
+    """A path like `quaff_core/quant/linear.py`, or `quant/linear.py` inside a package's list."""
+    bases = [ROOT, *(p.parent for p in ROOT.glob("*/__init__.py"))]
+    named = _SOURCE_PATH.findall(DEVELOPMENT.read_text(encoding="utf-8"))
+    assert "quaff_core/quant/linear.py" in named
+    assert [n for n in named if not any((base / n).is_file() for base in bases)] == []
 
 
 def test_readme_marks_each_quickstart_block_once() -> None:
