@@ -30,12 +30,13 @@ lint: $(STAMP)
 # QUAFF_REQUIRE_SERVICES=1 so that a missing PostgreSQL or Redis fails instead of skipping).
 COVERAGE_FLOOR ?= 85
 
+# --durations=25 names the slowest tests; each test has a time limit (timeout in pyproject.toml).
 test: lint
-	$(BIN)/pytest --cov --cov-report=term:skip-covered --cov-fail-under=$(COVERAGE_FLOOR)
+	$(BIN)/pytest --durations=25 --cov --cov-report=term:skip-covered --cov-fail-under=$(COVERAGE_FLOOR)
 
 # Everything but the `slow` tests (real training runs, real processes): a quick check while editing.
 test-fast: lint
-	$(BIN)/pytest -m "not slow"
+	$(BIN)/pytest --durations=25 -m "not slow"
 
 # `make run`: migrate, create an API key if none exists (printed, with an openai SDK snippet and a
 # curl line), then serve the API on $(HOST):$(PORT) plus one worker and one inference node
