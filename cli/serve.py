@@ -18,8 +18,6 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from cli.common import SHUTDOWN_GRACE_SECONDS, CliError
 from cli.local import KEY_FILE, announce, key_path, withdraw
-from store import auth
-from store.db import session_scope
 from store.settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
@@ -88,6 +86,9 @@ def register(subparsers: Any) -> None:
 
 def ensure_key(settings: Settings) -> str | None:
     """The saved key; a new one (saved, mode 600) when no active key exists; None otherwise."""
+    from store import auth  # the database layer loads only when `quaff serve` runs
+    from store.db import session_scope
+
     saved = key_path(settings)
     with session_scope(settings) as session:
         active = [k for k, _project in auth.list_keys(session) if k.revoked_at is None]
