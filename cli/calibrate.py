@@ -38,19 +38,14 @@ def run(args: argparse.Namespace) -> int:
     """Calibrate on the calibration set `quaff train` would use, and save the map."""
     # the training stack loads only when this command runs
     from quaff_core.training.callbacks import NullCallbacks
-    from quaff_core.training.prepare import calibrate_on, describe_base, tokenize_dataset
+    from quaff_core.training.datasets import tokenize_for
+    from quaff_core.training.prepare import calibrate_on, describe_base
 
     config = build_config(flag_values(args))
     check_data(args.data, "calibration")
     model, tokenizer = load_model(args)
     try:
-        dataset = tokenize_dataset(
-            read_examples(args.data),
-            tokenizer,
-            config,
-            name="calibration",
-            callbacks=NullCallbacks(),
-        )
+        dataset = tokenize_for(read_examples(args.data), tokenizer, config, "calibration")
     except ValueError as exc:
         raise CliError(str(exc)) from exc
     print(

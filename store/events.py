@@ -41,6 +41,7 @@ class ServiceEvent(StrEnum):
     JOB_STARTED = "job_started"
     RESUMING = "resuming"
     OUTLIER_MAP_STORED = "outlier_map_stored"
+    WARM_BASE = "warm_base"
     TRAINING_STOPPED = "training_stopped"
     WORKER_TOOK_OVER = "worker_took_over"
     QUEUE_UNREACHABLE = "queue_unreachable"

@@ -58,6 +58,18 @@ class Settings(BaseSettings):
         gt=0,
         description="a running job checkpoints at least this often, so a crash loses little",
     )
+    warm_bases_mb: int = Field(
+        default=8192,
+        ge=0,
+        description="a worker keeps the bases it trained on, converted, in up to this much memory "
+        "(MiB; least recently used dropped first; 0: none kept)",
+    )
+    warm_base_idle_seconds: float = Field(
+        default=1800.0, gt=0, description="a warm base unused this long is released"
+    )
+    tokenized_cache_entries: int = Field(
+        default=8, ge=0, description="tokenised datasets a worker keeps for the next job"
+    )
     broker_visibility_timeout: int = Field(
         default=7200, gt=0, description="Redis: seconds before an unacked task is redelivered"
     )

@@ -1,24 +1,61 @@
-"""Outlier maps for a job: the one it names, a stored match, or a new calibration, stored."""
+"""Outlier maps for a job: the one it names, a stored map that fits, or a new calibration.
+
+By default (`quantization.calibration_data: base`) a base model has one map, calibrated on the
+general chat set the first time a job needs it and reused by every later job on that base,
+whatever its data; `job` calibrates on (and reuses only for) the job's own training file.
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy.orm import Session
 
+from quaff_core.calibration.base_set import base_calibration_examples, base_calibration_sha256
+from quaff_core.lm.tokenization import TokenizedDataset
+from quaff_core.options.spec import option
 from quaff_core.options.train_config import TrainConfig
 from quaff_core.quant.outlier_map import OutlierMap
-from quaff_core.train_events import EventKind, TrainEvent
-from quaff_core.training.callbacks import NullCallbacks
+from quaff_core.train_events import EventKind
+from quaff_core.training.datasets import tokenize_for
+from quaff_core.training.prepare import calibrate_on
 from store import outlier_maps
 from store.blobs import BlobStore
 from store.events import ServiceEvent, add_event
 from store.models import File, Job
 from store.models import OutlierMap as OutlierMapRow
+from worker.job_events import JobEventSink
 from worker.options import JobFailure, calibration_options
 
 logger = logging.getLogger(__name__)
+# the base map's tokenising: whole conversations (the set is short), independent of the job's
+BASE_MAP_LENGTH = 1024
+
+
+@dataclass(frozen=True)
+class MapSource:
+    """What a new map is calibrated on: the data's checksum, file row and reuse options."""
+
+    sha256: str
+    file_id: str | None
+    options: dict[str, Any]
+
+
+def calibration_data(job: Job) -> str:
+    """The job's `quantization.calibration_data` (older rows: the option's default)."""
+    return str(job.quantization.get("calibration_data", option("calibration_data").default))
+
+
+def map_source(job: Job, config: TrainConfig, train_file: File) -> MapSource:
+    """The job's own training file, or the base's general chat set."""
+    options = calibration_options(config)
+    if calibration_data(job) == "job":
+        return MapSource(train_file.sha256, train_file.id, options)
+    base = {**options, "max_seq_length": BASE_MAP_LENGTH, "train_on_inputs": True}
+    return MapSource(base_calibration_sha256(), None, {**base, "calibration_data": "base"})
 
 
 def _load(blobs: BlobStore, row: OutlierMapRow) -> OutlierMap:
@@ -34,112 +71,52 @@ def _load(blobs: BlobStore, row: OutlierMapRow) -> OutlierMap:
         ) from exc
 
 
-class _EventSink(NullCallbacks):
-    """Sends calibration's phase events to the job's events."""
-
-    def __init__(self, session: Session, job: Job) -> None:
-        self.session, self.job = session, job
-
-    def on_event(self, event: TrainEvent) -> None:
-        """Store one message event with its kind."""
-        add_event(
-            self.session,
-            self.job.id,
-            event.message,
-            kind=event.kind,
-            level=event.level,
-            data=dict(event.data) or None,
-        )
-        self.session.commit()
-
-
-def _calibrate(
-    session: Session,
-    job: Job,
-    config: TrainConfig,
-    train_file: File,
-    path: Any,
-    model: Any,
-    tok: Any,
-) -> OutlierMap:
-    """Calibrate on the calibration set of the training file, tokenised as training does."""
-    from quaff_core.data.jsonl import read_examples
-    from quaff_core.errors import NothingToTrainError, UnsupportedExamplesError
-    from quaff_core.training.prepare import calibrate_on, tokenize_dataset
-
-    examples = read_examples(path, name=f"training file {train_file.id}")
-    try:
-        dataset = tokenize_dataset(
-            examples, tok, config, name="training", callbacks=NullCallbacks()
-        )
-    except UnsupportedExamplesError as exc:
-        raise JobFailure("invalid_training_data", str(exc), "training_file") from exc
-    except NothingToTrainError as exc:
-        raise JobFailure(
-            "invalid_training_data",
-            f"No example of {train_file.id} has a trainable token within max_seq_length="
-            f"{config.max_seq_length}; raise training.max_seq_length.",
-            "training.max_seq_length",
-        ) from exc
-    return calibrate_on(
-        model,
-        dataset,
+def _calibration_set(
+    job: Job, config: TrainConfig, tokenizer: Any, dataset: Callable[[], TokenizedDataset]
+) -> tuple[TrainConfig, TokenizedDataset]:
+    """The config and tokenised set to calibrate on: the job's, or the general chat set."""
+    if calibration_data(job) == "job":
+        return config, dataset()
+    base = replace(
         config,
-        pad_token_id=int(tok.pad_token_id),
-        model_id=job.model,
-        callbacks=_EventSink(session, job),
+        max_seq_length=BASE_MAP_LENGTH,
+        train_on_inputs=True,
+        calibration_examples=len(base_calibration_examples()),
     )
+    return base, tokenize_for(base_calibration_examples(), tokenizer, base, "calibration")
 
 
-def resolve_outlier_map(
-    session: Session,
-    blobs: BlobStore,
-    job: Job,
-    config: TrainConfig,
-    train_file: File,
-    *,
-    model: Any,
-    tokenizer: Any,
-    resuming: bool,
-) -> OutlierMap | None:
-    """The job's map: named or earlier-attempt (`job.outlier_map_id`), a stored match, or new."""
-    if config.quantization != "quaff":
-        return None
-    options = calibration_options(config)
-    row = session.get(OutlierMapRow, job.outlier_map_id) if job.outlier_map_id else None
-    if row is None:
-        row = outlier_maps.find_reusable(
+def _reuse(
+    session: Session, blobs: BlobStore, job: Job, row: OutlierMapRow, resuming: bool
+) -> OutlierMap:
+    """Use a stored map for the job (said in an event, unless the job resumes with it)."""
+    job.outlier_map_id = row.id
+    if not resuming:
+        add_event(
             session,
-            job.project_id,
-            base_model=job.model,
-            dataset_sha256=train_file.sha256,
-            options=options,
+            job.id,
+            f"Reusing outlier map {row.id} ({row.n_outlier_channels} outlier channels in "
+            f"{row.n_layers} layers)",
+            kind=EventKind.OUTLIER_MAP_REUSED,
+            data={"outlier_map": row.id},
         )
-    if row is not None:
-        job.outlier_map_id = row.id
-        if not resuming:
-            add_event(
-                session,
-                job.id,
-                f"Reusing outlier map {row.id} ({row.n_outlier_channels} outlier channels in "
-                f"{row.n_layers} layers)",
-                kind=EventKind.OUTLIER_MAP_REUSED,
-                data={"outlier_map": row.id},
-            )
-        session.commit()
-        return _load(blobs, row)
-    fresh = _calibrate(
-        session, job, config, train_file, blobs.path(train_file.blob_key), model, tokenizer
-    )
+    session.commit()
+    return _load(blobs, row)
+
+
+def _store(
+    session: Session, blobs: BlobStore, job: Job, source: MapSource, fresh: OutlierMap
+) -> None:
+    """Keep a new map for reuse (said in an event) and name it on the job."""
     row = outlier_maps.create_outlier_map(
         session,
         blobs,
         job.project_id,
         base_model=job.model,
-        dataset_sha256=train_file.sha256,
-        options=options,
+        dataset_sha256=source.sha256,
+        options=source.options,
         payload=fresh.to_dict(),
-        dataset_file_id=train_file.id,
+        dataset_file_id=source.file_id,
     )
     job.outlier_map_id = row.id
     add_event(
@@ -151,4 +128,44 @@ def resolve_outlier_map(
         data={"outlier_map": row.id},
     )
     session.commit()
+
+
+def resolve_outlier_map(
+    session: Session,
+    blobs: BlobStore,
+    job: Job,
+    config: TrainConfig,
+    train_file: File,
+    *,
+    model: Callable[[], Any],
+    tokenizer: Any,
+    dataset: Callable[[], TokenizedDataset],
+    resuming: bool,
+) -> OutlierMap | None:
+    """The job's map: named or earlier-attempt (`job.outlier_map_id`), a stored one that fits,
+    or new: calibrated on `model()` (unconverted) with the job's `dataset()` or the chat set."""
+    if config.quantization != "quaff":
+        return None
+    source = map_source(job, config, train_file)
+    row = session.get(OutlierMapRow, job.outlier_map_id) if job.outlier_map_id else None
+    if row is None:
+        row = outlier_maps.find_reusable(
+            session,
+            job.project_id,
+            base_model=job.model,
+            dataset_sha256=source.sha256,
+            options=source.options,
+        )
+    if row is not None:
+        return _reuse(session, blobs, job, row, resuming)
+    calibration, data = _calibration_set(job, config, tokenizer, dataset)
+    fresh = calibrate_on(
+        model(),
+        data,
+        calibration,
+        pad_token_id=int(tokenizer.pad_token_id),
+        model_id=job.model,
+        callbacks=JobEventSink(session, job),
+    )
+    _store(session, blobs, job, source, fresh)
     return fresh

@@ -27,9 +27,7 @@ from worker.lease import STOPPING
 logger = logging.getLogger(__name__)
 
 # Events of `train` that the worker reports itself, with store facts (ids, stored checkpoints).
-_REPLACED = frozenset(
-    {EventKind.OUTLIER_MAP_REUSED, EventKind.CHECKPOINT_SAVED, EventKind.MODEL_SAVED}
-)
+_REPLACED = frozenset({EventKind.CHECKPOINT_SAVED, EventKind.MODEL_SAVED})
 
 
 def _json_number(value: Any) -> Any:

@@ -9,7 +9,6 @@ from celery.exceptions import Reject
 from store.queue import FINE_TUNE_QUEUE, FINE_TUNE_TASK
 from worker.celery_app import SETTINGS, app
 from worker.lease import STOPPING, worker_identity
-from worker.pipeline import run_job
 
 logger = logging.getLogger(__name__)
 
@@ -25,6 +24,8 @@ def run_fine_tune(job_id: str) -> str:
     if STOPPING.is_set():
         # A worker that is shutting down takes no new job: the message goes back for another one.
         raise Reject(f"worker is stopping; job {job_id} stays queued", requeue=True)
+    from worker.pipeline import run_job  # torch loads in the pool process, not the parent
+
     outcome = run_job(job_id, SETTINGS, worker_identity(), requeue=_publish)
     logger.info("job %s: %s", job_id, outcome)
     return outcome

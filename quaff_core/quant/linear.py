@@ -106,6 +106,9 @@ class QuaffLinear(nn.Module):
         b = torch.zeros(out_features, dtype=hp_dtype, device=device) if bias else None
         self.register_buffer("bias", b)
 
+    # the buffers a training forward updates: a run's own; every other tensor is frozen
+    RUN_STATE = ("outlier_scale", "outlier_scale_initialized", "outlier_scale_skipped")
+
     weight: torch.Tensor
     weight_scale: torch.Tensor
     outlier_idx: torch.Tensor

@@ -18,6 +18,16 @@ from store.db import dispose_engine, session_factory
 from store.settings import Settings
 from tests.helpers import REDIS_URL, redis_unreachable, unavailable
 from tests.processes import Service, service_env
+from worker.warm import reset_warm_state
+
+
+@pytest.fixture(autouse=True)
+def cold_worker() -> Iterator[None]:
+    """Each test starts on a worker with no warm base or cached dataset, and leaves none."""
+    reset_warm_state()
+    yield
+    reset_warm_state()
+
 
 BACKENDS = [
     "embedded",

@@ -159,7 +159,8 @@ def test_fine_tune_download_and_reuse_outlier_map(service: Service, tmp_path: Pa
 
     events = messages(sdk, job_id)
     texts = [e.message for e in events]
-    assert "Calibrating outlier channels on 12 examples" in texts
+    # the base's one map: calibrated on the general chat set, whatever the job's data
+    assert "Calibrating outlier channels on 48 examples" in texts
     assert any(t.startswith(f"Stored outlier map {map_id}") for t in texts)
     assert any(t.startswith("Quantized ") and "linear layers to int8" in t for t in texts)
     assert texts[-1] == "The job has successfully completed"
@@ -203,13 +204,17 @@ def test_fine_tune_download_and_reuse_outlier_map(service: Service, tmp_path: Pa
     assert report["finite"] is True
     assert report["trained"] > 0
 
-    again = create_job(sdk, file_id, epochs=1, batch_size=4)
+    # another file on the same base: the base's map, on the base the worker kept warm
+    other = sdk.files.create(file=("other.jsonl", training_data(10)), purpose="fine-tune").id
+    again = create_job(sdk, other, epochs=1, batch_size=4)
     second = wait_status(service, sdk, again, "succeeded")
     assert second.model_extra is not None
     assert second.model_extra["outlier_map"] == map_id
-    texts = [e.message for e in messages(sdk, again)]
+    events = messages(sdk, again)
+    texts = [e.message for e in events]
     assert any(t.startswith(f"Reusing outlier map {map_id}") for t in texts)
-    assert not any(t.startswith("Calibrating") for t in texts)
+    assert [e.data for e in events if e.model_extra and e.model_extra.get("kind") == "warm_base"]
+    assert not any(t.startswith(("Calibrating", "Quantized", "Loading base model")) for t in texts)
 
 
 def test_cancel_keeps_the_job_cancelled(service: Service) -> None:

@@ -10,7 +10,7 @@ import torch
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-import quaff_core.training.train
+import worker.single
 from store import jobs
 from store.blobs import BlobStore
 from store.models import File, JobEvent
@@ -112,7 +112,7 @@ def test_out_of_memory_is_recognised_by_its_class(
     def fail(*args: Any, **kwargs: Any) -> None:
         raise error
 
-    monkeypatch.setattr(quaff_core.training.train, "train", fail)
+    monkeypatch.setattr(worker.single, "train", fail)
     job = queued_job(db_session, quaff_settings, keyed_project, training={"max_seq_length": 64})
     assert run_job(job.id, quaff_settings, "test:1") == "failed"
     job = reloaded(db_session, job)
@@ -199,9 +199,11 @@ def test_out_of_memory_error_names_the_batch_size(
         hyperparameters={"batch_size": 64},
         training={"max_seq_length": 2048},
     )
-    code, message, param = out_of_memory_error(job, "cuda", RuntimeError("CUDA out of memory"))
-    assert (code, param) == ("out_of_memory", "hyperparameters.batch_size")
-    assert message.startswith("Out of cuda memory with batch_size=64 and max_seq_length=2048.")
+    failure = out_of_memory_error(job, "cuda")
+    assert (failure.code, failure.param) == ("out_of_memory", "hyperparameters.batch_size")
+    assert failure.message.startswith(
+        "Out of cuda memory with batch_size=64 and max_seq_length=2048."
+    )
 
 
 def test_unquantized_job_with_nothing_to_train_names_max_seq_length(

@@ -18,7 +18,7 @@ from quaff_core.options.train_config import TrainConfig
 from quaff_core.quant.linear import QuaffLinear
 from quaff_core.training.callbacks import Control, NullCallbacks
 from quaff_core.training.ddp import RankCallbacks, frozen_names, sum_over_ranks, sync_outlier_scales
-from quaff_core.training.train import _check_world
+from quaff_core.training.run import check_world
 from tests.processes import free_port
 
 
@@ -90,9 +90,9 @@ def test_frozen_names_are_the_buffers_and_the_frozen_parameters() -> None:
 
 
 def test_train_refuses_a_process_group_of_another_size() -> None:
-    assert _check_world(TrainConfig(devices=1)) == 0
+    assert check_world(TrainConfig(devices=1)) == 0
     with pytest.raises(ValueError, match="devices=2 but this process group has 1 process"):
-        _check_world(TrainConfig(devices=2))
+        check_world(TrainConfig(devices=2))
 
 
 def test_effective_batch_and_steps_count_every_device() -> None:
