@@ -25,11 +25,38 @@ def cpu_name() -> str:
     return platform.processor() or "unknown CPU"
 
 
+def cpu_class() -> str:
+    """The CPU's class for int8 and bf16 work, from its flags: AMX, AVX512 with VNNI/BF16,
+    AVX-VNNI (256-bit) or AVX2 only."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return "unknown"
+    flags = next(
+        (ln.split(":", 1)[1].split() for ln in text.splitlines() if ln.startswith("flags")), []
+    )
+    parts = []
+    if "amx_int8" in flags:
+        parts.append("AMX")
+    if "avx512f" in flags:
+        parts.append("AVX512")
+        parts += [
+            name
+            for flag, name in (("avx512_vnni", "VNNI"), ("avx512_bf16", "BF16"))
+            if flag in flags
+        ]
+    elif "avx_vnni" in flags:
+        parts.append("AVX-VNNI")
+    elif "avx2" in flags:
+        parts.append("AVX2 only")
+    return " ".join(parts) or "no AVX2"
+
+
 def device_name() -> str:
-    """'cpu: <model>, N cores' or the CUDA device name."""
+    """'cpu: <model> (<class>), N cores' or the CUDA device name."""
     if torch.cuda.is_available():
         return f"cuda: {torch.cuda.get_device_name(0)}"
-    return f"cpu: {cpu_name()}, {os.cpu_count()} cores"
+    return f"cpu: {cpu_name()} ({cpu_class()}), {os.cpu_count()} cores"
 
 
 def source_commit() -> str | None:

@@ -38,14 +38,17 @@ from quaff_core.quant.outlier_map import OutlierMap
 from quaff_core.quant.targets import in_features, quantizable_linears
 from quaff_core.train_events import EventKind, TrainEvent
 from quaff_core.training.callbacks import NullCallbacks, ProgressEvent
+from quaff_core.training.prepare import calibrate_on, general_calibration_set
+from quaff_core.training.runtime import resolve_runtime
 from quaff_core.training.train import train
 
 logger = logging.getLogger("bench.quality")
 
-MODES = ("fp32", "quaff", "w8a8")
+MODES = ("fp32", "quaff", "quaff-base", "w8a8")
 MODE_LABELS = {
     "fp32": "fp32 LoRA (unquantized base)",
-    "quaff": "Quaff LoRA (int8 base + calibrated outlier channels)",
+    "quaff": "Quaff LoRA (int8 base + outlier channels calibrated on the job's data)",
+    "quaff-base": "Quaff LoRA with the base's map (calibrated on the general chat set)",
     "w8a8": "plain W8A8 LoRA (same int8 path, no outlier channels)",
 }
 
@@ -99,6 +102,23 @@ def no_outlier_map(model: torch.nn.Module, model_id: str) -> OutlierMap:
     )
 
 
+def base_map(
+    model: torch.nn.Module, tokenizer: Any, config: TrainConfig, model_id: str
+) -> OutlierMap:
+    """The map the service calibrates once per base: on the general chat set, in the compute
+    dtype training will use (a copy of the model: the run converts the original)."""
+    calibration, data = general_calibration_set(config, tokenizer)
+    work = copy.deepcopy(model).to(resolve_runtime(config).dtype)
+    return calibrate_on(
+        work,
+        data,
+        calibration,
+        pad_token_id=int(tokenizer.pad_token_id),
+        model_id=model_id,
+        callbacks=NullCallbacks(),
+    )
+
+
 def run(
     mode: str, seed: int, args: argparse.Namespace, splits: dict[str, list[Example]]
 ) -> dict[str, Any]:
@@ -106,7 +126,11 @@ def run(
     config = train_config(args, mode, seed)
     base, tokenizer = load_base_model(args.model)
     reference = copy.deepcopy(base)  # the unquantized base the adapter is scored on
-    outlier_map = no_outlier_map(base, args.model) if mode == "w8a8" else None
+    outlier_map = None
+    if mode == "w8a8":
+        outlier_map = no_outlier_map(base, args.model)
+    elif mode == "quaff-base":
+        outlier_map = base_map(base, tokenizer, config, args.model)
     calls = Record(f"{mode} seed {seed}", args.log_every)
     t0 = time.perf_counter()
     done = train(
@@ -155,6 +179,14 @@ def summary(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
             "seeds": len(rows),
         }
     out: dict[str, Any] = {"modes": stats}
+    if {"quaff", "quaff-base"} <= stats.keys():
+        own, general = stats["quaff"], stats["quaff-base"]
+        out["map_policy"] = {
+            "base_map_over_own_map": general["valid_loss_mean"] / own["valid_loss_mean"] - 1.0,
+            "loss_difference": general["valid_loss_mean"] - own["valid_loss_mean"],
+            "larger_seed_spread": max(own["valid_loss_spread"], general["valid_loss_spread"]),
+            "exact_match_difference": general["exact_match_mean"] - own["exact_match_mean"],
+        }
     if {"fp32", "quaff", "w8a8"} <= stats.keys():
         fp32, quaff, w8a8 = stats["fp32"], stats["quaff"], stats["w8a8"]
         over = quaff["valid_loss_mean"] / fp32["valid_loss_mean"] - 1.0
@@ -173,12 +205,12 @@ def summary(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
 
 def table(stats: dict[str, Any]) -> str:
     """The summary as a plain text table."""
-    lines = [f"{'mode':<6} {'valid loss (mean ± spread)':>28} {'exact match (mean ± spread)':>29}"]
+    lines = [f"{'mode':<10} {'valid loss (mean ± spread)':>28} {'exact match (mean ± spread)':>29}"]
     for mode, s in stats["modes"].items():
         loss = f"{s['valid_loss_mean']:.4f} ± {s['valid_loss_spread']:.4f}"
         match = f"{s['exact_match_mean']:.3f} ± {s['exact_match_spread']:.3f}"
-        lines.append(f"{mode:<6} {loss:>28} {match:>29}")
-    for name, value in stats.get("targets", {}).items():
+        lines.append(f"{mode:<10} {loss:>28} {match:>29}")
+    for name, value in [*stats.get("targets", {}).items(), *stats.get("map_policy", {}).items()]:
         lines.append(f"  {name}: {value:.4f}" if isinstance(value, float) else f"  {name}: {value}")
     return "\n".join(lines)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -20,8 +20,7 @@ from quaff_core.options.spec import option
 from quaff_core.options.train_config import TrainConfig
 from quaff_core.quant.outlier_map import OutlierMap
 from quaff_core.train_events import EventKind
-from quaff_core.training.datasets import tokenize_for
-from quaff_core.training.prepare import calibrate_on
+from quaff_core.training.prepare import BASE_MAP_LENGTH, calibrate_on, general_calibration_set
 from store import outlier_maps
 from store.blobs import BlobStore
 from store.events import ServiceEvent, add_event
@@ -31,8 +30,6 @@ from worker.job_events import JobEventSink
 from worker.options import JobFailure, calibration_options
 
 logger = logging.getLogger(__name__)
-# the base map's tokenising: whole conversations (the set is short), independent of the job's
-BASE_MAP_LENGTH = 1024
 
 
 @dataclass(frozen=True)
@@ -55,6 +52,7 @@ def map_source(job: Job, config: TrainConfig, train_file: File) -> MapSource:
     if calibration_data(job) == "job":
         return MapSource(train_file.sha256, train_file.id, options)
     base = {**options, "max_seq_length": BASE_MAP_LENGTH, "train_on_inputs": True}
+    base["calibration_examples"] = len(base_calibration_examples())
     return MapSource(base_calibration_sha256(), None, {**base, "calibration_data": "base"})
 
 
@@ -77,13 +75,7 @@ def _calibration_set(
     """The config and tokenised set to calibrate on: the job's, or the general chat set."""
     if calibration_data(job) == "job":
         return config, dataset()
-    base = replace(
-        config,
-        max_seq_length=BASE_MAP_LENGTH,
-        train_on_inputs=True,
-        calibration_examples=len(base_calibration_examples()),
-    )
-    return base, tokenize_for(base_calibration_examples(), tokenizer, base, "calibration")
+    return general_calibration_set(config, tokenizer)
 
 
 def _reuse(

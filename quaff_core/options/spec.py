@@ -123,6 +123,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("train_on_inputs", "choice", AUTO,
            "auto: loss on assistant turns / completions only; true: on every token",
            api=T + "train_on_inputs", cli="--train-on-inputs", choices=(AUTO, True, False)),
+    Option("group_by_length", "bool", True,
+           "batch examples of similar length together (less padding; the order stays shuffled "
+           "across batches)",
+           api=T + "group_by_length", cli="--group-by-length"),
     Option("gradient_checkpointing", "bool", False,
            "recompute activations in backward: much less memory for long sequences, slower",
            api=T + "gradient_checkpointing", cli="--gradient-checkpointing"),

@@ -54,6 +54,7 @@ class TrainConfig:
     compile: bool | Literal["auto"] = default("compile")
     calibration_examples: int = default("calibration_examples")
     gradient_checkpointing: bool = default("gradient_checkpointing")
+    group_by_length: bool = default("group_by_length")
     n_checkpoints: int = default("n_checkpoints")
     n_evals: int = default("n_evals")
     save_steps: int = default("save_steps")

@@ -90,4 +90,5 @@ def build_trainer(
         callbacks=[bridge, *extra_callbacks],
         chunked_loss=config.chunked_loss,
         on_train_batch=on_train_batch,
+        group_by_length=config.group_by_length,
     )

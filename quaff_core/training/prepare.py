@@ -5,11 +5,14 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 from torch import nn
+from transformers import PreTrainedTokenizerBase
 
+from quaff_core.calibration.base_set import base_calibration_examples
 from quaff_core.calibration.calibrate import calibrate
 from quaff_core.lm.tokenization import PadCollator, TokenizedDataset
 from quaff_core.options.base_models import find_base_model
@@ -18,9 +21,11 @@ from quaff_core.quant.convert import convert_to_quaff, quaff_layers
 from quaff_core.quant.outlier_map import OutlierMap
 from quaff_core.train_events import EventKind, TrainEvent
 from quaff_core.training.callbacks import TrainCallbacks
+from quaff_core.training.datasets import tokenize_for
 from quaff_core.training.runtime import Runtime
 
 logger = logging.getLogger(__name__)
+BASE_MAP_LENGTH = 1024  # the general chat set is tokenised whole
 
 
 def describe_base(source: str | os.PathLike[str]) -> str:
@@ -73,6 +78,21 @@ def calibrate_on(
         max_ratio=config.outlier_max_ratio,
         model_id=model_id,
     )
+
+
+def general_calibration_set(
+    config: TrainConfig, tokenizer: PreTrainedTokenizerBase
+) -> tuple[TrainConfig, TokenizedDataset]:
+    """The base's calibration set: the general chat conversations, whole (train_on_inputs),
+    independent of the job's max_seq_length; with the config that calibrates on all of them."""
+    examples = base_calibration_examples()
+    base = replace(
+        config,
+        max_seq_length=BASE_MAP_LENGTH,
+        train_on_inputs=True,
+        calibration_examples=len(examples),
+    )
+    return base, tokenize_for(examples, tokenizer, base, "calibration")
 
 
 def given_map(

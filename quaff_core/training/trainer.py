@@ -9,11 +9,14 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.utils.data import Sampler
 from transformers import Trainer
 
 from quaff_core.lm.evaluation import batch_counts
+from quaff_core.lm.tokenization import TokenizedDataset
 from quaff_core.training.ddp import sum_over_ranks
 from quaff_core.training.safe_state import SafeStateMixin
+from quaff_core.training.sampler import LengthGroupedSampler
 
 logger = logging.getLogger(__name__)
 
@@ -27,15 +30,25 @@ class CausalLMTrainer(SafeStateMixin, Trainer):
         *args: Any,
         chunked_loss: bool = True,
         on_train_batch: Callable[[Mapping[str, Any]], None] | None = None,
+        group_by_length: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
+        self.group_by_length = group_by_length
         self.use_chunked_loss = chunked_loss
         self.on_train_batch = on_train_batch  # sees each training batch (the stability probe)
         # our loss is a per-batch mean: let Trainer divide it by the accumulation steps
         self.loss_is_scaled_for_ga = False
         self._train_counts = [0, 0]
         self._eval_counts = [0, 0, 0.0]
+
+    def _get_train_sampler(self, train_dataset: Any = None) -> Sampler[int] | None:
+        """Length-grouped batches (`group_by_length`), else HF's shuffled order."""
+        dataset = train_dataset if train_dataset is not None else self.train_dataset
+        if not self.group_by_length or not isinstance(dataset, TokenizedDataset):
+            return super()._get_train_sampler(train_dataset)
+        lengths = [len(e.input_ids) for e in dataset.examples]
+        return LengthGroupedSampler(lengths, self.args.train_batch_size, self.args.seed)
 
     def autocast_smart_context_manager(
         self, cache_enabled: bool | None = True
