@@ -57,6 +57,38 @@ def _fastest(fns: list[Callable[[], object]], rounds: int = 4) -> list[float]:
     return best
 
 
+def _cpuinfo_flags() -> frozenset[str]:
+    """The CPU feature flags of /proc/cpuinfo (empty where there is none)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+@functools.cache
+def cpu_class() -> str:
+    """This CPU's class for the int8/bf16 kernel choice: 'AMX', 'AVX512-VNNI/BF16',
+    'AVX512-VNNI', 'AVX-VNNI' (256-bit), 'AVX2' or 'other'."""
+    if _cpu_flag("amx_tile"):
+        return "AMX"
+    if _cpu_flag("vnni"):
+        return "AVX512-VNNI/BF16" if _cpu_flag("avx512_bf16") else "AVX512-VNNI"
+    if "avx_vnni" in _cpuinfo_flags():
+        return "AVX-VNNI"
+    return "AVX2" if _cpu_flag("avx2") else "other"
+
+
+def device_class(device: torch.device | str | None) -> str:
+    """The machine class of `device` as benchmark tables print it (CPU class or GPU name)."""
+    if _device_type(device) == "cuda" and torch.cuda.is_available():
+        return f"CUDA {torch.cuda.get_device_name(torch.device(device or 'cuda'))}"
+    return f"CPU {cpu_class()}"
+
+
 @functools.cache
 def _cpu_probe(kind: str) -> float:
     """Speed-up of a `kind` ('bf16' or 'int8') GEMM over float32 on this CPU (one-time probe).
