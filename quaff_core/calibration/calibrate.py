@@ -95,23 +95,49 @@ def _model_device(model: nn.Module) -> torch.device:
     return param.device if param is not None else torch.device("cpu")
 
 
+def _seen(stats: ChannelStats) -> bool:
+    """Whether `stats` has been fed any activations yet."""
+    return bool(stats.max_abs.any())
+
+
 def _observe(
     model: nn.Module,
     batches: Iterable[Any],
     linears: Mapping[str, nn.Module],
-    stats: Mapping[str, ChannelStats],
+    stats: dict[str, ChannelStats],
 ) -> int:
     """Run `batches` through `model` in eval mode, feeding each linear's valid input tokens to its
     stats (tokens with attention_mask == 0 are dropped); returns the number of valid tokens."""
     state: dict[str, torch.Tensor | None] = {"mask": None}
+    # layers fed the very same input tensor (q/k/v; gate/up) share one set of statistics: the
+    # first of them measures it, the others are aliased to its stats on the first batch
+    last: list[tuple[torch.Tensor, str]] = []
+    followers: set[str] = set()
+    shared: dict[str, ChannelStats] = dict(stats)
+
+    def aliased(name: str, x: torch.Tensor) -> bool:
+        """Whether `name` follows the layer that was just fed `x` (decided on its first call)."""
+        if name in followers:
+            return True
+        if not last or last[0][0] is not x or _seen(shared[name]):
+            return False
+        leader = shared[last[0][1]]
+        if leader.in_features != x.shape[-1]:
+            return False
+        followers.add(name)
+        shared[name] = leader
+        return True
 
     def make_hook(name: str) -> Any:
         def hook(module: nn.Module, args: tuple[Any, ...]) -> None:
             x = args[0]
+            if aliased(name, x):
+                return
+            last[:] = [(x, name)]
             mask = state["mask"]
             if mask is not None and tuple(mask.shape) == tuple(x.shape[:-1]):
                 x = x[mask.to(device=x.device, dtype=torch.bool)]
-            stats[name].update(x.reshape(-1, x.shape[-1]))
+            shared[name].update(x.reshape(-1, x.shape[-1]))
 
         return hook
 
@@ -131,10 +157,14 @@ def _observe(
                     tokens += int(ids.numel())
                 state["mask"] = mask
                 model(**_to_device(kwargs, device))
+                last.clear()
     finally:
         for handle in handles:
             handle.remove()
         model.train(was_training)
+    if followers:
+        logger.info("calibration: %d layers shared their input's statistics", len(followers))
+    stats.update(shared)
     return tokens
 
 

@@ -7,6 +7,7 @@ from typing import Any
 import torch
 
 from quaff_core.quant.capabilities import Int8Backend
+from quaff_core.quant.fbgemm import FbgemmPacks, fbgemm_mm, normalize_rows
 from quaff_core.quant.kernels import int8_mm
 from quaff_core.quant.primitives import QuantOps
 
@@ -34,9 +35,11 @@ class _QuaffLinearFn(torch.autograd.Function):
         bias: torch.Tensor | None,
         ops: QuantOps,
         backend: Int8Backend,
+        packs: FbgemmPacks | None,
     ) -> torch.Tensor:
         """x [M, K] compute dtype, weight int8 [N, K] (a view of a contiguous [K, N]) -> [M, N]."""
         ctx.backend = backend
+        ctx.packs = packs
         with torch.autocast(x.device.type, enabled=False):
             return _QuaffLinearFn._forward(
                 ctx, x, weight, weight_scale, outlier_idx, outlier_weight, outlier_scale, bias, ops
@@ -64,8 +67,12 @@ class _QuaffLinearFn(torch.autograd.Function):
         w_corr = outlier_weight.float() * (s - 1)
         if outlier_idx.numel() > 0:
             col_scale = _inverse_channel_scale(in_features, outlier_idx, outlier_scale)
-        q, row_scale = ops.quantize_activation(x.contiguous(), col_scale)
-        acc = int8_mm(q, weight.t(), ctx.backend)
+        if ctx.backend == "fbgemm":
+            x_n, row_scale = normalize_rows(x, col_scale)
+            acc = fbgemm_mm(x_n, ctx.packs.weight)
+        else:
+            q, row_scale = ops.quantize_activation(x.contiguous(), col_scale)
+            acc = int8_mm(q, weight.t(), ctx.backend)
         out = ops.dequantize_output(
             acc, row_scale, weight_scale.float(), x_o, w_corr, bias, x.dtype
         )
@@ -82,7 +89,7 @@ class _QuaffLinearFn(torch.autograd.Function):
         if ctx.needs_input_grad[0]:
             with torch.autocast(grad_out.device.type, enabled=False):
                 grad_x = _QuaffLinearFn._backward(ctx, grad_out)
-        return grad_x, None, None, None, None, None, None, None, None
+        return grad_x, None, None, None, None, None, None, None, None, None
 
     @staticmethod
     def _backward(ctx: Any, grad_out: torch.Tensor) -> torch.Tensor:
@@ -90,10 +97,15 @@ class _QuaffLinearFn(torch.autograd.Function):
         weight, weight_scale, outlier_idx, outlier_weight = ctx.saved_tensors
         ops: QuantOps = ctx.ops
         # w_scale lies on the reduction dim of dY @ W, so fold it into dY before quantizing
-        gq, g_scale, exact = ops.quantize_grad(
-            grad_out.contiguous(), weight_scale.float(), outlier_weight
-        )
-        acc = int8_mm(gq, weight, ctx.backend)
+        if ctx.backend == "fbgemm":
+            g_n, g_scale = normalize_rows(grad_out, weight_scale.float())
+            exact = torch.mm(grad_out, outlier_weight.to(grad_out.dtype)).float()
+            acc = fbgemm_mm(g_n, ctx.packs.weight_t)
+        else:
+            gq, g_scale, exact = ops.quantize_grad(
+                grad_out.contiguous(), weight_scale.float(), outlier_weight
+            )
+            acc = int8_mm(gq, weight, ctx.backend)
         grad_x = ops.dequantize_grad(acc, g_scale, ctx.x_dtype)
         if outlier_idx.numel() > 0:
             # outlier channels take their exact gradient from the high-precision columns
@@ -111,9 +123,82 @@ def quaff_linear(
     bias: torch.Tensor | None,
     ops: QuantOps,
     backend: Int8Backend = "int_mm",
+    packs: FbgemmPacks | None = None,
 ) -> torch.Tensor:
-    """Functional entry point: x [M, K] -> [M, N] in x.dtype (see `_QuaffLinearFn`)."""
+    """Functional entry point: x [M, K] -> [M, N] in x.dtype (see `_QuaffLinearFn`); the
+    "fbgemm" backend needs the layer's `packs`, "dequant" goes through `dequant_linear`."""
+    if backend == "dequant":
+        return dequant_linear(x, weight, weight_scale, outlier_idx, outlier_weight, bias)
+    if backend == "fbgemm" and packs is None:
+        raise ValueError("the fbgemm backend needs the layer's prepacked weights")
     out = _QuaffLinearFn.apply(
-        x, weight, weight_scale, outlier_idx, outlier_weight, outlier_scale, bias, ops, backend
+        x, weight, weight_scale, outlier_idx, outlier_weight, outlier_scale, bias, ops, backend,
+        packs,
+    )  # fmt: skip
+    return out
+
+
+def dequantized_weight_t(
+    weight: torch.Tensor,
+    weight_scale: torch.Tensor,
+    outlier_idx: torch.Tensor,
+    outlier_weight: torch.Tensor,
+    dtype: torch.dtype,
+) -> torch.Tensor:
+    """W^T [K, N] in `dtype`: the int8 weight times its scales, outlier rows exact."""
+    w_t = weight.t().to(dtype) * weight_scale.to(dtype)
+    if outlier_idx.numel() > 0:
+        w_t.index_copy_(0, outlier_idx, outlier_weight.t().to(dtype))
+    return w_t
+
+
+class _DequantLinearFn(torch.autograd.Function):
+    """y = x W^T + b with W dequantized from int8 per call (forward and backward): the speed of
+    a `dtype` GEMM, the memory of the int8 weight (no dequantized copy is kept for backward)."""
+
+    @staticmethod
+    def forward(
+        ctx: Any,
+        x: torch.Tensor,
+        weight: torch.Tensor,
+        weight_scale: torch.Tensor,
+        outlier_idx: torch.Tensor,
+        outlier_weight: torch.Tensor,
+        bias: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """x [M, K] in the compute dtype -> [M, N] in it."""
+        ctx.save_for_backward(weight, weight_scale, outlier_idx, outlier_weight)
+        with torch.autocast(x.device.type, enabled=False):
+            w_t = dequantized_weight_t(weight, weight_scale, outlier_idx, outlier_weight, x.dtype)
+            if bias is None:
+                return torch.mm(x, w_t)
+            return torch.addmm(bias.to(x.dtype), x, w_t)
+
+    @staticmethod
+    def backward(ctx: Any, *grad_outputs: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        """grad_out [M, N] -> grad_x [M, K] = grad_out W, W dequantized again."""
+        (grad_out,) = grad_outputs
+        grad_x = None
+        if ctx.needs_input_grad[0]:
+            weight, weight_scale, outlier_idx, outlier_weight = ctx.saved_tensors
+            with torch.autocast(grad_out.device.type, enabled=False):
+                w_t = dequantized_weight_t(
+                    weight, weight_scale, outlier_idx, outlier_weight, grad_out.dtype
+                )
+                grad_x = torch.mm(grad_out, w_t.t())
+        return grad_x, None, None, None, None, None
+
+
+def dequant_linear(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    weight_scale: torch.Tensor,
+    outlier_idx: torch.Tensor,
+    outlier_weight: torch.Tensor,
+    bias: torch.Tensor | None,
+) -> torch.Tensor:
+    """The "dequant" backend: x [M, K] -> [M, N] through a GEMM in x.dtype."""
+    out: torch.Tensor = _DequantLinearFn.apply(
+        x, weight, weight_scale, outlier_idx, outlier_weight, bias
     )
     return out

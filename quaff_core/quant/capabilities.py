@@ -5,10 +5,11 @@
   faster than a float32 one), else float32.
 - `resolve_compile(device)`: True where inductor can generate code (a C++ compiler on CPU,
   Triton on CUDA).
-- `int8_backend(device)`: "int_mm" where `torch._int_mm` is a real int8 GEMM (CUDA; a CPU with
-  VNNI/AMX, or where a probe finds it faster than float32), else "fp32": the same exact integer
-  products through a float32 GEMM (CPUs without VNNI run `_int_mm` as a scalar loop, ~50-100x
-  slower than a float32 GEMM).
+- `int8_backend(device)` / `kernel_choice(kind)`: "int_mm" where `torch._int_mm` is a real int8
+  GEMM (CUDA; a CPU with VNNI/AMX, or where a probe finds it faster than float32); "fbgemm" on
+  AVX2 / AVX-VNNI CPUs (CPUs without AVX512-VNNI run `_int_mm` as a scalar loop, ~50-100x
+  slower than a float32 GEMM); else "dequant": the int8 weights dequantized into the compute
+  dtype per call. "fp32" (exact integer products through a float32 GEMM) is only run when asked.
 """
 
 from __future__ import annotations
@@ -22,12 +23,16 @@ from typing import Final, Literal
 
 import torch
 
+from quaff_core.quant.fbgemm import FbgemmPacks, fbgemm_available, fbgemm_mm, normalize_rows
+
 logger = logging.getLogger(__name__)
 
 AUTO: Final = "auto"
-Int8Backend = Literal["int_mm", "fp32"]
+Int8Backend = Literal["int_mm", "fbgemm", "dequant", "fp32"]
+INT8_BACKENDS: Final = ("int_mm", "fbgemm", "dequant", "fp32")
 DtypeSetting = torch.dtype | Literal["auto"] | None
 CompileSetting = bool | Literal["auto"]
+BackendSetting = Int8Backend | Literal["auto"]
 _PROBE_SHAPE = (128, 256, 256)
 _PROBE_MARGIN = 1.2  # the low-precision GEMM must win by this factor to be chosen
 
@@ -55,6 +60,38 @@ def _fastest(fns: list[Callable[[], object]], rounds: int = 4) -> list[float]:
             fn()
             best[i] = min(best[i], time.perf_counter() - start)
     return best
+
+
+def _cpuinfo_flags() -> frozenset[str]:
+    """The CPU feature flags of /proc/cpuinfo (empty where there is none)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+@functools.cache
+def cpu_class() -> str:
+    """This CPU's class for the int8/bf16 kernel choice: 'AMX', 'AVX512-VNNI/BF16',
+    'AVX512-VNNI', 'AVX-VNNI' (256-bit), 'AVX2' or 'other'."""
+    if _cpu_flag("amx_tile"):
+        return "AMX"
+    if _cpu_flag("vnni"):
+        return "AVX512-VNNI/BF16" if _cpu_flag("avx512_bf16") else "AVX512-VNNI"
+    if "avx_vnni" in _cpuinfo_flags():
+        return "AVX-VNNI"
+    return "AVX2" if _cpu_flag("avx2") else "other"
+
+
+def device_class(device: torch.device | str | None) -> str:
+    """The machine class of `device` as benchmark tables print it (CPU class or GPU name)."""
+    if _device_type(device) == "cuda" and torch.cuda.is_available():
+        return f"CUDA {torch.cuda.get_device_name(torch.device(device or 'cuda'))}"
+    return f"CPU {cpu_class()}"
 
 
 @functools.cache
@@ -97,22 +134,52 @@ def native_bf16(device: torch.device | str | None) -> bool:
     return False
 
 
+def _fbgemm_probe() -> float:
+    """Speed-up of fbgemm's 7-bit int8 linear (rows normalised first) over a float32 GEMM."""
+    m, k, n = _PROBE_SHAPE
+    g = torch.Generator().manual_seed(0)
+    a, w = torch.randn(m, k, generator=g), torch.randn(n, k, generator=g)
+    packed = FbgemmPacks.of(torch.randint(-127, 128, (n, k), dtype=torch.int8, generator=g))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        fp32, low = _fastest(
+            [lambda: a @ w.t(), lambda: fbgemm_mm(normalize_rows(a, None)[0], packed.weight)]
+        )
+    finally:
+        torch.set_num_threads(threads)
+    logger.info("CPU probe: fbgemm int8 linear is %.2fx float32", fp32 / max(low, 1e-9))
+    return fp32 / max(low, 1e-9)
+
+
 @functools.cache
-def _int8_backend(kind: str) -> Int8Backend:
-    """Cached body of `int8_backend`."""
+def kernel_choice(kind: str) -> tuple[Int8Backend, str]:
+    """(int8 backend, why) for a device type: `torch._int_mm` on CUDA and VNNI/AMX CPUs, fbgemm
+    (7-bit activations) on AVX2 / AVX-VNNI CPUs where it beats a float32 GEMM, else the int8
+    weights dequantized into the compute dtype (the speed of a plain GEMM, the int8 memory)."""
     if kind == "cuda":
-        return "int_mm"
-    if kind == "cpu" and (
-        _cpu_flag("vnni") or _cpu_flag("amx_tile") or _cpu_probe("int8") >= _PROBE_MARGIN
-    ):
-        return "int_mm"
-    logger.info("no fast int8 GEMM on %s: exact int8 products through a float32 GEMM", kind)
-    return "fp32"
+        return "int_mm", "CUDA: torch._int_mm (cuBLASLt int8 GEMM)"
+    if kind != "cpu":
+        return "dequant", f"{kind}: no int8 GEMM kernel; int8 weights dequantized per call"
+    klass = cpu_class()
+    if klass in ("AMX", "AVX512-VNNI/BF16", "AVX512-VNNI"):
+        return "int_mm", f"CPU {klass}: torch._int_mm (oneDNN s8s8 with VNNI/AMX)"
+    if _cpu_probe("int8") >= _PROBE_MARGIN:
+        return "int_mm", f"CPU {klass}: torch._int_mm measured faster than float32"
+    if fbgemm_available():
+        speedup = _fbgemm_probe()
+        if speedup >= _PROBE_MARGIN:
+            why = f"CPU {klass}: fbgemm, 7-bit activations ({speedup:.1f}x float32 in the probe)"
+            return "fbgemm", why
+    return "dequant", (
+        f"CPU {klass}: no int8 GEMM faster than the compute dtype's; "
+        "int8 weights dequantized per call (memory kept, speed of a plain GEMM)"
+    )
 
 
 def int8_backend(device: torch.device | str | None) -> Int8Backend:
-    """'int_mm' where `torch._int_mm` is a fast int8 GEMM on `device`, else 'fp32'."""
-    return _int8_backend(_device_type(device))
+    """The int8 backend `auto` runs on `device` (`kernel_choice`)."""
+    return kernel_choice(_device_type(device))[0]
 
 
 def resolve_compute_dtype(

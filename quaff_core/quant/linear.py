@@ -12,13 +12,18 @@ from torch import nn
 from quaff_core.quant.autograd import quaff_linear
 from quaff_core.quant.capabilities import (
     AUTO,
+    INT8_BACKENDS,
+    BackendSetting,
     CompileSetting,
     DtypeSetting,
+    Int8Backend,
     int8_backend,
     resolve_compile,
     resolve_compute_dtype,
 )
+from quaff_core.quant.fbgemm import FbgemmPacks
 from quaff_core.quant.outlier_map import normalise_layer_name
+from quaff_core.quant.plan import layer_backend
 from quaff_core.quant.primitives import get_quant_ops, quantize_weight
 from quaff_core.quant.scale_state import check_scale_beta, current_token_mask, in_backward
 
@@ -73,6 +78,7 @@ class QuaffLinear(nn.Module):
         hp_dtype: torch.dtype = torch.float32,
         compile: CompileSetting = AUTO,
         device: torch.device | str | None = None,
+        backend: BackendSetting = AUTO,
     ) -> None:
         """Allocate empty state; use `QuaffLinear.from_linear` to quantize an `nn.Linear`."""
         super().__init__()
@@ -91,6 +97,8 @@ class QuaffLinear(nn.Module):
         self.scale_beta = _beta_from(scale_beta, momentum)
         self.compute_dtype_setting = compute_dtype
         self.compile_setting = compile
+        self.backend_setting = check_backend(backend)
+        self._packs: tuple[tuple[int, int], FbgemmPacks] | None = None
         weight_t = torch.zeros(in_features, out_features, dtype=torch.int8, device=device)
         self.register_buffer("weight", weight_t.t())
         self.register_buffer("weight_scale", torch.ones(out_features, device=device))
@@ -128,6 +136,7 @@ class QuaffLinear(nn.Module):
         momentum: float | None = None,
         compute_dtype: DtypeSetting = AUTO,
         compile: CompileSetting = AUTO,
+        backend: BackendSetting = AUTO,
     ) -> QuaffLinear:
         """Quantize `linear` (weight [N, K]); keep columns W[:, outlier_channels] in its dtype."""
         if not isinstance(linear, nn.Linear):
@@ -149,6 +158,7 @@ class QuaffLinear(nn.Module):
             hp_dtype=w.dtype,
             compile=compile,
             device=w.device,
+            backend=backend,
         )
         q, scale = quantize_weight(w)
         with torch.no_grad():
@@ -205,6 +215,22 @@ class QuaffLinear(nn.Module):
             resolve_compile(self.compile_setting, device),
         )
 
+    def backend_for(self, device: torch.device) -> Int8Backend:
+        """The int8 backend this layer runs on `device` ("auto": the device's kernel choice for
+        this layer's shape, `quaff_core.quant.plan.layer_backend`)."""
+        setting = self.backend_setting
+        if setting != AUTO:
+            return setting
+        backend = int8_backend(device)
+        return layer_backend(backend, self.in_features, self.out_features, device.type)
+
+    def fbgemm_packs(self) -> FbgemmPacks:
+        """fbgemm's prepacked W and W^T, built on first use and again if the weight changes."""
+        key = (self.weight.data_ptr(), self.weight._version)
+        if self._packs is None or self._packs[0] != key:
+            self._packs = (key, FbgemmPacks.of(self.weight))
+        return self._packs[1]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x [..., K] -> [..., N]: computed in the compute dtype (x.dtype when it is None), returned
         in it under autocast (as autocast's linear would) and in x.dtype otherwise."""
@@ -216,7 +242,10 @@ class QuaffLinear(nn.Module):
         x2 = x.reshape(-1, self.in_features).to(dtype)
         if x2.shape[0] == 0:
             return x2.new_zeros(*lead, self.out_features)
-        scale = self._current_outlier_scale(x2) if self.n_outliers else self.outlier_scale
+        backend = self.backend_for(x.device)
+        # the dequant backend computes the outlier columns exactly: no scale to follow
+        use_scale = self.n_outliers and backend != "dequant"
+        scale = self._current_outlier_scale(x2) if use_scale else self.outlier_scale
         out = quaff_linear(
             x2,
             self.weight,
@@ -226,7 +255,8 @@ class QuaffLinear(nn.Module):
             scale,
             self.bias,
             get_quant_ops(compile),
-            int8_backend(x.device),
+            backend,
+            self.fbgemm_packs() if backend == "fbgemm" else None,
         )
         if out.dtype != x.dtype and not torch.is_autocast_enabled(x.device.type):
             out = out.to(x.dtype)
@@ -242,8 +272,15 @@ class QuaffLinear(nn.Module):
             f"in_features={self.in_features}, out_features={self.out_features}, "
             f"bias={self.bias is not None}, n_outliers={self.n_outliers}, "
             f"scale_beta={self.scale_beta}, compute_dtype={self.compute_dtype_setting}, "
-            f"compile={self.compile_setting}"
+            f"compile={self.compile_setting}, backend={self.backend_setting}"
         )
+
+
+def check_backend(setting: BackendSetting) -> BackendSetting:
+    """`setting` if it names an int8 backend or "auto", else ValueError."""
+    if setting != AUTO and setting not in INT8_BACKENDS:
+        raise ValueError(f"int8 backend must be 'auto' or one of {INT8_BACKENDS}, got {setting!r}")
+    return setting
 
 
 def quaff_layers(model: nn.Module) -> dict[str, QuaffLinear]:

@@ -21,11 +21,12 @@ from quaff_core.options.train_config import TrainConfig
 from quaff_core.quant.capabilities import (
     AUTO,
     DtypeSetting,
-    int8_backend,
+    kernel_choice,
     resolve_compile,
     resolve_compute_dtype,
 )
 from quaff_core.quant.linear import quaff_layers
+from quaff_core.quant.plan import MIN_INT8_WIDTH, compile_pays
 from quaff_core.train_events import EventKind, TrainEvent
 from quaff_core.training.callbacks import TrainCallbacks
 
@@ -49,6 +50,8 @@ class Runtime:
     gradient_checkpointing: bool
     devices: int = 1
     effective_batch_size: int = 0
+    kernel_reason: str = ""
+    compile_reason: str = ""
 
     @property
     def dtype(self) -> torch.dtype:
@@ -65,9 +68,47 @@ def training_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def worth_compiling(n_params: int, total_steps: int) -> bool:
+def worth_compiling(n_params: int, total_steps: int, tokens_per_step: int = 2048) -> bool:
     """Whether a run is big and long enough for `torch.compile`'s warm-up to pay off."""
-    return n_params >= COMPILE_MIN_PARAMS and total_steps >= COMPILE_MIN_STEPS
+    return _compile_verdict("cpu", n_params, total_steps, tokens_per_step)[0]
+
+
+def _compile_verdict(
+    device_type: str, n_params: int, total_steps: int, tokens_per_step: int
+) -> tuple[bool, str]:
+    """(compile, why) for "auto" where inductor works (`quaff_core.quant.plan.compile_pays`)."""
+    if n_params < COMPILE_MIN_PARAMS or total_steps < COMPILE_MIN_STEPS:
+        return False, (
+            f"compile off: {n_params} parameters / {total_steps} steps are below the "
+            f"{COMPILE_MIN_PARAMS} / {COMPILE_MIN_STEPS} that can repay its warm-up"
+        )
+    choice = compile_pays(
+        device_type, n_params=n_params, tokens_per_step=tokens_per_step, total_steps=total_steps
+    )
+    return choice.compile, choice.reason
+
+
+def _kernel_reason(device: str) -> tuple[str, str]:
+    """(int8 backend of `device`, why), with the per-layer rule of `auto` appended."""
+    backend, why = kernel_choice(torch.device(device).type)
+    floor = MIN_INT8_WIDTH.get(backend)
+    if floor is not None and torch.device(device).type == "cpu":
+        why += f"; layers with K*N/(K+N) < {floor} run dequantized (the int8 GEMM cannot win there)"
+    return backend, why
+
+
+def _resolve_compile(
+    config: TrainConfig, device: str, backend: str, n_params: int, total_steps: int
+) -> tuple[bool, str]:
+    """(compile, why) of a quantized run."""
+    if config.compile != AUTO:
+        return bool(config.compile), f"compile {'on' if config.compile else 'off'}: as configured"
+    if not resolve_compile(AUTO, device):
+        return False, "compile off: inductor cannot build code on this device"
+    if backend == "dequant":
+        return False, "compile off: the dequant backend has no quantize passes to fuse"
+    tokens = config.effective_batch_size * config.max_seq_length
+    return _compile_verdict(torch.device(device).type, n_params, total_steps, tokens)
 
 
 def resolve_runtime(
@@ -77,8 +118,10 @@ def resolve_runtime(
     n_params: int = COMPILE_MIN_PARAMS,
     total_steps: int = COMPILE_MIN_STEPS,
 ) -> Runtime:
-    """The config's "auto" settings resolved for `device` (default: the training device):
-    compile "auto" = where inductor works and `worth_compiling(n_params, total_steps)`."""
+    """The config's "auto" settings resolved for `device` (default: the training device), each
+    with its reason: the int8 backend (`kernel_choice` and the per-layer rule of
+    `quaff_core.quant.plan`); compile "auto" = where inductor works, some layer quantizes and
+    the warm-up is earned back over `total_steps` (`quaff_core.quant.plan.compile_pays`)."""
     device = device or training_device()
     setting: DtypeSetting = (
         AUTO if config.compute_dtype == AUTO else DTYPES[str(config.compute_dtype)]
@@ -86,18 +129,23 @@ def resolve_runtime(
     dtype = resolve_compute_dtype(setting, device) or torch.float32
     name = next(k for k, v in DTYPES.items() if v == dtype)
     quantized = config.quantization == "quaff"
-    compile = resolve_compile(config.compile, device)
-    if config.compile == AUTO:
-        compile = compile and worth_compiling(n_params, total_steps)
+    backend, kernel_why = _kernel_reason(device) if quantized else ("none", "")
+    compile, compile_why = (
+        _resolve_compile(config, device, backend, n_params, total_steps)
+        if quantized
+        else (False, "compile off: nothing is quantized")
+    )
     return Runtime(
         device=device,
         compute_dtype=name,
-        compile=quantized and compile,
-        int8_backend=int8_backend(device) if quantized else "none",
+        compile=compile,
+        int8_backend=backend,
         threads=torch.get_num_threads(),
         gradient_checkpointing=config.gradient_checkpointing,
         devices=config.devices,
         effective_batch_size=config.effective_batch_size,
+        kernel_reason=kernel_why,
+        compile_reason=compile_why,
     )
 
 
@@ -109,7 +157,12 @@ def report_runtime(runtime: Runtime, callbacks: TrainCallbacks) -> None:
             f"Training on {runtime.device} with {runtime.compute_dtype} compute, "
             f"compile {'on' if runtime.compile else 'off'}, int8 backend {runtime.int8_backend}, "
             f"{runtime.threads} threads, {runtime.devices} device(s), effective batch "
-            f"{runtime.effective_batch_size}",
+            f"{runtime.effective_batch_size}"
+            + (
+                f" ({runtime.kernel_reason}; {runtime.compile_reason})"
+                if runtime.kernel_reason
+                else ""
+            ),
             runtime.to_dict(),
         )
     )
@@ -130,6 +183,11 @@ def warm_up(model: nn.Module, batch: dict[str, torch.Tensor], callbacks: TrainCa
     made here are dropped.
     """
 
+    layers = quaff_layers(model).values()
+    device = next((layer.weight.device for layer in layers), torch.device("cpu"))
+    if layers and all(layer.backend_for(device) == "dequant" for layer in layers):
+        logger.info("no layer quantizes activations (all dequant): nothing to compile")
+        return False
     was_training = model.training
     start = time.monotonic()
     compiled = True

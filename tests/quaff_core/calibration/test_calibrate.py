@@ -225,3 +225,29 @@ def test_int8_scale_re_measures_a_converted_model_alike() -> None:
     after = calibrate(model, batches())
     assert before.layers["up"] == [3, 150]
     assert after.layers == before.layers
+
+
+def test_layers_fed_one_input_share_its_statistics(
+    tiny_llama: LlamaForCausalLM, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """q/k/v and gate/up see one tensor: it is measured once, and the map is unchanged."""
+    batches = [
+        torch.randint(1, 500, (2, 24), generator=torch.Generator().manual_seed(i)) for i in range(3)
+    ]
+    updates: list[int] = []
+    real_update = ScaleExcess.update
+
+    def counted(self: ScaleExcess, x: torch.Tensor) -> None:
+        updates.append(id(self))
+        real_update(self, x)
+
+    monkeypatch.setattr(ScaleExcess, "update", counted)
+    shared = calibrate(tiny_llama, batches)
+    per_batch = len(updates) // len(batches)
+    n_layers = tiny_llama.config.num_hidden_layers
+    assert per_batch == 4 * n_layers  # q (for k, v), o, gate (for up), down
+    monkeypatch.setattr("quaff_core.calibration.calibrate._seen", lambda stats: True)
+    updates.clear()
+    separate = calibrate(tiny_llama, batches)
+    assert len(updates) // len(batches) == 7 * n_layers
+    assert shared.layers == separate.layers

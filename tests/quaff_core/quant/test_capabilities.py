@@ -22,7 +22,7 @@ def test_auto_resolves_to_a_supported_choice(device: str) -> None:
     assert dtype in (torch.float32, torch.bfloat16)
     assert dtype == (torch.bfloat16 if runtime.native_bf16(device) else torch.float32)
     assert isinstance(runtime.resolve_compile("auto", device), bool)
-    assert runtime.int8_backend(device) in ("int_mm", "fp32")
+    assert runtime.int8_backend(device) in ("int_mm", "fbgemm", "dequant")
 
 
 def test_cuda_always_uses_int_mm() -> None:
@@ -30,14 +30,18 @@ def test_cuda_always_uses_int_mm() -> None:
 
 
 def test_cpu_int8_backend_follows_the_flags(monkeypatch: pytest.MonkeyPatch) -> None:
-    runtime._int8_backend.cache_clear()
+    runtime.kernel_choice.cache_clear()
+    runtime.cpu_class.cache_clear()
     monkeypatch.setattr(runtime, "_cpu_flag", lambda name: name == "vnni")
     assert runtime.int8_backend("cpu") == "int_mm"
-    runtime._int8_backend.cache_clear()
+    runtime.kernel_choice.cache_clear()
+    runtime.cpu_class.cache_clear()
     monkeypatch.setattr(runtime, "_cpu_flag", lambda name: False)
     monkeypatch.setattr(runtime, "_cpu_probe", lambda kind: 0.05)  # a scalar-loop _int_mm
-    assert runtime.int8_backend("cpu") == "fp32"
-    runtime._int8_backend.cache_clear()
+    monkeypatch.setattr(runtime, "fbgemm_available", lambda: False)
+    assert runtime.int8_backend("cpu") == "dequant"
+    runtime.kernel_choice.cache_clear()
+    runtime.cpu_class.cache_clear()
 
 
 def test_cpu_bf16_follows_flags_or_probe(monkeypatch: pytest.MonkeyPatch) -> None:

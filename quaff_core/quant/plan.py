@@ -1,0 +1,68 @@
+"""The kernel plan of a run: which int8 backend each layer runs and whether compiling pays.
+
+`auto` must never make a step slower than plain LoRA in the compute dtype:
+- the device's int8 GEMM (`capabilities.kernel_choice`) runs a layer only where its saving can
+  beat the quantize / dequantize passes around it: those passes cost O(M (K + N)) against the
+  GEMM's O(M K N), so the rule is on the layer's effective width K N / (K + N); narrower layers
+  (SmolLM2's, the k/v projections of grouped attention) run their int8 weights dequantized into
+  the compute dtype (the "dequant" backend: the speed of a plain GEMM, the int8 memory);
+- `torch.compile` fuses the quantize passes but costs a warm-up; "auto" compiles only where the
+  estimated saving over the job's steps earns the warm-up back, and never when no layer quantizes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+from quaff_core.quant.capabilities import Int8Backend
+
+# effective width K N / (K + N) from which an int8 GEMM beats the compute dtype's GEMM on CPU
+# (bf16 GEMMs with VNNI int8; float32 GEMMs with fbgemm); CUDA's int_mm has no floor here
+MIN_INT8_WIDTH: Final[dict[str, int]] = {"int_mm": 512, "fbgemm": 256}
+# compile warm-up (measured 14-16 s cold, 39 s on a loaded 2-core CPU) and what fusing the passes
+# saves, per int8 weight element and token of a step (~15% of a bf16 projection's time)
+COMPILE_WARMUP_S: Final[dict[str, float]] = {"cpu": 20.0, "cuda": 60.0}
+COMPILE_SAVING_S: Final[dict[str, float]] = {"cpu": 6e-12, "cuda": 1e-13}
+
+
+def effective_width(in_features: int, out_features: int) -> float:
+    """K N / (K + N): GEMM work per element of the passes around it."""
+    return in_features * out_features / (in_features + out_features)
+
+
+def layer_backend(
+    backend: Int8Backend, in_features: int, out_features: int, device_type: str
+) -> Int8Backend:
+    """The backend a layer of this shape runs under `auto`: the device's int8 `backend`, or
+    "dequant" on CPU where the layer is too narrow for the int8 GEMM to win."""
+    floor = MIN_INT8_WIDTH.get(backend) if device_type == "cpu" else None
+    if floor is not None and effective_width(in_features, out_features) < floor:
+        return "dequant"
+    return backend
+
+
+@dataclass(frozen=True)
+class CompileChoice:
+    """Whether to compile the quantize passes, and why."""
+
+    compile: bool
+    reason: str
+
+
+def compile_pays(
+    device_type: str, *, n_params: int, tokens_per_step: int, total_steps: int
+) -> CompileChoice:
+    """Whether `torch.compile`'s warm-up is earned back within the job: the estimated saving
+    (n_params bounds the int8 weights) times the steps against the warm-up."""
+    warmup = COMPILE_WARMUP_S.get(device_type)
+    saving_per_step = COMPILE_SAVING_S.get(device_type, 0.0) * n_params * tokens_per_step
+    if warmup is None or saving_per_step <= 0:
+        return CompileChoice(False, f"no compile estimate for {device_type}")
+    saved = saving_per_step * total_steps
+    verdict = "earns back" if saved >= warmup else "does not earn back"
+    reason = (
+        f"compile {verdict} its ~{warmup:.0f} s warm-up: ~{saving_per_step:.2f} s saved a step "
+        f"x {total_steps} steps"
+    )
+    return CompileChoice(saved >= warmup, reason)
