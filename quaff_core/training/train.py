@@ -37,7 +37,12 @@ from quaff_core.file_names import (
 )
 from quaff_core.lm.tokenization import PadCollator, TokenizedDataset
 from quaff_core.models.loading import load_base_model
-from quaff_core.models.provenance import name_base, weights_facts, write_modelfile
+from quaff_core.models.provenance import (
+    name_base,
+    weights_facts,
+    write_model_card,
+    write_modelfile,
+)
 from quaff_core.options.train_config import TrainConfig
 from quaff_core.quant.convert import load_quaff_state_dict, quaff_layers
 from quaff_core.quant.outlier_map import OutlierMap
@@ -206,6 +211,7 @@ def _save_adapter(
     peft_model.save_pretrained(str(staging))
     tokenizer.save_pretrained(str(staging))
     name_base(staging, facts["base_model"])
+    write_model_card(staging, facts["base_model"], facts)
     write_modelfile(staging, facts["base_model"], tokenizer)
     write_quaff_files(staging, peft_model, facts, outlier_map)
     shutil.rmtree(target, ignore_errors=True)
@@ -321,6 +327,8 @@ def train(
         if not warm_up(peft_model, first, callbacks):
             runtime = replace(runtime, compile=False)
     facts = {**adapter_facts(base_id, config, used_map), "weights": weights_facts(base_id)}
+    n_valid = len(valid_set) if valid_set is not None else 0
+    facts["data"] = {"train_examples": len(train_set), "validation_examples": n_valid}
     total = config.total_steps(len(train_set))
     probe = (
         StabilityProbe(peft_model, used_map)

@@ -161,6 +161,7 @@ def test_adapter_archive_names_its_base_and_carries_a_modelfile(
     assert config["base_model_name_or_path"] == "tiny-llama"
     facts = json.loads((adapter / "quaff.json").read_text())
     assert facts["weights"]["source"].startswith("built in code")
+    assert "base_model: tiny-llama" in (adapter / "README.md").read_text()
     modelfile = (adapter / "Modelfile").read_text()
     assert "FROM tiny-llama" in modelfile
     assert "ADAPTER ." in modelfile
