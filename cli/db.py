@@ -86,7 +86,7 @@ def show_stats(args: argparse.Namespace) -> int:
         raise CliError(f"cannot read {_safe(settings.database_url)}: {exc}") from exc
     print(f"{settings.data_dir}: {_size(usage.directory_bytes(settings.data_dir))} on disk")
     print(f"  blobs: {_size(usage.directory_bytes(settings.blob_dir))}")
-    kinds = ("files", "adapters", "checkpoints", "outlier_maps")
+    kinds = ("files", "adapters", "checkpoints", "exports", "outlier_maps")
     print(f"{'project':<32} {'total':>10} " + " ".join(f"{k:>14}" for k in kinds))
     for found in projects:
         cells = " ".join(

@@ -1,9 +1,13 @@
-"""Loaded models under a memory budget: each base once, adapters attached to it by name (LRU).
+"""Loaded models under a memory budget: bases and fine-tuned models, least recently used evicted.
 
-A base is keyed by what it is built from: the catalog id plus, for adapters trained on the
-Quaff int8 base, the outlier map they were calibrated with (adapters that share a map share
-one int8 base). Adapters are PEFT adapters on that base (multi-adapter API), named by their
-stored id; switching is `set_adapter` plus the adapter's Quaff outlier-scale state.
+How a fine-tuned model is served is the `adapters` mode (QUAFF_INFER_ADAPTERS):
+- `merged` (default): its own copy of the unquantized base with the adapter merged in (what the
+  merged export holds, so the answers are the export's), decoding as fast as the base;
+- `shared`: one unquantized base per model id, LoRA adapters attached unmerged by name (PEFT's
+  multi-adapter API; `set_adapter` switches), less memory per adapter, slower per token;
+- `int8`: the Quaff int8 base the adapter was trained on, keyed by its outlier map (adapters
+  sharing a map share one base), switching also loads the adapter's outlier-scale state: the
+  least memory, the slowest, and the training-time numerics rather than the export's.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -30,6 +34,7 @@ from quaff_core.adapters.loading import (
     find_adapter_dir,
     trained_quantization,
 )
+from quaff_core.adapters.merge import merge_into
 from quaff_core.file_names import ADAPTER_WEIGHTS, OUTLIER_MAP_FILE
 from quaff_core.models.loading import ModelLoadError, load_base_model
 from quaff_core.quant.convert import load_quaff_state_dict
@@ -39,6 +44,8 @@ from store.model_refs import ModelRef
 
 logger = logging.getLogger(__name__)
 MB = 1024 * 1024
+AdapterMode = Literal["merged", "shared", "int8"]
+ADAPTER_MODES: tuple[AdapterMode, ...] = ("merged", "shared", "int8")
 
 
 class ModelUnavailable(ValueError):
@@ -62,7 +69,7 @@ class LoadedAdapter:
 
 @dataclass
 class LoadedBase:
-    """One base model in memory (a PeftModel once an adapter is attached)."""
+    """One base model in memory (a PeftModel once an adapter is attached), or a merged model."""
 
     key: str
     base_id: str
@@ -71,6 +78,7 @@ class LoadedBase:
     nbytes: int
     adapters: dict[str, LoadedAdapter] = field(default_factory=dict)
     active: str | None = None
+    merged: str | None = None  # the adapter merged into this copy of the base
 
 
 @dataclass(frozen=True)
@@ -92,7 +100,13 @@ class ModelCache:
         budget_bytes: int,
         device: str,
         dtype: torch.dtype | None,
+        adapters: AdapterMode = "merged",
     ) -> None:
+        if adapters not in ADAPTER_MODES:
+            raise ValueError(
+                f"adapters must be one of {', '.join(ADAPTER_MODES)}, not {adapters!r}"
+            )
+        self.adapters = adapters
         self.blobs = blobs
         self.cache_dir = cache_dir
         self.budget_bytes = budget_bytes
@@ -112,17 +126,23 @@ class ModelCache:
         """Base ids and adapter ids held (what the registry advertises)."""
         keys: list[str] = []
         for base in self.bases.values():
-            keys += [base.base_id, *base.adapters]
+            keys += [base.base_id, *base.adapters, *([base.merged] if base.merged else [])]
         return sorted(set(keys))
 
     def stats(self) -> dict[str, Any]:
         """Loaded bases, their adapters, load counts and memory use."""
         return {
+            "adapters_mode": self.adapters,
             "budget_bytes": self.budget_bytes,
             "used_bytes": self.used_bytes(),
             "base_loads": dict(self.base_loads),
             "bases": [
-                {"key": b.key, "base": b.base_id, "bytes": b.nbytes, "adapters": list(b.adapters)}
+                {
+                    "key": b.key,
+                    "base": b.base_id,
+                    "bytes": b.nbytes,
+                    "adapters": [*b.adapters, *([b.merged] if b.merged else [])],
+                }
                 for b in self.bases.values()
             ],
         }
@@ -145,9 +165,14 @@ class ModelCache:
         return find_adapter_dir(target)
 
     def base_key(self, ref: ModelRef, adapter: Path | None) -> str:
-        """`<base>|<dtype>` or `<base>|quaff:<outlier map digest>|<dtype>`."""
+        """`<base>|<dtype>` (the base; shared adapters), `<base>|merged:<adapter sha>|<dtype>`,
+        or, in int8 mode, `<base>|quaff:<outlier map digest>|<dtype>`."""
         dtype = str(self.dtype or torch.float32).removeprefix("torch.")
-        if adapter is None or trained_quantization(adapter) != "quaff":
+        if adapter is None or self.adapters == "shared":
+            return f"{ref.base}|{dtype}"
+        if self.adapters == "merged":
+            return f"{ref.base}|merged:{(ref.sha256 or '')[:16]}|{dtype}"
+        if trained_quantization(adapter) != "quaff":
             return f"{ref.base}|{dtype}"
         digest = hashlib.sha256((adapter / OUTLIER_MAP_FILE).read_bytes()).hexdigest()[:16]
         return f"{ref.base}|quaff:{digest}|{dtype}"
@@ -157,6 +182,10 @@ class ModelCache:
         with self._lock:
             adapter = self.adapter_dir(ref) if ref.adapter_id else None
             key = self.base_key(ref, adapter)
+            if adapter is not None and self.adapters == "merged":
+                base = self.bases.get(key) or self._load_merged(key, ref, adapter)
+                self.bases.move_to_end(key)
+                return Target(base, None)
             base = self.bases.get(key) or self._load_base(key, ref, adapter)
             self.bases.move_to_end(key)
             if adapter is not None and ref.adapter_id is not None:
@@ -166,22 +195,43 @@ class ModelCache:
                     base.adapters[ref.adapter_id] = base.adapters.pop(ref.adapter_id)  # LRU
             return Target(base, ref.adapter_id)
 
-    def _load_base(self, key: str, ref: ModelRef, adapter: Path | None) -> LoadedBase:
+    def _load(self, ref: ModelRef) -> tuple[Any, Any]:
+        """The unquantized base model (float32) and its tokenizer, on the device."""
         try:
-            model, tokenizer = load_base_model(ref.base, device=self.device)
+            return load_base_model(ref.base, device=self.device)
         except ModelLoadError as exc:
             raise ModelUnavailable(f"cannot load the base model {ref.base}: {exc}") from exc
-        if adapter is not None:
+
+    def _keep(self, loaded: LoadedBase, what: str) -> LoadedBase:
+        """Make room for a freshly loaded model and hold it."""
+        loaded.model.eval()
+        self._fit(loaded.nbytes, keep=loaded.key, what=what)
+        self.bases[loaded.key] = loaded
+        self.base_loads[loaded.key] = self.base_loads.get(loaded.key, 0) + 1
+        logger.info("loaded %s (%.1f MB)", loaded.key, loaded.nbytes / MB)
+        return loaded
+
+    def _load_base(self, key: str, ref: ModelRef, adapter: Path | None) -> LoadedBase:
+        model, tokenizer = self._load(ref)
+        if adapter is not None and self.adapters == "int8":
             convert_as_trained(model, adapter, compute_dtype=self.dtype)
         elif self.dtype is not None:
-            model.to(self.dtype)  # type: ignore[arg-type]
-        model.eval()
+            model.to(self.dtype)
         loaded = LoadedBase(key, ref.base, model, tokenizer, module_bytes(model))
-        self._fit(loaded.nbytes, keep=key, what=f"the base model {ref.base}")
-        self.bases[key] = loaded
-        self.base_loads[key] = self.base_loads.get(key, 0) + 1
-        logger.info("loaded base %s (%.1f MB)", key, loaded.nbytes / MB)
-        return loaded
+        return self._keep(loaded, f"the base model {ref.base}")
+
+    def _load_merged(self, key: str, ref: ModelRef, adapter: Path) -> LoadedBase:
+        """The base in float32 with the adapter merged (as the export), then cast to `dtype`."""
+        model, tokenizer = self._load(ref)
+        try:
+            model = merge_into(model, adapter)
+        except ValueError as exc:
+            raise ModelUnavailable(f"{ref.name} cannot be merged into its base: {exc}") from exc
+        if self.dtype is not None:
+            model.to(self.dtype)
+        loaded = LoadedBase(key, ref.base, model, tokenizer, module_bytes(model))
+        loaded.merged = ref.adapter_id
+        return self._keep(loaded, f"{ref.name} (merged into {ref.base})")
 
     def _attach(self, base: LoadedBase, name: str, adapter: Path) -> None:
         method = adapter_method(adapter)
@@ -194,7 +244,7 @@ class ModelCache:
         self._fit(nbytes, keep=base.key, what=f"adapter {name}")
         base.model = attach_adapter(base.model, adapter, name)
         base.model.eval()
-        momentum = adapter_momentum(adapter)
+        momentum = adapter_momentum(adapter) if self.adapters == "int8" else None
         base.adapters[name] = LoadedAdapter(name, momentum, nbytes)
         logger.info("attached adapter %s to %s", name, base.key)
 

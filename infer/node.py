@@ -107,6 +107,7 @@ def run_node(settings: Settings) -> None:
         budget_bytes=settings.infer_memory_budget_mb * MB,
         device=device,
         dtype=dtype,
+        adapters=settings.infer_adapters,
     )
     scheduler = Scheduler(
         cache,

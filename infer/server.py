@@ -100,6 +100,80 @@ async def _stream(
         work.cancelled.set()  # the client went away (or we are done): stop its rows
 
 
+def _queue_full(message: str, retry_after: int, code: str | None = None) -> JSONResponse:
+    """429 with Retry-After: the node's queue is full."""
+    return _error(429, message, None, code, {"Retry-After": str(retry_after)})
+
+
+def _stats(scheduler: Scheduler) -> dict[str, Any]:
+    """What is loaded, how deep the queue is, how many batches ran."""
+    return {
+        **scheduler.cache.stats(),
+        "queue_depth": scheduler.depth(),
+        "batches_run": scheduler.batches_run,
+    }
+
+
+def _submit_task(scheduler: Scheduler, tasks: TaskFactory, body: Any, retry_after: int) -> Response:
+    """Queue a stored task (202), or say why not."""
+    try:
+        scheduler.submit(tasks(str(body.get("type")), str(body.get("id"))))
+    except QueueFull:
+        return _queue_full("The inference queue is full; retry later.", retry_after)
+    except ValueError as exc:
+        return _error(400, str(exc), "type")
+    return JSONResponse({"accepted": True}, status_code=202)
+
+
+def _submit_generation(
+    scheduler: Scheduler, payload: Any, queue: asyncio.Queue[tuple[str, Any]], retry_after: int
+) -> GenerationWork | Response:
+    """Parse the forwarded request and queue it; its events go to `queue` (or an error)."""
+    try:
+        generation = parse_request(payload.get("kind"), payload.get("body"))
+        ref = ModelRef.from_wire(payload.get("model"))
+    except RequestError as exc:
+        return _error(400, exc.message, exc.param)
+    except (ValueError, TypeError) as exc:
+        return _error(400, f"malformed internal request: {exc}")
+    loop = asyncio.get_running_loop()
+
+    def emit(kind: str, data: Any) -> None:
+        loop.call_soon_threadsafe(queue.put_nowait, (kind, data))
+
+    work = GenerationWork(generation, ref, emit)
+    try:
+        scheduler.submit(work)
+    except QueueFull:
+        return _queue_full(
+            "The inference queue is full; retry after a moment.", retry_after, "queue_full"
+        )
+    return work
+
+
+async def _generate(scheduler: Scheduler, payload: Any, retry_after: int) -> Response:
+    """The OpenAI response for a forwarded request: JSON once done, or an SSE stream."""
+    queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+    work = _submit_generation(scheduler, payload, queue, retry_after)
+    if isinstance(work, Response):
+        return work
+    kind, data = await queue.get()
+    if kind == "error":
+        return _error(*data)
+    tokenizer, prompt_tokens, prompts = data
+    generation = work.request
+    shaper = Shaper(generation, tokenizer, prompt_tokens)
+    choices = [Choice(i) for i in range(generation.n_prompts * generation.n)]
+    if not generation.stream:
+        try:
+            return await _collect(queue, shaper, choices, prompts)
+        finally:
+            work.cancelled.set()
+    return StreamingResponse(
+        _stream(queue, work, shaper, choices, prompts), media_type="text/event-stream"
+    )
+
+
 def create_infer_app(
     scheduler: Scheduler, token: str, tasks: TaskFactory, retry_after: int = 1
 ) -> FastAPI:
@@ -116,73 +190,18 @@ def create_infer_app(
 
     @app.get("/internal/v1/stats", response_model=None)
     def stats(request: Request) -> Any:
-        if not authorised(request):
-            return _error(401, "bad node token")
-        return {
-            **scheduler.cache.stats(),
-            "queue_depth": scheduler.depth(),
-            "batches_run": scheduler.batches_run,
-        }
+        return _stats(scheduler) if authorised(request) else _error(401, "bad node token")
 
     @app.post("/internal/v1/tasks", response_model=None)
     async def task(request: Request) -> Any:
         if not authorised(request):
             return _error(401, "bad node token")
-        body = await request.json()
-        try:
-            scheduler.submit(tasks(str(body.get("type")), str(body.get("id"))))
-        except QueueFull:
-            return _error(
-                429,
-                "The inference queue is full; retry later.",
-                headers={"Retry-After": str(retry_after)},
-            )
-        except ValueError as exc:
-            return _error(400, str(exc), "type")
-        return JSONResponse({"accepted": True}, status_code=202)
+        return _submit_task(scheduler, tasks, await request.json(), retry_after)
 
     @app.post("/internal/v1/generate", response_model=None)
     async def generate(request: Request) -> Response:
         if not authorised(request):
             return _error(401, "bad node token")
-        payload = await request.json()
-        try:
-            generation = parse_request(payload.get("kind"), payload.get("body"))
-            ref = ModelRef.from_wire(payload.get("model"))
-        except RequestError as exc:
-            return _error(400, exc.message, exc.param)
-        except (ValueError, TypeError) as exc:
-            return _error(400, f"malformed internal request: {exc}")
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
-
-        def emit(kind: str, data: Any) -> None:
-            loop.call_soon_threadsafe(queue.put_nowait, (kind, data))
-
-        work = GenerationWork(generation, ref, emit)
-        try:
-            scheduler.submit(work)
-        except QueueFull:
-            return _error(
-                429,
-                "The inference queue is full; retry after a moment.",
-                None,
-                "queue_full",
-                {"Retry-After": str(retry_after)},
-            )
-        kind, data = await queue.get()
-        if kind == "error":
-            return _error(*data)
-        tokenizer, prompt_tokens, prompts = data
-        shaper = Shaper(generation, tokenizer, prompt_tokens)
-        choices = [Choice(i) for i in range(generation.n_prompts * generation.n)]
-        if not generation.stream:
-            try:
-                return await _collect(queue, shaper, choices, prompts)
-            finally:
-                work.cancelled.set()
-        return StreamingResponse(
-            _stream(queue, work, shaper, choices, prompts), media_type="text/event-stream"
-        )
+        return await _generate(scheduler, await request.json(), retry_after)
 
     return app

@@ -11,7 +11,7 @@ from store.blobs import BlobStore, commit_with_blob, delete_unreferenced
 from store.errors import NotFoundError
 from store.ids import new_id, now_s
 from store.model_names import fine_tuned_model_name
-from store.models import Adapter, Checkpoint, File, Job
+from store.models import Adapter, Checkpoint, File, Job, MergedExport
 
 
 def save_adapter(session: Session, blobs: BlobStore, job: Job, source: Path | bytes) -> Adapter:
@@ -68,17 +68,19 @@ def get_adapter_by_model(session: Session, project_id: str, model: str) -> Adapt
 
 def delete_adapter(session: Session, blobs: BlobStore, row: Adapter) -> list[str]:
     """Delete the fine-tuned model and every copy of its weights: the adapter, the result file
-    that shares its archive, the job's checkpoints (each a `...:ckpt-step-N` model); rows first,
-    then the blobs no row points at any more. The job and its metrics file stay. Returns the
-    removed blob keys."""
+    that shares its archive, the job's checkpoints (each a `...:ckpt-step-N` model) and the
+    exports built from them; rows first, then the blobs no row points at any more. The job and
+    its metrics file stay. Returns the removed blob keys."""
     job = session.get(Job, row.job_id)
     copies = list(session.scalars(select(File).where(File.blob_key == row.blob_key)))
     checkpoints = list(session.scalars(select(Checkpoint).where(Checkpoint.job_id == row.job_id)))
+    built = list(session.scalars(select(MergedExport).where(MergedExport.job_id == row.job_id)))
     keys = [row.blob_key, *(c.blob_key for c in checkpoints)]
+    keys += [e.blob_key for e in built if e.blob_key is not None]
     if job is not None and copies:
         gone = {f.id for f in copies}
         job.result_files = [f for f in job.result_files or [] if f not in gone]
-    for item in [row, *copies, *checkpoints]:
+    for item in [row, *copies, *checkpoints, *built]:
         session.delete(item)
     session.commit()
     return delete_unreferenced(session, blobs, keys)

@@ -8,10 +8,10 @@ from collections.abc import Iterable
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from store.models import Adapter, Checkpoint, File, OutlierMap
+from store.models import Adapter, Checkpoint, File, MergedExport, OutlierMap
 
 _IN_LIST = 500
-REFERENCING = (File, Adapter, Checkpoint, OutlierMap)
+REFERENCING = (File, Adapter, Checkpoint, OutlierMap, MergedExport)
 
 
 def referenced(session: Session, keys: Iterable[str]) -> set[str]:

@@ -99,6 +99,12 @@ class Settings(BaseSettings):
     infer_dtype: Literal["float32", "bfloat16"] = Field(
         default="float32", description="dtype of unquantized bases served"
     )
+    infer_adapters: Literal["merged", "shared", "int8"] = Field(
+        default="merged",
+        description="how a fine-tuned model is served: merged into its own copy of the "
+        "unquantized base (fastest, the merged export's answers), shared (unmerged LoRA over one "
+        "unquantized base) or int8 (the Quaff training base: least memory, slowest)",
+    )
     infer_memory_budget_mb: int = Field(
         default=4096, gt=0, description="bases + adapters kept loaded; least recently used go"
     )

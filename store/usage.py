@@ -8,7 +8,9 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from store.models import Adapter, Checkpoint, File, Job, OutlierMap, Project
+from store.models import Adapter, Checkpoint, File, Job, MergedExport, OutlierMap, Project
+
+KINDS = ("adapters", "checkpoints", "exports", "outlier_maps", "files")  # a shared blob: first
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,10 @@ def _blobs(session: Session, project_id: str) -> dict[str, list[tuple[str, int]]
         "outlier_maps": list(session.execute(
             select(OutlierMap.blob_key, OutlierMap.bytes)
             .where(OutlierMap.project_id == project_id))),
+        "exports": [(k, b or 0) for k, b in session.execute(
+            select(MergedExport.blob_key, MergedExport.bytes)
+            .join(Job, Job.id == MergedExport.job_id).where(Job.project_id == project_id))
+            if k is not None],
     }  # fmt: skip
 
 
@@ -51,7 +57,7 @@ def project_usage(session: Session, project_id: str, name: str = "") -> ProjectU
     by_kind = _blobs(session, project_id)
     seen: set[str] = set()
     kinds: dict[str, KindUsage] = {}
-    for kind in ("adapters", "checkpoints", "outlier_maps", "files"):
+    for kind in KINDS:
         rows = by_kind[kind]
         own = {key: size for key, size in rows if key not in seen}
         seen.update(own)

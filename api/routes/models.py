@@ -26,11 +26,14 @@ def _checkpoint_model(ckpt: Checkpoint, job: Job) -> ModelObject:
     )  # fmt: skip
 
 
+def _base_model(entry: catalog.BaseModel) -> ModelObject:
+    return ModelObject(
+        id=entry.id, created=0, owned_by="quaff", available=entry.available, reason=entry.reason
+    )
+
+
 def _base_models(settings: Settings) -> list[ModelObject]:
-    return [
-        ModelObject(id=m.id, created=0, owned_by="quaff", available=m.available, reason=m.reason)
-        for m in catalog.base_models(settings)
-    ]
+    return [_base_model(m) for m in catalog.base_models(settings)]
 
 
 @router.get("", response_model=ModelList)
@@ -52,9 +55,9 @@ async def retrieve_model(
     """A base model, one of the project's fine-tuned models, or one of their checkpoints."""
 
     def work(session: Session) -> ModelObject:
-        for base in _base_models(settings):
-            if base.id == model:
-                return base
+        entry = catalog.get_base_model(settings, model)  # an id or an alias jobs.create accepts
+        if entry is not None:
+            return _base_model(entry)
         try:
             return adapter_model_object(adapters.get_adapter_by_model(session, project.id, model))
         except NotFoundError:
@@ -72,7 +75,7 @@ async def delete_model(
 ) -> Response:
     """Delete a fine-tuned model: its adapter, the result file sharing its archive and the job's
     checkpoints (base models cannot be deleted)."""
-    if model in settings.base_models:
+    if catalog.get_base_model(settings, model) is not None:
         raise InvalidRequestError(
             f"'{model}' is a base model; only fine-tuned models can be deleted.", param="model"
         )

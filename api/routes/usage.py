@@ -32,12 +32,14 @@ class StorageUsage(BaseModel):
     files: KindUsageObject
     adapters: KindUsageObject
     checkpoints: KindUsageObject
+    exports: KindUsageObject
     outlier_maps: KindUsageObject
 
 
 @router.get("/usage/storage", response_model=StorageUsage)
 async def storage_usage(project: CurrentProject, db: DbDep) -> Response:
-    """Bytes stored for the project: uploads and result files, adapters, checkpoints, maps."""
+    """Bytes stored for the project: uploads and result files, adapters, checkpoints, merged
+    exports, outlier maps."""
 
     def work(session: Session) -> StorageUsage:
         found = usage.project_usage(session, project.id, project.name)

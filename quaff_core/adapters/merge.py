@@ -34,9 +34,8 @@ LOGIT_TOLERANCE = 1e-4  # max |merged - adapter-on-base| / max(1, max |logit|), 
 EXPORT_FACTS = "quaff_export.json"
 
 
-def merge_adapter(base_id: str, adapter: str | os.PathLike[str], output: Path) -> Path:
-    """Write base + adapter merged (float32) to `output`; returns it."""
-
+def merge_into(base: torch.nn.Module, adapter: str | os.PathLike[str]) -> Any:
+    """`base` (unquantized) with the adapter's weight update merged in: PEFT's merge_and_unload."""
     path = find_adapter_dir(adapter)
     method = adapter_method(path)
     if method in PROMPT_PEFT_TYPES:
@@ -44,8 +43,14 @@ def merge_adapter(base_id: str, adapter: str | os.PathLike[str], output: Path) -
             f"a {method} adapter learns virtual tokens, not weight updates: it cannot be merged "
             "into the base; use it with PeftModel.from_pretrained on the base instead"
         )
+    return PeftModel.from_pretrained(base, str(path)).merge_and_unload()
+
+
+def merge_adapter(base_id: str, adapter: str | os.PathLike[str], output: Path) -> Path:
+    """Write base + adapter merged (float32) to `output`; returns it."""
+
     base, tokenizer = load_base_model(base_id)
-    merged = PeftModel.from_pretrained(base, str(path)).merge_and_unload()
+    merged = merge_into(base, adapter)
     merged.config.name_or_path = base_id
     output.mkdir(parents=True, exist_ok=True)
     merged.save_pretrained(str(output), safe_serialization=True)

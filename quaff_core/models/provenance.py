@@ -134,6 +134,47 @@ def name_base(adapter_dir: Path, base_id: str) -> None:
     path.write_text(json.dumps(config, indent=2, sort_keys=True), encoding="utf-8")
 
 
+MODEL_CARD = "README.md"
+_OBJECTIVES = {"supervised": "supervised fine-tuning", "dpo": "preference optimisation (DPO)"}
+
+
+def model_card_text(base_id: str, facts: dict[str, Any]) -> str:
+    """The adapter's model card: the base's public id and what the adapter was trained for."""
+    config = facts.get("config", {})
+    method = str(config.get("peft_method", "lora"))
+    objective = _OBJECTIVES.get(str(config.get("method", "supervised")), "fine-tuning")
+    data = facts.get("data", {})
+    lora = facts.get("lora", {})
+    shape = f" (r={lora.get('r')}, alpha={lora.get('alpha')})" if method == "lora" else ""
+    quant = facts.get("quantization", {}).get("method", "none")
+    on = "the Quaff int8 base (outlier channels kept in float)" if quant == "quaff" else "the base"
+    lines = [
+        "---",
+        f"base_model: {base_id}",
+        "library_name: peft",
+        "pipeline_tag: text-generation",
+        f"tags: [quaff, {method}, {config.get('method', 'supervised')}]",
+        "---",
+        f"# A {method.upper()} adapter for {base_id}",
+        "",
+        f"A {method.upper()} adapter{shape} for `{base_id}`, trained with Quaff by {objective} "
+        f"on {data.get('train_examples', '?')} training examples "
+        f"({data.get('validation_examples', 0)} for validation), {config.get('n_epochs', '?')} "
+        f"epoch(s), {facts.get('steps', '?')} steps, {facts.get('trained_tokens', '?')} tokens, "
+        f"on {on}.",
+        "",
+        "Load it with PEFT on the base: `PeftModel.from_pretrained(AutoModelForCausalLM."
+        f'from_pretrained("{base_id}"), "<this directory>")`; `quaff.json` holds the full '
+        "training facts and the exact base weights it was trained on; `Modelfile` is for Ollama.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def write_model_card(adapter_dir: Path, base_id: str, facts: dict[str, Any]) -> None:
+    """README.md naming the public base id (PEFT's own card names the local weights' path)."""
+    (adapter_dir / MODEL_CARD).write_text(model_card_text(base_id, facts), encoding="utf-8")
+
+
 def write_modelfile(adapter_dir: Path, base_id: str, tokenizer: Any) -> None:
     """An Ollama Modelfile next to the adapter."""
 

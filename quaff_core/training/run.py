@@ -23,7 +23,7 @@ from quaff_core.file_names import (
     TRAINER_STATE,
 )
 from quaff_core.lm.tokenization import PadCollator
-from quaff_core.models.provenance import name_base, write_modelfile
+from quaff_core.models.provenance import name_base, write_model_card, write_modelfile
 from quaff_core.options.train_config import TrainConfig
 from quaff_core.quant.convert import load_quaff_state_dict, quaff_layers
 from quaff_core.quant.outlier_map import OutlierMap
@@ -100,6 +100,7 @@ def save_adapter(
     peft_model.save_pretrained(str(staging))
     tokenizer.save_pretrained(str(staging))
     name_base(staging, facts["base_model"])
+    write_model_card(staging, facts["base_model"], facts)
     write_modelfile(staging, facts["base_model"], tokenizer)
     write_quaff_files(staging, peft_model, facts, outlier_map)
     shutil.rmtree(target, ignore_errors=True)

@@ -200,6 +200,8 @@ def train(
     peft_model = _adapted(base, config, runtime, start, resume)
     used_map = base.outlier_map
     facts = {**adapter_facts(base_id, config, used_map), "weights": weights_facts(base_id)}
+    n_valid = len(data.valid_set) if data.valid_set is not None else 0
+    facts["data"] = {"train_examples": len(data.train_set), "validation_examples": n_valid}
     run = RunInputs(peft_model, tokenizer, data, config, runtime, args, used_map, facts, rank)
     run.runtime = _warm(run, base, callbacks)
     return run_training(run, out, resume=resume, callbacks=callbacks)

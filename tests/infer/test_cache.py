@@ -7,9 +7,12 @@ from typing import Any
 
 import pytest
 import torch
+from peft import PeftModel
+from transformers import AutoModelForCausalLM
 
-from infer.cache import MB, ModelCache, ModelUnavailable, activate
+from infer.cache import MB, AdapterMode, ModelCache, ModelUnavailable, activate
 from quaff_core.adapters.loading import load_adapter
+from quaff_core.adapters.merge import merge_adapter
 from quaff_core.data.jsonl import Example, Message
 from quaff_core.models.loading import load_base_model
 from quaff_core.options.train_config import TrainConfig
@@ -47,9 +50,74 @@ def stored(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     return {"blobs": blobs, "refs": refs, "dirs": dirs, "root": root}
 
 
-def _cache(stored: dict[str, Any], budget_mb: float = 512) -> ModelCache:
+def _cache(
+    stored: dict[str, Any], budget_mb: float = 512, mode: AdapterMode = "int8"
+) -> ModelCache:
     return ModelCache(stored["blobs"], stored["root"] / "c", budget_bytes=int(budget_mb * MB),
-                      device="cpu", dtype=None)  # fmt: skip
+                      device="cpu", dtype=None, adapters=mode)  # fmt: skip
+
+
+def _greedy(model: Any, tokenizer: Any, prompt: str, n: int = 12) -> list[int]:
+    ids = tokenizer(prompt, add_special_tokens=False, return_tensors="pt")
+    with torch.no_grad():
+        out = model.generate(**ids, max_new_tokens=n, do_sample=False,
+                             pad_token_id=tokenizer.pad_token_id)  # fmt: skip
+    return [int(t) for t in out[0, ids["input_ids"].shape[1] :]]
+
+
+PROMPTS = ["Say 3", "Say 12345", "hello there", "<|im_start|>user\nSay 7<|im_end|>\n"]
+
+
+def test_merged_mode_serves_the_merged_exports_answers(
+    stored: dict[str, Any], tmp_path: Path
+) -> None:
+    cache = _cache(stored, mode="merged")
+    for seed in (1, 2):
+        target = cache.get(stored["refs"][seed])
+        assert target.adapter is None
+        served = activate(target)
+        assert not isinstance(served, PeftModel)
+        export = merge_adapter("tiny-llama", stored["dirs"][seed], tmp_path / f"m{seed}")
+        merged = AutoModelForCausalLM.from_pretrained(export).eval()
+        ids = torch.tensor([[3, 4, 5, 6, 7]])
+        with torch.no_grad():
+            torch.testing.assert_close(served(input_ids=ids).logits, merged(input_ids=ids).logits)
+        tokenizer = target.base.tokenizer
+        for prompt in PROMPTS:
+            assert _greedy(served, tokenizer, prompt) == _greedy(merged, tokenizer, prompt)
+    assert set(cache.base_loads) == {
+        f"tiny-llama|merged:{stored['refs'][s].sha256[:16]}|float32" for s in (1, 2)
+    }
+    assert cache.loaded_keys() == ["adapter-1", "adapter-2", "tiny-llama"]
+    cache.get(stored["refs"][1])
+    assert set(cache.base_loads.values()) == {1}
+
+
+def test_shared_mode_attaches_unmerged_adapters_to_one_plain_base(stored: dict[str, Any]) -> None:
+    cache = _cache(stored, mode="shared")
+    ids = torch.tensor([[3, 4, 5, 6]])
+    plain_ref = ModelRef(name="tiny-llama", base="tiny-llama")
+    base = load_base_model("tiny-llama")[0].eval()
+    for seed in (1, 2, 1):
+        served = activate(cache.get(stored["refs"][seed]))
+        alone = PeftModel.from_pretrained(
+            load_base_model("tiny-llama")[0], str(stored["dirs"][seed])
+        )
+        with torch.no_grad():
+            torch.testing.assert_close(
+                served(input_ids=ids).logits, alone.eval()(input_ids=ids).logits
+            )
+    plain = cache.get(plain_ref)
+    with torch.no_grad(), activate(plain).disable_adapter():
+        torch.testing.assert_close(
+            activate(plain)(input_ids=ids).logits, base(input_ids=ids).logits
+        )
+    assert cache.base_loads == {"tiny-llama|float32": 1}
+
+
+def test_an_unknown_adapters_mode_is_refused(stored: dict[str, Any]) -> None:
+    with pytest.raises(ValueError, match="merged, shared, int8"):
+        _cache(stored, mode="fast")  # type: ignore[arg-type]
 
 
 def test_adapters_with_one_outlier_map_share_one_int8_base(stored: dict[str, Any]) -> None:

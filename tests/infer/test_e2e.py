@@ -18,7 +18,7 @@ from openai.types.chat import ChatCompletionMessageParam
 from peft import PeftModel
 from sqlalchemy import select
 
-from quaff_core.adapters.loading import load_adapter
+from quaff_core.adapters.merge import merge_into
 from quaff_core.models.loading import load_base_model
 from store.auth import create_key
 from store.db import session_factory
@@ -96,21 +96,25 @@ def test_greedy_output_equals_peft_generate(served: Served, tmp_path: Path) -> N
     assert served_tokens(served, served.plain.fine_tuned_model) == reference_tokens(
         peft_model, tokenizer
     )
-    int8 = load_adapter(load_base_model("tiny-llama")[0], served.adapter_dir(
+    # an adapter trained on the int8 base is served merged into the float base, as exported
+    merged = merge_into(load_base_model("tiny-llama")[0], served.adapter_dir(
         served.quaff.id, tmp_path / "quaff")).eval()  # fmt: skip
-    assert served_tokens(served, served.quaff.fine_tuned_model) == reference_tokens(int8, tokenizer)
+    assert served_tokens(served, served.quaff.fine_tuned_model) == reference_tokens(
+        merged, tokenizer
+    )
 
 
-def test_two_fine_tuned_models_share_one_int8_base(served: Served) -> None:
+def test_each_fine_tuned_model_is_merged_once(served: Served) -> None:
     names = [served.quaff.fine_tuned_model, served.quaff_twin.fine_tuned_model]
     first = [ask(served, n).choices[0].message.content for n in names]
     again = [ask(served, n).choices[0].message.content for n in names]
     assert first == again
     stats = node_stats(served)
-    quaff_bases = [b for b in stats["bases"] if "quaff:" in b["key"]]
-    assert len(quaff_bases) == 1
-    assert stats["base_loads"][quaff_bases[0]["key"]] == 1
-    assert len(quaff_bases[0]["adapters"]) == 2
+    assert stats["adapters_mode"] == "merged"
+    merged = [b for b in stats["bases"] if "merged:" in b["key"]]
+    assert len(merged) >= 2
+    assert all(len(b["adapters"]) == 1 for b in merged)
+    assert all(stats["base_loads"][b["key"]] == 1 for b in merged)
 
 
 def test_sixteen_concurrent_streams_complete(served: Served) -> None:
@@ -157,6 +161,7 @@ def test_adapter_archive_names_its_base_and_carries_a_modelfile(
     assert config["base_model_name_or_path"] == "tiny-llama"
     facts = json.loads((adapter / "quaff.json").read_text())
     assert facts["weights"]["source"].startswith("built in code")
+    assert "base_model: tiny-llama" in (adapter / "README.md").read_text()
     modelfile = (adapter / "Modelfile").read_text()
     assert "FROM tiny-llama" in modelfile
     assert "ADAPTER ." in modelfile

@@ -5,13 +5,16 @@ from __future__ import annotations
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
-from store import jobs
+from store import exports, jobs
 from store.adapters import save_adapter
 from store.blobs import BlobInfo, BlobStore
 from store.checkpoints import save_checkpoint
 from store.files import create_result_file
 from store.jobs import project_slot
+from store.model_refs import resolve_model
+from store.models import MergedExport
 from store.settings import Settings
+from store.sweeps import sweep_orphans
 from tests.helpers import KeyedProject, created_job, make_project
 
 
@@ -135,3 +138,51 @@ def test_fine_tuned_names_put_the_project_in_the_organization_slot() -> None:
     assert project_slot("My Team / Research", "proj-1") == "my-team-research"
     assert project_slot("ÄÖ!!", "proj-1") == "proj-1"
     assert len(project_slot("x" * 100, "proj-1")) == 40
+
+
+def test_a_base_models_alias_is_a_model_id_everywhere(
+    client: TestClient, keyed_project: KeyedProject, db_session: Session, quaff_settings: Settings
+) -> None:
+    response = client.get("/v1/models/SmolLM2-135M-Instruct", headers=keyed_project.headers)
+    assert response.status_code == 200
+    assert response.json()["id"] == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    ref = resolve_model(
+        db_session, quaff_settings, keyed_project.project.id, "SmolLM2-135M-Instruct"
+    )
+    assert ref.base == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    refused = client.delete("/v1/models/SmolLM2-135M-Instruct", headers=keyed_project.headers)
+    assert refused.status_code == 400
+
+
+def test_exports_count_in_usage_and_go_with_their_model(
+    client: TestClient, keyed_project: KeyedProject, db_session: Session, quaff_settings: Settings
+) -> None:
+    blobs = BlobStore(quaff_settings.blob_dir)
+    job_json = created_job(client, keyed_project, suffix="e")
+    job = jobs.claim_job(db_session, job_json["id"], "test-worker")
+    assert job is not None
+    adapter = save_adapter(db_session, blobs, job, b"adapter")
+    jobs.succeed_job(db_session, job)
+    row = exports.begin_export(db_session, None, job_id=job.id, step=None,
+                               source_sha256=adapter.sha256, node_id="node")  # fmt: skip
+    archive = quaff_settings.data_dir / "merged.tar.gz"
+    archive.write_bytes(b"merged weights")
+    exports.finish_export(db_session, blobs, row, archive, {"passed": True})
+    assert row.blob_key is not None
+    export_key, export_id = row.blob_key, row.id
+    headers = keyed_project.headers
+    usage = client.get("/v1/usage/storage", headers=headers).json()
+    assert usage["exports"] == {"count": 1, "bytes": len(b"merged weights")}
+    assert usage["bytes"] >= len(b"adapter") + len(b"merged weights")
+    report = sweep_orphans(quaff_settings.model_copy(update={"orphan_grace_seconds": 0}),
+                           now=10**12)  # fmt: skip
+    assert export_key not in report.blobs  # a row points at it: not an orphan
+    assert blobs.exists(export_key)
+
+    name = adapter.fine_tuned_model
+    assert client.delete(f"/v1/models/{name}", headers=headers).status_code == 200
+    assert not blobs.exists(export_key)
+    db_session.expire_all()
+    assert db_session.get(MergedExport, export_id) is None
+    after = client.get("/v1/usage/storage", headers=headers).json()
+    assert after["exports"] == {"count": 0, "bytes": 0}

@@ -106,6 +106,10 @@ def test_loss_goes_down_and_adapter_is_complete(tmp_path: Path) -> None:
     assert facts["base_model"] == "tiny-llama"
     assert facts["quantization"] == {"method": "none"}
     assert facts["steps"] == 9
+    assert facts["data"] == {"train_examples": len(EXAMPLES), "validation_examples": 0}
+    card = (adapter / "README.md").read_text()
+    assert card.splitlines()[:2] == ["---", "base_model: tiny-llama"]  # the public id, no path
+    assert f"supervised fine-tuning on {len(EXAMPLES)} training examples" in card
     assert [e.data["steps"] for e in calls.of(EventKind.MODEL_SAVED)] == [9]
     # the adapter loads on a freshly built base and holds the trained weights
     base, _ = load_base_model("tiny-llama")
