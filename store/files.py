@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from quaff_core.data.jsonl import ValidationReport, validate_jsonl
 from store.blobs import BlobInfo, BlobStore, commit_with_blob, delete_with_blob
-from store.errors import InvalidRequestError
+from store.errors import DamagedObjectError, InvalidRequestError
 from store.ids import new_id, now_s
 from store.models import File, Job
 from store.owned import get_owned
@@ -216,3 +216,15 @@ def delete_file(session: Session, blobs: BlobStore, project_id: str, file_id: st
             code="file_in_use",
         )
     delete_with_blob(session, blobs, row)
+
+
+def mark_damaged(session: Session, file_id: str, reason: str) -> DamagedObjectError:
+    """Record that the file's stored bytes are damaged (status `error`, the reason in
+    `status_details`, so no job trains on it); commits and returns the error to answer."""
+    row = session.get(File, file_id)
+    details = f"The stored bytes of this file are damaged ({reason}); delete it, upload it again."
+    if row is not None:
+        row.status, row.status_details = "error", details
+        session.commit()
+    logger.error("file %s is damaged: %s", file_id, reason)
+    return DamagedObjectError(f"File {file_id}: {details}", code="file_damaged")

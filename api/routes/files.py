@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from typing import Literal
 
 import anyio
@@ -10,7 +11,7 @@ from fastapi.responses import Response, StreamingResponse
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
-from api.db import DbDep
+from api.db import Db, DbDep
 from api.deps import BlobsDep, CurrentProject, GateDep, SettingsDep
 from api.gate import ServiceBusyError
 from api.pages import FilePageDep, list_object
@@ -18,7 +19,7 @@ from api.schemas import FileDeleted, FileList, FileObject, file_object
 from api.upload_form import UPLOAD_OPENAPI
 from api.uploads import Upload, receive_upload
 from store import files
-from store.blobs import BlobInfo, BlobStore
+from store.blobs import BlobDamagedError, BlobInfo, BlobStore
 from store.models import File
 
 router = APIRouter(prefix="/v1/files", tags=["files"])
@@ -95,6 +96,31 @@ async def retrieve_file(file_id: str, project: CurrentProject, db: DbDep) -> Res
     return await db.respond(lambda s: file_object(files.get_file(s, project.id, file_id)))
 
 
+def _first_chunk(blobs: BlobStore, row: File) -> tuple[Iterator[bytes], bytes | None]:
+    """The file's verified chunks and the first one, read now: a file of one chunk is checked
+    whole before the reply starts, a larger one before its last chunk is sent."""
+    chunks = blobs.iter_verified(row.blob_key, row.bytes, row.sha256)
+    return chunks, next(chunks, None)
+
+
+def _rest(
+    first: bytes | None, chunks: Iterator[bytes], on_damage: Callable[[str], object]
+) -> Iterator[bytes]:
+    """`first` then the other chunks; damage found on the way is recorded, then the stream aborts
+    short of its Content-Length, so no client takes the bytes for the whole file."""
+    if first is not None:
+        yield first
+    try:
+        yield from chunks
+    except BlobDamagedError as exc:
+        on_damage(exc.reason)
+        raise
+
+
+def _damaged(db: Db, file_id: str) -> Callable[[str], object]:
+    return lambda reason: db.run_here(lambda s: files.mark_damaged(s, file_id, reason))
+
+
 @router.get(
     "/{file_id}/content",
     response_class=StreamingResponse,
@@ -103,10 +129,16 @@ async def retrieve_file(file_id: str, project: CurrentProject, db: DbDep) -> Res
 async def file_content(
     file_id: str, project: CurrentProject, db: DbDep, blobs: BlobsDep
 ) -> StreamingResponse:
-    """The raw bytes of a file."""
+    """The raw bytes of a file, checked against the recorded size and sha256 as they are read
+    (a damaged file answers an error and is marked `error`)."""
     row = await db.run(lambda s: files.get_file(s, project.id, file_id))
+    try:
+        chunks, first = await run_in_threadpool(_first_chunk, blobs, row)
+    except BlobDamagedError as exc:
+        reason = exc.reason
+        raise await db.run(lambda s: files.mark_damaged(s, row.id, reason)) from None
     return StreamingResponse(
-        blobs.iter_range(row.blob_key),
+        _rest(first, chunks, _damaged(db, row.id)),
         media_type="application/octet-stream",
         headers={"Content-Length": str(row.bytes)},
     )

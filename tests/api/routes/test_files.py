@@ -159,6 +159,68 @@ def test_file_content_returns_the_bytes(client: TestClient, keyed_project: Keyed
     assert response.content == data
 
 
+def _blob_of(session: Session, settings: Settings, file_id: str) -> Path:
+    row = session.get(File, file_id)
+    assert row is not None
+    return settings.blob_dir / row.blob_key
+
+
+def _assert_marked_damaged(session: Session, file_id: str) -> None:
+    session.expire_all()
+    row = session.get(File, file_id)
+    assert row is not None
+    assert row.status == "error"
+    assert "damaged" in (row.status_details or "")
+
+
+@pytest.mark.parametrize("damage", ["truncated", "deleted", "changed"])
+def test_file_content_of_a_damaged_blob_is_an_error_and_marks_it(
+    client: TestClient,
+    keyed_project: KeyedProject,
+    db_session: Session,
+    quaff_settings: Settings,
+    damage: str,
+) -> None:
+    data = chat_jsonl(3)
+    file_id = upload(client, keyed_project, data).json()["id"]
+    path = _blob_of(db_session, quaff_settings, file_id)
+    if damage == "truncated":
+        path.write_bytes(data[:-5])
+    elif damage == "deleted":
+        path.unlink()
+    else:
+        path.write_bytes(data.replace(b"Hi 1", b"Hi 7"))
+    response = client.get(f"/v1/files/{file_id}/content", headers=keyed_project.headers)
+    assert response.status_code == 500
+    error = response.json()["error"]
+    assert error["code"] == "file_damaged"
+    assert error["type"] == "server_error"
+    assert "upload it again" in error["message"]
+    _assert_marked_damaged(db_session, file_id)
+    shown = client.get(f"/v1/files/{file_id}", headers=keyed_project.headers).json()
+    assert shown["status"] == "error"
+
+
+def test_file_content_of_a_large_changed_blob_stops_short_and_marks_it(
+    app: FastAPI, keyed_project: KeyedProject, db_session: Session, quaff_settings: Settings
+) -> None:
+    data = chat_jsonl(40_000)  # a few MiB: the reply starts before the end is read
+    with TestClient(app) as client:
+        file_id = upload(client, keyed_project, data).json()["id"]
+    path = _blob_of(db_session, quaff_settings, file_id)
+    path.write_bytes(data[:-3] + b"}}\n")
+    received = 0
+    with TestClient(app, raise_server_exceptions=False) as client:
+        url = f"/v1/files/{file_id}/content"
+        with client.stream("GET", url, headers=keyed_project.headers) as response:
+            assert response.status_code == 200
+            assert response.headers["content-length"] == str(len(data))
+            for chunk in response.iter_bytes():
+                received += len(chunk)
+    assert 0 < received < len(data)
+    _assert_marked_damaged(db_session, file_id)
+
+
 def test_delete_file_removes_row_and_blob(
     client: TestClient, keyed_project: KeyedProject, quaff_settings: Settings
 ) -> None:
