@@ -296,15 +296,17 @@ def test_client_cli_creates_watches_and_downloads(service: Service, tmp_path: Pa
     assert "HTTP 404" in missing.stderr
 
 
-def test_printed_snippets_work(service: Service) -> None:
-    code = SDK_SNIPPET.format(base_url=service.base_url, key=service.api_key)
+def test_printed_snippets_work(service: Service, tmp_path: Path) -> None:
+    key_file = tmp_path / "api-key"
+    key_file.write_text(service.api_key + "\n")
+    code = SDK_SNIPPET.format(base_url=service.base_url, key_file=key_file)
     ran = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
     )
     assert ran.returncode == 0, ran.stderr
     job_id, status = ran.stdout.split()
     assert status == "queued"
-    curl = CURL_LINE.format(base_url=service.base_url, key=service.api_key)
+    curl = CURL_LINE.format(base_url=service.base_url, key_file=key_file)
     listed = subprocess.run(
         curl, shell=True, capture_output=True, text=True, timeout=60, check=False
     )
