@@ -39,6 +39,37 @@ def test_pause_and_resume(
     assert jobs.resume_job(db_session, job).status == "queued"
 
 
+def test_resuming_a_queued_or_running_job_says_it_is_not_paused(
+    db_session: Session, quaff_settings: Settings, keyed_project: KeyedProject
+) -> None:
+    job = queued_job(db_session, quaff_settings, keyed_project)
+    with pytest.raises(InvalidRequestError, match="is queued, not paused: it waits for a worker"):
+        jobs.resume_job(db_session, job)
+    jobs.claim_job(db_session, job.id, "w")
+    with pytest.raises(InvalidRequestError, match="is running, not paused"):
+        jobs.resume_job(db_session, job)
+
+
+def test_cancelling_a_running_job_stops_training_at_its_recorded_step(
+    db_session: Session, quaff_settings: Settings, keyed_project: KeyedProject
+) -> None:
+    job = queued_job(db_session, quaff_settings, keyed_project)
+    jobs.claim_job(db_session, job.id, "w")
+    assert jobs.record_progress(db_session, job, step=3, total_steps=75)
+    db_session.commit()
+    jobs.cancel_job(db_session, job)
+    last_two = events_since(db_session, job.id)[-2:]
+    assert [(e.kind, e.data) for e in last_two] == [
+        ("training_stopped", {"step": 3, "reason": "cancelled"}),
+        ("status", {"status": "cancelled", "previous": "running"}),
+    ]
+    # the step that was under way when the cancel came does not move the progress
+    assert not jobs.record_progress(db_session, job, step=4, total_steps=75)
+    db_session.commit()
+    db_session.expire_all()
+    assert job.step == 3
+
+
 def test_too_few_examples_is_refused(
     db_session: Session, quaff_settings: Settings, keyed_project: KeyedProject
 ) -> None:
