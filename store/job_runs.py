@@ -58,7 +58,7 @@ def record_progress(
     epoch: float | None = None,
     trained_tokens: int | None = None,
     estimated_finish: int | None = None,
-) -> None:
+) -> bool:
     """Worker: store progress while the job is running or pausing (never touches status; a
     cancelled job keeps the step its cancel recorded); flushed, not committed. Returns whether
     it was stored."""
