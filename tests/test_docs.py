@@ -147,6 +147,17 @@ def test_the_curl_ask_block_asks_the_newest_fine_tuned_model() -> None:
     assert "/v1/fine_tuning/jobs" in code
 
 
+def test_the_readme_gives_the_measured_cost_of_a_cpu_job_and_the_eta() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    results = (ROOT / "bench" / "RESULTS.md").read_text(encoding="utf-8")
+    job_table = results.split("### The whole job", 1)[1].split("\n\n")[2]
+    rates = [int(row.split("|")[4]) for row in job_table.splitlines() if "| quaff," in row]
+    said = re.search(r"SmolLM2-135M job trains (\d+)-(\d+) tokens/s", readme)
+    assert said is not None
+    assert (int(said[1]), int(said[2])) == (min(rates) // 10 * 10, -(-max(rates) // 10) * 10)
+    assert "`estimated_finish`" in readme
+
+
 def test_the_cli_quickstart_finds_the_server_by_itself() -> None:
     (code,) = [code for name, _lang, code in quickstart_blocks() if name == "cli"]
     assert "8000" not in code
