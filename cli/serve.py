@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from cli.children import ChildRecord, die_with_parent, stop_survivors
 from cli.common import SHUTDOWN_GRACE_SECONDS, CliError
 from cli.local import KEY_FILE, announce, key_path, withdraw
 from store.settings import Settings, get_settings
@@ -131,8 +132,13 @@ def snippets(base_url: str, key_file: Path) -> str:
 
 def start_worker(command: str = "worker", nice: int = 0) -> subprocess.Popen[bytes]:
     """`quaff worker` (or `infer`) in its own process group, with this environment (so the same
-    settings), at `nice` lower CPU priority (training yields the cores to the API's requests)."""
-    process = subprocess.Popen([sys.executable, "-m", "cli.main", command], start_new_session=True)
+    settings), at `nice` lower CPU priority (training yields the cores to the API's requests);
+    it gets SIGTERM when this process dies."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cli.main", command],
+        start_new_session=True,
+        preexec_fn=die_with_parent(),  # only prctl and getppid run before exec
+    )
     if nice:
         with contextlib.suppress(OSError):  # its pool forks later and inherits the priority
             os.setpriority(os.PRIO_PGRP, process.pid, nice)
@@ -215,12 +221,14 @@ def _raise_stop(signum: int, _frame: object) -> None:
 def run(args: argparse.Namespace) -> int:
     """Migrate, start the worker, serve the API until interrupted, then stop the worker."""
     settings = get_settings()
+    stop_survivors(settings, settings.worker_stop_seconds)
     key = _prepare_database(settings, migrate_first=not args.no_migrate, with_key=args.ensure_key)
     host = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
     base_url = f"http://{host}:{args.port}/v1"
     if args.ensure_key:
         _print_snippets(base_url, key, key_path(settings))
-    supervisors = _supervisors(settings, worker=not args.no_worker, infer=not args.no_infer)
+    record = ChildRecord(settings)
+    supervisors = _supervisors(settings, record, worker=not args.no_worker, infer=not args.no_infer)
     for supervisor in supervisors:
         supervisor.start()
     announce(settings, base_url)
@@ -230,6 +238,7 @@ def run(args: argparse.Namespace) -> int:
         withdraw(settings)
         for supervisor in supervisors:
             supervisor.stop()
+        record.clear()
     return 0
 
 
@@ -257,21 +266,24 @@ def _print_snippets(base_url: str, key: str | None, key_file: Path) -> None:
     print(snippets(base_url, key_file), flush=True)
 
 
-def _supervisors(settings: Settings, *, worker: bool, infer: bool) -> list[WorkerSupervisor]:
-    """A supervisor for the training worker (niced) and one for the inference node, as asked;
-    no worker means no inference node either."""
+def _supervisors(
+    settings: Settings, record: ChildRecord, *, worker: bool, infer: bool
+) -> list[WorkerSupervisor]:
+    """A supervisor for the training worker (niced) and one for the inference node, as asked
+    (each process recorded as it starts); no worker means no inference node either."""
     supervisors: list[WorkerSupervisor] = []
     if worker:
         supervisors.append(
             WorkerSupervisor(
                 stop_seconds=settings.worker_stop_seconds,
-                start=lambda: start_worker("worker", settings.worker_nice),
+                start=lambda: record.add(start_worker("worker", settings.worker_nice)),
             )
         )
     if worker and infer:
         supervisors.append(
             WorkerSupervisor(
-                stop_seconds=settings.worker_stop_seconds, start=lambda: start_worker("infer")
+                stop_seconds=settings.worker_stop_seconds,
+                start=lambda: record.add(start_worker("infer")),
             )
         )
     return supervisors
