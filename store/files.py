@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from sqlalchemy import ColumnElement, or_, select
@@ -91,12 +91,14 @@ def register_upload(
     purpose: str | None,
     expires_after: int | None = None,
     report: ValidationReport | None = None,
+    pending: bool = False,
 ) -> File:
-    """Validate a stored upload (unless `report` is given) and commit its row; on any refusal
-    or failure the blob is deleted."""
+    """Validate a stored upload (unless `report` is given, or it is `pending`: status
+    `uploaded`, validated later by `finish_validation`) and commit its row; on any refusal or
+    failure the blob is deleted."""
     try:
         check_purpose(purpose)
-        if report is None:
+        if report is None and not pending:
             report = validate_blob(blobs, blob.key)
         created = now_s()
         row = File(
@@ -105,16 +107,14 @@ def register_upload(
             filename=display_name(filename),
             purpose=str(purpose),
             bytes=blob.bytes,
-            status="processed" if report.ok else "error",
-            status_details=None if report.ok else report.summary(),
+            status="uploaded",
             blob_key=blob.key,
             sha256=blob.sha256,
-            data_format=report.format,
-            n_examples=report.n_examples,
-            stats=dict(report.stats),
             created_at=created,
             expires_at=None if expires_after is None else created + expires_after,
         )
+        if report is not None:
+            _set_report(row, report)
         session.add(row)
         session.commit()
     except BaseException:
@@ -122,6 +122,43 @@ def register_upload(
         blobs.delete(blob.key)
         raise
     return row
+
+
+def _set_report(row: File, report: ValidationReport) -> None:
+    """The validation's outcome on the row: `processed`, or `error` with what is wrong."""
+    row.status = "processed" if report.ok else "error"
+    row.status_details = None if report.ok else report.summary()
+    row.data_format, row.n_examples = report.format, report.n_examples
+    row.stats = dict(report.stats)
+
+
+def finish_validation(
+    session_factory: Callable[[], Session], blobs: BlobStore, file_id: str
+) -> str:
+    """Validate an `uploaded` file (no session held meanwhile) and store the outcome; returns
+    the status it has then (a file deleted or validated meanwhile is left as it is)."""
+    with session_factory() as session:
+        row = session.get(File, file_id)
+        if row is None or row.status != "uploaded":
+            return "gone" if row is None else row.status
+        key = row.blob_key
+    try:
+        report = validate_blob(blobs, key)
+    except FileNotFoundError:
+        return "gone"  # deleted while it was being validated
+    with session_factory() as session:
+        row = session.get(File, file_id, with_for_update=True)
+        if row is None or row.status != "uploaded":
+            return "gone" if row is None else row.status
+        _set_report(row, report)
+        session.commit()
+        logger.info("file %s validated after its upload: %s", file_id, row.status)
+        return row.status
+
+
+def pending_uploads(session: Session) -> list[str]:
+    """The files still `uploaded` (their validation was cut short, e.g. by a restart)."""
+    return list(session.scalars(select(File.id).where(File.status == "uploaded")))
 
 
 def create_result_file(

@@ -33,6 +33,12 @@ class Settings(BaseSettings):
         default="", description="Celery broker; default kombu SQLAlchemy/SQLite"
     )
     max_upload_bytes: int = Field(default=512 * 1024 * 1024, gt=0, description="upload size limit")
+    inline_validation_bytes: int = Field(
+        default=8 * 1024 * 1024,
+        ge=0,
+        description="uploads up to this size are validated before the reply; larger ones after "
+        "it (status uploaded, then processed or error)",
+    )
     device: str = Field(default="auto", description="auto, cpu or cuda:N")
     devices: str = Field(
         default="",

@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterator
 from typing import Literal
 
 import anyio
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, BackgroundTasks, Request
 from fastapi.responses import Response, StreamingResponse
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
@@ -33,13 +33,16 @@ def _register(
     blob: BlobInfo,
     upload: Upload,
     expires_after: int | None,
+    pending: bool,
 ) -> File:
-    """Validate the stored upload (no session held meanwhile), then commit its row."""
-    report = files.validate_blob(blobs, blob.key)
+    """Validate the stored upload (no session held meanwhile; not yet when `pending`), then
+    commit its row."""
+    report = None if pending else files.validate_blob(blobs, blob.key)
     with factory() as session:
         return files.register_upload(
             session, blobs, project_id, file_id=file_id, blob=blob, filename=upload.filename,
             purpose=upload.fields.get("purpose"), expires_after=expires_after, report=report,
+            pending=pending,
         )  # fmt: skip
 
 
@@ -50,9 +53,11 @@ async def create_file(
     gate: GateDep,
     blobs: BlobsDep,
     settings: SettingsDep,
+    background: BackgroundTasks,
 ) -> FileObject:
-    """Upload a JSONL dataset (`file`, `purpose=fine-tune`, optional `expires_after`); it is
-    validated before replying. No database session is held while the bytes arrive."""
+    """Upload a JSONL dataset (`file`, `purpose=fine-tune`, optional `expires_after`). Up to
+    `inline_validation_bytes` it is validated before replying; a larger one replies `uploaded`
+    and is validated after the reply. No database session is held while the bytes arrive."""
     file_id, key = files.new_upload()
     blob, upload = await receive_upload(request, blobs, key, settings.max_upload_bytes)
     try:
@@ -62,14 +67,18 @@ async def create_file(
         await run_in_threadpool(blobs.delete, key)
         raise
     factory = request.app.state.session_factory
+    pending = blob.bytes > settings.inline_validation_bytes
     with anyio.CancelScope(shield=True):  # the row and the blob are settled together
         try:
             row = await gate.run(
-                _register, factory, blobs, project.id, file_id, blob, upload, expires_after
-            )
+                _register, factory, blobs, project.id, file_id, blob, upload, expires_after,
+                pending,
+            )  # fmt: skip
         except ServiceBusyError:
             await run_in_threadpool(blobs.delete, key)
             raise
+    if pending:
+        background.add_task(files.finish_validation, factory, blobs, file_id)
     return file_object(row)
 
 

@@ -8,8 +8,10 @@ import pytest
 from sqlalchemy.orm import Session
 
 from store import jobs
+from store.blobs import BlobStore
 from store.errors import InvalidRequestError
 from store.events import events_since
+from store.files import new_upload, register_upload
 from store.ids import new_id, now_s
 from store.models import Adapter
 from store.settings import Settings
@@ -150,3 +152,19 @@ def test_another_projects_model_is_not_found(
     with pytest.raises(InvalidRequestError) as exc:
         queued_job(db_session, quaff_settings, other, model=name)
     assert (exc.value.code, exc.value.param) == ("model_not_found", "model")
+
+
+def test_a_job_on_a_file_still_being_validated_is_told_to_wait(
+    db_session: Session, quaff_settings: Settings, keyed_project: KeyedProject
+) -> None:
+    blobs = BlobStore(quaff_settings.blob_dir)
+    file_id, key = new_upload()
+    blob = blobs.write_bytes(key, chat_jsonl(10))
+    register_upload(
+        db_session, blobs, keyed_project.project.id, file_id=file_id, blob=blob,
+        filename="t.jsonl", purpose="fine-tune", pending=True,
+    )  # fmt: skip
+    body = {"model": "tiny-llama", "training_file": file_id}
+    with pytest.raises(InvalidRequestError, match="still being validated") as refused:
+        jobs.create_job(db_session, quaff_settings, keyed_project.project.id, body)
+    assert refused.value.code == "file_not_ready"
