@@ -10,7 +10,6 @@ from contextlib import asynccontextmanager
 
 import anyio.to_thread
 from fastapi import FastAPI
-from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
 from api.auth import KeyCache
@@ -19,7 +18,7 @@ from api.queue import JobQueue
 from api.streams import EventHub, StreamCounter
 from store import files
 from store.blobs import BlobStore
-from store.db import session_factory
+from store.db import private_session, session_factory
 from store.settings import Settings
 from store.sweeps import sweep_orphans
 
@@ -43,18 +42,19 @@ def configure(app: FastAPI, settings: Settings) -> None:
     app.state.hub = EventHub(app.state.session_factory, app.state.gate, settings.event_poll_seconds)
 
 
-def _validate_pending(factory: sessionmaker[Session], blobs: BlobStore) -> None:
-    """Validate the uploads whose validation an earlier API process did not finish."""
-    with factory() as session:
+def _validate_pending(settings: Settings, blobs: BlobStore) -> None:
+    """Validate the uploads whose validation an earlier API process did not finish (on sessions
+    of their own, so that no request's connection is taken)."""
+    with private_session(settings) as session:
         pending = files.pending_uploads(session)
     for file_id in pending:
-        files.finish_validation(factory, blobs, file_id)
+        files.finish_validation(lambda: private_session(settings), blobs, file_id)
 
 
 async def _sweep(app: FastAPI, settings: Settings) -> None:
     try:
         await run_in_threadpool(sweep_orphans, settings)
-        await run_in_threadpool(_validate_pending, app.state.session_factory, app.state.blobs)
+        await run_in_threadpool(_validate_pending, settings, app.state.blobs)
     except Exception:  # a failed clean-up must not stop the API
         logger.exception("start-up sweep (orphaned blobs, unvalidated uploads) failed")
 

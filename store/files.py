@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import unicodedata
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from sqlalchemy import ColumnElement, or_, select
@@ -133,7 +134,7 @@ def _set_report(row: File, report: ValidationReport) -> None:
 
 
 def finish_validation(
-    session_factory: Callable[[], Session], blobs: BlobStore, file_id: str
+    session_factory: Callable[[], AbstractContextManager[Session]], blobs: BlobStore, file_id: str
 ) -> str:
     """Validate an `uploaded` file (no session held meanwhile) and store the outcome; returns
     the status it has then (a file deleted or validated meanwhile is left as it is)."""
