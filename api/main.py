@@ -53,6 +53,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         max_json_bytes=settings.max_json_bytes,
         max_pending=settings.max_pending_requests,
         retry_after=settings.retry_after_seconds,
+        max_pending_per_key=settings.max_pending_per_key,
+        shed_delay=settings.shed_delay_seconds,
     )
     app.add_middleware(RequestIdMiddleware)
     return app

@@ -128,6 +128,17 @@ class Settings(BaseSettings):
         ge=1,
         description="requests received but not yet answered; beyond: 503 at once (load shedding)",
     )
+    max_pending_per_key: int = Field(
+        default=32,
+        ge=1,
+        description="requests of one API key received but not yet answered; beyond: 503",
+    )
+    shed_delay_seconds: float = Field(
+        default=0.5,
+        ge=0,
+        description="a load-shedding 503 is held back this long (a client that retries at once "
+        "cannot spend the server's CPU on refusals)",
+    )
     retry_after_seconds: int = Field(
         default=1, ge=1, description="Retry-After of a 503 (busy or database unavailable)"
     )
