@@ -9,6 +9,7 @@ from api.errors import RequestIdMiddleware, install_error_handlers
 from api.guard import RequestGuardMiddleware
 from api.lifecycle import configure, lifespan
 from api.openapi import install_openapi
+from api.poll_cache import PollCacheMiddleware
 from api.routes import (
     chat,
     checkpoints,
@@ -48,6 +49,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_docs(app)
     install_openapi(app)
     ui.install(app)
+    app.add_middleware(
+        PollCacheMiddleware,
+        keys=lambda: app.state.key_cache,
+        ttl=settings.poll_cache_seconds,
+    )
     app.add_middleware(
         RequestGuardMiddleware,
         max_json_bytes=settings.max_json_bytes,

@@ -128,6 +128,12 @@ class Settings(BaseSettings):
         ge=1,
         description="requests received but not yet answered; beyond: 503 at once (load shedding)",
     )
+    poll_cache_seconds: float = Field(
+        default=1.0,
+        ge=0,
+        description="a job poll (GET /v1/fine_tuning/jobs/{id}) repeated within this time is "
+        "answered from memory (0: never)",
+    )
     max_pending_per_key: int = Field(
         default=32,
         ge=1,
