@@ -42,6 +42,10 @@ class Db:
         """`work(session)` in a worker thread, under a gate slot; the session is closed after."""
         return await self.gate.run(_in_session, self.factory, work)
 
+    def run_here(self, work: Callable[[Session], T]) -> T:
+        """`work(session)` in the calling thread (already a worker thread), with no gate slot."""
+        return _in_session(self.factory, work)
+
     async def respond(self, work: Callable[[Session], BaseModel], status: int = 200) -> Response:
         """`work(session)`'s wire object as the JSON response (serialised in the thread too)."""
         body = await self.gate.run(_as_json, self.factory, work)

@@ -74,7 +74,17 @@ def _param(loc: tuple[Any, ...]) -> str | None:
     return ".".join(parts)[:256] or None
 
 
-async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
+def _first_required(request: Request) -> str | None:
+    """The first required field of the route's JSON body model (what an absent body lacks)."""
+    field = getattr(request.scope.get("route"), "body_field", None)
+    model = getattr(getattr(field, "field_info", None), "annotation", None)
+    for name, info in getattr(model, "model_fields", {}).items():
+        if info.is_required():
+            return str(info.alias or name)
+    return None
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     """Every validation failure is OpenAI's 400 `invalid_request_error` naming the field."""
     if not isinstance(exc, RequestValidationError):
         raise exc
@@ -85,11 +95,15 @@ async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
             400, "We could not parse the JSON body of your request.", code="invalid_json"
         )
     param = _param(tuple(first.get("loc", ())))
+    if kind == "missing" and param is None:  # no body at all: as `{}`, name what it lacks
+        param = _first_required(request)
     reason = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
     if kind == "extra_forbidden":
         return error_response(
             400, f"Unrecognized request argument supplied: {param}", param=param, code=None
         )
+    if kind == "missing" and param is None:
+        return error_response(400, "The request needs a JSON body.", code="invalid_json")
     if kind == "missing":
         return error_response(400, f"Missing required parameter: '{param}'.", param=param)
     message = f"Invalid value for '{param}': {reason}" if param else reason

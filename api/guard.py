@@ -1,8 +1,12 @@
 """Guard in front of the app: load is shed, request targets and JSON bodies are bounded.
 
-More than `max_pending_requests` requests received and not yet answered: the next one is a 503
-with `Retry-After` at once, before it costs any work (a saturated server keeps answering the ones
-it admitted quickly instead of queueing everyone for seconds).
+More than `max_pending_requests` requests received and not yet answered, or more than
+`max_pending_per_key` of them sent with one API key: the next one is a 503 with `Retry-After`,
+before it costs any work (a saturated server keeps answering the ones it admitted quickly instead
+of queueing everyone for seconds, and one client cannot take every place). That 503 is held back
+`shed_delay_seconds` first, which costs the server nothing (no work, no thread) but keeps a client
+that retries at once from spending the server's CPU on thousands of refusals a second; at most
+`max_pending_requests` refusals wait so, the others are answered at once.
 
 Paths and query strings may not hold NUL bytes (PostgreSQL refuses them in text) and are bounded
 in length; a JSON body is bounded in bytes, nesting depth and number size, and may not hold NUL
@@ -12,7 +16,9 @@ envelope, before any handler runs.
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -78,44 +84,84 @@ def _is_json(scope: Scope) -> bool:
     )
 
 
+def _key_of(scope: Scope) -> bytes:
+    """The request's credentials as sent (the Authorization header), b"" without."""
+    for name, value in scope.get("headers") or ():
+        if name == b"authorization":
+            return bytes(value)
+    return b""
+
+
 class RequestGuardMiddleware:
-    """Pure ASGI middleware: refuses bad targets (400/414) and bad JSON bodies (400/413)."""
+    """Pure ASGI middleware: sheds load (503), refuses bad targets (400/414) and bad JSON
+    bodies (400/413)."""
 
     def __init__(
-        self, app: ASGIApp, *, max_json_bytes: int, max_pending: int, retry_after: int
+        self,
+        app: ASGIApp,
+        *,
+        max_json_bytes: int,
+        max_pending: int,
+        retry_after: int,
+        max_pending_per_key: int | None = None,
+        shed_delay: float = 0.0,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.app, self.max_json_bytes = app, max_json_bytes
         self.max_pending, self.retry_after = max_pending, retry_after
-        self.pending = 0
+        self.max_per_key = max_pending_per_key or max_pending
+        self.shed_delay, self.sleep = shed_delay, sleep
+        self.pending, self.delayed = 0, 0
+        self.per_key: dict[bytes, int] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        if self.pending >= self.max_pending:
-            response = error_response(
-                503,
-                "The server is handling too many requests right now; please retry after a moment.",
-                code="server_busy",
-                headers={"Retry-After": str(self.retry_after)},
-            )
-            await response(scope, receive, send)
+        key = _key_of(scope)
+        if self.pending >= self.max_pending or self.per_key.get(key, 0) >= self.max_per_key:
+            await self._shed(scope, receive, send)
             return
         self.pending += 1
+        self.per_key[key] = self.per_key.get(key, 0) + 1
         answered = False
+
+        def done() -> None:
+            self.pending -= 1
+            left = self.per_key[key] - 1
+            if left:
+                self.per_key[key] = left
+            else:
+                del self.per_key[key]
 
         async def send_and_count(message: Message) -> None:
             nonlocal answered
             if message["type"] == "http.response.start" and not answered:
                 answered = True
-                self.pending -= 1
+                done()
             await send(message)
 
         try:
             await self._guarded(scope, receive, send_and_count)
         finally:
             if not answered:
-                self.pending -= 1
+                done()
+
+    async def _shed(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """A 503 with Retry-After, held back `shed_delay` while few refusals wait."""
+        if self.shed_delay > 0 and self.delayed < self.max_pending:
+            self.delayed += 1
+            try:
+                await self.sleep(self.shed_delay)
+            finally:
+                self.delayed -= 1
+        response = error_response(
+            503,
+            "The server is handling too many requests right now; please retry after a moment.",
+            code="server_busy",
+            headers={"Retry-After": str(self.retry_after)},
+        )
+        await response(scope, receive, send)
 
     async def _guarded(self, scope: Scope, receive: Receive, send: Send) -> None:
         problem = _target_problem(scope)

@@ -16,8 +16,9 @@ from api.auth import KeyCache
 from api.gate import Gate
 from api.queue import JobQueue
 from api.streams import EventHub, StreamCounter
+from store import files
 from store.blobs import BlobStore
-from store.db import session_factory
+from store.db import private_session, session_factory
 from store.settings import Settings
 from store.sweeps import sweep_orphans
 
@@ -41,11 +42,21 @@ def configure(app: FastAPI, settings: Settings) -> None:
     app.state.hub = EventHub(app.state.session_factory, app.state.gate, settings.event_poll_seconds)
 
 
-async def _sweep(settings: Settings) -> None:
+def _validate_pending(settings: Settings, blobs: BlobStore) -> None:
+    """Validate the uploads whose validation an earlier API process did not finish (on sessions
+    of their own, so that no request's connection is taken)."""
+    with private_session(settings) as session:
+        pending = files.pending_uploads(session)
+    for file_id in pending:
+        files.finish_validation(lambda: private_session(settings), blobs, file_id)
+
+
+async def _sweep(app: FastAPI, settings: Settings) -> None:
     try:
         await run_in_threadpool(sweep_orphans, settings)
+        await run_in_threadpool(_validate_pending, settings, app.state.blobs)
     except Exception:  # a failed clean-up must not stop the API
-        logger.exception("start-up sweep of orphaned blobs failed")
+        logger.exception("start-up sweep (orphaned blobs, unvalidated uploads) failed")
 
 
 @asynccontextmanager
@@ -53,7 +64,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Size the thread pool, start the event hub and the start-up sweep; stop them at the end."""
     settings: Settings = app.state.settings
     anyio.to_thread.current_default_thread_limiter().total_tokens = settings.api_threads
-    tasks = [asyncio.create_task(app.state.hub.run()), asyncio.create_task(_sweep(settings))]
+    tasks = [asyncio.create_task(app.state.hub.run()), asyncio.create_task(_sweep(app, settings))]
     try:
         yield
     finally:

@@ -9,6 +9,7 @@ from api.errors import RequestIdMiddleware, install_error_handlers
 from api.guard import RequestGuardMiddleware
 from api.lifecycle import configure, lifespan
 from api.openapi import install_openapi
+from api.poll_cache import PollCacheMiddleware
 from api.routes import (
     chat,
     checkpoints,
@@ -49,10 +50,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_openapi(app)
     ui.install(app)
     app.add_middleware(
+        PollCacheMiddleware,
+        keys=lambda: app.state.key_cache,
+        ttl=settings.poll_cache_seconds,
+    )
+    app.add_middleware(
         RequestGuardMiddleware,
         max_json_bytes=settings.max_json_bytes,
         max_pending=settings.max_pending_requests,
         retry_after=settings.retry_after_seconds,
+        max_pending_per_key=settings.max_pending_per_key,
+        shed_delay=settings.shed_delay_seconds,
     )
     app.add_middleware(RequestIdMiddleware)
     return app

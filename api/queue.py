@@ -7,6 +7,7 @@ import logging
 from celery import Celery
 from kombu import Queue
 
+from store.db import private_sqlite_file
 from store.queue import FINE_TUNE_QUEUE, FINE_TUNE_TASK
 
 logger = logging.getLogger(__name__)
@@ -17,6 +18,7 @@ class JobQueue:
 
     def __init__(self, broker_url: str) -> None:
         self.broker_url = broker_url
+        private_sqlite_file(broker_url)
         self.celery = Celery("quaff-api", broker=broker_url, set_as_current=False)
         self.celery.conf.update(
             task_queues=(Queue(FINE_TUNE_QUEUE, routing_key=FINE_TUNE_QUEUE),),

@@ -3,7 +3,9 @@
 Streams hold no database session while they wait. One `EventHub` task asks the store, once per
 `event_poll_seconds` for all open streams together, which of their jobs have a newer event, and
 wakes only those streams; each then reads its new events in a short session under a gate slot.
-A stream also looks on its own (and sends a keep-alive comment) every `stream_keepalive_seconds`.
+A stream also looks on its own every `auth_cache_seconds` (sending a keep-alive comment every
+`stream_keepalive_seconds`); each look checks its API key too, so a stream of a key revoked
+meanwhile ends with an `invalid_api_key` error frame within the time a cached key lives.
 Starlette cancels a stream whose client went away, which runs its clean-up.
 """
 
@@ -23,13 +25,17 @@ from api.gate import Gate, ServiceBusyError
 from api.schemas import event_object
 from store import events
 from store.job_status import TERMINAL
-from store.models import Job, JobEvent
+from store.models import ApiKey, Job, JobEvent
 from store.settings import Settings
 
 logger = logging.getLogger(__name__)
 
 BATCH = 500
 IN_LIST = 500
+REVOKED_FRAME = (
+    b'data: {"error": {"message": "The API key of this stream was revoked.", '
+    b'"type": "authentication_error", "param": null, "code": "invalid_api_key"}}\n\n'
+)
 
 
 class TooManyStreamsError(Exception):
@@ -135,14 +141,18 @@ class EventHub:
 
 
 def _fetch(
-    factory: sessionmaker[Session], job_id: str, cursor: str | None
+    factory: sessionmaker[Session], job_id: str, cursor: str | None, key_hash: str
 ) -> tuple[list[bytes], str | None, bool]:
-    """Up to BATCH events after `cursor` as SSE frames, the new cursor, and whether it ended.
+    """Up to BATCH events after `cursor` as SSE frames, the new cursor, and whether it ended
+    (a revoked key ends it with an error frame).
 
     The status is read first: the terminal transition commits its event with it, so a job seen
     terminal has that event in the read that follows.
     """
     with factory() as session:
+        live = select(ApiKey.id).where(ApiKey.key_hash == key_hash, ApiKey.revoked_at.is_(None))
+        if session.scalar(live) is None:
+            return [REVOKED_FRAME], cursor, True
         status = session.scalar(select(Job.status).where(Job.id == job_id))
         rows = events.events_since(session, job_id, cursor, limit=BATCH)
         frames = [f"data: {event_object(r).model_dump_json()}\n\n".encode() for r in rows]
@@ -159,18 +169,25 @@ async def event_stream(
     claim: StreamClaim,
 ) -> AsyncIterator[bytes]:
     """`data: {event}` frames oldest first from `after`, until the job has ended and is drained."""
-    cursor = after
+    cursor, clock = after, asyncio.get_running_loop().time
     wake = hub.subscribe(job_id)
     fallback = settings.event_poll_seconds if not hub.running else settings.stream_keepalive_seconds
+    if settings.auth_cache_seconds > 0:
+        fallback = min(fallback, settings.auth_cache_seconds)
+    quiet_since = clock()
     try:
         while True:
             wake.clear()
             try:
-                frames, cursor, finished = await hub.gate.run(_fetch, hub.factory, job_id, cursor)
+                frames, cursor, finished = await hub.gate.run(
+                    _fetch, hub.factory, job_id, cursor, claim.key_hash
+                )
             except ServiceBusyError:
                 frames, finished = [], False
             for frame in frames:
                 yield frame
+            if frames:
+                quiet_since = clock()
             if finished:
                 return
             if len(frames) == BATCH:
@@ -179,7 +196,9 @@ async def event_stream(
                 async with asyncio.timeout(fallback):
                     await wake.wait()
             except TimeoutError:
-                yield b": keep-alive\n\n"
+                if clock() - quiet_since >= settings.stream_keepalive_seconds:
+                    quiet_since = clock()
+                    yield b": keep-alive\n\n"
     finally:
         hub.unsubscribe(job_id, wake)
         claim.release()

@@ -9,7 +9,11 @@ processes on 127.0.0.1. Each client polls once per `--interval` seconds (a rando
 own keep-alive connection; an SSE client opens the training job's stream, times its first event,
 holds it `--hold` seconds and reconnects. Bounded: `--seconds` per phase, a 30 s client timeout.
 Prints p50/p95/p99 (ms) and counts: 200, 503 (busy, with Retry-After), 429 (stream limit),
-other 4xx/5xx, timeouts.
+other 4xx/5xx, timeouts; the 200s a second (goodput) and the API process's CPU time per answer and
+per 200 (from /proc). The overload scenarios are closed loops of pollers: `burst` clients send the
+next poll as soon as one is answered (a 503 included), `polite` ones wait a 503's Retry-After:
+
+    python -m bench.load --no-worker --scenarios poll,burst,polite --clients 50,200 --seconds 10
 """
 
 from __future__ import annotations
@@ -41,6 +45,13 @@ from bench.load_service import (
 from tests.processes import free_port
 
 SCENARIOS = ("poll", "events", "sse")
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time the process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -69,8 +80,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 results = []
                 for clients in levels:
                     for scenario in args.scenarios.split(","):
+                        used = cpu_seconds(api.pid)
                         tally = asyncio.run(run_phase(scenario, clients, keys, job_id, args))
                         row = {"scenario": scenario, "clients": clients, **tally.row()}
+                        row |= _cpu(cpu_seconds(api.pid) - used, row, args.seconds)
                         results.append(row)
                         print(_line(row), flush=True)
                 step = http.get(f"/fine_tuning/jobs/{job_id}").json()["progress"]["step"]
@@ -89,12 +102,27 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "seconds": args.seconds, "trained_steps": step, "results": results}  # fmt: skip
 
 
-COLUMNS = ("scenario", "clients", "n", "p50", "p95", "p99", "200", "503", "429", "timeout")
+COLUMNS = (
+    "scenario", "clients", "n", "p50", "p95", "p99", "200", "503", "429", "timeout",
+    "ok_per_s", "cpu_ms_per_request", "cpu_ms_per_ok",
+)  # fmt: skip
+
+
+def _cpu(seconds: float, row: dict[str, Any], phase_seconds: float) -> dict[str, Any]:
+    """Goodput (200s a second) and the API process's CPU per answer and per 200."""
+    ok, answered = row.get("200", 0), row["n"]
+    return {
+        "ok_per_s": round(ok / phase_seconds, 1),
+        "cpu_ms_per_request": round(seconds * 1000 / answered, 3) if answered else None,
+        "cpu_ms_per_ok": round(seconds * 1000 / ok, 3) if ok else None,
+    }
 
 
 def _line(row: dict[str, Any]) -> str:
     """One markdown table row; other outcomes (errors) are appended."""
-    cells = [str(row.get(c, 0) if c not in ("p50", "p95", "p99") else row.get(c)) for c in COLUMNS]
+    cells = [
+        str(row.get(c, 0) if c in ("200", "503", "429", "timeout") else row.get(c)) for c in COLUMNS
+    ]
     other = {k: v for k, v in row.items() if k not in COLUMNS}
     return "| " + " | ".join(cells) + " | " + (json.dumps(other) if other else "") + " |"
 

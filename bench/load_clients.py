@@ -14,6 +14,9 @@ from typing import Any
 
 TIMEOUT = 30.0
 CLIENTS_PER_KEY = 10
+# Closed-loop pollers past capacity: "burst" ones retry a 503 at once, "polite" ones wait for its
+# Retry-After.
+OVERLOAD = ("burst", "polite")
 
 
 @dataclass
@@ -57,9 +60,17 @@ def _classify(status: int, headers: dict[str, str]) -> str:
 
 
 async def poll_client(
-    addr: tuple[str, int], path: str, key: str, interval: float, until: float, tally: Tally
+    addr: tuple[str, int],
+    path: str,
+    key: str,
+    interval: float,
+    until: float,
+    tally: Tally,
+    honour_retry_after: bool = False,
 ) -> None:
-    """One polling client on one connection: a request every `interval` seconds."""
+    """One polling client on one connection: a request every `interval` seconds (0: the next as
+    soon as one is answered, a 503 included, unless `honour_retry_after`: then it waits the
+    503's Retry-After first)."""
     await asyncio.sleep(random.uniform(0, interval))
     reader, writer = await asyncio.open_connection(*addr)
     try:
@@ -81,6 +92,9 @@ async def poll_client(
             if headers.get("connection") == "close":
                 writer.close()
                 reader, writer = await asyncio.open_connection(*addr)
+            if honour_retry_after and status == 503 and "retry-after" in headers:
+                await asyncio.sleep(float(headers["retry-after"]))
+                continue
             await asyncio.sleep(max(0.0, interval - (time.monotonic() - began)))
     finally:
         writer.close()
@@ -129,6 +143,9 @@ async def run_phase(
         key = keys[i // CLIENTS_PER_KEY]
         if scenario == "sse":
             coro = sse_client(addr, f"{base}/events?stream=true", key, args.hold, until, tally)
+        elif scenario in OVERLOAD:  # closed loop: the next poll as soon as one is answered
+            polite = scenario == "polite"
+            coro = poll_client(addr, base, key, 0.0, until, tally, honour_retry_after=polite)
         else:
             path = base if scenario == "poll" else f"{base}/events?limit=20"
             coro = poll_client(addr, path, key, args.interval, until, tally)

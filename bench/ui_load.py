@@ -95,6 +95,7 @@ def seed_running_job(settings: Settings, n_events: int) -> Seeded:
             }  # fmt: skip
             events.add_event(session, job.id, f"Step {step}/{total}", type="metrics", data=metrics)
         jobs.record_progress(session, job, step=step, total_steps=total)
+        session.commit()
         messages = sum(e.type != "metrics" for e in events.events_since(session, job.id))
         return Seeded(key=key, job_id=job.id, last_step=step, messages=min(messages, 200))
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from types import ModuleType
@@ -29,6 +30,9 @@ COMMAND_MODULES: tuple[ModuleType, ...] = (
     jobs,
     export,
 )
+
+# Commands that create the service's files (database, broker, blobs, logs): owner-only modes.
+PRIVATE_COMMANDS = frozenset({"db", "keys", "api", "serve", "worker", "infer"})
 
 # Libraries whose INFO lines are noise at the command line (shown with --verbose).
 QUIET_LOGGERS = ("alembic.runtime.plugins",)
@@ -59,6 +63,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.verbose:
         for name in QUIET_LOGGERS:
             logging.getLogger(name).setLevel(logging.WARNING)
+    if args.command in PRIVATE_COMMANDS:
+        os.umask(0o077)  # keys, data and logs stay readable by the service's user only
     handler = getattr(args, "handler", None)
     if handler is None:
         parser.print_help()

@@ -12,10 +12,12 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from cli.children import ChildRecord, die_with_parent, stop_survivors
 from cli.common import SHUTDOWN_GRACE_SECONDS, CliError
 from cli.local import KEY_FILE, announce, key_path, withdraw
 from store.settings import Settings, get_settings
@@ -27,9 +29,11 @@ MAX_BACKOFF = 60.0
 STABLE_SECONDS = 60.0
 SDK_SNIPPET = """\
 import json
+from pathlib import Path
+
 from openai import OpenAI
 
-client = OpenAI(base_url="{base_url}", api_key="{key}")
+client = OpenAI(base_url="{base_url}", api_key=Path("{key_file}").read_text().strip())
 rows = [
     {{"messages": [{{"role": "user", "content": f"What is {{i}} plus {{i}}?"}},
                   {{"role": "assistant", "content": f"{{i}} plus {{i}} is {{2 * i}}."}}]}}
@@ -45,11 +49,13 @@ job = client.fine_tuning.jobs.create(
 )
 print(job.id, job.status)
 """
-CURL_LINE = 'curl -s {base_url}/fine_tuning/jobs -H "Authorization: Bearer {key}"'
+CURL_LINE = 'curl -s {base_url}/fine_tuning/jobs -H "Authorization: Bearer $(cat {key_file})"'
 ASK_SNIPPET = """\
+from pathlib import Path
+
 from openai import OpenAI
 
-client = OpenAI(base_url="{base_url}", api_key="{key}")
+client = OpenAI(base_url="{base_url}", api_key=Path("{key_file}").read_text().strip())
 job = client.fine_tuning.jobs.list(limit=1).data[0]  # once it has succeeded
 reply = client.chat.completions.create(
     model=job.fine_tuned_model or "tiny-llama",
@@ -59,7 +65,7 @@ reply = client.chat.completions.create(
 print(reply.choices[0].message.content)
 """
 ASK_CURL = (
-    'curl -s {base_url}/chat/completions -H "Authorization: Bearer {key}" '
+    'curl -s {base_url}/chat/completions -H "Authorization: Bearer $(cat {key_file})" '
     '-H "Content-Type: application/json" -d \'{{"model": "tiny-llama", "messages": '
     '[{{"role": "user", "content": "What is 3 plus 3?"}}], "max_tokens": 16}}\''
 )
@@ -78,8 +84,8 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--ensure-key",
         action="store_true",
-        help=f"create an API key if none exists (kept in DATA_DIR/{KEY_FILE}) and print "
-        "an openai SDK snippet and a curl line that use it",
+        help=f"create an API key if none exists (kept in DATA_DIR/{KEY_FILE}, printed once, when "
+        "it is created) and print an openai SDK snippet and a curl line that read it from there",
     )
     parser.set_defaults(handler=run)
 
@@ -106,26 +112,33 @@ def ensure_key(settings: Settings) -> str | None:
     return key
 
 
-def snippets(base_url: str, key: str) -> str:
-    """The dashboard's address, a Python snippet (official openai SDK) and a curl line."""
+def snippets(base_url: str, key_file: Path) -> str:
+    """The dashboard's address, a Python snippet (official openai SDK) and a curl line; they read
+    the key from `key_file`, so the key itself is not printed (nor kept in logs)."""
+    key = str(key_file)
     return (
         f"Dashboard: {base_url.removesuffix('/v1')}/ui/ (sign in with the API key)\n\n"
         "Fine-tune with the openai SDK (pip install openai):\n\n"
-        + SDK_SNIPPET.format(base_url=base_url, key=key)
+        + SDK_SNIPPET.format(base_url=base_url, key_file=key)
         + "\nList jobs with curl:\n\n"
-        + CURL_LINE.format(base_url=base_url, key=key)
+        + CURL_LINE.format(base_url=base_url, key_file=key)
         + "\n\nAsk your model with the openai SDK:\n\n"
-        + ASK_SNIPPET.format(base_url=base_url, key=key)
+        + ASK_SNIPPET.format(base_url=base_url, key_file=key)
         + "\nAsk it with curl:\n\n"
-        + ASK_CURL.format(base_url=base_url, key=key)
+        + ASK_CURL.format(base_url=base_url, key_file=key)
         + "\n"
     )
 
 
 def start_worker(command: str = "worker", nice: int = 0) -> subprocess.Popen[bytes]:
     """`quaff worker` (or `infer`) in its own process group, with this environment (so the same
-    settings), at `nice` lower CPU priority (training yields the cores to the API's requests)."""
-    process = subprocess.Popen([sys.executable, "-m", "cli.main", command], start_new_session=True)
+    settings), at `nice` lower CPU priority (training yields the cores to the API's requests);
+    it gets SIGTERM when this process dies."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cli.main", command],
+        start_new_session=True,
+        preexec_fn=die_with_parent(),  # only prctl and getppid run before exec
+    )
     if nice:
         with contextlib.suppress(OSError):  # its pool forks later and inherits the priority
             os.setpriority(os.PRIO_PGRP, process.pid, nice)
@@ -208,12 +221,14 @@ def _raise_stop(signum: int, _frame: object) -> None:
 def run(args: argparse.Namespace) -> int:
     """Migrate, start the worker, serve the API until interrupted, then stop the worker."""
     settings = get_settings()
+    stop_survivors(settings, settings.worker_stop_seconds)
     key = _prepare_database(settings, migrate_first=not args.no_migrate, with_key=args.ensure_key)
     host = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
     base_url = f"http://{host}:{args.port}/v1"
     if args.ensure_key:
-        _print_snippets(base_url, key)
-    supervisors = _supervisors(settings, worker=not args.no_worker, infer=not args.no_infer)
+        _print_snippets(base_url, key, key_path(settings))
+    record = ChildRecord(settings)
+    supervisors = _supervisors(settings, record, worker=not args.no_worker, infer=not args.no_infer)
     for supervisor in supervisors:
         supervisor.start()
     announce(settings, base_url)
@@ -223,6 +238,7 @@ def run(args: argparse.Namespace) -> int:
         withdraw(settings)
         for supervisor in supervisors:
             supervisor.stop()
+        record.clear()
     return 0
 
 
@@ -238,32 +254,36 @@ def _prepare_database(settings: Settings, *, migrate_first: bool, with_key: bool
         raise CliError(f"cannot prepare the database: {exc}") from exc
 
 
-def _print_snippets(base_url: str, key: str | None) -> None:
-    """The snippets with the saved key, or a placeholder when keys existed already."""
+def _print_snippets(base_url: str, key: str | None, key_file: Path) -> None:
+    """The snippets, which read the saved key; when keys existed already but none is saved,
+    how to make and save one."""
     if key is None:
         print(
-            f"API keys exist already; create one for the snippet with `quaff keys create "
-            f"--project {DEFAULT_PROJECT}` (keys are shown once)."
+            f"API keys exist already; create one with `quaff keys create --project "
+            f"{DEFAULT_PROJECT}` (keys are shown once) and save it in {key_file} for the "
+            "snippets below."
         )
-        key = "YOUR_API_KEY"
-    print(snippets(base_url, key), flush=True)
+    print(snippets(base_url, key_file), flush=True)
 
 
-def _supervisors(settings: Settings, *, worker: bool, infer: bool) -> list[WorkerSupervisor]:
-    """A supervisor for the training worker (niced) and one for the inference node, as asked;
-    no worker means no inference node either."""
+def _supervisors(
+    settings: Settings, record: ChildRecord, *, worker: bool, infer: bool
+) -> list[WorkerSupervisor]:
+    """A supervisor for the training worker (niced) and one for the inference node, as asked
+    (each process recorded as it starts); no worker means no inference node either."""
     supervisors: list[WorkerSupervisor] = []
     if worker:
         supervisors.append(
             WorkerSupervisor(
                 stop_seconds=settings.worker_stop_seconds,
-                start=lambda: start_worker("worker", settings.worker_nice),
+                start=lambda: record.add(start_worker("worker", settings.worker_nice)),
             )
         )
     if worker and infer:
         supervisors.append(
             WorkerSupervisor(
-                stop_seconds=settings.worker_stop_seconds, start=lambda: start_worker("infer")
+                stop_seconds=settings.worker_stop_seconds,
+                start=lambda: record.add(start_worker("infer")),
             )
         )
     return supervisors

@@ -30,6 +30,15 @@ class BlobTooLargeError(ValueError):
         self.limit = limit
 
 
+class BlobDamagedError(Exception):
+    """A blob is missing, or its size or sha256 differs from what its row recorded."""
+
+    def __init__(self, key: str, reason: str) -> None:
+        super().__init__(f"blob {key} is damaged: {reason}")
+        self.key = key
+        self.reason = reason
+
+
 @dataclass(frozen=True)
 class BlobInfo:
     """Where a blob was stored, its size and its sha256 (hex)."""
@@ -49,6 +58,27 @@ def _read_chunks(handle: BinaryIO, remaining: int | None) -> Iterator[bytes]:
             if remaining is not None:
                 remaining -= len(chunk)
             yield chunk
+
+
+def _verified_chunks(handle: BinaryIO, key: str, size: int, sha256: str) -> Iterator[bytes]:
+    """Yield the chunks of `handle`, holding the last one back until the size and sha256 match;
+    BlobDamagedError (nothing more yielded) when they do not."""
+    digest, seen, held = hashlib.sha256(), 0, None
+    for chunk in _read_chunks(handle, None):
+        digest.update(chunk)
+        seen += len(chunk)
+        if seen > size:
+            break
+        if held is not None:
+            yield held
+        held = chunk
+    if seen != size:
+        read = seen if seen <= size else "more"
+        raise BlobDamagedError(key, f"{read} bytes read, {size} expected")
+    if digest.hexdigest() != sha256:
+        raise BlobDamagedError(key, "the sha256 of its bytes differs from the recorded one")
+    if held is not None:
+        yield held
 
 
 class BlobWriter:
@@ -149,6 +179,19 @@ class BlobStore:
         handle = self.open(key)
         handle.seek(start)
         return _read_chunks(handle, None if end is None else end - start + 1)
+
+    def iter_verified(self, key: str, size: int, sha256: str) -> Iterator[bytes]:
+        """The whole blob, checked against its row: the size before anything is read, the sha256
+        before the last chunk is given out; BlobDamagedError when missing or different."""
+        try:
+            found = self.size(key)
+            handle = self.open(key)
+        except FileNotFoundError:
+            raise BlobDamagedError(key, "its file is missing") from None
+        if found != size:
+            handle.close()
+            raise BlobDamagedError(key, f"{found} bytes on disk, {size} expected")
+        return _verified_chunks(handle, key, size, sha256)
 
     def size(self, key: str) -> int:
         """The blob's size in bytes."""

@@ -3,6 +3,7 @@ timeout; every pool is bounded and its waits end)."""
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -34,6 +35,19 @@ def _sqlite_pragmas(busy_timeout_ms: int) -> Any:
     return on_connect
 
 
+def private_sqlite_file(url: str) -> None:
+    """Create the SQLite file of `url` (also `sqla+sqlite:` broker URLs) readable by its owner
+    only, or make an existing one so; SQLite gives its WAL and shared-memory files the same mode."""
+    parsed = make_url(url.removeprefix("sqla+"))
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return
+    path = Path(str(parsed.database))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+    if path.stat().st_mode & 0o077:
+        path.chmod(0o600)
+
+
 def make_engine(
     url: str, *, pool_size: int = 5, pool_timeout: float = 10.0, busy_timeout_ms: int = 10000
 ) -> Engine:
@@ -42,8 +56,7 @@ def make_engine(
     parsed = make_url(url)
     pool = {"pool_size": pool_size, "max_overflow": POOL_OVERFLOW, "pool_timeout": pool_timeout}
     if parsed.get_backend_name() == "sqlite":
-        if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        private_sqlite_file(url)
         engine = create_engine(
             url,
             connect_args={"check_same_thread": False, "timeout": busy_timeout_ms / 1000},

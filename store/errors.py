@@ -43,3 +43,10 @@ class PayloadTooLargeError(StoreError):
     """An upload passed the size limit; HTTP 413."""
 
     status_code = 413
+
+
+class DamagedObjectError(StoreError):
+    """A stored object's bytes are missing or fail their recorded size or sha256; HTTP 500."""
+
+    status_code = 500
+    error_type = "server_error"

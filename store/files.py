@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from sqlalchemy import ColumnElement, or_, select
@@ -12,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from quaff_core.data.jsonl import ValidationReport, validate_jsonl
 from store.blobs import BlobInfo, BlobStore, commit_with_blob, delete_with_blob
-from store.errors import InvalidRequestError
+from store.errors import DamagedObjectError, InvalidRequestError
 from store.ids import new_id, now_s
 from store.models import File, Job
 from store.owned import get_owned
@@ -91,12 +92,14 @@ def register_upload(
     purpose: str | None,
     expires_after: int | None = None,
     report: ValidationReport | None = None,
+    pending: bool = False,
 ) -> File:
-    """Validate a stored upload (unless `report` is given) and commit its row; on any refusal
-    or failure the blob is deleted."""
+    """Validate a stored upload (unless `report` is given, or it is `pending`: status
+    `uploaded`, validated later by `finish_validation`) and commit its row; on any refusal or
+    failure the blob is deleted."""
     try:
         check_purpose(purpose)
-        if report is None:
+        if report is None and not pending:
             report = validate_blob(blobs, blob.key)
         created = now_s()
         row = File(
@@ -105,16 +108,14 @@ def register_upload(
             filename=display_name(filename),
             purpose=str(purpose),
             bytes=blob.bytes,
-            status="processed" if report.ok else "error",
-            status_details=None if report.ok else report.summary(),
+            status="uploaded",
             blob_key=blob.key,
             sha256=blob.sha256,
-            data_format=report.format,
-            n_examples=report.n_examples,
-            stats=dict(report.stats),
             created_at=created,
             expires_at=None if expires_after is None else created + expires_after,
         )
+        if report is not None:
+            _set_report(row, report)
         session.add(row)
         session.commit()
     except BaseException:
@@ -122,6 +123,43 @@ def register_upload(
         blobs.delete(blob.key)
         raise
     return row
+
+
+def _set_report(row: File, report: ValidationReport) -> None:
+    """The validation's outcome on the row: `processed`, or `error` with what is wrong."""
+    row.status = "processed" if report.ok else "error"
+    row.status_details = None if report.ok else report.summary()
+    row.data_format, row.n_examples = report.format, report.n_examples
+    row.stats = dict(report.stats)
+
+
+def finish_validation(
+    session_factory: Callable[[], AbstractContextManager[Session]], blobs: BlobStore, file_id: str
+) -> str:
+    """Validate an `uploaded` file (no session held meanwhile) and store the outcome; returns
+    the status it has then (a file deleted or validated meanwhile is left as it is)."""
+    with session_factory() as session:
+        row = session.get(File, file_id)
+        if row is None or row.status != "uploaded":
+            return "gone" if row is None else row.status
+        key = row.blob_key
+    try:
+        report = validate_blob(blobs, key)
+    except FileNotFoundError:
+        return "gone"  # deleted while it was being validated
+    with session_factory() as session:
+        row = session.get(File, file_id, with_for_update=True)
+        if row is None or row.status != "uploaded":
+            return "gone" if row is None else row.status
+        _set_report(row, report)
+        session.commit()
+        logger.info("file %s validated after its upload: %s", file_id, row.status)
+        return row.status
+
+
+def pending_uploads(session: Session) -> list[str]:
+    """The files still `uploaded` (their validation was cut short, e.g. by a restart)."""
+    return list(session.scalars(select(File.id).where(File.status == "uploaded")))
 
 
 def create_result_file(
@@ -216,3 +254,15 @@ def delete_file(session: Session, blobs: BlobStore, project_id: str, file_id: st
             code="file_in_use",
         )
     delete_with_blob(session, blobs, row)
+
+
+def mark_damaged(session: Session, file_id: str, reason: str) -> DamagedObjectError:
+    """Record that the file's stored bytes are damaged (status `error`, the reason in
+    `status_details`, so no job trains on it); commits and returns the error to answer."""
+    row = session.get(File, file_id)
+    details = f"The stored bytes of this file are damaged ({reason}); delete it, upload it again."
+    if row is not None:
+        row.status, row.status_details = "error", details
+        session.commit()
+    logger.error("file %s is damaged: %s", file_id, reason)
+    return DamagedObjectError(f"File {file_id}: {details}", code="file_damaged")

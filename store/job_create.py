@@ -218,6 +218,13 @@ def _usable_file(session: Session, project_id: str, file_id: Any, param: str) ->
         raise InvalidRequestError(
             f"File {file_id} has purpose '{row.purpose}', not 'fine-tune'.", param=param
         )
+    if row.status == "uploaded":
+        raise InvalidRequestError(
+            f"File {file_id} is still being validated (status 'uploaded'); create the job once "
+            "its status is 'processed'.",
+            param=param,
+            code="file_not_ready",
+        )
     if row.status != "processed":
         detail = f": {row.status_details}" if row.status_details else ""
         raise InvalidRequestError(

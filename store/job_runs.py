@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from sqlalchemy import update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from quaff_core.train_events import EventKind
 from store.errors import InvalidRequestError
@@ -10,6 +14,9 @@ from store.events import add_event
 from store.ids import now_s
 from store.job_states import ensure_can, transition
 from store.models import Job
+
+# The statuses in which a worker's steps still count (a pausing job checkpoints its next step).
+PROGRESSING = ("running", "paused")
 
 
 def claim_job(session: Session, job_id: str, worker_id: str) -> Job | None:
@@ -51,18 +58,29 @@ def record_progress(
     epoch: float | None = None,
     trained_tokens: int | None = None,
     estimated_finish: int | None = None,
-) -> None:
-    """Worker: store progress (never touches status); commits."""
-    job.step = step
-    if total_steps is not None:
-        job.total_steps = total_steps
-    if epoch is not None:
-        job.epoch = epoch
-    if trained_tokens is not None:
-        job.trained_tokens = trained_tokens
-    job.estimated_finish = estimated_finish
-    job.heartbeat_at = job.updated_at = now_s()
-    session.commit()
+) -> bool:
+    """Worker: store progress while the job is running or pausing (never touches status; a
+    cancelled job keeps the step its cancel recorded); flushed, not committed. Returns whether
+    it was stored."""
+    now = now_s()
+    values: dict[str, Any] = {"step": step, "estimated_finish": estimated_finish}
+    values |= {"heartbeat_at": now, "updated_at": now}
+    for name, value in (
+        ("total_steps", total_steps), ("epoch", epoch), ("trained_tokens", trained_tokens)
+    ):  # fmt: skip
+        if value is not None:
+            values[name] = value
+    result = session.execute(
+        update(Job)
+        .where(Job.id == job.id, Job.status.in_(PROGRESSING))
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    stored = getattr(result, "rowcount", 1) == 1
+    if stored:
+        for name, value in values.items():
+            set_committed_value(job, name, value)
+    return stored
 
 
 def set_result(

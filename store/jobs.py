@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from store.errors import InvalidRequestError
+from store.events import ServiceEvent, add_event
 from store.job_create import MIN_TRAINING_EXAMPLES, create_job
 from store.job_metadata import check_metadata_key
 from store.job_runs import (
@@ -80,7 +82,18 @@ def list_jobs(
 
 
 def cancel_job(session: Session, job: Job) -> Job:
-    """Cancel now (a running worker sees it between steps); commits."""
+    """Cancel now; a running job's training stops at its last recorded step (a `training_stopped`
+    event says which; the worker sees the cancel between steps and records no further
+    progress); commits."""
+    ensure_can(session, job, "cancelled")
+    if job.status == "running":
+        add_event(
+            session,
+            job.id,
+            f"Training stopped at step {job.step or 0}: the job was cancelled",
+            kind=ServiceEvent.TRAINING_STOPPED,
+            data={"step": job.step or 0, "reason": "cancelled"},
+        )
     transition(session, job, "cancelled", reason="Job cancelled by the user")
     session.commit()
     return job
@@ -101,7 +114,16 @@ def pause_job(session: Session, job: Job) -> Job:
 
 
 def resume_job(session: Session, job: Job) -> Job:
-    """Back to queued (the caller re-enqueues after this commit)."""
+    """Back to queued (the caller re-enqueues after this commit); only a paused job resumes."""
+    session.refresh(job)
+    if job.status in ("queued", "running"):
+        waiting = "waits for a worker" if job.status == "queued" else "is training"
+        raise InvalidRequestError(
+            f"Job {job.id} is {job.status}, not paused: it {waiting} already, so there is "
+            "nothing to resume (only a paused job can be resumed).",
+            param="fine_tuning_job_id",
+            code="invalid_job_state",
+        )
     transition(session, job, "queued", reason="Job resumed; waiting for a worker")
     session.commit()
     return job

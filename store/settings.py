@@ -33,6 +33,12 @@ class Settings(BaseSettings):
         default="", description="Celery broker; default kombu SQLAlchemy/SQLite"
     )
     max_upload_bytes: int = Field(default=512 * 1024 * 1024, gt=0, description="upload size limit")
+    inline_validation_bytes: int = Field(
+        default=8 * 1024 * 1024,
+        ge=0,
+        description="uploads up to this size are validated before the reply; larger ones after "
+        "it (status uploaded, then processed or error)",
+    )
     device: str = Field(default="auto", description="auto, cpu or cuda:N")
     devices: str = Field(
         default="",
@@ -139,6 +145,23 @@ class Settings(BaseSettings):
         default=128,
         ge=1,
         description="requests received but not yet answered; beyond: 503 at once (load shedding)",
+    )
+    poll_cache_seconds: float = Field(
+        default=1.0,
+        ge=0,
+        description="a job poll (GET /v1/fine_tuning/jobs/{id}) repeated within this time is "
+        "answered from memory (0: never)",
+    )
+    max_pending_per_key: int = Field(
+        default=32,
+        ge=1,
+        description="requests of one API key received but not yet answered; beyond: 503",
+    )
+    shed_delay_seconds: float = Field(
+        default=0.5,
+        ge=0,
+        description="a load-shedding 503 is held back this long (a client that retries at once "
+        "cannot spend the server's CPU on refusals)",
     )
     retry_after_seconds: int = Field(
         default=1, ge=1, description="Retry-After of a 503 (busy or database unavailable)"

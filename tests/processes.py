@@ -61,12 +61,14 @@ class Service:
     workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
     infers: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
-    def _spawn(self, argv: list[str], log_name: str) -> subprocess.Popen[bytes]:
+    def _spawn(
+        self, argv: list[str], log_name: str, env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
         log = (self.logs / log_name).open("ab")
         return subprocess.Popen(
             [sys.executable, "-m", "cli.main", *argv],
             cwd=ROOT,
-            env=self.env,
+            env={**self.env, **(env or {})},
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -88,9 +90,10 @@ class Service:
 
         wait_for("the API to answer /healthz", healthy, timeout=60)
 
-    def start_worker(self) -> subprocess.Popen[bytes]:
-        """A new `quaff worker` process (prefork, one pool process)."""
-        process = self._spawn(["worker"], f"worker-{len(self.workers)}.log")
+    def start_worker(self, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        """A new `quaff worker` process (prefork, one pool process), `env` added to the
+        service's."""
+        process = self._spawn(["worker"], f"worker-{len(self.workers)}.log", env)
         self.workers.append(process)
         return process
 

@@ -4,6 +4,7 @@ quick start works as printed against a real `quaff serve`."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -125,6 +126,36 @@ def test_the_development_guide_names_only_files_that_exist() -> None:
 def test_readme_marks_each_quickstart_block_once() -> None:
     found = [(name, lang) for name, lang, _code in quickstart_blocks()]
     assert found == list(QUICKSTART.items())
+
+
+def test_the_curl_ask_block_asks_the_newest_fine_tuned_model() -> None:
+    (code,) = [code for name, _lang, code in quickstart_blocks() if name == "ask_curl"]
+    picker = re.search(r"python3 -c \\?\s*'([^']*)'", code)
+    assert picker is not None
+    jobs = {
+        "data": [
+            {"status": "running", "fine_tuned_model": None},
+            {"status": "succeeded", "fine_tuned_model": "ft:tiny-llama:p::abcd1234"},
+            {"status": "succeeded", "fine_tuned_model": "ft:tiny-llama:p::older000"},
+        ]
+    }
+    ran = subprocess.run(
+        [sys.executable, "-c", picker.group(1)], input=json.dumps(jobs), capture_output=True,
+        text=True, timeout=60, check=True,
+    )  # fmt: skip
+    assert ran.stdout.strip() == "ft:tiny-llama:p::abcd1234"  # the model, never a checkpoint
+    assert "/v1/fine_tuning/jobs" in code
+
+
+def test_the_readme_gives_the_measured_cost_of_a_cpu_job_and_the_eta() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    results = (ROOT / "bench" / "RESULTS.md").read_text(encoding="utf-8")
+    job_table = results.split("### The whole job", 1)[1].split("\n\n")[2]
+    rates = [int(row.split("|")[4]) for row in job_table.splitlines() if "| quaff," in row]
+    said = re.search(r"SmolLM2-135M job trains (\d+)-(\d+) tokens/s", readme)
+    assert said is not None
+    assert (int(said[1]), int(said[2])) == (min(rates) // 10 * 10, -(-max(rates) // 10) * 10)
+    assert "`estimated_finish`" in readme
 
 
 def test_the_cli_quickstart_finds_the_server_by_itself() -> None:

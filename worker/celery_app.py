@@ -16,6 +16,7 @@ from celery.signals import (
 )
 from kombu import Queue
 
+from store.db import private_sqlite_file
 from store.queue import FINE_TUNE_QUEUE, FINE_TUNE_TASK
 from store.settings import Settings, get_settings
 from worker.lease import STOPPING, Sweeper
@@ -53,6 +54,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
 
 def make_celery(settings: Settings) -> Celery:
     """A Celery app for `settings` with the fine-tuning task registered."""
+    private_sqlite_file(settings.broker_url)
     app = Celery("quaff-worker", set_as_current=True)
     app.conf.update(celery_config(settings))
     app.conf.imports = ("worker.tasks",)

@@ -7,6 +7,8 @@ import multiprocessing
 import os
 import socket
 import threading
+import time
+from pathlib import Path
 from typing import Protocol
 
 from kombu.exceptions import KombuError
@@ -42,34 +44,59 @@ def worker_identity() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+def holder_gone(worker_id: str | None) -> bool:
+    """Whether the lease holder `host:pid` is a process of this host that has ended (a zombie
+    counts as ended). A holder on another host is never judged here: its lease must expire."""
+    host, _, pid = (worker_id or "").rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii")
+        return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except FileNotFoundError:
+        return True
+    except (OSError, ValueError, IndexError):
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+        return False
+
+
 def stale_cutoff(settings: Settings) -> int:
     """Heartbeats older than this (unix seconds) belong to a dead worker."""
     return now_s() - int(settings.worker_lease_seconds)
 
 
 def take_over(session: Session, job_id: str, worker_id: str, settings: Settings) -> Job | None:
-    """Take a `running` job whose worker stopped heartbeating (compare-and-set); else None."""
+    """Take a `running` job whose worker stopped heartbeating, or whose worker process on this
+    host has ended (at once: no need to wait for its lease), by compare-and-set; else None."""
     job = session.get(Job, job_id)
     if job is None or job.status != "running":
         return None
     previous = job.worker_id
+    gone = previous is not None and previous != worker_id and holder_gone(previous)
+    free = (
+        Job.worker_id == previous
+        if gone
+        else or_(Job.heartbeat_at.is_(None), Job.heartbeat_at < stale_cutoff(settings))
+    )
     result = session.execute(
         update(Job)
-        .where(
-            Job.id == job_id,
-            Job.status == "running",
-            or_(Job.heartbeat_at.is_(None), Job.heartbeat_at < stale_cutoff(settings)),
-        )
+        .where(Job.id == job_id, Job.status == "running", free)
         .values(worker_id=worker_id, heartbeat_at=now_s(), attempts=Job.attempts + 1)
         .execution_options(synchronize_session=False)
     )
     if getattr(result, "rowcount", 0) != 1:
         session.rollback()
         return None
+    why = "has ended" if gone else "stopped responding"
     add_event(
         session,
         job_id,
-        f"Worker {previous or 'unknown'} stopped responding; worker {worker_id} took over the job",
+        f"Worker {previous or 'unknown'} {why}; worker {worker_id} took over the job",
         level="warn",
         kind=ServiceEvent.WORKER_TOOK_OVER,
         data={"previous": previous, "worker": worker_id},
@@ -136,8 +163,16 @@ class Heartbeat(threading.Thread):
             self.join(timeout=10)
 
 
-def sweep(settings: Settings, sender: TaskSender, *, include_queued: bool) -> list[str]:
-    """Re-publish tasks for running jobs with stale heartbeats (and queued ones, at start-up)."""
+def sweep(
+    settings: Settings,
+    sender: TaskSender,
+    *,
+    include_queued: bool,
+    sent: dict[str, tuple[str | None, float]] | None = None,
+) -> list[str]:
+    """Re-publish tasks for running jobs with stale heartbeats or whose worker process on this
+    host has ended (and queued ones, at start-up). `sent` remembers, per job, the holder it was
+    published for and when: not again for that holder within half a lease."""
     statuses = ["running", "queued"] if include_queued else ["running"]
     # A private engine, closed at once: the worker's main process keeps no database connection
     # that a pool process forked later could inherit and share.
@@ -145,25 +180,37 @@ def sweep(settings: Settings, sender: TaskSender, *, include_queued: bool) -> li
     try:
         with Session(engine) as session:
             rows = session.execute(
-                select(Job.id, Job.status, Job.heartbeat_at).where(Job.status.in_(statuses))
+                select(Job.id, Job.status, Job.heartbeat_at, Job.worker_id).where(
+                    Job.status.in_(statuses)
+                )
             ).all()
     finally:
         engine.dispose()
-    cutoff = stale_cutoff(settings)
+    cutoff, sent = stale_cutoff(settings), {} if sent is None else sent
+    now, again = time.monotonic(), settings.worker_lease_seconds / 2
+
+    def due(job_id: str, holder: str | None) -> bool:
+        last = sent.get(job_id)
+        return last is None or last[0] != holder or now - last[1] >= again
+
     found = [
         job_id
-        for job_id, status, beat in rows
-        if status == "queued" or beat is None or beat < cutoff
+        for job_id, status, beat, holder in rows
+        if status == "queued"
+        or ((beat is None or beat < cutoff or holder_gone(holder)) and due(job_id, holder))
     ]
+    holders = {job_id: holder for job_id, _status, _beat, holder in rows}
     for job_id in found:
         sender.send_task(FINE_TUNE_TASK, args=[job_id], queue=FINE_TUNE_QUEUE)
+        sent[job_id] = (holders[job_id], now)
         logger.info("sweeper re-queued job %s", job_id)
     return found
 
 
 class Sweeper(threading.Thread):
-    """Runs `sweep` at start-up (queued jobs too) and then every half lease (stale running jobs);
-    each round also purges expired files, and the first one removes orphaned blobs."""
+    """Runs `sweep` at start-up (queued jobs too) and then every heartbeat interval (at most half
+    a lease: jobs of ended local workers, stale running jobs); each round also purges expired
+    files, and the first one removes orphaned blobs."""
 
     def __init__(self, settings: Settings, sender: TaskSender) -> None:
         super().__init__(name="quaff-lease-sweeper", daemon=True)
@@ -172,11 +219,12 @@ class Sweeper(threading.Thread):
 
     def run(self) -> None:
         """Sweep until stopped; errors are logged and retried on the next round."""
-        first = True
-        interval = max(1.0, self.settings.worker_lease_seconds / 2)
+        first, sent = True, dict[str, tuple[str | None, float]]()
+        lease = self.settings.worker_lease_seconds
+        interval = max(1.0, min(lease / 2, self.settings.worker_heartbeat_seconds))
         while True:
             try:
-                sweep(self.settings, self.sender, include_queued=first)
+                sweep(self.settings, self.sender, include_queued=first, sent=sent)
                 purge_expired_files(self.settings)
                 if first:
                     sweep_orphans(self.settings)

@@ -81,16 +81,7 @@ class StoreCallbacks:
     def on_progress(self, event: ProgressEvent) -> None:
         """A metrics event plus `progress`, `trained_tokens` and `estimated_finish` on the job."""
         data = {k: _json_number(v) for k, v in event.metrics().items()}
-        add_event(
-            self.session,
-            self.job.id,
-            event.message(),
-            type="metrics",
-            kind=ServiceEvent.METRICS,
-            data=data,
-        )
-        self.last_step, self.total_steps = event.step, event.total_steps
-        jobs.record_progress(
+        stored = jobs.record_progress(
             self.session,
             self.job,
             step=event.step,
@@ -99,6 +90,19 @@ class StoreCallbacks:
             trained_tokens=event.trained_tokens or None,
             estimated_finish=event.estimated_finish,
         )
+        if not stored:  # cancelled meanwhile: the step that was under way does not count
+            self.session.rollback()
+            return
+        add_event(
+            self.session,
+            self.job.id,
+            event.message(),
+            type="metrics",
+            kind=ServiceEvent.METRICS,
+            data=data,
+        )
+        self.session.commit()
+        self.last_step, self.total_steps = event.step, event.total_steps
 
     def on_checkpoint(self, step: int, path: Path, metrics: dict[str, Any]) -> None:
         """Archive the checkpoint directory (plus tokenizer files) into the store, then say so."""

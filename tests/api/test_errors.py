@@ -104,7 +104,7 @@ def test_client_request_id_is_echoed(client: TestClient) -> None:
 
 
 def test_unhandled_error_is_an_enveloped_500_with_request_id(
-    client: TestClient, keyed_project: KeyedProject
+    client: TestClient, keyed_project: KeyedProject, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     file_id = client.post(
         "/v1/files",
@@ -112,9 +112,11 @@ def test_unhandled_error_is_an_enveloped_500_with_request_id(
         files={"file": ("t.jsonl", b'{"text": "x"}\n')},
         data={"purpose": "fine-tune"},
     ).json()["id"]
-    app = client.app
-    blobs: BlobStore = app.state.blobs  # type: ignore[attr-defined]
-    blobs.path(f"files/{file_id}.jsonl").unlink()  # the blob vanished behind our back
+
+    def broken(*_args: object) -> None:
+        raise RuntimeError("the disk went away")  # a fault no handler knows
+
+    monkeypatch.setattr(BlobStore, "iter_verified", broken)
     response = client.get(f"/v1/files/{file_id}/content", headers=keyed_project.headers)
     assert response.status_code == 500
     assert response.json() == {

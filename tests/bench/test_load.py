@@ -18,6 +18,10 @@ def test_a_short_load_run_answers_every_request() -> None:
         assert row["n"] > 0, row
         assert row.get("timeout", 0) == 0, row
         assert row.get("connection_error", 0) == 0, row
-        assert set(row) <= {"scenario", "clients", "n", "p50", "p95", "p99", "200", "503"}, row
+        assert set(row) <= {
+            "scenario", "clients", "n", "p50", "p95", "p99", "200", "503",
+            "ok_per_s", "cpu_ms_per_request", "cpu_ms_per_ok",
+        }, row  # fmt: skip
+        assert row["cpu_ms_per_request"] > 0, row
         assert row["200"] > 0, row
     assert found["trained_steps"] > 0  # the worker trained while the clients were served

@@ -17,7 +17,7 @@ import pytest
 from openai import OpenAI
 
 from cli.local import KEY_FILE
-from cli.serve import WorkerSupervisor, ensure_key, snippets
+from cli.serve import WorkerSupervisor, _print_snippets, ensure_key, snippets
 from store import auth, migrate
 from store.db import dispose_engine, session_scope
 from store.settings import Settings
@@ -47,6 +47,35 @@ def test_ensure_key_creates_one_key_and_reuses_it(
         assert len(auth.list_keys(session)) == 1
 
 
+def test_serve_prints_the_key_only_when_it_creates_it(
+    fresh_settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    saved = fresh_settings.data_dir / KEY_FILE
+    outputs = []
+    for _start in range(2):  # what each `quaff serve --ensure-key` prints
+        key = ensure_key(fresh_settings)
+        _print_snippets("http://127.0.0.1:9/v1", key, saved)
+        outputs.append(capsys.readouterr().out)
+    assert key is not None
+    assert outputs[0].count(key) == 1  # the "Created API key" line
+    assert key not in outputs[1]
+    assert f'api_key=Path("{saved}").read_text().strip()' in outputs[1]
+
+
+def test_the_service_commands_create_their_files_owner_only(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("QUAFF_")}
+    env |= {"QUAFF_DATA_DIR": str(tmp_path / "data"), "PYTHONPATH": str(ROOT)}
+    ran = subprocess.run(
+        [sys.executable, "-c", "import os, sys; os.umask(0o022); from cli.main import main; "
+         "main(['db', 'upgrade']); sys.exit(main(['keys', 'create', '--project', 'p']))"],
+        env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert ran.returncode == 0, ran.stderr
+    made = [p for p in (tmp_path / "data").rglob("*")]
+    assert tmp_path / "data" / "quaff.sqlite" in made
+    assert {p.name: oct(p.stat().st_mode & 0o077) for p in made} == {p.name: "0o0" for p in made}
+
+
 def test_ensure_key_never_adds_a_key_next_to_existing_ones(fresh_settings: Settings) -> None:
     with session_scope(fresh_settings) as session:
         auth.create_key(session, "someone")
@@ -54,14 +83,15 @@ def test_ensure_key_never_adds_a_key_next_to_existing_ones(fresh_settings: Setti
     assert not (fresh_settings.data_dir / KEY_FILE).exists()
 
 
-def test_snippets_name_the_server_and_key() -> None:
-    text = snippets("http://127.0.0.1:9/v1", "sk-quaff-abc")
+def test_snippets_name_the_server_and_read_the_key_file() -> None:
+    text = snippets("http://127.0.0.1:9/v1", Path("/d/api-key"))
     assert text.startswith("Dashboard: http://127.0.0.1:9/ui/ ")
-    assert 'OpenAI(base_url="http://127.0.0.1:9/v1", api_key="sk-quaff-abc")' in text
     assert (
-        'curl -s http://127.0.0.1:9/v1/fine_tuning/jobs -H "Authorization: Bearer sk-quaff-abc"'
+        'OpenAI(base_url="http://127.0.0.1:9/v1", api_key=Path("/d/api-key").read_text().strip())'
         in text
     )
+    curl = 'curl -s http://127.0.0.1:9/v1/fine_tuning/jobs -H "Authorization: Bearer $(cat /d/api'
+    assert curl + '-key)"' in text
 
 
 def _children(pid: int) -> list[int]:
@@ -101,7 +131,7 @@ def test_serve_runs_the_api_a_worker_and_an_inference_node_until_interrupted(
         wait_for("quaff serve to be ready", ready, timeout=90)
         key = (tmp_path / "data" / KEY_FILE).read_text().strip()
         output = (tmp_path / "serve.log").read_text()
-        assert f'api_key="{key}"' in output
+        assert output.count(key) == 1  # printed once, when created; the snippets read the file
         children = wait_for(
             "the worker and the inference node", lambda: len(_children(serve.pid)) == 2
         )
@@ -175,6 +205,53 @@ def test_serve_stops_its_worker_on_a_signal(tmp_path: Path, sig: signal.Signals)
     serve.send_signal(sig)
     assert serve.wait(timeout=90) == 0, log_path.read_text()[-3000:]
     assert not Path(f"/proc/{worker}").exists(), "the worker outlived quaff serve"
+
+
+def _answers(port: int) -> bool:
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+def _descendants(pid: int) -> list[int]:
+    found = []
+    for child in _children(pid):
+        found += [child, *_descendants(child)]
+    return found
+
+
+@pytest.mark.slow
+def test_a_killed_serve_leaves_no_worker_or_inference_node(tmp_path: Path) -> None:
+    if not Path("/proc/self/task").is_dir():
+        pytest.skip("needs Linux /proc to find the worker process")
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("QUAFF_")}
+    env.update(QUAFF_DATA_DIR=str(tmp_path / "data"), QUAFF_DEVICE="cpu", PYTHONPATH=str(ROOT))
+    log_path = tmp_path / "serve.log"
+    argv = [sys.executable, "-m", "cli.main", "serve", "--port", str(port)]
+    serve = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log_path.open("wb"), stderr=-2)
+    try:
+        wait_for("the worker and the inference node", lambda: len(_children(serve.pid)) == 2)
+        family = wait_for(  # the worker's pool process too
+            "the worker's pool", lambda: len(d := _descendants(serve.pid)) >= 3 and d, timeout=90
+        )
+    finally:
+        serve.kill()  # kill -9
+        serve.wait()
+    wait_for(
+        "every child of the killed serve to exit",
+        lambda: not any(Path(f"/proc/{p}").exists() for p in family),
+        timeout=60,
+    )
+    again = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log_path.open("ab"), stderr=-2)
+    try:
+        wait_for("the restarted serve's two children", lambda: len(_children(again.pid)) == 2)
+        wait_for("the restarted serve's API", lambda: _answers(port), timeout=90)
+    finally:
+        again.send_signal(signal.SIGTERM)
+        again.wait(timeout=90)
+    assert again.returncode == 0, log_path.read_text()[-3000:]
 
 
 @pytest.mark.slow

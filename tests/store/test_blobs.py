@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from store.blobs import BlobStore, BlobTooLargeError
+from store.blobs import CHUNK, BlobDamagedError, BlobStore, BlobTooLargeError
 
 
 def test_write_stores_bytes_and_checksum(tmp_path: Path) -> None:
@@ -53,3 +53,33 @@ def test_delete_removes_the_blob(tmp_path: Path) -> None:
     assert not blobs.exists("files/f.jsonl")
     blobs.delete("files/f.jsonl")  # already gone: logged, not raised
     assert not blobs.exists("files/f.jsonl")
+
+
+def test_iter_verified_gives_the_blob_when_it_matches(tmp_path: Path) -> None:
+    blobs = BlobStore(tmp_path)
+    data = bytes(range(256)) * 9000  # more than two chunks
+    info = blobs.write_bytes("files/file-v.jsonl", data)
+    assert b"".join(blobs.iter_verified(info.key, info.bytes, info.sha256)) == data
+
+
+def test_iter_verified_refuses_a_missing_or_truncated_blob_before_reading(tmp_path: Path) -> None:
+    blobs = BlobStore(tmp_path)
+    info = blobs.write_bytes("files/file-t.jsonl", b"abcdef")
+    with pytest.raises(BlobDamagedError, match="6 bytes on disk, 5 expected"):
+        blobs.iter_verified(info.key, 5, info.sha256)
+    blobs.delete(info.key)
+    with pytest.raises(BlobDamagedError, match="missing"):
+        blobs.iter_verified(info.key, info.bytes, info.sha256)
+
+
+def test_iter_verified_holds_the_last_chunk_back_when_the_sha256_differs(tmp_path: Path) -> None:
+    blobs = BlobStore(tmp_path)
+    data = b"x" * (CHUNK * 2 + 10)
+    info = blobs.write_bytes("files/file-c.jsonl", data)
+    path = blobs.path(info.key)
+    path.write_bytes(data[:-1] + b"y")  # same size, one byte changed
+    chunks = blobs.iter_verified(info.key, info.bytes, info.sha256)
+    given = [next(chunks), next(chunks)]
+    with pytest.raises(BlobDamagedError, match="sha256"):
+        next(chunks)
+    assert sum(map(len, given)) == CHUNK * 2  # the last chunk was never given out

@@ -26,7 +26,8 @@ def test_worker_lifecycle_through_store_calls(
     assert (claimed.status, claimed.worker_id, claimed.attempts) == ("running", "worker-1", 1)
     assert claimed.started_at is not None
     assert jobs.claim_job(db_session, job.id, "worker-2") is None
-    jobs.record_progress(db_session, job, step=5, total_steps=10, epoch=0.5, trained_tokens=640)
+    assert jobs.record_progress(db_session, job, step=5, total_steps=10, trained_tokens=640)
+    db_session.commit()
     ckpt = save_checkpoint(db_session, blobs, job, step=5, metrics={"train_loss": 1.5}, source=b"c")
     assert latest_checkpoint(db_session, job.id) == ckpt
     assert ckpt.fine_tuned_model_checkpoint.endswith(":ckpt-step-5")

@@ -8,8 +8,10 @@ import pytest
 from sqlalchemy.orm import Session
 
 from store import jobs
+from store.blobs import BlobStore
 from store.errors import InvalidRequestError
 from store.events import events_since
+from store.files import new_upload, register_upload
 from store.ids import new_id, now_s
 from store.models import Adapter
 from store.settings import Settings
@@ -37,6 +39,37 @@ def test_pause_and_resume(
     jobs.claim_job(db_session, job.id, "w")
     assert jobs.pause_job(db_session, job).status == "paused"
     assert jobs.resume_job(db_session, job).status == "queued"
+
+
+def test_resuming_a_queued_or_running_job_says_it_is_not_paused(
+    db_session: Session, quaff_settings: Settings, keyed_project: KeyedProject
+) -> None:
+    job = queued_job(db_session, quaff_settings, keyed_project)
+    with pytest.raises(InvalidRequestError, match="is queued, not paused: it waits for a worker"):
+        jobs.resume_job(db_session, job)
+    jobs.claim_job(db_session, job.id, "w")
+    with pytest.raises(InvalidRequestError, match="is running, not paused"):
+        jobs.resume_job(db_session, job)
+
+
+def test_cancelling_a_running_job_stops_training_at_its_recorded_step(
+    db_session: Session, quaff_settings: Settings, keyed_project: KeyedProject
+) -> None:
+    job = queued_job(db_session, quaff_settings, keyed_project)
+    jobs.claim_job(db_session, job.id, "w")
+    assert jobs.record_progress(db_session, job, step=3, total_steps=75)
+    db_session.commit()
+    jobs.cancel_job(db_session, job)
+    last_two = events_since(db_session, job.id)[-2:]
+    assert [(e.kind, e.data) for e in last_two] == [
+        ("training_stopped", {"step": 3, "reason": "cancelled"}),
+        ("status", {"status": "cancelled", "previous": "running"}),
+    ]
+    # the step that was under way when the cancel came does not move the progress
+    assert not jobs.record_progress(db_session, job, step=4, total_steps=75)
+    db_session.commit()
+    db_session.expire_all()
+    assert job.step == 3
 
 
 def test_too_few_examples_is_refused(
@@ -119,3 +152,19 @@ def test_another_projects_model_is_not_found(
     with pytest.raises(InvalidRequestError) as exc:
         queued_job(db_session, quaff_settings, other, model=name)
     assert (exc.value.code, exc.value.param) == ("model_not_found", "model")
+
+
+def test_a_job_on_a_file_still_being_validated_is_told_to_wait(
+    db_session: Session, quaff_settings: Settings, keyed_project: KeyedProject
+) -> None:
+    blobs = BlobStore(quaff_settings.blob_dir)
+    file_id, key = new_upload()
+    blob = blobs.write_bytes(key, chat_jsonl(10))
+    register_upload(
+        db_session, blobs, keyed_project.project.id, file_id=file_id, blob=blob,
+        filename="t.jsonl", purpose="fine-tune", pending=True,
+    )  # fmt: skip
+    body = {"model": "tiny-llama", "training_file": file_id}
+    with pytest.raises(InvalidRequestError, match="still being validated") as refused:
+        jobs.create_job(db_session, quaff_settings, keyed_project.project.id, body)
+    assert refused.value.code == "file_not_ready"

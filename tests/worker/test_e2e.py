@@ -301,15 +301,17 @@ def test_client_cli_creates_watches_and_downloads(service: Service, tmp_path: Pa
     assert "HTTP 404" in missing.stderr
 
 
-def test_printed_snippets_work(service: Service) -> None:
-    code = SDK_SNIPPET.format(base_url=service.base_url, key=service.api_key)
+def test_printed_snippets_work(service: Service, tmp_path: Path) -> None:
+    key_file = tmp_path / "api-key"
+    key_file.write_text(service.api_key + "\n")
+    code = SDK_SNIPPET.format(base_url=service.base_url, key_file=key_file)
     ran = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
     )
     assert ran.returncode == 0, ran.stderr
     job_id, status = ran.stdout.split()
     assert status == "queued"
-    curl = CURL_LINE.format(base_url=service.base_url, key=service.api_key)
+    curl = CURL_LINE.format(base_url=service.base_url, key_file=key_file)
     listed = subprocess.run(
         curl, shell=True, capture_output=True, text=True, timeout=60, check=False
     )
@@ -367,10 +369,34 @@ def test_killed_worker_job_resumes_on_a_new_worker(service: Service) -> None:
     job = wait_status(service, sdk, job_id, "succeeded", timeout=200)
     assert job.fine_tuned_model is not None
     texts = [e.message for e in messages(sdk, job_id)]
-    assert any("stopped responding" in t and "took over the job" in t for t in texts)
+    assert any(("stopped responding" in t or "has ended" in t) and "took over" in t for t in texts)
     resumed = next(t for t in texts if t.startswith("Resuming from checkpoint at step "))
     assert int(resumed.split("step ")[1].split(" ")[0]) >= first[0].step_number
     assert texts.count("Fine-tuning job started (attempt 1)") == 1
     assert "Fine-tuning job started (attempt 2)" in texts
     steps = [e.data["step"] for e in messages(sdk, job_id) if e.type == "metrics"]
     assert sorted(steps) == list(range(1, 25)), "re-trained steps replace the lost ones"
+
+
+def test_a_killed_local_worker_is_taken_over_long_before_its_lease_ends(service: Service) -> None:
+    long_lease = {"QUAFF_WORKER_LEASE_SECONDS": "600", "QUAFF_WORKER_HEARTBEAT_SECONDS": "5"}
+    for worker in [w for w in service.workers if w.poll() is None]:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(timeout=120)
+    worker = service.start_worker(long_lease)
+    sdk = service.sdk()
+    file_id = sdk.files.create(file=("train.jsonl", training_data(16)), purpose="fine-tune").id
+    job_id = create_job(sdk, file_id, epochs=3, batch_size=2, n_checkpoints=6)
+    wait_for("a stored checkpoint", lambda: sdk.fine_tuning.jobs.checkpoints.list(job_id).data)
+    service.kill_worker(worker)  # kill -9 of the worker and its pool: no hand-back
+    service.start_worker(long_lease)
+    wait_for(  # a lease of 600 s, yet the new worker on this host takes the job at once
+        "the new worker to take the job over",
+        lambda: any(" has ended; worker " in e.message for e in messages(sdk, job_id)),
+        timeout=60,
+    )
+    assert wait_status(service, sdk, job_id, "succeeded", timeout=300).fine_tuned_model
+    texts = [e.message for e in messages(sdk, job_id)]
+    assert texts.count("Fine-tuning job started (attempt 2)") == 1
+    steps = [e.data["step"] for e in messages(sdk, job_id) if e.type == "metrics"]
+    assert sorted(steps) == list(range(1, 25)), "no step is counted twice"

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
 from typing import Any
 
 from sqlalchemy import select
@@ -94,3 +98,48 @@ def test_sweep_requeues_stale_running_and_at_start_queued_jobs(
     found = sweep(settings, startup, include_queued=True)
     assert {stale.id, waiting.id} <= set(found)
     assert live.id not in found
+
+
+def _ended_pid() -> int:
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
+def test_take_over_is_at_once_when_the_local_worker_process_has_ended(
+    db_session: Session, quaff_settings: Settings, keyed_project: KeyedProject
+) -> None:
+    settings = quaff_settings.model_copy(update={"worker_lease_seconds": 600.0})
+    host = socket.gethostname()
+    alive, ended = f"{host}:{os.getpid()}", f"{host}:{_ended_pid()}"
+    job = queued_job(db_session, settings, keyed_project)
+    jobs.claim_job(db_session, job.id, alive)
+    assert take_over(db_session, job.id, "b:2", settings) is None  # its holder still runs
+    job.worker_id = ended  # the heartbeat is fresh, but the process holding it is gone
+    db_session.commit()
+    taken = take_over(db_session, job.id, f"{host}:1", settings)
+    assert taken is not None
+    assert (taken.worker_id, taken.attempts) == (f"{host}:1", 2)
+    event = db_session.scalars(
+        select(JobEvent).where(JobEvent.job_id == job.id).order_by(JobEvent.id.desc())
+    ).first()
+    assert event is not None
+    assert event.kind == "worker_took_over"
+    assert event.message == f"Worker {ended} has ended; worker {host}:1 took over the job"
+
+
+def test_sweep_requeues_a_job_whose_local_worker_ended_once_per_holder(
+    db_session: Session, quaff_settings: Settings, keyed_project: KeyedProject
+) -> None:
+    settings = quaff_settings.model_copy(update={"worker_lease_seconds": 600.0})
+    host = socket.gethostname()
+    ended = queued_job(db_session, settings, keyed_project)
+    alive = queued_job(db_session, settings, keyed_project)
+    remote = queued_job(db_session, settings, keyed_project)
+    jobs.claim_job(db_session, ended.id, f"{host}:{_ended_pid()}")
+    jobs.claim_job(db_session, alive.id, f"{host}:{os.getpid()}")
+    jobs.claim_job(db_session, remote.id, f"elsewhere:{_ended_pid()}")
+    sender, sent = Recorder(), dict[str, tuple[str | None, float]]()
+    assert sweep(settings, sender, include_queued=False, sent=sent) == [ended.id]
+    assert sweep(settings, sender, include_queued=False, sent=sent) == []  # sent already
+    assert sender.sent == [(FINE_TUNE_TASK, [ended.id], FINE_TUNE_QUEUE)]

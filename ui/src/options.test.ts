@@ -2,6 +2,7 @@ import { describe, expect, it } from "vitest";
 import {
   buildBody,
   describe as describeOption,
+  formOptions,
   groups,
   optionForParam,
   parse,
@@ -67,7 +68,23 @@ const COMPILE = spec({
   type: "boolean",
   default: false,
 });
+const SEED = { ...spec({ name: "seed", group: null, field: "seed", type: "integer" }), param: "seed" };
+const METHOD = spec({
+  name: "method",
+  group: "method",
+  field: "type",
+  type: "string",
+  choices: ["supervised", "dpo"],
+});
+const BETA = spec({
+  name: "dpo_beta",
+  group: "hyperparameters",
+  field: "beta",
+  type: "number",
+  default: 0.1,
+});
 const SPEC = [R, DROPOUT, MODULES, INPUTS, COMPILE, EPOCHS];
+const SERVED = [EPOCHS, METHOD, BETA, SEED, R];
 
 describe("parse", () => {
   it("keeps the default for an empty input", () => {
@@ -115,6 +132,28 @@ describe("buildBody", () => {
       n_epochs: "a",
     });
     expect(Object.keys(errors).sort()).toEqual(["lora_r", "n_epochs", "seed"]);
+  });
+});
+
+describe("the form's groups", () => {
+  it("leave out the options with a field of their own: no untitled seed group, no method group", () => {
+    expect(groups(formOptions(SERVED, "dpo"))).toEqual([
+      ["hyperparameters", [EPOCHS, BETA]],
+      ["lora", [R]],
+    ]);
+  });
+  it("show and send a method's own options only for that method", () => {
+    expect(formOptions(SERVED, "supervised")).toEqual([EPOCHS, R]);
+    const raw = { dpo_beta: "0.5", n_epochs: "2" };
+    const fields = { model: "m", training_file: "f", method: "supervised" };
+    expect(buildBody(fields, SERVED, raw).body.method).toEqual({
+      type: "supervised",
+      supervised: { hyperparameters: { n_epochs: 2 } },
+    });
+    expect(buildBody({ ...fields, method: "dpo" }, SERVED, raw).body.method).toEqual({
+      type: "dpo",
+      dpo: { hyperparameters: { n_epochs: 2, beta: 0.5 } },
+    });
   });
 });
 

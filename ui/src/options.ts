@@ -13,6 +13,9 @@ export interface CreateFields {
   seed?: string;
 }
 
+/** The methods of `method.type`; an option named `<method>_…` (e.g. `dpo_beta`) is that method's. */
+export const METHODS = ["supervised", "dpo"];
+
 export const GROUP_TITLES: Record<string, string> = {
   hyperparameters: "Hyperparameters",
   lora: "LoRA",
@@ -21,10 +24,22 @@ export const GROUP_TITLES: Record<string, string> = {
   training: "Training",
 };
 
+/** The options the form lists by group: not those with a field of their own (`seed`, the method
+ * select), and another method's own options not at all. */
+export function formOptions(spec: OptionSpec[], method: string): OptionSpec[] {
+  const otherMethods = METHODS.filter((m) => m !== method);
+  return spec.filter(
+    (o) => o.group && o.group !== "method" && !otherMethods.some((m) => o.name.startsWith(`${m}_`)),
+  );
+}
+
 /** Option groups in spec order, hyperparameters first. */
 export function groups(spec: OptionSpec[]): [string, OptionSpec[]][] {
   const byGroup = new Map<string, OptionSpec[]>();
-  for (const option of spec) byGroup.set(option.group, [...(byGroup.get(option.group) ?? []), option]);
+  for (const option of spec) {
+    const group = option.group ?? "";
+    byGroup.set(group, [...(byGroup.get(group) ?? []), option]);
+  }
   return [...byGroup].sort(([a], [b]) => Number(b === "hyperparameters") - Number(a === "hyperparameters"));
 }
 
@@ -112,12 +127,12 @@ export function buildBody(
   const errors: Record<string, string> = {};
   const hyperparameters: Record<string, OptionValue> = {};
   const body: Record<string, unknown> = { model: fields.model, training_file: fields.training_file };
-  for (const option of spec) {
+  for (const option of formOptions(spec, fields.method)) {
     const { value, error } = parse(option, raw[option.name] ?? "");
     if (error) errors[option.name] = error;
     if (value === undefined) continue;
     if (option.group === "hyperparameters") hyperparameters[option.field] = value;
-    else {
+    else if (option.group) {
       const group = (body[option.group] ??= {}) as Record<string, OptionValue>;
       group[option.field] = value;
     }

@@ -125,7 +125,7 @@ export type OptionValue = string | number | boolean | string[] | null;
 /** One entry of GET /v1/fine_tuning/options: an option declared once on the server. */
 export interface OptionSpec {
   name: string;
-  group: string;
+  group: string | null;
   field: string;
   param: string;
   type: OptionType;

@@ -13,6 +13,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from api.main import create_app
+from store import files
+from store.blobs import BlobStore
 from store.models import File
 from store.settings import Settings
 from tests.helpers import (
@@ -23,6 +25,7 @@ from tests.helpers import (
     upload,
     uploaded_file_id,
 )
+from tests.processes import wait_for
 
 
 def _file_count(session: Session, project_id: str) -> int:
@@ -157,6 +160,112 @@ def test_file_content_returns_the_bytes(client: TestClient, keyed_project: Keyed
     response = client.get(f"/v1/files/{file_id}/content", headers=keyed_project.headers)
     assert response.status_code == 200
     assert response.content == data
+
+
+def _blob_of(session: Session, settings: Settings, file_id: str) -> Path:
+    row = session.get(File, file_id)
+    assert row is not None
+    return settings.blob_dir / row.blob_key
+
+
+def _assert_marked_damaged(session: Session, file_id: str) -> None:
+    session.expire_all()
+    row = session.get(File, file_id)
+    assert row is not None
+    assert row.status == "error"
+    assert "damaged" in (row.status_details or "")
+
+
+@pytest.mark.parametrize("damage", ["truncated", "deleted", "changed"])
+def test_file_content_of_a_damaged_blob_is_an_error_and_marks_it(
+    client: TestClient,
+    keyed_project: KeyedProject,
+    db_session: Session,
+    quaff_settings: Settings,
+    damage: str,
+) -> None:
+    data = chat_jsonl(3)
+    file_id = upload(client, keyed_project, data).json()["id"]
+    path = _blob_of(db_session, quaff_settings, file_id)
+    if damage == "truncated":
+        path.write_bytes(data[:-5])
+    elif damage == "deleted":
+        path.unlink()
+    else:
+        path.write_bytes(data.replace(b"Hi 1", b"Hi 7"))
+    response = client.get(f"/v1/files/{file_id}/content", headers=keyed_project.headers)
+    assert response.status_code == 500
+    error = response.json()["error"]
+    assert error["code"] == "file_damaged"
+    assert error["type"] == "server_error"
+    assert "upload it again" in error["message"]
+    _assert_marked_damaged(db_session, file_id)
+    shown = client.get(f"/v1/files/{file_id}", headers=keyed_project.headers).json()
+    assert shown["status"] == "error"
+
+
+def test_file_content_of_a_large_changed_blob_stops_short_and_marks_it(
+    app: FastAPI, keyed_project: KeyedProject, db_session: Session, quaff_settings: Settings
+) -> None:
+    data = chat_jsonl(40_000)  # a few MiB: the reply starts before the end is read
+    with TestClient(app) as client:
+        file_id = upload(client, keyed_project, data).json()["id"]
+    path = _blob_of(db_session, quaff_settings, file_id)
+    path.write_bytes(data[:-3] + b"}}\n")
+    received = 0
+    with TestClient(app, raise_server_exceptions=False) as client:
+        url = f"/v1/files/{file_id}/content"
+        with client.stream("GET", url, headers=keyed_project.headers) as response:
+            assert response.status_code == 200
+            assert response.headers["content-length"] == str(len(data))
+            for chunk in response.iter_bytes():
+                received += len(chunk)
+    assert 0 < received < len(data)
+    _assert_marked_damaged(db_session, file_id)
+
+
+def test_a_large_upload_replies_uploaded_and_is_validated_after_the_reply(
+    quaff_settings: Settings, keyed_project: KeyedProject
+) -> None:
+    settings = quaff_settings.model_copy(update={"inline_validation_bytes": 100})
+    good, bad = chat_jsonl(12), chat_jsonl(11) + b"{not json\n"
+    with TestClient(create_app(settings)) as client:
+        replies = [upload(client, keyed_project, data).json() for data in (good, bad)]
+        assert [(r["status"], r["n_examples"]) for r in replies] == [("uploaded", None)] * 2
+        good_row, bad_row = (
+            client.get(f"/v1/files/{r['id']}", headers=keyed_project.headers).json()
+            for r in replies
+        )
+    assert (good_row["status"], good_row["n_examples"], good_row["format"]) == (
+        "processed", 12, "chat"
+    )  # fmt: skip
+    assert bad_row["status"] == "error"
+    assert "line 12" in bad_row["status_details"]
+
+
+def test_an_upload_left_unvalidated_is_validated_when_the_api_starts(
+    quaff_settings: Settings, keyed_project: KeyedProject, db_session: Session
+) -> None:
+    blobs = BlobStore(quaff_settings.blob_dir)
+    file_id, key = files.new_upload()
+    blob = blobs.write_bytes(key, chat_jsonl(10))
+    files.register_upload(
+        db_session, blobs, keyed_project.project.id, file_id=file_id, blob=blob,
+        filename="t.jsonl", purpose="fine-tune", pending=True,
+    )  # fmt: skip
+    body = {"model": "tiny-llama", "training_file": file_id}
+    with TestClient(create_app(quaff_settings)) as client:
+        refused = client.post("/v1/fine_tuning/jobs", headers=keyed_project.headers, json=body)
+        wait_for(
+            "the start-up validation",
+            lambda: (
+                client.get(f"/v1/files/{file_id}", headers=keyed_project.headers).json()["status"]
+                == "processed"
+            ),
+            timeout=30,
+        )
+    if refused.status_code == 400:  # the job came before the validation: it is told to wait
+        assert refused.json()["error"]["code"] == "file_not_ready"
 
 
 def test_delete_file_removes_row_and_blob(

@@ -296,6 +296,21 @@ def test_cancel_job_then_cancel_again_is_a_400(
     )
 
 
+@pytest.mark.parametrize(
+    ("body", "missing"),
+    [(None, "model"), ({}, "model"), ({"model": "tiny-llama"}, "training_file")],
+)
+def test_create_job_names_the_missing_parameter(
+    client: TestClient, keyed_project: KeyedProject, body: dict[str, str] | None, missing: str
+) -> None:
+    url = "/v1/fine_tuning/jobs"
+    response = client.post(url, headers=keyed_project.headers, json=body)
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["message"] == f"Missing required parameter: '{missing}'."
+    assert error["param"] == missing
+
+
 def test_pause_and_resume_reenqueues(
     client: TestClient, keyed_project: KeyedProject, quaff_settings: Settings
 ) -> None:

@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
 from api.main import create_app
-from store import jobs
+from store import auth, jobs
 from store.db import session_factory
 from store.settings import Settings
 from tests.helpers import KeyedProject, created_job, make_project
@@ -76,4 +76,27 @@ def test_a_stream_is_woken_by_new_events_and_ends_with_the_job(
                     started.set()
     canceller.join()
     assert received[-1] == "Job cancelled by the user"
+    assert not app.state.streams.open
+
+
+def test_a_stream_of_a_revoked_key_ends_within_the_key_cache_time(
+    quaff_settings: Settings, keyed_project: KeyedProject
+) -> None:
+    settings = quaff_settings.model_copy(update={"auth_cache_seconds": 0.2})
+    app = create_app(settings)
+    with TestClient(app) as client:
+        job = created_job(client, keyed_project)
+    url = f"/fine_tuning/jobs/{job['id']}/events?stream=true"
+    with (
+        serve_in_thread(app) as base,
+        httpx.Client(base_url=base, timeout=10) as http,
+        http.stream("GET", url, headers=keyed_project.headers) as response,
+    ):
+        lines = response.iter_lines()
+        assert next(lines).startswith("data: ")
+        with session_factory(settings)() as session:
+            auth.revoke_key(session, keyed_project.key[:16])
+        rest = [line for line in lines if line.startswith("data: ")]
+    error = json.loads(rest[-1][6:])["error"]
+    assert error["code"] == "invalid_api_key"
     assert not app.state.streams.open

@@ -4,11 +4,18 @@ import { ApiError, type Api } from "../api";
 import { ErrorNote, useLoad } from "../components/bits";
 import { FilePicker } from "../components/FilePicker";
 import { fieldId, OptionField } from "../components/OptionField";
-import { buildBody, GROUP_TITLES, groups, optionForParam, type RawValues } from "../options";
+import {
+  buildBody,
+  formOptions,
+  GROUP_TITLES,
+  groups,
+  METHODS,
+  optionForParam,
+  type RawValues,
+} from "../options";
 import { href, navigate } from "../router";
 import type { ApiList, FileObject, Job, Model, OptionSpec } from "../types";
 
-const METHODS = ["supervised", "dpo"];
 const TOP_LEVEL: Record<string, string> = {
   model: "model",
   training_file: "training_file",
@@ -62,7 +69,7 @@ export function NewJob({ api }: { api: Api }) {
 
   const showErrors = (found: Record<string, string>) => {
     setErrors(found);
-    const groupsWithErrors = options.filter((o) => found[o.name]).map((o) => o.group);
+    const groupsWithErrors = options.flatMap((o) => (found[o.name] && o.group ? [o.group] : []));
     setOpen((now) => new Set([...now, ...groupsWithErrors]));
     setTimeout(() => summary.current?.focus(), 0);
   };
@@ -233,7 +240,7 @@ export function NewJob({ api }: { api: Api }) {
             The server did not send its option list, so the job will use its defaults:{" "}
           </ErrorNote>
         ) : null}
-        {groups(options).map(([group, items]) => (
+        {groups(formOptions(options, fields.method)).map(([group, items]) => (
           <details
             open={open.has(group)}
             onToggle={(e) => {
