@@ -12,6 +12,7 @@ from store.events import ServiceEvent, add_event
 from store.ids import now_s
 from store.job_status import TERMINAL, TRANSITIONS
 from store.models import Job
+from store.webhooks import record_job_event
 
 
 def check_transition(job: Job, new_status: str) -> None:
@@ -41,7 +42,8 @@ def transition(
 ) -> Job:
     """Move a job to `new_status` if the table allows it (compare-and-set; flushed, not committed).
 
-    Pending changes to `job` are flushed first; `reason`, when given, is recorded as an event.
+    Pending changes to `job` are flushed first; `reason`, when given, is recorded as an event,
+    and the webhook deliveries of the new status are queued in the same transaction.
     """
     session.flush()
     session.refresh(job)
@@ -68,6 +70,7 @@ def transition(
             param="fine_tuning_job_id",
             code="invalid_job_state",
         )
+    record_job_event(session, job, new_status)
     if reason:
         add_event(
             session,
