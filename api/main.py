@@ -15,6 +15,7 @@ from api.routes import (
     evaluations,
     events,
     files,
+    graders,
     health,
     jobs,
     models,
@@ -47,6 +48,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(module.router)
     app.include_router(usage.router)
     app.include_router(webhooks.router)
+    app.include_router(graders.router)
     install_docs(app)
     install_openapi(app)
     ui.install(app)
