@@ -104,6 +104,8 @@ class Job(Base):
     hyperparameters: Mapped[dict[str, Any]] = mapped_column(JSON)
     lora: Mapped[dict[str, Any]] = mapped_column(JSON)
     peft: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # a reinforcement job's grader, as OpenAI's grader object
+    grader: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     quantization: Mapped[dict[str, Any]] = mapped_column(JSON)
     training: Mapped[dict[str, Any]] = mapped_column(JSON)
     runtime: Mapped[dict[str, Any] | None] = mapped_column(JSON)

@@ -16,10 +16,11 @@ from quaff_core.train_events import EventKind
 from store import jobs
 from store.blobs import BlobStore
 from store.checkpoints import latest_checkpoint
-from store.db import session_scope
+from store.db import session_factory, session_scope
 from store.device_lock import DeviceTurnstile, lock_dir, lock_name
 from store.errors import InvalidRequestError
 from store.events import ServiceEvent, add_event, discard_metrics_after
+from store.grading import grading_context
 from store.models import File, Job
 from store.settings import Settings
 from worker.device_share import DeviceSharing
@@ -165,6 +166,7 @@ def _run_claimed(
         UnsupportedExamplesError,
     )
     from quaff_core.models.loading import ModelLoadError, load_base_model
+    from quaff_core.training.rft import GraderReward
     from quaff_core.training.train import train
     from worker.group import check_devices, rank_spec, train_group
     from worker.outliers import resolve_outlier_map
@@ -268,6 +270,7 @@ def _run_claimed(
                 resume_from=resume,
                 base_model_id=job.model,
                 start_from=start,
+                reward=_reward(GraderReward, settings, job),
             )
         except UnsupportedExamplesError as exc:
             param = "validation_file" if exc.dataset == "validation" else "training_file"
@@ -284,6 +287,14 @@ def _run_claimed(
                 turnstile.release()
         del model
         return _after_training(session, blobs, job, worker_id, result, callbacks, requeue)
+
+
+def _reward(reward_class: Any, settings: Settings, job: Job) -> Any:
+    """A reinforcement job's reward: its grader, judged by the project's models (else None)."""
+    if job.method != "reinforcement" or job.grader is None:
+        return None
+    context = grading_context(session_factory(settings), settings, job.project_id)
+    return reward_class(job.grader, context)
 
 
 def _after_training(

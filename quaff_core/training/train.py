@@ -1,5 +1,5 @@
 """`train`: PEFT fine-tuning of a Quaff-converted (or unquantized) model with HF `Trainer`
-(supervised) or TRL's `DPOTrainer` (method 'dpo')."""
+(supervised), TRL's `DPOTrainer` (method 'dpo') or `GRPOTrainer` (method 'reinforcement')."""
 
 from __future__ import annotations
 
@@ -54,6 +54,7 @@ from quaff_core.training.checkpoints import (
 from quaff_core.training.ddp import ScaleSync, ignore_frozen, on_rank0, world
 from quaff_core.training.dpo import dpo_trainer, drop_reference
 from quaff_core.training.prepare import describe_base, prepare_model, tokenize_dataset
+from quaff_core.training.rft import GraderReward, rft_trainer
 from quaff_core.training.runtime import Runtime, report_runtime, resolve_runtime, warm_up
 from quaff_core.training.stability import StabilityProbe, report_skipped_updates, report_stability
 from quaff_core.training.trainer import CausalLMTrainer
@@ -156,9 +157,21 @@ def _trainer(
     bridge: HFBridge,
     on_train_batch: Callable[[Mapping[str, Any]], None] | None = None,
     extra_callbacks: Sequence[Any] = (),
+    reward: GraderReward | None = None,
 ) -> Any:
-    """The supervised trainer (`on_train_batch` sees each training batch), or TRL's DPO trainer
-    for method 'dpo'."""
+    """The supervised trainer (`on_train_batch` sees each training batch), TRL's DPO trainer
+    for method 'dpo', or TRL's GRPO trainer scored by `reward` for method 'reinforcement'."""
+    if config.method == "reinforcement" and reward is not None:
+        return rft_trainer(
+            peft_model,
+            tokenizer,
+            config,
+            args=args,
+            train_examples=examples[0],
+            valid_examples=examples[1],
+            callbacks=[bridge],
+            reward=reward,
+        )
     if config.method == "dpo":
         return dpo_trainer(
             peft_model,
@@ -251,13 +264,17 @@ def train(
     base_model_id: str | None = None,
     cache_dir: str | os.PathLike[str] | None = None,
     start_from: str | os.PathLike[str] | None = None,
+    reward: GraderReward | None = None,
 ) -> TrainResult:
     """Fine-tune a PEFT adapter: checkpoints in `output_dir/checkpoints`, adapter in `/adapter`.
 
     `start_from` (an adapter or checkpoint directory of an earlier run on the same base) starts
-    from its weights, outlier map and scale state instead of a fresh adapter.
+    from its weights, outlier map and scale state instead of a fresh adapter. Method
+    'reinforcement' needs `reward` (the job's grader).
     """
     config = config or TrainConfig()
+    if config.method == "reinforcement" and reward is None:
+        raise ValueError("method 'reinforcement' needs reward=GraderReward(grader, context)")
     callbacks = callbacks or NullCallbacks()
     out = Path(output_dir)
     resume = check_resume(resume_from)
@@ -354,6 +371,7 @@ def train(
         bridge=bridge,
         on_train_batch=probe.remember if probe is not None else None,
         extra_callbacks=[ScaleSync(peft_model)] if config.devices > 1 else [],
+        reward=reward,
     )
     trainer.remove_callback(PrinterCallback)  # progress goes to `callbacks`, not stdout
     if resume is not None and checkpoint_step(resume) >= total:
