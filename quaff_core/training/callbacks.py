@@ -87,6 +87,9 @@ class ProgressEvent:
             parts.append(f"training loss={self.train_loss:.4f}")
         if self.valid_loss is not None:
             parts.append(f"validation loss={self.valid_loss:.4f}")
+        reward = (self.preference or {}).get("train_reward_mean")
+        if reward is not None:
+            parts.append(f"reward={reward:.4f}")
         return f"Step {self.step}/{self.total_steps}: " + ", ".join(parts)
 
 
