@@ -171,3 +171,15 @@ def test_a_host_disallowed_later_is_not_sent_to(
     [row] = deliveries(db_session, hook)
     assert row.response_status is None
     assert "not allowed" in (row.error or "")
+
+
+def test_a_worker_handing_its_job_back_sends_no_paused_event(
+    db_session: Session, quaff_settings: Settings, keyed_project: KeyedProject
+) -> None:
+    hook = endpoint(db_session, keyed_project, "http://127.0.0.1:9/x", "fine_tuning.job.paused")
+    job = queued_job(db_session, quaff_settings, keyed_project)
+    jobs.transition(db_session, job, "running")
+    jobs.transition(db_session, job, "paused", notify=False)
+    jobs.transition(db_session, job, "queued")
+    db_session.commit()
+    assert deliveries(db_session, hook) == []
