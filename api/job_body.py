@@ -134,14 +134,24 @@ class DpoMethod(BaseModel):
     hyperparameters: Hyperparameters | None = None  # type: ignore[valid-type]
 
 
+class ReinforcementMethod(BaseModel):
+    """OpenAI's `method.reinforcement`: the grader (checked by the store) and hyperparameters."""
+
+    model_config = _CONFIG
+
+    grader: dict[str, Any]
+    hyperparameters: Hyperparameters | None = None  # type: ignore[valid-type]
+
+
 class Method(BaseModel):
-    """OpenAI's `method`: `supervised` or `dpo` (preference pairs)."""
+    """OpenAI's `method`: `supervised`, `dpo` (preference pairs) or `reinforcement` (graded)."""
 
     model_config = _CONFIG
 
     type: MethodType[0] = MethodType[1]  # type: ignore[valid-type]
     supervised: SupervisedMethod | None = None
     dpo: DpoMethod | None = None
+    reinforcement: ReinforcementMethod | None = None
 
 
 class JobCreate(BaseModel):

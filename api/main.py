@@ -16,6 +16,7 @@ from api.routes import (
     evaluations,
     events,
     files,
+    graders,
     health,
     jobs,
     models,
@@ -23,6 +24,7 @@ from api.routes import (
     outlier_maps,
     ui,
     usage,
+    webhooks,
 )
 from quaff_core import __version__
 from store.settings import Settings, get_settings
@@ -46,6 +48,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for module in (chat, evaluations):  # inference, forwarded to `quaff infer` nodes
         app.include_router(module.router)
     app.include_router(usage.router)
+    app.include_router(webhooks.router)
+    app.include_router(graders.router)
     install_docs(app)
     install_openapi(app)
     ui.install(app)

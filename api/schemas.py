@@ -226,9 +226,17 @@ def resolved(job: Job) -> Resolved:
     return Resolved(learning_rate=rate)
 
 
+def method_object(job: Job) -> dict[str, Any]:
+    """OpenAI's `method`: its type and, under it, the hyperparameters (and the grader)."""
+    kind = job.method or "supervised"
+    inner: dict[str, Any] = {"hyperparameters": job.hyperparameters}
+    if job.grader is not None:
+        inner["grader"] = job.grader
+    return {"type": kind, kind: inner}
+
+
 def job_object(job: Job) -> JobObject:
     """The wire form of a job row."""
-    kind = job.method or "supervised"
     error = None
     if job.error_code or job.error_message:
         error = JobError(
@@ -238,7 +246,7 @@ def job_object(job: Job) -> JobObject:
         id=job.id, created_at=job.created_at, finished_at=job.finished_at, model=job.model,
         fine_tuned_model=job.fine_tuned_model, organization_id=job.project_id, status=job.status,
         hyperparameters=job.hyperparameters,
-        method={"type": kind, kind: {"hyperparameters": job.hyperparameters}},
+        method=method_object(job),
         training_file=job.training_file_id, validation_file=job.validation_file_id,
         result_files=list(job.result_files or []), trained_tokens=job.trained_tokens, error=error,
         seed=job.seed, suffix=job.suffix, user_provided_suffix=job.suffix,

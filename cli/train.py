@@ -96,6 +96,11 @@ def run(args: argparse.Namespace) -> int:
 
     resume = find_checkpoint(args.resume) if args.resume else None
     config = build_config(flag_values(args), resumed_options(resume))
+    if config.method == "reinforcement":
+        raise CliError(
+            "--method reinforcement needs a grader: create the job through the API "
+            "(method.reinforcement.grader), or call quaff_core.training.train with reward="
+        )
     check_data(args.data, "training")
     if args.validation:
         check_data(args.validation, "validation")

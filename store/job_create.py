@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from contextlib import nullcontext
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -18,6 +19,7 @@ from store import catalog, model_refs
 from store.errors import InvalidRequestError, NotFoundError
 from store.events import ServiceEvent, add_event
 from store.files import get_file
+from store.grading import checked_grader, grading_context
 from store.ids import new_id, now_s
 from store.job_metadata import checked_metadata
 from store.job_options import JobOptions, resolve_options
@@ -64,12 +66,13 @@ def create_job(
     options = _options(body, entry, source)
     suffix, metadata = _check_scalars(body)
     training, validation = _datasets(session, project_id, body, options.method)
+    grader = _grader(session, settings, project_id, options)
     map_id = _outlier_map(session, project_id, options, source=source, model=entry.id)
     now = now_s()
     job = Job(
         id=new_id("ftjob"), project_id=project_id, status="validating_files",
         model=entry.id,  # an alias (e.g. 'SmolLM2-135M-Instruct') is stored as the canonical id
-        method=options.method, training_file_id=training.id,
+        method=options.method, grader=grader, training_file_id=training.id,
         validation_file_id=validation.id if validation is not None else None,
         hyperparameters=options.hyperparameters, lora=options.lora, peft=options.peft,
         quantization={**options.quantization, "outlier_map": map_id}, training=options.training,
@@ -79,6 +82,16 @@ def create_job(
     )  # fmt: skip
     _queue(session, job)
     return job
+
+
+def _grader(
+    session: Session, settings: Settings, project_id: str, options: JobOptions
+) -> dict[str, Any] | None:
+    """A reinforcement job's grader, if it can run here (judges: the project's models)."""
+    if options.method != "reinforcement":
+        return None
+    context = grading_context(lambda: nullcontext(session), settings, project_id)
+    return checked_grader(options.grader, context, "method.reinforcement.grader")
 
 
 def _check_fields(body: Mapping[str, Any]) -> str:
@@ -235,20 +248,29 @@ def _usable_file(session: Session, project_id: str, file_id: Any, param: str) ->
     return row
 
 
+# the file format each method trains on (supervised: every other format)
+METHOD_FORMATS = {"dpo": "preference", "reinforcement": "reinforcement"}
+FORMAT_NAMES = {
+    "preference": "preference pairs (input, preferred_output, non_preferred_output)",
+    "reinforcement": "prompts (messages ending before the answer, plus the fields graders read)",
+}
+
+
 def _check_format(row: File, method: str, param: str) -> None:
-    """DPO trains on preference pairs only; supervised on everything else."""
-    pairs = row.data_format == "preference"
-    if method == "dpo" and not pairs:
+    """DPO trains on preference pairs, reinforcement on prompts; supervised on the rest."""
+    wanted = METHOD_FORMATS.get(method)
+    if wanted is not None and row.data_format != wanted:
         raise InvalidRequestError(
-            f"File {row.id} is in the '{row.data_format}' format; method 'dpo' trains on "
-            "preference pairs (input, preferred_output, non_preferred_output).",
+            f"File {row.id} is in the '{row.data_format}' format; method '{method}' trains on "
+            f"{FORMAT_NAMES[wanted]}.",
             param=param,
             code="invalid_file",
         )
-    if method != "dpo" and pairs:
+    owner = next((m for m, f in METHOD_FORMATS.items() if f == row.data_format), None)
+    if wanted is None and owner is not None:
         raise InvalidRequestError(
-            f"File {row.id} holds preference pairs, which train with method 'dpo', not "
-            "'supervised'.",
+            f"File {row.id} holds {FORMAT_NAMES[str(row.data_format)]}, which train with method "
+            f"'{owner}', not '{method}'.",
             param=param,
             code="invalid_file",
         )

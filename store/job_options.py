@@ -28,7 +28,14 @@ from quaff_core.options.spec import (
 from quaff_core.options.train_config import TrainConfig, config_from_api
 from store.errors import InvalidRequestError
 
-DPO_ONLY = ("beta",)
+# hyperparameters of one method only: refused for another, and not stored with it
+METHOD_ONLY = {
+    "beta": "dpo",
+    "compute_multiplier": "reinforcement",
+    "eval_interval": "reinforcement",
+    "eval_samples": "reinforcement",
+    "reasoning_effort": "reinforcement",
+}
 
 
 def _bad(param: str, message: str) -> InvalidRequestError:
@@ -47,6 +54,7 @@ class JobOptions:
     seed: int
     config: TrainConfig
     method: str = "supervised"
+    grader: dict[str, Any] | None = None
 
     def group(self, name: str) -> dict[str, Any]:
         """One option object by its API name."""
@@ -94,11 +102,11 @@ def _group(group: str, raw: Any, prefix: str) -> dict[str, Any]:
     return {str(opt.field): _filled(opt, raw) for opt in known}
 
 
-def _method(method: Any) -> tuple[Any, Any]:
-    """OpenAI's `method` object: its type and the hyperparameters under `method.<type>` (the
-    type's value is the config's to check)."""
+def _method(method: Any) -> tuple[Any, Any, Any]:
+    """OpenAI's `method` object: its type, the hyperparameters under `method.<type>` (the
+    type's value is the config's to check) and a reinforcement method's grader."""
     if method is None:
-        return "supervised", None
+        return "supervised", None, None
     if not isinstance(method, Mapping):
         raise _bad("method", f"expected an object, got {str(method)[:40]!r}")
     kind = method.get("type", "supervised")
@@ -108,15 +116,21 @@ def _method(method: Any) -> tuple[Any, Any]:
     inner = (method.get(kind) if isinstance(kind, str) else None) or {}
     if not isinstance(inner, Mapping):
         raise _bad(f"method.{kind}", f"expected an object, got {str(inner)[:40]!r}")
-    unknown = sorted(str(k) for k in inner if k != "hyperparameters")
+    fields = ("hyperparameters", "grader") if kind == "reinforcement" else ("hyperparameters",)
+    unknown = sorted(str(k) for k in inner if k not in fields)
     if unknown:
         raise _bad(f"method.{kind}.{unknown[0][:64]}", "unknown field")
-    return kind, inner.get("hyperparameters")
+    if kind == "reinforcement" and inner.get("grader") is None:
+        raise InvalidRequestError(
+            "A reinforcement method needs 'method.reinforcement.grader'.",
+            param="method.reinforcement.grader",
+        )
+    return kind, inner.get("hyperparameters"), inner.get("grader")
 
 
 def _hyperparameters(body: Mapping[str, Any]) -> tuple[Any, Any, str]:
     """The method type, the raw hyperparameters and the prefix their params are named with."""
-    kind, from_method = _method(body.get("method"))
+    kind, from_method, _grader = _method(body.get("method"))
     top = body.get("hyperparameters")
     if from_method and top:
         raise InvalidRequestError(
@@ -125,10 +139,12 @@ def _hyperparameters(body: Mapping[str, Any]) -> tuple[Any, Any, str]:
         )
     prefix = f"method.{kind}.hyperparameters" if from_method else "hyperparameters"
     raw = from_method or top
-    if kind != "dpo" and isinstance(raw, Mapping):
-        for key in DPO_ONLY:
-            if key in raw:
-                raise _bad(f"{prefix}.{key}", "a DPO hyperparameter; set method.type to 'dpo'")
+    if isinstance(raw, Mapping):
+        for key, only in METHOD_ONLY.items():
+            if key in raw and kind != only:
+                raise _bad(
+                    f"{prefix}.{key}", f"a {only} hyperparameter; set method.type to '{only}'"
+                )
     return kind, raw, prefix
 
 
@@ -180,8 +196,8 @@ def resolve_options(body: Mapping[str, Any]) -> JobOptions:
     _check_outlier_map(groups, config)
     if isinstance(config.lora_target_modules, tuple):
         groups["lora"]["target_modules"] = list(config.lora_target_modules)
-    if config.method != "dpo":
-        for key in DPO_ONLY:
+    for key, only in METHOD_ONLY.items():
+        if config.method != only:
             groups["hyperparameters"].pop(key)
     return JobOptions(
         hyperparameters=groups["hyperparameters"],
@@ -192,6 +208,7 @@ def resolve_options(body: Mapping[str, Any]) -> JobOptions:
         seed=config.seed,
         config=config,
         method=config.method,
+        grader=_method(body.get("method"))[2],
     )
 
 

@@ -12,6 +12,7 @@ from store.events import ServiceEvent, add_event
 from store.ids import now_s
 from store.job_status import TERMINAL, TRANSITIONS
 from store.models import Job
+from store.webhooks import record_job_event
 
 
 def check_transition(job: Job, new_status: str) -> None:
@@ -37,11 +38,19 @@ def ensure_can(session: Session, job: Job, new_status: str) -> None:
 
 
 def transition(
-    session: Session, job: Job, new_status: str, *, reason: str | None = None, level: str = "info"
+    session: Session,
+    job: Job,
+    new_status: str,
+    *,
+    reason: str | None = None,
+    level: str = "info",
+    notify: bool = True,
 ) -> Job:
     """Move a job to `new_status` if the table allows it (compare-and-set; flushed, not committed).
 
-    Pending changes to `job` are flushed first; `reason`, when given, is recorded as an event.
+    Pending changes to `job` are flushed first; `reason`, when given, is recorded as an event,
+    and the webhook deliveries of the new status are queued in the same transaction (unless not
+    `notify`: a worker handing its job back passes through `paused` without telling anyone).
     """
     session.flush()
     session.refresh(job)
@@ -68,6 +77,8 @@ def transition(
             param="fine_tuning_job_id",
             code="invalid_job_state",
         )
+    if notify:
+        record_job_event(session, job, new_status)
     if reason:
         add_event(
             session,

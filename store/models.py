@@ -1,5 +1,5 @@
 """SQLAlchemy 2.0 tables: projects, keys, files, jobs, events, checkpoints, maps, adapters,
-inference nodes, evaluations and merged exports."""
+inference nodes, evaluations, merged exports and webhooks."""
 
 from __future__ import annotations
 
@@ -104,6 +104,8 @@ class Job(Base):
     hyperparameters: Mapped[dict[str, Any]] = mapped_column(JSON)
     lora: Mapped[dict[str, Any]] = mapped_column(JSON)
     peft: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # a reinforcement job's grader, as OpenAI's grader object
+    grader: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     quantization: Mapped[dict[str, Any]] = mapped_column(JSON)
     training: Mapped[dict[str, Any]] = mapped_column(JSON)
     runtime: Mapped[dict[str, Any] | None] = mapped_column(JSON)
@@ -280,5 +282,48 @@ class MergedExport(Base):
     verification: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     error_message: Mapped[str | None] = mapped_column(Text)
     node_id: Mapped[str | None] = mapped_column(ID)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    finished_at: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class WebhookEndpoint(Base):
+    """A URL of a project's that receives signed events (`secret`: the `whsec_...` key)."""
+
+    __tablename__ = "webhook_endpoints"
+    __table_args__ = (Index("ix_webhook_endpoints_project_id_id", "project_id", "id"),)
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(256))
+    url: Mapped[str] = mapped_column(String(2048))
+    event_types: Mapped[list[str]] = mapped_column(JSON)
+    secret: Mapped[str] = mapped_column(String(128))
+    # after a rotation that keeps the old secret: deliveries are signed with both until then
+    previous_secret: Mapped[str | None] = mapped_column(String(128))
+    previous_secret_until: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class WebhookDelivery(Base):
+    """One event for one endpoint: written with the job's new state, then sent and retried.
+
+    `status` is pending, delivered or failed (no more tries); `payload` is the exact JSON sent.
+    """
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (Index("ix_webhook_deliveries_endpoint_id_id", "endpoint_id", "id"),)
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    endpoint_id: Mapped[str] = mapped_column(ForeignKey("webhook_endpoints.id", ondelete="CASCADE"))
+    event_id: Mapped[str] = mapped_column(ID)
+    event_type: Mapped[str] = mapped_column(String(64))
+    object_id: Mapped[str] = mapped_column(ID)
+    payload: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[float | None] = mapped_column(Float, index=True)
+    response_status: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[int] = mapped_column(BigInteger)
     finished_at: Mapped[int | None] = mapped_column(BigInteger)

@@ -9,7 +9,7 @@ from typing import Protocol, TypeVar
 from sqlalchemy.orm import Session
 
 from store.errors import NotFoundError
-from store.models import File, Job, OutlierMap
+from store.models import File, Job, OutlierMap, WebhookEndpoint
 
 
 class ProjectOwned(Protocol):
@@ -28,6 +28,7 @@ NAMES: dict[type, str] = {
     Job: "fine-tuning job",
     File: "file",
     OutlierMap: "outlier map",
+    WebhookEndpoint: "webhook endpoint",
 }
 
 

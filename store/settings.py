@@ -188,6 +188,34 @@ class Settings(BaseSettings):
         default=10, ge=0, le=19, description="`quaff serve`: the worker's CPU niceness"
     )
 
+    # python graders (quaff_core/graders/sandbox.py): limits per sample
+    grader_cpu_seconds: int = Field(
+        default=10, ge=1, le=600, description="CPU seconds a python grader may use per sample"
+    )
+    grader_wall_seconds: float = Field(
+        default=20.0, gt=0, le=600, description="wall-clock seconds per sample of a python grader"
+    )
+    grader_memory_mb: int = Field(
+        default=1024, ge=64, description="address space of a python grader's process, in MiB"
+    )
+    # webhooks (store/webhook_delivery.py): sent by the worker's main process
+    webhook_allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="hosts or CIDR networks webhook endpoints may use besides loopback ('*': any)",
+    )
+    webhook_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="how long one webhook delivery attempt may take"
+    )
+    webhook_max_attempts: int = Field(
+        default=8, ge=1, le=32, description="tries of one webhook delivery before it is failed"
+    )
+    webhook_retry_seconds: float = Field(
+        default=5.0, gt=0, description="wait before a webhook's first retry; doubles each try"
+    )
+    webhook_poll_seconds: float = Field(
+        default=1.0, gt=0, description="how often the sender looks for due webhook deliveries"
+    )
+
     @field_validator("device", "infer_device")
     @classmethod
     def _check_device(cls, value: str, info: ValidationInfo) -> str:

@@ -1,8 +1,8 @@
 """The layer rules of README.md and docs/development.md, checked on every import statement.
 
 The torch-free part of `quaff_core` is named by folders, not by a list of modules: `options/`,
-`data/` and the top-level modules. What the API, the store and migrations may use of `quaff_core`
-is exactly that part, and that part imports neither torch nor the rest of `quaff_core`.
+`data/`, `graders/` and the top-level modules. What the API, the store and migrations may use of
+`quaff_core` is exactly that part, and that part imports neither torch nor the rest of it.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 CORE = ROOT / "quaff_core"
 PACKAGES = ("api", "store", "worker", "infer", "quaff_core", "cli", "bench", "migrations")
-TORCH_FREE_FOLDERS = ("options", "data")
+TORCH_FREE_FOLDERS = ("options", "data", "graders")
 HEAVY = {"torch", "transformers", "peft", "trl", "safetensors", "accelerate", "gguf"}
 FORBIDDEN: dict[str, set[str]] = {
     "quaff_core": {"api", "store", "worker", "cli", "infer", "bench", "migrations"},
@@ -36,6 +36,7 @@ CORE_ORDER = (
     "quant",
     "lm",
     "models",
+    "graders",
     "data",
     "options",
 )

@@ -16,9 +16,10 @@ from celery.signals import (
 )
 from kombu import Queue
 
-from store.db import private_sqlite_file
+from store.db import private_session, private_sqlite_file
 from store.queue import FINE_TUNE_QUEUE, FINE_TUNE_TASK
 from store.settings import Settings, get_settings
+from store.webhook_delivery import WebhookSender
 from worker.lease import STOPPING, Sweeper
 
 logger = logging.getLogger(__name__)
@@ -86,7 +87,7 @@ def training_threads(settings: Settings) -> int:
 
 SETTINGS = get_settings()
 app = make_celery(SETTINGS)
-_sweepers: list[Sweeper] = []
+_sweepers: list[Sweeper | WebhookSender] = []
 
 
 @worker_init.connect
@@ -107,10 +108,14 @@ def _on_process_init(**_: Any) -> None:
 
 @worker_ready.connect
 def _on_worker_ready(**_: Any) -> None:
-    """Start the lease sweeper: stale `running` jobs go back on the queue for a live worker."""
-    sweeper = Sweeper(SETTINGS, app)
-    _sweepers.append(sweeper)
-    sweeper.start()
+    """Start the lease sweeper (stale `running` jobs go back on the queue for a live worker) and
+    the webhook sender (each pass on a private engine: no connection a pool child inherits)."""
+    for thread in (
+        Sweeper(SETTINGS, app),
+        WebhookSender(SETTINGS, lambda: private_session(SETTINGS)),
+    ):
+        _sweepers.append(thread)
+        thread.start()
 
 
 @worker_shutting_down.connect
@@ -121,6 +126,6 @@ def _on_shutting_down(**_: Any) -> None:
 
 @worker_shutdown.connect
 def _on_worker_shutdown(**_: Any) -> None:
-    """Stop the sweeper thread."""
+    """Stop the sweeper and sender threads."""
     while _sweepers:
         _sweepers.pop().stop()

@@ -248,6 +248,7 @@ def hand_back(session: Session, job: Job, worker_id: str, step: int) -> bool:
         job,
         "paused",
         reason=f"Worker {worker_id} is shutting down; checkpoint saved at step {step}",
+        notify=False,
     )
     jobs.transition(session, job, "queued", reason="Job re-queued for another worker")
     session.commit()

@@ -17,10 +17,13 @@ from quaff_core.quant.outlier_map import OutlierMap
 from quaff_core.train_events import EventKind
 from quaff_core.training.base import TrainingBase, prepare_base
 from quaff_core.training.datasets import TrainingData, tokenize_data
+from quaff_core.training.rft import GraderReward
 from quaff_core.training.runtime import Runtime, resolve_runtime
 from quaff_core.training.train import TrainResult, train
+from store.db import session_factory
 from store.device_lock import DeviceTurnstile, lock_dir, lock_name
 from store.events import ServiceEvent, add_event
+from store.grading import grading_context
 from store.models import Job
 from store.settings import Settings
 from worker.device_share import DeviceSharing
@@ -237,10 +240,19 @@ def _train(run: JobRun, base: TrainingBase, data: TrainingData) -> TrainResult:
                 callbacks=DeviceSharing(run.callbacks, turnstile) if turnstile else run.callbacks,
                 resume_from=run.resume,
                 start_from=run.start,
+                reward=job_reward(run),
             )
     finally:
         if turnstile is not None:
             turnstile.release()
+
+
+def job_reward(run: JobRun) -> GraderReward | None:
+    """A reinforcement job's reward: its grader, judged by the project's models (else None)."""
+    if run.job.method != "reinforcement" or run.job.grader is None:
+        return None
+    context = grading_context(session_factory(run.settings), run.settings, run.job.project_id)
+    return GraderReward(run.job.grader, context)
 
 
 def train_single(run: JobRun) -> TrainResult:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
-Format = Literal["chat", "prompt_completion", "text", "preference"]
+Format = Literal["chat", "prompt_completion", "text", "preference", "reinforcement"]
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,9 @@ class Example:
     """One parsed training example; only the fields of its `format` are set.
 
     A `preference` example holds the conversation so far in `messages` and the two answers in
-    `chosen` (OpenAI's `preferred_output`) and `rejected` (`non_preferred_output`).
+    `chosen` (OpenAI's `preferred_output`) and `rejected` (`non_preferred_output`). A
+    `reinforcement` example holds the prompt in `messages` and its whole line in `item` (what
+    graders read as `{{ item.* }}`).
     """
 
     format: Format
@@ -79,6 +82,7 @@ class Example:
     parallel_tool_calls: bool | None = None
     chosen: tuple[Message, ...] = ()
     rejected: tuple[Message, ...] = ()
+    item: Mapping[str, Any] | None = field(default=None, compare=False, hash=False)
 
     @property
     def turns(self) -> tuple[Message, ...]:
@@ -111,3 +115,14 @@ def chosen_view(example: Example) -> Example:
         tools=example.tools,
         parallel_tool_calls=example.parallel_tool_calls,
     )
+
+
+def prompt_view(example: Example) -> Example:
+    """A reinforcement prompt as a text example (what calibration sees and steps are counted
+    on); ValueError for any other format."""
+    if example.format != "reinforcement":
+        raise ValueError(
+            f"line {example.line}: method 'reinforcement' trains on prompts (messages ending "
+            f"before the answer, plus the fields graders read), got a {example.format} example"
+        )
+    return Example("text", example.line, text="\n".join(m.content for m in example.messages))

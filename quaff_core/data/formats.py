@@ -1,8 +1,10 @@
-"""One decoded JSONL line -> an `Example` of one of the four formats, or its problems (no torch).
+"""One decoded JSONL line -> an `Example` of one of the five formats, or its problems (no torch).
 
 chat `{"messages": [...], "tools"?, "parallel_tool_calls"?}` (OpenAI's full chat format, see
 `chat_format`), `{"prompt", "completion"}`, `{"text"}`, and OpenAI's preference format
-`{"input": {"messages", "tools"?, ...}, "preferred_output": [...], "non_preferred_output": [...]}`.
+`{"input": {"messages", "tools"?, ...}, "preferred_output": [...], "non_preferred_output": [...]}`,
+and OpenAI's reinforcement format: `{"messages": [...]}` ending before the answer (no assistant
+message last), plus any other fields, which graders read as `{{ item.<field> }}`.
 """
 
 from __future__ import annotations
@@ -114,6 +116,27 @@ def _parse_strings(obj: dict[str, Any], fmt: Format, line: int) -> Parsed:
     return Example(fmt, line, prompt=obj["prompt"], completion=obj["completion"]), []
 
 
+def _is_prompt(obj: dict[str, Any]) -> bool:
+    """A chat-shaped line whose messages end before the answer: a reinforcement prompt."""
+    messages = obj.get("messages")
+    if not isinstance(messages, list) or not messages or not isinstance(messages[-1], dict):
+        return False
+    return messages[-1].get("role") not in ("assistant", None)
+
+
+def _parse_prompt(obj: dict[str, Any], line: int) -> Parsed:
+    """A reinforcement prompt: valid chat messages (tools allowed), the line kept as its item."""
+    messages, errors = parse_messages(obj["messages"], line)
+    tools, tool_errors = parse_tools(obj, line)
+    errors += tool_errors
+    if errors:
+        return None, errors
+    example = Example(
+        "reinforcement", line, messages=tuple(messages), tools=tuple(tools), item=dict(obj)
+    )
+    return example, []
+
+
 def parse_example(obj: Any, line: int) -> Parsed:
     """Validate one decoded JSON value; returns the example or the errors found."""
     if not isinstance(obj, dict):
@@ -130,6 +153,8 @@ def parse_example(obj: Any, line: int) -> Parsed:
     if len(matches) > 1:
         return None, [DatasetError(line, f"mixes formats {', '.join(matches)}", "mixed_formats")]
     fmt = matches[0]
+    if fmt == "chat" and _is_prompt(obj):
+        return _parse_prompt(obj, line)
     unknown = sorted(set(obj) - ALLOWED_KEYS[fmt])
     if unknown:
         msg = "unknown key {!r} in a {} example"

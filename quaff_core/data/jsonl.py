@@ -165,7 +165,7 @@ class _Statistics:
         self.n += 1
         self.characters += example.n_chars
         self.longest = max(self.longest, example.n_chars)
-        if example.format in ("chat", "preference"):
+        if example.format in ("chat", "preference", "reinforcement"):
             turns = example.turns
             self.chat = True
             self.messages += len(turns)

@@ -20,7 +20,7 @@ AUTO: Final = "auto"
 BASE_LORA_LEARNING_RATE = 2e-4
 DEFAULT_SEED = 42
 API_GROUPS = ("hyperparameters", "lora", "peft", "quantization", "training")
-METHODS = ("supervised", "dpo")
+METHODS = ("supervised", "dpo", "reinforcement")
 PEFT_METHODS = ("lora", "ia3", "prefix_tuning", "prompt_tuning", "p_tuning")
 PROMPT_METHODS = ("prefix_tuning", "prompt_tuning", "p_tuning")
 # int8_scale (the default): channels ranked by how much of each token's int8 scale they hold up
@@ -38,11 +38,28 @@ OPTIONS: tuple[Option, ...] = (
            api=H + "learning_rate_multiplier", bounds="(0, 100]", library=False, auto=True),
     # OpenAI's `method.type` and the DPO hyperparameter (in `method.dpo.hyperparameters`)
     Option("method", "choice", "supervised",
-           "supervised: next-token loss on the answers; dpo: preference pairs (DPO, TRL)",
+           "supervised: next-token loss on the answers; dpo: preference pairs (DPO, TRL); "
+           "reinforcement: samples scored by a grader (GRPO, TRL)",
            api="method.type", cli="--method", choices=METHODS),
     Option("dpo_beta", "float", 0.1,
            "DPO only: how far the tuned model may move from the reference (higher: less)",
            api=H + "beta", cli="--dpo-beta", bounds="(0, 2]", auto=True),
+    # OpenAI's reinforcement hyperparameters (in `method.reinforcement.hyperparameters`)
+    Option("rft_compute_multiplier", "float", 1.0,
+           "reinforcement only: samples generated per prompt, 4 x this (at least 2)",
+           api=H + "compute_multiplier", cli="--compute-multiplier", bounds="(0, 8]", auto=True),
+    Option("rft_eval_interval", "int", 0,
+           "reinforcement only: steps between validation passes (0: use training.n_evals)",
+           api=H + "eval_interval", cli="--eval-interval", bounds="[0, 1000000]", auto=True),
+    Option("rft_eval_samples", "int", 1,
+           "reinforcement only: samples generated per validation prompt",
+           api=H + "eval_samples", cli="--eval-samples", bounds="[1, 16]", auto=True),
+    Option("rft_reasoning_effort", "choice", "default",
+           "reinforcement only: 'default' (the models trained here do not reason in steps)",
+           api=H + "reasoning_effort", choices=("default",), library=False),
+    Option("rft_max_completion_tokens", "int", 64,
+           "reinforcement only: most tokens of one generated sample",
+           api=T + "max_completion_tokens", cli="--max-completion-tokens", bounds="[1, 4096]"),
     Option("seed", "int", DEFAULT_SEED, "random seed (data order, LoRA initialisation)",
            api="seed", cli="--seed", bounds="[0, 2147483647]"),
     # LoRA

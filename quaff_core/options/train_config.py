@@ -33,8 +33,12 @@ class TrainConfig:
     max_grad_norm: float = default("max_grad_norm")
     train_on_inputs: bool | Literal["auto"] = default("train_on_inputs")
     seed: int = default("seed")
-    method: Literal["supervised", "dpo"] = default("method")
+    method: Literal["supervised", "dpo", "reinforcement"] = default("method")
     dpo_beta: float = default("dpo_beta")
+    rft_compute_multiplier: float = default("rft_compute_multiplier")
+    rft_eval_interval: int = default("rft_eval_interval")
+    rft_eval_samples: int = default("rft_eval_samples")
+    rft_max_completion_tokens: int = default("rft_max_completion_tokens")
     peft_method: Literal["lora", "ia3", "prefix_tuning", "prompt_tuning", "p_tuning"] = default(
         "peft_method"
     )
@@ -80,10 +84,11 @@ class TrainConfig:
                 option("use_dora" if self.use_dora else "use_rslora"),
                 f"applies to peft.method 'lora' only, not {self.peft_method!r}",
             )
-        if self.method == "dpo" and self.devices > 1:
+        if self.method in ("dpo", "reinforcement") and self.devices > 1:
             raise OptionError(
                 option("devices"),
-                "a DPO job trains on one device; set training.devices to 1",
+                f"a {'DPO' if self.method == 'dpo' else 'reinforcement'} job trains on one "
+                "device; set training.devices to 1",
             )
 
     def total_steps(self, n_examples: int) -> int:
@@ -105,8 +110,15 @@ class TrainConfig:
         return self.save_steps or every(total, self.n_checkpoints)
 
     def eval_every(self, total: int) -> int:
-        """Steps between evaluations (0: only at the end): `eval_steps`, else `n_evals`."""
-        return self.eval_steps or every(total, self.n_evals)
+        """Steps between evaluations (0: only at the end): `eval_steps`, a reinforcement job's
+        `rft_eval_interval`, else `n_evals`."""
+        interval = self.rft_eval_interval if self.method == "reinforcement" else 0
+        return self.eval_steps or interval or every(total, self.n_evals)
+
+    @property
+    def rft_generations(self) -> int:
+        """Samples generated per prompt of a reinforcement job: 4 x compute_multiplier, >= 2."""
+        return max(2, round(4 * self.rft_compute_multiplier))
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict of every field."""

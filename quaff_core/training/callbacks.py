@@ -30,14 +30,31 @@ PREFERENCE_METRICS = {
 }
 
 
+# TRL's GRPO log keys -> the names of a reinforcement job's metrics (train_ / valid_ prefixed);
+# a multi grader's sub-scores `grader/<name>` become `grader_<name>`
+REWARD_METRICS = {
+    "reward": "reward_mean",
+    "reward_std": "reward_std",
+    "frac_reward_zero_std": "reward_zero_std_fraction",
+    "completions/mean_length": "completion_mean_tokens",
+    "grader/errors": "grader_error_fraction",
+}
+METHOD_METRICS = {**PREFERENCE_METRICS, **REWARD_METRICS}
+
+
 def preference_metrics(logs: dict[str, float], *, evaluation: bool) -> dict[str, float]:
-    """The DPO metrics of one TRL log, as `train_rewards_margin` / `valid_rewards_margin`..."""
+    """The DPO or GRPO metrics of one TRL log, as `train_rewards_margin`, `valid_reward_mean`..."""
     source, target = ("eval_", "valid_") if evaluation else ("", "train_")
-    return {
+    found = {
         target + name: float(logs[source + key])
-        for key, name in PREFERENCE_METRICS.items()
+        for key, name in METHOD_METRICS.items()
         if source + key in logs
     }
+    for key, value in logs.items():
+        sub = key.removeprefix(source)
+        if key.startswith(source) and sub.startswith("grader/") and sub not in METHOD_METRICS:
+            found[target + "grader_" + sub.removeprefix("grader/")] = float(value)
+    return found
 
 
 @dataclass(frozen=True)
@@ -55,7 +72,7 @@ class ProgressEvent:
     tokens_per_second: float | None = None
     trained_tokens: int = 0
     estimated_finish: int | None = None
-    preference: Mapping[str, float] | None = None  # DPO only: `preference_metrics`
+    preference: Mapping[str, float] | None = None  # DPO and GRPO: `preference_metrics`
 
     def metrics(self) -> dict[str, Any]:
         """The API's metrics-event `data` object (a DPO job's reward metrics included)."""
@@ -70,6 +87,9 @@ class ProgressEvent:
             parts.append(f"training loss={self.train_loss:.4f}")
         if self.valid_loss is not None:
             parts.append(f"validation loss={self.valid_loss:.4f}")
+        reward = (self.preference or {}).get("train_reward_mean")
+        if reward is not None:
+            parts.append(f"reward={reward:.4f}")
         return f"Step {self.step}/{self.total_steps}: " + ", ".join(parts)
 
 

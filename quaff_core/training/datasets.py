@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from transformers import PreTrainedTokenizerBase
 
-from quaff_core.data.examples import chosen_view
+from quaff_core.data.examples import chosen_view, prompt_view
 from quaff_core.data.jsonl import Example, read_examples
 from quaff_core.errors import NothingToTrainError, UnsupportedExamplesError
 from quaff_core.lm.tokenization import TokenizedDataset, tokenize_examples
@@ -45,7 +45,8 @@ def tokenize_for(
 ) -> TokenizedDataset:
     """Tokenise as training does (no events); NothingToTrainError for an empty result.
 
-    A DPO dataset is tokenised as its preferred answers (calibration, step counts).
+    A DPO dataset is tokenised as its preferred answers, a reinforcement one as its prompts
+    (calibration, step counts).
     """
     if config.method == "dpo":
         other = [e.line for e in examples if e.format != "preference"]
@@ -54,6 +55,20 @@ def tokenize_for(
                 other, "is not a preference pair, which method 'dpo' trains on", dataset=name
             )
         examples = [chosen_view(e) for e in examples]
+    elif config.method == "reinforcement":
+        other = [e.line for e in examples if e.format != "reinforcement"]
+        if other:
+            raise UnsupportedExamplesError(
+                other, "is not a prompt, which method 'reinforcement' trains on", dataset=name
+            )
+        examples = [prompt_view(e) for e in examples]
+    elif any(e.format == "reinforcement" for e in examples):
+        lines = [e.line for e in examples if e.format == "reinforcement"]
+        raise UnsupportedExamplesError(
+            lines,
+            "is a prompt without an answer: train prompts with method 'reinforcement'",
+            dataset=name,
+        )
     try:
         dataset = tokenize_examples(
             examples,

@@ -1,4 +1,5 @@
-"""The Hugging Face side of a run: TrainingArguments and the trainer (HF's, or TRL's DPO)."""
+"""The Hugging Face side of a run: TrainingArguments and the trainer (HF's, or TRL's DPO or
+GRPO)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from quaff_core.options.train_config import TrainConfig
 from quaff_core.training.callbacks import HFBridge
 from quaff_core.training.datasets import TrainingData
 from quaff_core.training.dpo import dpo_trainer
+from quaff_core.training.rft import GraderReward, rft_trainer
 from quaff_core.training.runtime import Runtime
 from quaff_core.training.trainer import CausalLMTrainer
 
@@ -68,9 +70,21 @@ def build_trainer(
     bridge: HFBridge,
     on_train_batch: Callable[[Mapping[str, Any]], None] | None = None,
     extra_callbacks: Sequence[Any] = (),
+    reward: GraderReward | None = None,
 ) -> Any:
-    """The supervised trainer (`on_train_batch` sees each training batch), or TRL's DPO trainer
-    for method 'dpo'."""
+    """The supervised trainer (`on_train_batch` sees each training batch), TRL's DPO trainer
+    for method 'dpo', or TRL's GRPO trainer scored by `reward` for method 'reinforcement'."""
+    if config.method == "reinforcement" and reward is not None:
+        return rft_trainer(
+            peft_model,
+            tokenizer,
+            config,
+            args=args,
+            train_examples=data.train_examples,
+            valid_examples=data.valid_examples,
+            callbacks=[bridge],
+            reward=reward,
+        )
     if config.method == "dpo":
         return dpo_trainer(
             peft_model,

@@ -35,6 +35,7 @@ from quaff_core.training.datasets import TrainingData
 from quaff_core.training.ddp import ScaleSync, ignore_frozen, on_rank0, world
 from quaff_core.training.dpo import drop_reference
 from quaff_core.training.hf_setup import build_trainer
+from quaff_core.training.rft import GraderReward
 from quaff_core.training.runtime import Runtime
 from quaff_core.training.stability import StabilityProbe, report_skipped_updates, report_stability
 
@@ -73,6 +74,7 @@ class RunInputs:
     outlier_map: OutlierMap | None
     facts: dict[str, Any]
     rank: int = 0
+    reward: GraderReward | None = None
 
 
 def check_world(config: TrainConfig) -> int:
@@ -216,6 +218,7 @@ def run_training(
         bridge=bridge,
         on_train_batch=probe.remember if probe is not None else None,
         extra_callbacks=[ScaleSync(run.peft_model)] if run.config.devices > 1 else [],
+        reward=run.reward,
     )
     trainer.remove_callback(PrinterCallback)  # progress goes to `callbacks`, not stdout
     state = _fit(run, trainer, resume)

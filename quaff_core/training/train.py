@@ -1,5 +1,6 @@
 """`train`: PEFT fine-tuning of a Quaff-converted (or unquantized) model with HF `Trainer`
-(supervised) or TRL's `DPOTrainer` (method 'dpo'), as named steps:
+(supervised), TRL's `DPOTrainer` (method 'dpo') or `GRPOTrainer` (method 'reinforcement'), as
+named steps:
 load → tokenise → resolve the runtime → prepare (calibrate, convert, adapter) → run → save."""
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from quaff_core.training.checkpoints import adapter_facts, check_resume
 from quaff_core.training.datasets import DataSource, TrainingData, report_data, tokenize_data
 from quaff_core.training.hf_setup import training_args
 from quaff_core.training.prepare import describe_base
+from quaff_core.training.rft import GraderReward
 from quaff_core.training.run import (
     RunInputs,
     TrainResult,
@@ -159,6 +161,7 @@ def train(
     base_model_id: str | None = None,
     cache_dir: str | os.PathLike[str] | None = None,
     start_from: str | os.PathLike[str] | None = None,
+    reward: GraderReward | None = None,
 ) -> TrainResult:
     """Fine-tune a PEFT adapter: checkpoints in `output_dir/checkpoints`, adapter in `/adapter`.
 
@@ -202,6 +205,8 @@ def train(
     facts = {**adapter_facts(base_id, config, used_map), "weights": weights_facts(base_id)}
     n_valid = len(data.valid_set) if data.valid_set is not None else 0
     facts["data"] = {"train_examples": len(data.train_set), "validation_examples": n_valid}
-    run = RunInputs(peft_model, tokenizer, data, config, runtime, args, used_map, facts, rank)
+    run = RunInputs(
+        peft_model, tokenizer, data, config, runtime, args, used_map, facts, rank, reward
+    )
     run.runtime = _warm(run, base, callbacks)
     return run_training(run, out, resume=resume, callbacks=callbacks)

@@ -101,6 +101,7 @@ def test_calibrate_train_eval_and_resume(
         (["train", "--data", "BAD"], "line 2: invalid JSON"),
         (["train", "--outlier-map", "none.json"], "--outlier-map 'none.json' does not exist"),
         (["train", "--resume", "."], "no checkpoint there"),
+        (["train", "--method", "reinforcement"], "--method reinforcement needs a grader"),
         (["eval", "--adapter", "."], "holds no adapter"),
         (
             ["calibrate", "--max-ratio", "2"],

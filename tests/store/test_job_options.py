@@ -102,7 +102,9 @@ def test_multiplier_scales_the_base_rate_and_learning_rate_overrides_it() -> Non
         ({"quantization": {"bits": 4}}, "quantization.bits"),
         ({"training": {"epochs": 2}}, "training.epochs"),
         ({"lora": [1]}, "lora"),
-        ({"method": {"type": "reinforcement"}}, "method.type"),
+        ({"method": {"type": "rlhf"}}, "method.type"),
+        ({"method": {"type": "reinforcement"}}, "method.reinforcement.grader"),
+        ({"hyperparameters": {"compute_multiplier": 2}}, "hyperparameters.compute_multiplier"),
         ({"hyperparameters": {"beta": 0.1}}, "hyperparameters.beta"),
         (
             {"method": {"type": "supervised", "supervised": {"hyperparameters": {"beta": 0.1}}}},

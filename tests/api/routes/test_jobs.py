@@ -414,3 +414,60 @@ def test_dpo_job_on_a_preference_file_records_method_and_beta(
     refused = client.post("/v1/fine_tuning/jobs", headers=keyed_project.headers, json=chat)
     assert refused.status_code == 400
     assert refused.json()["error"]["param"] == "training_file"
+
+
+RFT_LINE = {
+    "messages": [{"role": "user", "content": "What is the date of 7 December 2026 in ISO form?"}],
+    "reference_answer": "2026-12-07",
+}
+EXACT_DATE = {
+    "type": "string_check",
+    "name": "exact",
+    "input": "{{ sample.output_text }}",
+    "reference": "{{ item.reference_answer }}",
+    "operation": "eq",
+}
+
+
+def test_reinforcement_job_records_its_grader_and_checks_it(
+    client: TestClient, keyed_project: KeyedProject
+) -> None:
+    data = b"".join(json.dumps(RFT_LINE).encode() + b"\n" for _ in range(10))
+    uploaded = upload(client, keyed_project, data).json()
+    assert uploaded["status"] == "processed", uploaded
+    hyper = {"compute_multiplier": 2, "eval_interval": 3, "eval_samples": 2}
+    body = {
+        "model": "tiny-llama",
+        "training_file": uploaded["id"],
+        "method": {
+            "type": "reinforcement",
+            "reinforcement": {"grader": EXACT_DATE, "hyperparameters": hyper},
+        },
+    }
+    response = client.post("/v1/fine_tuning/jobs", headers=keyed_project.headers, json=body)
+    assert response.status_code == 200, response.text
+    job = response.json()
+    assert job["method"]["type"] == "reinforcement"
+    assert job["method"]["reinforcement"]["grader"] == EXACT_DATE
+    assert job["hyperparameters"]["compute_multiplier"] == 2
+    assert "beta" not in job["hyperparameters"]
+
+    def refused(changed: dict[str, Any]) -> Any:
+        answer = client.post(
+            "/v1/fine_tuning/jobs", headers=keyed_project.headers, json={**body, **changed}
+        )
+        assert answer.status_code == 400, answer.text
+        return answer.json()["error"]
+
+    bad = {"type": "reinforcement", "reinforcement": {"grader": {**EXACT_DATE, "operation": "x"}}}
+    assert refused({"method": bad})["param"] == "method.reinforcement.grader.operation"
+    cosine = {**EXACT_DATE, "type": "text_similarity", "evaluation_metric": "cosine"}
+    cosine.pop("operation")
+    too_much = {"type": "reinforcement", "reinforcement": {"grader": cosine}}
+    assert "cosine" in refused({"method": too_much})["message"]
+    effort = {"grader": EXACT_DATE, "hyperparameters": {"reasoning_effort": "high"}}
+    error = refused({"method": {"type": "reinforcement", "reinforcement": effort}})
+    assert error["param"] == "method.reinforcement.hyperparameters.reasoning_effort"
+    assert refused({"method": None})["param"] == "training_file"  # prompts need reinforcement
+    chat = uploaded_file_id(client, keyed_project)
+    assert refused({"training_file": chat})["param"] == "training_file"

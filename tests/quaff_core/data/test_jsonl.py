@@ -103,7 +103,8 @@ def test_chat_message_rules() -> None:
         return jsonl({"messages": list(messages)})
 
     user = {"role": "user", "content": "q"}
-    assert errors_of(chat(user)) == [(1, "no_assistant")]
+    assert errors_of(chat(user)) == []  # a prompt without its answer: the reinforcement format
+    assert validate_jsonl(chat(user)).format == "reinforcement"
     assert errors_of(chat(user, {"role": "assistant", "content": "a", "weight": 0})) == [
         (1, "no_assistant")
     ]

@@ -48,6 +48,9 @@ def _edges(opt: Option) -> list[Any]:
     return ["om-abc123", "file-1", 5]
 
 
+GRADER = {"type": "string_check", "name": "g", "input": "a", "reference": "a", "operation": "eq"}
+
+
 def _api_refusal(opt: Option, value: Any) -> str | None:
     """The param that POST /v1/fine_tuning/jobs refuses `value` with: the body's field check,
     then the store's option resolution (None: accepted)."""
@@ -59,6 +62,10 @@ def _api_refusal(opt: Option, value: Any) -> str | None:
         body[opt.group] = {opt.field: value}
     if opt.name == "dpo_beta":
         body["method"] = {"type": "dpo"}  # a DPO hyperparameter: refused for supervised jobs
+    if opt.name.startswith("rft_") and opt.group == "hyperparameters":
+        body["method"] = {"type": "reinforcement"}  # ditto for reinforcement
+    if body.get("method", {}).get("type") == "reinforcement":
+        body["method"]["reinforcement"] = {"grader": GRADER}
     try:
         request = JobCreate.model_validate(body).request()
     except ValidationError as exc:

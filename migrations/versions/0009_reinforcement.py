@@ -1,0 +1,28 @@
+"""Reinforcement jobs keep their grader.
+
+Revision ID: 0009_reinforcement
+Revises: 0008_webhooks
+Create Date: 2026-12-07 03:00:00
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0009_reinforcement"
+down_revision: str | None = "0008_webhooks"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("fine_tuning_jobs", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("grader", sa.JSON(), nullable=True))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("fine_tuning_jobs", schema=None) as batch_op:
+        batch_op.drop_column("grader")
