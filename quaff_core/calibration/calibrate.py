@@ -100,6 +100,45 @@ def _seen(stats: ChannelStats) -> bool:
     return bool(stats.max_abs.any())
 
 
+class _SharedInputs:
+    """Statistics per layer, where layers fed the very same input tensor (q/k/v; gate/up) share
+    one set: the first of them measures it, the others are aliased to it on the first batch."""
+
+    def __init__(self, stats: dict[str, ChannelStats]) -> None:
+        self.stats = dict(stats)
+        self.last: tuple[torch.Tensor, str] | None = None
+        self.followers: set[str] = set()
+        self.mask: torch.Tensor | None = None
+
+    def _aliased(self, name: str, x: torch.Tensor) -> bool:
+        """Whether `name` follows the layer that was just fed `x` (decided on its first call)."""
+        if name in self.followers:
+            return True
+        if self.last is None or self.last[0] is not x or _seen(self.stats[name]):
+            return False
+        leader = self.stats[self.last[1]]
+        if leader.in_features != x.shape[-1]:
+            return False
+        self.followers.add(name)
+        self.stats[name] = leader
+        return True
+
+    def hook(self, name: str) -> Any:
+        """The forward pre-hook feeding layer `name`'s valid input tokens to its statistics."""
+
+        def feed(module: nn.Module, args: tuple[Any, ...]) -> None:
+            x = args[0]
+            if self._aliased(name, x):
+                return
+            self.last = (x, name)
+            mask = self.mask
+            if mask is not None and tuple(mask.shape) == tuple(x.shape[:-1]):
+                x = x[mask.to(device=x.device, dtype=torch.bool)]
+            self.stats[name].update(x.reshape(-1, x.shape[-1]))
+
+        return feed
+
+
 def _observe(
     model: nn.Module,
     batches: Iterable[Any],
@@ -108,42 +147,10 @@ def _observe(
 ) -> int:
     """Run `batches` through `model` in eval mode, feeding each linear's valid input tokens to its
     stats (tokens with attention_mask == 0 are dropped); returns the number of valid tokens."""
-    state: dict[str, torch.Tensor | None] = {"mask": None}
-    # layers fed the very same input tensor (q/k/v; gate/up) share one set of statistics: the
-    # first of them measures it, the others are aliased to its stats on the first batch
-    last: list[tuple[torch.Tensor, str]] = []
-    followers: set[str] = set()
-    shared: dict[str, ChannelStats] = dict(stats)
-
-    def aliased(name: str, x: torch.Tensor) -> bool:
-        """Whether `name` follows the layer that was just fed `x` (decided on its first call)."""
-        if name in followers:
-            return True
-        if not last or last[0][0] is not x or _seen(shared[name]):
-            return False
-        leader = shared[last[0][1]]
-        if leader.in_features != x.shape[-1]:
-            return False
-        followers.add(name)
-        shared[name] = leader
-        return True
-
-    def make_hook(name: str) -> Any:
-        def hook(module: nn.Module, args: tuple[Any, ...]) -> None:
-            x = args[0]
-            if aliased(name, x):
-                return
-            last[:] = [(x, name)]
-            mask = state["mask"]
-            if mask is not None and tuple(mask.shape) == tuple(x.shape[:-1]):
-                x = x[mask.to(device=x.device, dtype=torch.bool)]
-            shared[name].update(x.reshape(-1, x.shape[-1]))
-
-        return hook
-
+    shared = _SharedInputs(stats)
     device = _model_device(model)
     was_training = model.training
-    handles = [m.register_forward_pre_hook(make_hook(n)) for n, m in linears.items()]
+    handles = [m.register_forward_pre_hook(shared.hook(n)) for n, m in linears.items()]
     tokens = 0
     try:
         model.eval()
@@ -155,16 +162,16 @@ def _observe(
                     tokens += int(mask.sum())
                 elif isinstance(ids, torch.Tensor):
                     tokens += int(ids.numel())
-                state["mask"] = mask
+                shared.mask = mask
                 model(**_to_device(kwargs, device))
-                last.clear()
+                shared.last = None
     finally:
         for handle in handles:
             handle.remove()
         model.train(was_training)
-    if followers:
-        logger.info("calibration: %d layers shared their input's statistics", len(followers))
-    stats.update(shared)
+    if shared.followers:
+        logger.info("calibration: %d layers shared their input's statistics", len(shared.followers))
+    stats.update(shared.stats)
     return tokens
 
 

@@ -134,6 +134,17 @@ def _warm(run: RunInputs, base: TrainingBase, callbacks: TrainCallbacks) -> Runt
     return replace(run.runtime, compile=False)
 
 
+def _facts(base: TrainingBase, config: TrainConfig, data: TrainingData) -> dict[str, Any]:
+    """What the adapter records of its run: base, options, map, weights and data sizes."""
+    facts = {
+        **adapter_facts(base.base_id, config, base.outlier_map),
+        "weights": weights_facts(base.base_id),
+    }
+    n_valid = len(data.valid_set) if data.valid_set is not None else 0
+    facts["data"] = {"train_examples": len(data.train_set), "validation_examples": n_valid}
+    return facts
+
+
 def _data(
     train_data: DataSource | TrainingData,
     validation_data: DataSource | None,
@@ -201,12 +212,9 @@ def train(
         )
     )
     peft_model = _adapted(base, config, runtime, start, resume)
-    used_map = base.outlier_map
-    facts = {**adapter_facts(base_id, config, used_map), "weights": weights_facts(base_id)}
-    n_valid = len(data.valid_set) if data.valid_set is not None else 0
-    facts["data"] = {"train_examples": len(data.train_set), "validation_examples": n_valid}
+    facts = _facts(base, config, data)
     run = RunInputs(
-        peft_model, tokenizer, data, config, runtime, args, used_map, facts, rank, reward
+        peft_model, tokenizer, data, config, runtime, args, base.outlier_map, facts, rank, reward
     )
     run.runtime = _warm(run, base, callbacks)
     return run_training(run, out, resume=resume, callbacks=callbacks)
