@@ -3,9 +3,11 @@
 A script or a dashboard polls its job every second or so, and many may poll the same job. The
 first poll of a job takes the normal path (routing, dependencies, a worker thread, the store) and
 its JSON is kept; a poll of the same job by the same project within `poll_cache_seconds`, from a
-key the key cache knows, is answered with those bytes before any of that runs. So a poll may be
-that much older than the store (the worker's progress shows a moment later); a cancel, pause or
-resume through this API process forgets the job at once, so its caller sees its own change.
+key the key cache knows, is answered with those bytes before any of that runs. Once they are
+older, one poll renews them while the others are still answered from memory (no stampede on the
+store each time an entry expires). So a poll may be up to twice that much older than the store
+(the worker's progress shows a moment later); a cancel, pause or resume through this API process
+forgets the job at once, so its caller sees its own change.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ class PollCacheMiddleware:
         self.app, self.keys, self.ttl, self.clock = app, keys, ttl, clock
         self._entries: dict[str, tuple[str, float, bytes]] = {}  # job id -> project, time, JSON
         self._changed: dict[str, float] = {}  # job id -> when a change through here last ended
+        self._refreshing: set[str] = set()  # jobs whose entry one poll is renewing now
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         match = _JOB.match(scope.get("path", "")) if scope["type"] == "http" else None
@@ -56,10 +59,19 @@ class PollCacheMiddleware:
             await self.app(scope, receive, send)
             return
         entry = self._entries.get(job_id)
-        if entry is not None and entry[0] == project and self.clock() - entry[1] < self.ttl:
-            await _send_json(send, entry[2])
+        if entry is not None and entry[0] == project:
+            age = self.clock() - entry[1]
+            if age < self.ttl or (job_id in self._refreshing and age < 2 * self.ttl):
+                await _send_json(send, entry[2])
+                return
+        if job_id in self._refreshing:  # nothing to serve: take the normal path, keep nothing
+            await self.app(scope, receive, send)
             return
-        await self.app(scope, receive, self._keeping(send, job_id, project))
+        self._refreshing.add(job_id)
+        try:
+            await self.app(scope, receive, self._keeping(send, job_id, project))
+        finally:
+            self._refreshing.discard(job_id)
 
     def _forget(self, job_id: str) -> None:
         """Drop the job's entry; a poll that began before now keeps nothing."""

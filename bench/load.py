@@ -64,6 +64,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         env.update(QUAFF_DATA_DIR=str(settings.data_dir), QUAFF_DATABASE_URL=settings.database_url,
                    QUAFF_BROKER_URL=settings.broker_url, QUAFF_DEVICE="cpu",
                    PYTHONPATH=str(ROOT))  # fmt: skip
+        env.update(setting.split("=", 1) for setting in args.set)
         args.port = free_port()
         api = spawn(["api", "--port", str(args.port), "--no-migrate"], env, Path(tmp) / "api.log")
         worker = None
@@ -99,6 +100,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             if args.backend != "sqlite":
                 drop_schema(settings)
     return {"backend": args.backend, "worker": args.worker, "interval": args.interval,
+            "settings": args.set,
             "seconds": args.seconds, "trained_steps": step, "results": results}  # fmt: skip
 
 
@@ -141,6 +143,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--examples", type=int, default=400, help="training examples")
     parser.add_argument("--no-worker", dest="worker", action="store_false")
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="QUAFF_NAME=VALUE",
+        help="a setting for the API and worker (repeat; e.g. QUAFF_POLL_CACHE_SECONDS=0)",
+    )  # fmt: skip
     return parser.parse_args(argv)
 
 
