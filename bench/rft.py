@@ -13,6 +13,7 @@ split, scored on the unquantized base with the adapter.
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -67,11 +68,13 @@ def run(args: argparse.Namespace, method: Any, data: list[Example], out: Path) -
         max_seq_length=128,
         rft_max_completion_tokens=16,
         rft_compute_multiplier=args.compute_multiplier,
+        compile=False,  # these runs are too short to win back inductor's warm-up
         seed=args.seed,
     )
     reward = GraderReward(GRADER, GradingContext()) if method == "reinforcement" else None
     started = time.perf_counter()
     done = train(args.model, data, out / method, config=config, reward=reward)
+    print(f"{method}: {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
     rewards = [m["train_reward_mean"] for m in done.metrics if "train_reward_mean" in m]
     return {
         "adapter": done.adapter_dir,
