@@ -1,4 +1,8 @@
-"""Merged exports: one per job and adapter checksum, built once by a node and then served."""
+"""Exports: one per job, adapter checksum and format, built once by a node and then served.
+
+Formats: `merged` (a transformers directory), `gguf_f16` and `gguf_q8_0` (that merged model as
+one GGUF file plus an Ollama Modelfile), `gguf_lora` (the adapter as a GGUF LoRA).
+"""
 
 from __future__ import annotations
 
@@ -13,12 +17,18 @@ from store.blobs import BlobStore, commit_with_blob
 from store.ids import new_id, now_s
 from store.models import MergedExport
 
+FORMATS = ("merged", "gguf_f16", "gguf_q8_0", "gguf_lora")
 
-def find_export(session: Session, job_id: str, source_sha256: str) -> MergedExport | None:
-    """The export of this job's adapter with that checksum, if one was asked for."""
+
+def find_export(
+    session: Session, job_id: str, source_sha256: str, fmt: str = "merged"
+) -> MergedExport | None:
+    """The export in `fmt` of this job's adapter with that checksum, if one was asked for."""
     return session.scalar(
         select(MergedExport).where(
-            MergedExport.job_id == job_id, MergedExport.source_sha256 == source_sha256
+            MergedExport.job_id == job_id,
+            MergedExport.source_sha256 == source_sha256,
+            MergedExport.format == fmt,
         )
     )
 
@@ -38,12 +48,13 @@ def begin_export(
     step: int | None,
     source_sha256: str,
     node_id: str,
+    fmt: str = "merged",
 ) -> MergedExport:
     """Mark the export building on `node_id` (a new row, or the stale one taken over)."""
     if row is None:
         row = MergedExport(
             id=new_id("ftexport"), job_id=job_id, step=step, source_sha256=source_sha256,
-            created_at=now_s(), status="building",
+            format=fmt, created_at=now_s(), status="building",
         )  # fmt: skip
         session.add(row)
     row.status, row.node_id, row.error_message = "building", node_id, None

@@ -266,15 +266,17 @@ class Evaluation(Base):
 
 
 class MergedExport(Base):
-    """An adapter merged into its unquantized base (blob: a transformers dir `.tar.gz`)."""
+    """An export of an adapter (blob: a `.tar.gz`): `merged` into its unquantized base as a
+    transformers dir, that merged model as GGUF (`gguf_f16`, `gguf_q8_0`), or `gguf_lora`."""
 
     __tablename__ = "merged_exports"
-    __table_args__ = (UniqueConstraint("job_id", "source_sha256"),)
+    __table_args__ = (UniqueConstraint("job_id", "source_sha256", "format"),)
 
     id: Mapped[str] = mapped_column(ID, primary_key=True)
     job_id: Mapped[str] = mapped_column(ForeignKey("fine_tuning_jobs.id", ondelete="CASCADE"))
     step: Mapped[int | None] = mapped_column(Integer)
     source_sha256: Mapped[str] = mapped_column(String(64))
+    format: Mapped[str] = mapped_column(String(16), default="merged", server_default="merged")
     status: Mapped[str] = mapped_column(String(16))
     blob_key: Mapped[str | None] = mapped_column(String(255))
     sha256: Mapped[str | None] = mapped_column(String(64))

@@ -75,13 +75,17 @@ async def download_adapter(
     db: DbDep,
     blobs: BlobsDep,
     step: Annotated[int | None, Query(ge=0, le=MAX_STEP)] = None,
-    format: Literal["adapter", "merged"] = "adapter",
+    format: Literal["adapter", "merged", "gguf", "gguf_lora"] = "adapter",
+    gguf_type: Literal["f16", "q8_0"] = "f16",
 ) -> Response:
     """The PEFT adapter `.tar.gz` (final, or the checkpoint at `step`); supports `Range`.
-    `format=merged`: the adapter merged into its base (see api/routes/exports.py)."""
-    if format == "merged":
+    `format=merged`: the adapter merged into its base; `gguf`: that merged model as GGUF
+    (`gguf_type` f16 or q8_0) with an Ollama Modelfile; `gguf_lora`: the adapter as a GGUF LoRA
+    (see api/routes/exports.py)."""
+    if format != "adapter":
+        fmt = f"gguf_{gguf_type}" if format == "gguf" else format
         job = await db.run(lambda s: jobs.get_job(s, project.id, job_id))
-        return await merged_export(request, job, step)
+        return await merged_export(request, job, step, fmt)
     key, size, digest, name = await db.run(lambda s: _archive(s, project.id, job_id, step))
     return _send(request, blobs, key=key, size=size, digest=digest, name=name)
 

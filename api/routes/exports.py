@@ -1,4 +1,5 @@
-"""`GET /v1/fine_tuning/jobs/{id}/adapter?format=merged`: built once on a node, then served.
+"""`GET /v1/fine_tuning/jobs/{id}/adapter?format=merged|gguf|gguf_lora`: built once on a node,
+then served.
 
 The first request starts the build and answers 202 with `Retry-After`; later ones answer 202
 while it builds, then the `.tar.gz` of the transformers directory (or 400 with the measured
@@ -29,26 +30,29 @@ def export_object(row: MergedExport) -> dict[str, Any]:
     """`object: "fine_tuning.export"` (what a 202 or a failure reports)."""
     return {
         "id": row.id, "object": "fine_tuning.export", "fine_tuning_job_id": row.job_id,
-        "step": row.step, "status": row.status, "verification": row.verification,
+        "step": row.step, "format": row.format, "status": row.status,
+        "verification": row.verification,
         "error": {"message": row.error_message} if row.error_message else None,
         "created_at": row.created_at, "finished_at": row.finished_at,
     }  # fmt: skip
 
 
-def _state(request: Request, job: Job, step: int | None) -> tuple[MergedExport | None, str | None]:
+def _state(
+    request: Request, job: Job, step: int | None, fmt: str
+) -> tuple[MergedExport | None, str | None]:
     """The export row (begun on a node when it needs building) and the node to ask, if any."""
     settings: Settings = request.app.state.settings
     with request.app.state.session_factory() as session:
         ref = job_model_ref(session, job, step)
         sha = str(ref.sha256)
-        row = exports.find_export(session, job.id, sha)
+        row = exports.find_export(session, job.id, sha, fmt)
         if not exports.needs_build(session, row, settings.infer_lease_seconds):
             return row, None
         nodes = ranked_nodes(session, settings, ref)
         if not nodes:
             return None, None
         row = exports.begin_export(
-            session, row, job_id=job.id, step=step, source_sha256=sha, node_id=nodes[0].id
+            session, row, job_id=job.id, step=step, source_sha256=sha, node_id=nodes[0].id, fmt=fmt
         )
         return row, nodes[0].id
 
@@ -58,9 +62,11 @@ def _building(row: MergedExport) -> Response:
                         headers={"Retry-After": str(BUILD_RETRY_SECONDS)})  # fmt: skip
 
 
-async def merged_export(request: Request, job: Job, step: int | None) -> Response:
-    """The merged export's archive, or its build status."""
-    row, node_id = await run_in_threadpool(_state, request, job, step)
+async def merged_export(
+    request: Request, job: Job, step: int | None, fmt: str = "merged"
+) -> Response:
+    """The export's archive in `fmt`, or its build status."""
+    row, node_id = await run_in_threadpool(_state, request, job, step, fmt)
     if row is None:
         return no_node()
     if node_id is not None:
@@ -75,10 +81,10 @@ async def merged_export(request: Request, job: Job, step: int | None) -> Respons
     if row.status == "building":
         return _building(row)
     if row.status == "failed" or row.blob_key is None:
-        return error_response(400, f"The merged export failed: {row.error_message}",
+        return error_response(400, f"The {fmt} export failed: {row.error_message}",
                               param="format", code="export_failed")  # fmt: skip
     blobs: BlobStore = request.app.state.blobs
-    name = f"{job.id}{'' if step is None else f'-step-{step}'}-merged.tar.gz"
+    name = f"{job.id}{'' if step is None else f'-step-{step}'}-{fmt.replace('_', '-')}.tar.gz"
     headers = {"Content-Disposition": f'attachment; filename="{name}"', "ETag": f'"{row.sha256}"',
                "Content-Length": str(row.bytes)}  # fmt: skip
     return StreamingResponse(blobs.iter_range(row.blob_key), media_type="application/gzip",

@@ -1,4 +1,5 @@
-"""An Ollama `Modelfile` for an adapter: FROM the base, ADAPTER the safetensors, TEMPLATE."""
+"""Ollama `Modelfile`s: for an adapter (FROM the base, ADAPTER the safetensors) and for a GGUF
+export (FROM the exported file), each with the chat TEMPLATE and the stop token."""
 
 from __future__ import annotations
 
@@ -18,6 +19,12 @@ def modelfile_text(base_id: str, chat_template: str | None, stop: str | None) ->
         f"FROM {base_id}",
         "ADAPTER .",
     ]
+    lines.extend(_template_lines(chat_template, stop))
+    return "\n".join(lines) + "\n"
+
+
+def _template_lines(chat_template: str | None, stop: str | None) -> list[str]:
+    lines = []
     if chat_template and "<|im_start|>" in chat_template:
         lines.append(f'TEMPLATE """{CHATML_GO_TEMPLATE}"""')
     elif chat_template:
@@ -25,4 +32,14 @@ def modelfile_text(base_id: str, chat_template: str | None, stop: str | None) ->
         lines.extend(f"#   {line}" for line in chat_template.splitlines())
     if stop:
         lines.append(f'PARAMETER stop "{stop}"')
+    return lines
+
+
+def gguf_modelfile_text(gguf_name: str, chat_template: str | None, stop: str | None) -> str:
+    """The Modelfile next to a GGUF export: `ollama create my-model -f Modelfile` works as is."""
+    lines = [
+        "# Ollama, in this directory: ollama create my-model -f Modelfile",
+        f"FROM ./{gguf_name}",
+        *_template_lines(chat_template, stop),
+    ]
     return "\n".join(lines) + "\n"

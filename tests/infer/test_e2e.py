@@ -24,7 +24,7 @@ from store.auth import create_key
 from store.db import session_factory
 from store.models import InferNode
 from tests.infer.conftest import Served, chat_rows
-from tests.processes import ROOT
+from tests.processes import ROOT, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -228,3 +228,25 @@ def test_jobs_eval_prints_base_and_tuned(served: Served, tmp_path: Path) -> None
     assert [line.split()[0] for line in lines[1:]] == ["tiny-llama", served.plain.fine_tuned_model]
     listed = served.sdk.get(f"/fine_tuning/jobs/{served.plain.id}/evaluations", cast_to=object)
     assert listed["data"][0]["status"] == "succeeded"  # type: ignore[index]
+
+
+def test_a_gguf_export_is_built_by_the_node_and_reports_the_converters_refusal(
+    served: Served,
+) -> None:
+    url = f"{served.svc.base_url}/fine_tuning/jobs/{served.plain.id}/adapter"
+    headers = {"Authorization": f"Bearer {served.svc.api_key}"}
+
+    def finished() -> httpx.Response | None:
+        response = httpx.get(url, params={"format": "gguf", "gguf_type": "q8_0"},
+                             headers=headers, timeout=60)  # fmt: skip
+        return None if response.status_code == 202 else response
+
+    first = httpx.get(url, params={"format": "gguf", "gguf_type": "q8_0"}, headers=headers,
+                      timeout=60)  # fmt: skip
+    assert first.status_code == 202
+    assert first.json()["format"] == "gguf_q8_0"
+    done = wait_for("the gguf export", finished, timeout=600)
+    # tiny-llama's built-in byte tokenizer is not one llama.cpp's converter knows
+    assert done.status_code == 400, done.text
+    assert done.json()["error"]["code"] == "export_failed"
+    assert "convert_hf_to_gguf.py" in done.json()["error"]["message"]
