@@ -105,6 +105,7 @@ def _observe(
     batches: Iterable[Any],
     linears: Mapping[str, nn.Module],
     stats: dict[str, ChannelStats],
+    share_inputs: bool = True,
 ) -> int:
     """Run `batches` through `model` in eval mode, feeding each linear's valid input tokens to its
     stats (tokens with attention_mask == 0 are dropped); returns the number of valid tokens."""
@@ -119,7 +120,7 @@ def _observe(
         """Whether `name` follows the layer that was just fed `x` (decided on its first call)."""
         if name in followers:
             return True
-        if not last or last[0][0] is not x or _seen(shared[name]):
+        if not share_inputs or not last or last[0][0] is not x or _seen(shared[name]):
             return False
         leader = shared[last[0][1]]
         if leader.in_features != x.shape[-1]:
@@ -176,6 +177,7 @@ def calibrate(
     threshold: float | None = None,
     max_ratio: float = DEFAULT_MAX_RATIO,
     model_id: str | None = None,
+    share_inputs: bool = True,
 ) -> OutlierMap:
     """Run `batches` through `model` and return the outlier channels of every linear but the head
     (on a Quaff-converted model: the inputs of its QuaffLinear layers, e.g. to re-measure them
@@ -188,6 +190,8 @@ def calibrate(
     max_ratio * K largest |x|), `zscore` ((|x| - mean) / std > threshold) and `static`
     (|x| > threshold). threshold=None takes the strategy's `DEFAULT_THRESHOLDS` entry. Tokens
     with attention_mask == 0 are ignored. Memory stays constant in the number of batches.
+    Layers fed the same input tensor (q/k/v, gate/up) share one set of statistics
+    (`share_inputs=False` measures each layer's input separately: the same map, more work).
     """
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown strategy {strategy!r}; choose one of {STRATEGIES}")
@@ -201,7 +205,7 @@ def calibrate(
     if not linears:
         raise ValueError("calibrate found no nn.Linear layers (other than the output head)")
     stats = {n: _channel_stats(strategy, m, threshold, max_ratio) for n, m in linears.items()}
-    tokens = _observe(model, batches, linears, stats)
+    tokens = _observe(model, batches, linears, stats, share_inputs)
     if model_id is None:
         config = getattr(model, "config", None)
         model_id = getattr(config, "_name_or_path", None) or None
