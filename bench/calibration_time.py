@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     model, tokenizer = load_base_model("SmolLM2-135M-Instruct")
     if native_bf16("cpu"):
-        model.to(torch.bfloat16)
+        model.to(torch.bfloat16)  # type: ignore[arg-type]  # transformers types .to() narrowly
     rows = list(examples(args.examples, random.Random(0), set(), worked=True))
     config = TrainConfig(calibration_examples=args.examples)
     dataset = tokenize_dataset(
