@@ -104,8 +104,8 @@ class _SharedInputs:
     """Statistics per layer, where layers fed the very same input tensor (q/k/v; gate/up) share
     one set: the first of them measures it, the others are aliased to it on the first batch."""
 
-    def __init__(self, stats: dict[str, ChannelStats]) -> None:
-        self.stats = dict(stats)
+    def __init__(self, stats: dict[str, ChannelStats], share: bool = True) -> None:
+        self.stats, self.share = dict(stats), share
         self.last: tuple[torch.Tensor, str] | None = None
         self.followers: set[str] = set()
         self.mask: torch.Tensor | None = None
@@ -114,7 +114,9 @@ class _SharedInputs:
         """Whether `name` follows the layer that was just fed `x` (decided on its first call)."""
         if name in self.followers:
             return True
-        if self.last is None or self.last[0] is not x or _seen(self.stats[name]):
+        if not self.share or self.last is None or self.last[0] is not x:
+            return False
+        if _seen(self.stats[name]):
             return False
         leader = self.stats[self.last[1]]
         if leader.in_features != x.shape[-1]:
@@ -144,10 +146,11 @@ def _observe(
     batches: Iterable[Any],
     linears: Mapping[str, nn.Module],
     stats: dict[str, ChannelStats],
+    share_inputs: bool = True,
 ) -> int:
     """Run `batches` through `model` in eval mode, feeding each linear's valid input tokens to its
     stats (tokens with attention_mask == 0 are dropped); returns the number of valid tokens."""
-    shared = _SharedInputs(stats)
+    shared = _SharedInputs(stats, share_inputs)
     device = _model_device(model)
     was_training = model.training
     handles = [m.register_forward_pre_hook(shared.hook(n)) for n, m in linears.items()]
@@ -183,6 +186,7 @@ def calibrate(
     threshold: float | None = None,
     max_ratio: float = DEFAULT_MAX_RATIO,
     model_id: str | None = None,
+    share_inputs: bool = True,
 ) -> OutlierMap:
     """Run `batches` through `model` and return the outlier channels of every linear but the head
     (on a Quaff-converted model: the inputs of its QuaffLinear layers, e.g. to re-measure them
@@ -195,6 +199,8 @@ def calibrate(
     max_ratio * K largest |x|), `zscore` ((|x| - mean) / std > threshold) and `static`
     (|x| > threshold). threshold=None takes the strategy's `DEFAULT_THRESHOLDS` entry. Tokens
     with attention_mask == 0 are ignored. Memory stays constant in the number of batches.
+    Layers fed the same input tensor (q/k/v, gate/up) share one set of statistics
+    (`share_inputs=False` measures each layer's input separately: the same map, more work).
     """
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown strategy {strategy!r}; choose one of {STRATEGIES}")
@@ -208,7 +214,7 @@ def calibrate(
     if not linears:
         raise ValueError("calibrate found no nn.Linear layers (other than the output head)")
     stats = {n: _channel_stats(strategy, m, threshold, max_ratio) for n, m in linears.items()}
-    tokens = _observe(model, batches, linears, stats)
+    tokens = _observe(model, batches, linears, stats, share_inputs)
     if model_id is None:
         config = getattr(model, "config", None)
         model_id = getattr(config, "_name_or_path", None) or None

@@ -146,7 +146,7 @@ def dequantized_weight_t(
     dtype: torch.dtype,
 ) -> torch.Tensor:
     """W^T [K, N] in `dtype`: the int8 weight times its scales, outlier rows exact."""
-    w_t = weight.t().to(dtype) * weight_scale.to(dtype)
+    w_t = torch.mul(weight.t(), weight_scale.to(dtype))  # one pass: int8 promotes to dtype
     if outlier_idx.numel() > 0:
         w_t.index_copy_(0, outlier_idx, outlier_weight.t().to(dtype))
     return w_t

@@ -13,13 +13,16 @@ import quaff_core.quant.primitives
 from quaff_core.data.jsonl import Example, Message
 from quaff_core.options.train_config import TrainConfig
 from quaff_core.quant.capabilities import native_bf16
-from quaff_core.quant.linear import QuaffLinear
+from quaff_core.quant.convert import convert_to_quaff
+from quaff_core.quant.linear import QuaffLinear, quaff_layers
+from quaff_core.quant.outlier_map import OutlierMap
 from quaff_core.train_events import EventKind, TrainEvent
 from quaff_core.training.callbacks import NullCallbacks
 from quaff_core.training.runtime import (
     COMPILE_MIN_PARAMS,
     COMPILE_MIN_STEPS,
     resolve_runtime,
+    warm_up,
     worth_compiling,
 )
 from quaff_core.training.train import train
@@ -164,3 +167,18 @@ def test_gradient_checkpointing_trains_and_updates_the_scales_once_per_step(
         b = load_file(str(checkpointed.adapter_dir / name))
         for key in a:
             torch.testing.assert_close(b[key], a[key], atol=1e-5, rtol=1e-4)
+
+
+def test_warm_up_is_skipped_when_no_layer_quantizes(tiny_llama: Any) -> None:
+    """All layers on the dequant backend: there is nothing to compile, so no warm-up runs."""
+    convert_to_quaff(tiny_llama, OutlierMap(layers={}), compile=True)
+    for layer in quaff_layers(tiny_llama).values():
+        layer.backend_setting = "dequant"
+    calls = Events()
+    ids = torch.randint(0, 100, (1, 8))
+    assert warm_up(tiny_llama, {"input_ids": ids, "labels": ids}, calls) is False
+    assert calls.events == []
+    layer = next(iter(quaff_layers(tiny_llama).values()))
+    layer.backend_setting = "int_mm"
+    assert warm_up(tiny_llama, {"input_ids": ids, "labels": ids}, calls) is True
+    assert [e.kind for e in calls.events] == [EventKind.WARMUP]

@@ -1,0 +1,118 @@
+"""Each int8 backend of a device against an exact int8 reference, without pytest.
+
+    python -m bench.gpu_kernels --device cuda
+
+`int8_mm` must equal the exact int64 product; fbgemm (CPU) the exact product of its 7-bit
+quantization to float32 rounding; a whole QuaffLinear (forward and input gradient) must stay
+within 2% / 3% of the float reference on Gaussian data with planted outliers. Prints one row per
+check and exits 1 if any fails. Needs torch only (the GPU machine has no pytest).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import sys
+import warnings
+
+import torch
+from torch import nn
+
+from quaff_core.quant.capabilities import INT8_BACKENDS, Int8Backend, device_class, int8_backend
+from quaff_core.quant.fbgemm import FbgemmPacks, fbgemm_available, fbgemm_mm, normalize_rows
+from quaff_core.quant.kernels import int8_mm
+from quaff_core.quant.linear import QuaffLinear
+
+BUDGETS = {"int8_mm": 0.0, "fbgemm_7bit": 1e-5, "forward": 0.02, "input_grad": 0.03}
+
+
+def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
+    """||a - b|| / ||b|| in float64."""
+    a, b = a.detach().double().cpu(), b.detach().double().cpu()
+    return float((a - b).norm() / b.norm())
+
+
+def check_int8_mm(device: str, backend: Int8Backend) -> float:
+    """int8_mm on odd shapes against the exact int64 product."""
+    worst = 0.0
+    g = torch.Generator().manual_seed(0)
+    for m, k, n in [(5, 64, 24), (33, 200, 96), (256, 512, 384)]:
+        a = torch.randint(-127, 128, (m, k), dtype=torch.int8, generator=g)
+        b = torch.randint(-127, 128, (k, n), dtype=torch.int8, generator=g)
+        exact = a.long() @ b.long()
+        got = int8_mm(a.to(device), b.to(device), backend).cpu().double()
+        worst = max(worst, rel_err(got, exact))
+    return worst
+
+
+def check_fbgemm() -> float:
+    """fbgemm's 7-bit product against the exact product of the same quantization."""
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(64, 320, generator=g) * 30
+    q_w = torch.randint(-127, 128, (96, 320), dtype=torch.int8, generator=g)
+    x_n, _ = normalize_rows(x, None)
+    scale, zero = torch._choose_qparams_per_tensor(x_n, True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        q = torch.quantize_per_tensor(x_n, scale, zero, torch.quint8).int_repr().long()
+    exact = ((q - zero) @ q_w.long().t()).double() * scale
+    return rel_err(fbgemm_mm(x_n, FbgemmPacks.of(q_w).weight), exact)
+
+
+def check_layer(device: str, backend: Int8Backend) -> tuple[float, float]:
+    """(forward, input-gradient) error of a QuaffLinear on `backend` against float."""
+    torch.manual_seed(3)
+    ref = nn.Linear(512, 384).to(device)
+    channels = list(range(7, 512, 97))
+    quaff = QuaffLinear.from_linear(
+        copy.deepcopy(ref), channels, compute_dtype=torch.float32, compile=False, backend=backend
+    ).train()
+    x = torch.randn(96, 512, device=device)
+    x[:, channels] *= 100.0
+    grad = torch.randn(96, 384, device=device)
+    x_ref, x_q = x.clone().requires_grad_(), x.clone().requires_grad_()
+    out_ref = ref(x_ref)
+    out_ref.backward(grad)
+    out = quaff(x_q)
+    out.backward(grad)
+    assert x_q.grad is not None
+    assert x_ref.grad is not None
+    return rel_err(out, out_ref), rel_err(x_q.grad, x_ref.grad)
+
+
+def run(device: str) -> list[tuple[str, float, float]]:
+    """(check, error, budget) rows for `device`."""
+    backends: list[Int8Backend] = (
+        ["int_mm"] if device == "cuda" else [b for b in INT8_BACKENDS if b != "fbgemm"]
+    )
+    if device == "cpu" and fbgemm_available():
+        backends.append("fbgemm")
+    rows = []
+    for backend in backends:
+        if backend in ("int_mm", "fp32"):
+            rows.append((f"int8_mm {backend}", check_int8_mm(device, backend), BUDGETS["int8_mm"]))
+        if backend == "fbgemm":
+            rows.append(("fbgemm 7-bit product", check_fbgemm(), BUDGETS["fbgemm_7bit"]))
+        fwd, bwd = check_layer(device, backend)
+        rows.append((f"QuaffLinear {backend} forward", fwd, BUDGETS["forward"]))
+        rows.append((f"QuaffLinear {backend} input gradient", bwd, BUDGETS["input_grad"]))
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Print the checks; 1 if any error is over its budget."""
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = p.parse_args(argv)
+    print(f"{device_class(args.device)}: auto int8 backend {int8_backend(args.device)}")
+    print("| check | relative error | budget | |\n|---|---:|---:|---|")
+    failed = 0
+    for name, err, budget in run(args.device):
+        ok = err <= budget
+        failed += not ok
+        print(f"| {name} | {err:.2e} | {budget:.0e} | {'ok' if ok else 'FAILED'} |")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
