@@ -3,8 +3,8 @@
     nice -n 5 .venv/bin/python -m bench.calibration_time
 
 The examples are the bench task's worked (long) date questions, tokenised and batched exactly as
-training does (`tokenize_dataset`, `calibration_batches`), the model cast to bf16 where the CPU
-computes it natively (as `prepare_model` does). Shared statistics (q/k/v and gate/up measured
+training does (`tokenize_for`, `calibration_batches`), the model cast to bf16 where the CPU
+computes it natively (as `quantize_base` does). Shared statistics (q/k/v and gate/up measured
 once, the default) and per-layer statistics run interleaved; the maps must be equal.
 """
 
@@ -22,8 +22,8 @@ from quaff_core.data.jsonl import examples_from_dicts
 from quaff_core.models.loading import load_base_model
 from quaff_core.options.train_config import TrainConfig
 from quaff_core.quant.capabilities import device_class, native_bf16
-from quaff_core.training.callbacks import NullCallbacks
-from quaff_core.training.prepare import calibration_batches, tokenize_dataset
+from quaff_core.training.datasets import tokenize_for
+from quaff_core.training.prepare import calibration_batches
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -39,9 +39,7 @@ def main(argv: list[str] | None = None) -> None:
         model.to(torch.bfloat16)  # type: ignore[arg-type]  # transformers types .to() narrowly
     rows = list(examples(args.examples, random.Random(0), set(), worked=True))
     config = TrainConfig(calibration_examples=args.examples)
-    dataset = tokenize_dataset(
-        examples_from_dicts(rows), tokenizer, config, name="bench", callbacks=NullCallbacks()
-    )
+    dataset = tokenize_for(examples_from_dicts(rows), tokenizer, config, "bench")
     pad = int(tokenizer.pad_token_id)
     n_tokens = sum(len(dataset[i]["input_ids"]) for i in range(len(dataset)))
     best: dict[bool, float] = {True: float("inf"), False: float("inf")}

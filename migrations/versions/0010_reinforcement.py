@@ -1,7 +1,7 @@
 """Reinforcement jobs keep their grader.
 
-Revision ID: 0009_reinforcement
-Revises: 0008_webhooks
+Revision ID: 0010
+Revises: 0009
 Create Date: 2026-12-07 03:00:00
 """
 
@@ -12,8 +12,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0009_reinforcement"
-down_revision: str | None = "0008_webhooks"
+revision: str = "0010"
+down_revision: str | None = "0009"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
