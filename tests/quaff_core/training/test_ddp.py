@@ -30,9 +30,11 @@ class _Pauses(NullCallbacks):
 
 
 def _quaff_model() -> nn.Sequential:
-    """One QuaffLinear [16 -> 8] with outlier channels 1 and 5, the same on every rank."""
+    """One QuaffLinear [16 -> 8] with outlier channels 1 and 5, the same on every rank, on an
+    int8 backend that follows the outlier scale (spawned ranks do not see the test fixtures)."""
     torch.manual_seed(0)
-    return nn.Sequential(QuaffLinear.from_linear(nn.Linear(16, 8), [1, 5], compile=False))
+    layer = QuaffLinear.from_linear(nn.Linear(16, 8), [1, 5], compile=False, backend="int_mm")
+    return nn.Sequential(layer)
 
 
 def _rank(rank: int, port: int, out: str) -> None:
