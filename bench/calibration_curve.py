@@ -41,6 +41,12 @@ Config = tuple[str, float | None, float]
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
+def int8_everywhere() -> Any:
+    """Every layer on the int8 GEMM, however narrow (`auto` sends narrow CPU layers to the
+    dequant backend, which quantizes no activation): the maps are measured on the int8 path."""
+    return mock.patch.dict("quaff_core.quant.plan.MIN_INT8_WIDTH", clear=True)
+
+
 def exact_int8_mm(a: torch.Tensor, b: torch.Tensor, *_backend: object) -> torch.Tensor:
     """int8 [M, K] @ int8 [K, N] -> int32 [M, N] through float64 (exact for K < 2^38)."""
     return (a.double() @ b.double()).to(torch.int32)
@@ -97,8 +103,16 @@ def measure(
         "max_ratio": ratio,
         "fraction": om.num_channels / sum(om.in_features.values()),
         "mean_layer_fraction": sum(fractions) / len(fractions),
-        "logits_error": logits_error(convert_to_quaff(copy.deepcopy(base), om), sets, refs),
+        "logits_error": _int8_logits_error(convert_to_quaff(copy.deepcopy(base), om), sets, refs),
     }
+
+
+def _int8_logits_error(
+    model: nn.Module, sets: dict[str, Batches], refs: dict[str, Any]
+) -> dict[str, float]:
+    """`logits_error` with every layer on the int8 path."""
+    with int8_everywhere():
+        return logits_error(model, sets, refs)
 
 
 def configurations(args: argparse.Namespace) -> list[Config]:
@@ -131,9 +145,10 @@ def layer_errors(model: nn.Module, om: OutlierMap, batches: Batches) -> dict[str
         quant = QuaffLinear.from_linear(as_linear(layer), om.channels(name) or []).eval()
         handles.append(layer.register_forward_hook(hook(name, quant)))
     try:
-        for b in batches:
-            mask[:] = [b["attention_mask"].bool()]
-            model(**b)
+        with int8_everywhere():
+            for b in batches:
+                mask[:] = [b["attention_mask"].bool()]
+                model(**b)
     finally:
         for h in handles:
             h.remove()
