@@ -49,6 +49,18 @@ def test_summary_gives_mean_spread_and_target_verdicts() -> None:
     assert targets["exact_match_not_below_fp32"] is True
 
 
+def test_summary_compares_the_base_map_with_the_job_map() -> None:
+    policy = summary(
+        _runs(
+            {"quaff": [1.00, 1.02], "quaff-base": [1.01, 1.04]},
+            {"quaff": [0.5, 0.5], "quaff-base": [0.5, 0.6]},
+        )
+    )["map_policy"]
+    assert policy["base_map_over_own_map"] == pytest.approx(0.015 / 1.01)
+    assert policy["larger_seed_spread"] == pytest.approx(0.03)
+    assert policy["exact_match_difference"] == pytest.approx(0.05)
+
+
 def test_summary_reports_a_missed_target() -> None:
     targets = summary(
         _runs(
@@ -74,10 +86,12 @@ def test_a_tiny_run_trains_scores_and_records_stability(tmp_path: Path) -> None:
     assert out.is_file()
     runs = record["runs"]
     assert {m: [r["seed"] for r in rows] for m, rows in runs.items()} == {
-        "fp32": [1, 2], "quaff": [1, 2], "w8a8": [1, 2],
+        "fp32": [1, 2], "quaff": [1, 2], "quaff-base": [1, 2], "w8a8": [1, 2],
     }  # fmt: skip
     assert runs["w8a8"][0]["outlier_channels"] == 0
     assert runs["quaff"][0]["outlier_channels"] > 0
+    assert runs["quaff-base"][0]["outlier_channels"] > 0  # the base's map: the general chat set
     assert [p["step"] for p in runs["quaff"][0]["stability"]] == [2, 4]
     assert runs["fp32"][0]["stability"] == []
     assert set(record["summary"]["targets"]) >= {"quaff_over_fp32", "larger_seed_spread"}
+    assert set(record["summary"]["map_policy"]) >= {"base_map_over_own_map", "larger_seed_spread"}
