@@ -112,6 +112,7 @@ def run_batch(
             "python graders need Linux user namespaces (`unshare`), which this host lacks"
         )
     payload = json.dumps({"source": source, "cases": cases}).encode()
+    cpu_before = _children_cpu()
     with tempfile.TemporaryDirectory(prefix="quaff-grader-") as home:
         os.chmod(home, 0o777)  # -- the empty working directory of `nobody`
         env = {"HOME": home, "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "TMPDIR": home}
@@ -129,7 +130,16 @@ def run_batch(
         except subprocess.TimeoutExpired:
             _kill(process)
             return [_unresponsive(limits)] * len(cases)
+    spent = _children_cpu() - cpu_before
+    if process.returncode != 0 and spent >= limits.cpu_seconds * len(cases):
+        return [_unresponsive(limits)] * len(cases)  # stopped by its CPU-time limit
     return _results(out, err, process.returncode, len(cases))
+
+
+def _children_cpu() -> float:
+    """CPU seconds of this process's ended (and waited-for) descendants."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _kill(process: subprocess.Popen[bytes]) -> None:
@@ -140,7 +150,8 @@ def _kill(process: subprocess.Popen[bytes]) -> None:
 
 def _unresponsive(limits: SandboxLimits) -> dict[str, Any]:
     return {
-        "error": f"the grader did not finish within {limits.wall_seconds:g} s a sample",
+        "error": f"the grader did not finish within {limits.wall_seconds:g} s or "
+        f"{limits.cpu_seconds} CPU seconds a sample",
         "kind": "unresponsive",
     }
 
