@@ -134,6 +134,19 @@ def _warm(run: RunInputs, base: TrainingBase, callbacks: TrainCallbacks) -> Runt
     return replace(run.runtime, compile=False)
 
 
+def _check(
+    config: TrainConfig,
+    source: TrainingBase | PreTrainedModel,
+    outlier_map: MapSource | None,
+    reward: GraderReward | None,
+) -> None:
+    """ValueError for arguments that do not go together."""
+    if isinstance(source, TrainingBase) and outlier_map is not None:
+        raise ValueError("a prepared TrainingBase carries its outlier map: pass none")
+    if config.method == "reinforcement" and reward is None:
+        raise ValueError("method 'reinforcement' needs reward=GraderReward(grader, context)")
+
+
 def _facts(base: TrainingBase, config: TrainConfig, data: TrainingData) -> dict[str, Any]:
     """What the adapter records of its run: base, options, map, weights and data sizes."""
     facts = {
@@ -180,7 +193,8 @@ def train(
     prepared (converted with its map: `outlier_map` must then be None). `train_data` is a JSONL
     path, a list of examples, or `TrainingData` already tokenised (with its validation set).
     `start_from` (an adapter or checkpoint directory of an earlier run on the same base) starts
-    from its weights, outlier map and scale state instead of a fresh adapter.
+    from its weights, outlier map and scale state instead of a fresh adapter. Method
+    'reinforcement' needs `reward` (the job's grader).
     """
     config = config or TrainConfig()
     callbacks = callbacks or NullCallbacks()
@@ -188,8 +202,7 @@ def train(
     resume = check_resume(resume_from)
     start = Path(start_from) if start_from is not None else None
     source, tokenizer, base_id, n_params = _source(model, base_model_id, cache_dir, callbacks)
-    if isinstance(source, TrainingBase) and outlier_map is not None:
-        raise ValueError("a prepared TrainingBase carries its outlier map: pass none")
+    _check(config, source, outlier_map, reward)
     data = _data(train_data, validation_data, tokenizer, config)
     report_data(data, config, callbacks)
     runtime = _runtime(config, n_params, data, callbacks)
