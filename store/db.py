@@ -3,6 +3,7 @@ timeout; every pool is bounded and its waits end)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from collections.abc import Iterator
@@ -43,7 +44,11 @@ def private_sqlite_file(url: str) -> None:
         return
     path = Path(str(parsed.database))
     path.parent.mkdir(parents=True, exist_ok=True)
-    os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+    # never open an existing database file here: closing any descriptor of it drops every POSIX
+    # lock this process's SQLite connections hold on it (a "disk I/O error" for them)
+    if not path.exists():
+        with contextlib.suppress(FileExistsError):
+            os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
     if path.stat().st_mode & 0o077:
         path.chmod(0o600)
 

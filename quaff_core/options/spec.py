@@ -113,9 +113,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("outlier_map", "map_id", None, "reuse an earlier calibration (outlier map id)",
            api=Q + "outlier_map", library=False, nullable=True),
     Option("calibration_data", "choice", "base",
-           "what a new outlier map is calibrated on: base (one map per base model, calibrated "
-           "once on a general chat set and reused by every job on that base) or job (this job's "
-           "training file)",
+           "what a new outlier map is calibrated on: base (one map per base, calibrated once on "
+           "a general chat set and reused by every later job on it) or job (this job's training "
+           "file)",
            api=Q + "calibration_data", library=False, choices=("base", "job")),
     # the training loop
     Option("learning_rate", "float", BASE_LORA_LEARNING_RATE,
