@@ -14,13 +14,17 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from quaff_core.calibration.base_set import base_calibration_examples, base_calibration_sha256
+from quaff_core.calibration.base_set import base_calibration_sha256
 from quaff_core.lm.tokenization import TokenizedDataset
 from quaff_core.options.spec import option
 from quaff_core.options.train_config import TrainConfig
 from quaff_core.quant.outlier_map import OutlierMap
 from quaff_core.train_events import EventKind
-from quaff_core.training.prepare import BASE_MAP_LENGTH, calibrate_on, general_calibration_set
+from quaff_core.training.prepare import (
+    base_calibration_config,
+    calibrate_on,
+    general_calibration_set,
+)
 from store import outlier_maps
 from store.blobs import BlobStore
 from store.events import ServiceEvent, add_event
@@ -48,11 +52,9 @@ def calibration_data(job: Job) -> str:
 
 def map_source(job: Job, config: TrainConfig, train_file: File) -> MapSource:
     """The job's own training file, or the base's general chat set."""
-    options = calibration_options(config)
     if calibration_data(job) == "job":
-        return MapSource(train_file.sha256, train_file.id, options)
-    base = {**options, "max_seq_length": BASE_MAP_LENGTH, "train_on_inputs": True}
-    base["calibration_examples"] = len(base_calibration_examples())
+        return MapSource(train_file.sha256, train_file.id, calibration_options(config))
+    base = calibration_options(base_calibration_config(config))
     return MapSource(base_calibration_sha256(), None, {**base, "calibration_data": "base"})
 
 

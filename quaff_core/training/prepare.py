@@ -80,19 +80,23 @@ def calibrate_on(
     )
 
 
-def general_calibration_set(
-    config: TrainConfig, tokenizer: PreTrainedTokenizerBase
-) -> tuple[TrainConfig, TokenizedDataset]:
-    """The base's calibration set: the general chat conversations, whole (train_on_inputs),
-    independent of the job's max_seq_length; with the config that calibrates on all of them."""
-    examples = base_calibration_examples()
-    base = replace(
+def base_calibration_config(config: TrainConfig) -> TrainConfig:
+    """The config a base's map is calibrated with: the job's outlier rule, the general chat
+    conversations whole (train_on_inputs, independent of the job's max_seq_length), all of them."""
+    return replace(
         config,
         max_seq_length=BASE_MAP_LENGTH,
         train_on_inputs=True,
-        calibration_examples=len(examples),
+        calibration_examples=len(base_calibration_examples()),
     )
-    return base, tokenize_for(examples, tokenizer, base, "calibration")
+
+
+def general_calibration_set(
+    config: TrainConfig, tokenizer: PreTrainedTokenizerBase
+) -> tuple[TrainConfig, TokenizedDataset]:
+    """The base's calibration set, tokenised, with `base_calibration_config(config)`."""
+    base = base_calibration_config(config)
+    return base, tokenize_for(base_calibration_examples(), tokenizer, base, "calibration")
 
 
 def given_map(
