@@ -82,9 +82,11 @@ def calibrate_on(
 
 def base_calibration_config(config: TrainConfig) -> TrainConfig:
     """The config a base's map is calibrated with: the job's outlier rule, the general chat
-    conversations whole (train_on_inputs, independent of the job's max_seq_length), all of them."""
+    conversations whole (train_on_inputs, independent of the job's max_seq_length), all of them,
+    tokenised as the supervised conversations they are whatever the job's method."""
     return replace(
         config,
+        method="supervised",
         max_seq_length=BASE_MAP_LENGTH,
         train_on_inputs=True,
         calibration_examples=len(base_calibration_examples()),

@@ -239,12 +239,14 @@ def test_cancel_keeps_the_job_cancelled(service: Service) -> None:
 def test_pause_then_resume_continues_from_the_checkpoint(service: Service) -> None:
     sdk = service.sdk()
     file_id = sdk.files.create(file=("train.jsonl", training_data(14)), purpose="fine-tune").id
-    job_id = create_job(sdk, file_id, epochs=3, batch_size=2)
+    # long enough that a warm tiny base cannot finish between two polls of the step
+    steps = 7 * 20
+    job_id = create_job(sdk, file_id, epochs=20, batch_size=2)
     wait_step(service, sdk, job_id, 1)
     assert sdk.fine_tuning.jobs.pause(job_id).status == "paused"
     paused = wait_event(sdk, job_id, "Training paused at step ")
     step = int(paused.message.split("step ")[1].split("/")[0])
-    assert step < 21
+    assert step < steps
     assert [c.step_number for c in sdk.fine_tuning.jobs.checkpoints.list(job_id).data] == [step]
     assert sdk.fine_tuning.jobs.retrieve(job_id).status == "paused"
 
@@ -256,7 +258,7 @@ def test_pause_then_resume_continues_from_the_checkpoint(service: Service) -> No
     resumed_at = texts.index(next(t for t in texts if t.startswith("Resuming from checkpoint")))
     assert texts[resumed_at].startswith(f"Resuming from checkpoint at step {step} ")
     later_steps = [e.data["step"] for e in events[resumed_at:] if e.type == "metrics"]
-    assert later_steps == list(range(step + 1, 22))
+    assert later_steps == list(range(step + 1, steps + 1))
 
 
 def test_client_cli_creates_watches_and_downloads(service: Service, tmp_path: Path) -> None:
