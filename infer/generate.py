@@ -209,18 +209,15 @@ class RowStreamer(BaseStreamer):
 
 
 class RowLimits(StoppingCriteria):
-    """Ends rows that are done (EOS, stop string, own limit) or cancelled; runs `between_steps`."""
+    """Ends rows that are done (EOS, stop string, own limit) or cancelled."""
 
-    def __init__(self, rows: Sequence[Row], between_steps: Callable[[], None] | None) -> None:
+    def __init__(self, rows: Sequence[Row]) -> None:
         self.rows = list(rows)
-        self.between_steps = between_steps
 
     def __call__(
         self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs: object
     ) -> torch.BoolTensor:
         """[B] bool: which rows are finished."""
-        if self.between_steps is not None:
-            self.between_steps()
         flags = [r.done or r.cancelled.is_set() for r in self.rows]
         return torch.tensor(flags, dtype=torch.bool, device=input_ids.device)  # type: ignore[return-value]
 
@@ -242,8 +239,6 @@ def generate_rows(
     tokenizer: PreTrainedTokenizerBase,
     rows: Sequence[Row],
     sampling: Sampling,
-    *,
-    between_steps: Callable[[], None] | None = None,
 ) -> None:
     """Run `generate` once for all `rows`; every row's sink gets its tokens and a final event."""
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
@@ -272,6 +267,6 @@ def generate_rows(
             **_batch(rows, pad_id, device),
             generation_config=config,
             logits_processor=LogitsProcessorList(processors),
-            stopping_criteria=StoppingCriteriaList([RowLimits(rows, between_steps)]),
+            stopping_criteria=StoppingCriteriaList([RowLimits(rows)]),
             streamer=streamer,
         )

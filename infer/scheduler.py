@@ -3,7 +3,8 @@
 Requests for the same model with the same sampling settings (and no seed) that wait together
 run as one `generate` batch, up to `max_batch` sequences. Tasks (evaluations, exports) run on
 the same thread, so the device is used by one thing at a time in this process; with a
-`DeviceTurnstile` it is shared with a training worker step by step.
+`DeviceTurnstile` it is shared with a training worker: a batch holds the device to its end, and
+training yields to a waiting batch within its step (`worker.device_share`).
 """
 
 from __future__ import annotations
@@ -239,9 +240,9 @@ class Scheduler:
             top_logprobs=request.top_logprobs,
             logprobs=request.logprobs,
         )
-        yielding = self.turnstile.yield_if_wanted if self.turnstile is not None else None
+        # interactive: the batch keeps the device to its end (training yields inside its step)
         with self._device(), model.disable_adapter() if plain else nullcontext():
-            generate_rows(model, target.base.tokenizer, rows, sampling, between_steps=yielding)
+            generate_rows(model, target.base.tokenizer, rows, sampling)
 
 
 class _Held:

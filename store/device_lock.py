@@ -2,8 +2,9 @@
 
 Two `flock` files per device and host: whoever wants the device passes the gate, takes the
 device lock, and lets the gate go. A trainer that waits for the device holds the gate
-meanwhile, so inference cannot take the device again before the trainer's step has run:
-inference yields to training between decode steps, training between optimizer steps.
+meanwhile, so inference cannot take the device again before training has had a turn. Inference
+holds the device for a whole request (interactive); training yields to a waiter within its
+step, at layer granularity (`worker.device_share`).
 """
 
 from __future__ import annotations

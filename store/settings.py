@@ -125,7 +125,7 @@ class Settings(BaseSettings):
         default=600.0, gt=0, description="API-side limit for one forwarded request"
     )
     infer_yield_to_training: bool = Field(
-        default=True, description="on a device a worker also uses, pause between training steps"
+        default=True, description="on a shared device, training pauses mid-step for chat"
     )
     # The request path: one gate slot = one database connection = at most one worker thread, so
     # the pool, the thread pool and the gate are sized together from `db_pool_size`.

@@ -4,7 +4,7 @@ convert one, and keep it), data tokenised once, the job's outlier map."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 import torch
@@ -26,7 +26,7 @@ from store.events import ServiceEvent, add_event
 from store.grading import grading_context
 from store.models import Job
 from store.settings import Settings
-from worker.device_share import DeviceSharing
+from worker.device_share import DeviceSharing, layer_yields
 from worker.job_run import TOKENIZER_DIR, JobRun
 from worker.options import JobFailure
 from worker.outliers import resolve_outlier_map
@@ -231,7 +231,7 @@ def _train(run: JobRun, base: TrainingBase, data: TrainingData) -> TrainResult:
     if turnstile is not None:
         turnstile.acquire()
     try:
-        with data_failures():
+        with data_failures(), layer_yields(turnstile) if turnstile else nullcontext():
             return train(
                 base,
                 data,
