@@ -106,22 +106,23 @@ def summarise(mode: str, idle: Sequence[Sample], during: Sequence[Sample],
 
 
 def one_chat(sdk: OpenAI, model: str, max_tokens: int) -> Sample:
-    """One streamed chat: wall latency, time to the first content and content chunks."""
+    """One streamed chat: wall latency, time to the first content and the tokens generated."""
     start = time.perf_counter()
     first: float | None = None
-    chunks = 0
+    tokens = 0
     stream = sdk.chat.completions.create(
         model=model, messages=[{"role": "user", "content": PROMPT}], max_tokens=max_tokens,
-        temperature=0, stream=True,
+        temperature=0, stream=True, stream_options={"include_usage": True},
     )  # fmt: skip
     for chunk in stream:
-        if chunk.choices and chunk.choices[0].delta.content:
-            first = first if first is not None else time.perf_counter()
-            chunks += 1
+        if chunk.choices and chunk.choices[0].delta.content and first is None:
+            first = time.perf_counter()
+        if chunk.usage is not None:
+            tokens = chunk.usage.completion_tokens
     end = time.perf_counter()
     return {"latency_s": round(end - start, 4),
             "ttft_s": round((first if first is not None else end) - start, 4),
-            "chunks": chunks}  # fmt: skip
+            "tokens": tokens}  # fmt: skip
 
 
 def chat_series(sdk: OpenAI, model: str, n: int, max_tokens: int) -> list[Sample]:

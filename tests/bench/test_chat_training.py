@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+from typing import Any
+
 import pytest
 
 from bench import chat_training as ct
@@ -63,3 +66,27 @@ def test_modes_map_to_the_yield_setting() -> None:
     assert ct.parse_args(["--modes", "free"]).modes == "free"
     with pytest.raises(SystemExit):
         ct.parse_args(["--modes", "sometimes"])
+
+
+def test_one_chat_times_the_first_content_and_counts_usage_tokens() -> None:
+    def chunk(content: str | None, usage: int | None = None) -> SimpleNamespace:
+        choices = (
+            [] if content is None else [SimpleNamespace(delta=SimpleNamespace(content=content))]
+        )
+        tokens = None if usage is None else SimpleNamespace(completion_tokens=usage)
+        return SimpleNamespace(choices=choices, usage=tokens)
+
+    seen: dict[str, Any] = {}
+
+    def create(**kwargs: Any) -> list[SimpleNamespace]:
+        seen.update(kwargs)
+        return [chunk(""), chunk("Hi"), chunk(" there"), chunk(None, usage=5)]
+
+    sdk = SimpleNamespace(chat=SimpleNamespace(completions=SimpleNamespace(create=create)))
+    sample = ct.one_chat(sdk, "tiny-llama", 8)  # type: ignore[arg-type]
+    assert sample["tokens"] == 5
+    assert 0 <= sample["ttft_s"] <= sample["latency_s"]
+    assert seen["stream"] is True
+    assert seen["temperature"] == 0
+    assert seen["max_tokens"] == 8
+    assert seen["stream_options"] == {"include_usage": True}
