@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from quaff_core.graders.model_graders import Judge, JudgeReply
 from quaff_core.train_events import TrainEvent
 from quaff_core.training.callbacks import Control, ProgressEvent, TrainCallbacks
 from store.device_lock import DeviceTurnstile
@@ -96,3 +97,23 @@ def layer_yields(turnstile: DeviceTurnstile) -> Iterator[LayerYield]:
         yield yielder
     finally:
         handle.remove()
+
+
+class ReleasingJudge:
+    """A grader's judge that lets the device go while it waits: the judge is an inference node on
+    this host, which needs the device that the training step asking it holds."""
+
+    def __init__(self, judge: Judge, turnstile: DeviceTurnstile) -> None:
+        self.judge, self.turnstile = judge, turnstile
+
+    def __call__(
+        self, model: str, messages: list[dict[str, str]], sampling: dict[str, Any]
+    ) -> JudgeReply:
+        """The judge's reply, asked with the device released (and taken back after)."""
+        held = self.turnstile.held
+        self.turnstile.release()
+        try:
+            return self.judge(model, messages, sampling)
+        finally:
+            if held:
+                self.turnstile.acquire()

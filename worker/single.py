@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -26,7 +27,7 @@ from store.events import ServiceEvent, add_event
 from store.grading import grading_context
 from store.models import Job
 from store.settings import Settings
-from worker.device_share import DeviceSharing, layer_yields
+from worker.device_share import DeviceSharing, ReleasingJudge, layer_yields
 from worker.job_run import TOKENIZER_DIR, JobRun
 from worker.options import JobFailure
 from worker.outliers import resolve_outlier_map
@@ -240,18 +241,21 @@ def _train(run: JobRun, base: TrainingBase, data: TrainingData) -> TrainResult:
                 callbacks=DeviceSharing(run.callbacks, turnstile) if turnstile else run.callbacks,
                 resume_from=run.resume,
                 start_from=run.start,
-                reward=job_reward(run),
+                reward=job_reward(run, turnstile),
             )
     finally:
         if turnstile is not None:
             turnstile.release()
 
 
-def job_reward(run: JobRun) -> GraderReward | None:
-    """A reinforcement job's reward: its grader, judged by the project's models (else None)."""
+def job_reward(run: JobRun, turnstile: DeviceTurnstile | None = None) -> GraderReward | None:
+    """A reinforcement job's reward: its grader, judged by the project's models (else None); with
+    a turnstile, the device is let go while a judge answers."""
     if run.job.method != "reinforcement" or run.job.grader is None:
         return None
     context = grading_context(session_factory(run.settings), run.settings, run.job.project_id)
+    if turnstile is not None and context.judge is not None:
+        context = replace(context, judge=ReleasingJudge(context.judge, turnstile))
     return GraderReward(run.job.grader, context)
 
 
