@@ -6,8 +6,9 @@ same date task: exact match of the base, of each tuned adapter, and the reward d
 The task is bench/task.py's (a date in words -> ISO 8601). Both runs train LoRA on the Quaff
 int8 base of the same model with the same prompts, steps and learning rate: supervised on the
 answers, reinforcement on the prompts with reward = `string_check` eq of the sample against
-the ISO date (the answer is never shown to it). Exact match is greedy decoding of the test
-split, scored on the unquantized base with the adapter.
+the ISO date (`--operation like`: the sample contains it; the answer is never shown to it).
+Exact match is greedy decoding of the test split, scored on the unquantized base with the
+adapter.
 """
 
 from __future__ import annotations
@@ -71,7 +72,8 @@ def run(args: argparse.Namespace, method: Any, data: list[Example], out: Path) -
         compile=False,  # these runs are too short to win back inductor's warm-up
         seed=args.seed,
     )
-    reward = GraderReward(GRADER, GradingContext()) if method == "reinforcement" else None
+    grader = {**GRADER, "operation": args.operation}
+    reward = GraderReward(grader, GradingContext()) if method == "reinforcement" else None
     started = time.perf_counter()
     done = train(args.model, data, out / method, config=config, reward=reward)
     print(f"{method}: {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
@@ -106,6 +108,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--compute-multiplier", type=float, default=1.0)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--operation",
+        choices=("eq", "like", "ilike"),
+        default="eq",
+        help="string_check: the sample is the date (eq) or contains it (like)",
+    )
     p.add_argument("--out", type=Path, default=None, help="JSON results file")
     args = p.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="quaff-bench-rft-") as tmp:
@@ -122,6 +130,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     record = {
         "environment": environment(torch.get_num_threads()),
         "command": command_line("bench.rft", argv),
+        "grader": {**GRADER, "operation": args.operation},
         "exact_match": scores,
         "runs": runs,
     }
