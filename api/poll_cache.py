@@ -7,7 +7,8 @@ key the key cache knows, is answered with those bytes before any of that runs. O
 older, one poll renews them while the others are still answered from memory (no stampede on the
 store each time an entry expires). So a poll may be up to twice that much older than the store
 (the worker's progress shows a moment later); a cancel, pause or resume through this API process
-forgets the job at once, so its caller sees its own change.
+forgets the job at once, so its caller sees its own change, and so does each event an event stream
+of the job sends (a client that reads `succeeded` or `paused` there and then polls sees it too).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable
+from urllib.parse import parse_qs
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -51,6 +53,12 @@ class PollCacheMiddleware:
             self._forget(job_id)
             try:
                 await self.app(scope, receive, send)
+            finally:
+                self._forget(job_id)
+            return
+        if match.group(2) == "/events" and _streams(scope):
+            try:
+                await self.app(scope, receive, self._forgetting(send, job_id))
             finally:
                 self._forget(job_id)
             return
@@ -91,6 +99,16 @@ class PollCacheMiddleware:
                 return None if principal is None else principal.id
         return None
 
+    def _forgetting(self, send: Send, job_id: str) -> Send:
+        """`send` of an event stream, forgetting the job as each event goes out (it changed)."""
+
+        async def forget(message: Message) -> None:
+            if message["type"] == "http.response.body" and message.get("body", b"")[:5] == b"data:":
+                self._forget(job_id)
+            await send(message)
+
+        return forget
+
     def _keeping(self, send: Send, job_id: str, project: str) -> Send:
         """`send`, keeping a 200's JSON body for later polls."""
         started = self.clock()
@@ -110,6 +128,12 @@ class PollCacheMiddleware:
             await send(message)
 
         return keep
+
+
+def _streams(scope: Scope) -> bool:
+    """Whether a request asks for an event stream (`stream=true` in its query)."""
+    query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+    return any(v.lower() == "true" for v in query.get("stream", ()))
 
 
 async def _send_json(send: Send, body: bytes) -> None:

@@ -53,3 +53,19 @@ def test_a_poll_cache_of_zero_reads_the_store_each_time(
         row = jobs.get_job(db_session, keyed_project.project.id, job["id"])
         jobs.cancel_job(db_session, row)  # by another process: only the store knows
         assert client.get(url, headers=keyed_project.headers).json()["status"] == "cancelled"
+
+
+def test_a_poll_after_an_event_stream_sees_the_status_the_stream_sent(
+    quaff_settings: Settings, keyed_project: KeyedProject, db_session: Session
+) -> None:
+    settings = quaff_settings.model_copy(update={"poll_cache_seconds": 60.0})
+    with TestClient(create_app(settings)) as client:
+        job = created_job(client, keyed_project)
+        url = f"/v1/fine_tuning/jobs/{job['id']}"
+        assert client.get(url, headers=keyed_project.headers).json()["status"] == "queued"
+        row = jobs.get_job(db_session, keyed_project.project.id, job["id"])
+        jobs.cancel_job(db_session, row)  # by another process: the kept poll does not know
+        assert client.get(url, headers=keyed_project.headers).json()["status"] == "queued"
+        streamed = client.get(f"{url}/events?stream=true", headers=keyed_project.headers)
+        assert '"status":"cancelled"' in streamed.text.replace(" ", "")
+        assert client.get(url, headers=keyed_project.headers).json()["status"] == "cancelled"
