@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 from collections.abc import Iterable, Mapping
@@ -141,6 +142,44 @@ class _SharedInputs:
         return feed
 
 
+class _Measured(Exception):
+    """Raised after the last measured layer: the rest of the forward (final norm, head) is waste."""
+
+
+class _LastLayer:
+    """The measured layer called last in a forward, learned on the first batch; from then on its
+    forward hook ends the forward, so no batch pays for the head's [B, T, vocab] logits."""
+
+    def __init__(self, linears: Mapping[str, nn.Module]) -> None:
+        self.order: list[str] = []
+        self.handles = [m.register_forward_pre_hook(self._called(n)) for n, m in linears.items()]
+        self.linears = linears
+
+    def _called(self, name: str) -> Any:
+        def note(module: nn.Module, args: tuple[Any, ...]) -> None:
+            self.order.append(name)
+
+        return note
+
+    def learned(self) -> None:
+        """After the first batch: stop recording, stop each forward after the last layer."""
+        for handle in self.handles:
+            handle.remove()
+        self.handles = []
+        if self.order:
+            self.handles.append(self.linears[self.order[-1]].register_forward_hook(_stop_forward))
+
+    def remove(self) -> None:
+        """Remove every hook."""
+        for handle in self.handles:
+            handle.remove()
+        self.handles = []
+
+
+def _stop_forward(module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
+    raise _Measured
+
+
 def _observe(
     model: nn.Module,
     batches: Iterable[Any],
@@ -149,28 +188,34 @@ def _observe(
     share_inputs: bool = True,
 ) -> int:
     """Run `batches` through `model` in eval mode, feeding each linear's valid input tokens to its
-    stats (tokens with attention_mask == 0 are dropped); returns the number of valid tokens."""
+    stats (tokens with attention_mask == 0 are dropped); returns the number of valid tokens.
+    Each forward after the first stops once the last measured layer has run."""
     shared = _SharedInputs(stats, share_inputs)
     device = _model_device(model)
     was_training = model.training
     handles = [m.register_forward_pre_hook(shared.hook(n)) for n, m in linears.items()]
+    last = _LastLayer(linears)
     tokens = 0
     try:
         model.eval()
         with torch.no_grad():
-            for batch in batches:
+            for index, batch in enumerate(batches):
                 kwargs, mask = _split_batch(batch)
                 ids = kwargs.get("input_ids")
                 if mask is not None:
                     tokens += int(mask.sum())
                 elif isinstance(ids, torch.Tensor):
                     tokens += int(ids.numel())
-                shared.mask = mask
-                model(**_to_device(kwargs, device))
+                shared.mask = None if mask is None or bool(mask.all()) else mask
+                with contextlib.suppress(_Measured):
+                    model(**_to_device(kwargs, device))
                 shared.last = None
+                if index == 0:
+                    last.learned()
     finally:
         for handle in handles:
             handle.remove()
+        last.remove()
         model.train(was_training)
     if shared.followers:
         logger.info("calibration: %d layers shared their input's statistics", len(shared.followers))

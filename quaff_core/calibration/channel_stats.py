@@ -13,9 +13,12 @@ _EPS = 1e-12
 
 
 def _valid_abs(x: torch.Tensor) -> torch.Tensor:
-    """|x| in float32 of the tokens whose activations are all finite: x [T, K] -> [T', K]."""
-    a = x.detach().float().abs()
-    return a[torch.isfinite(a).all(dim=1)]
+    """|x| of the tokens whose activations are all finite, in x's dtype (|x|, its maxima and its
+    top-k values are exact there): x [T, K] -> [T', K]. A row's max is NaN or inf exactly when
+    the row holds one, so the common all-finite case costs one reduction and no copy."""
+    a = x.detach().abs()
+    finite = torch.isfinite(a.amax(dim=1))
+    return a if bool(finite.all()) else a[finite]
 
 
 class ScaleExcess:
@@ -44,14 +47,15 @@ class ScaleExcess:
         if a.shape[0] == 0:
             return
         self.tokens += a.shape[0]
-        self.max_abs = torch.maximum(self.max_abs, a.amax(dim=0).cpu())
+        self.max_abs = torch.maximum(self.max_abs, a.amax(dim=0).float().cpu())
         if self.top_k == 0:
             return
         top = a.topk(min(self.top_k + 1, self.in_features), dim=1)
-        v2 = top.values.square()
+        v2 = top.values.float().square()
         if v2.shape[1] == self.top_k:  # every channel is a candidate: the level below is 0
             v2 = torch.cat([v2, v2.new_zeros(v2.shape[0], 1)], dim=1)
-        mean_sq = a.square().mean(dim=1, keepdim=True).clamp_min(_EPS)
+        norm = torch.linalg.vector_norm(a, dim=1, keepdim=True, dtype=torch.float32)
+        mean_sq = (norm.square() / self.in_features).clamp_min(_EPS)
         credit = (v2[:, :-1] - v2[:, 1:]) / mean_sq
         index = top.indices[:, : self.top_k].flatten().cpu()
         self.credit.index_add_(0, index, credit.flatten().double().cpu())

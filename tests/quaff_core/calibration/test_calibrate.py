@@ -96,7 +96,7 @@ def test_restores_training_state_and_removes_hooks_on_error() -> None:
     with pytest.raises(RuntimeError, match="data loader died"):
         calibrate(model, failing())
     assert model.training
-    assert all(not m._forward_pre_hooks for m in model.modules())
+    assert all(not m._forward_pre_hooks and not m._forward_hooks for m in model.modules())
 
 
 def live_tensors() -> int:
@@ -251,3 +251,29 @@ def test_layers_fed_one_input_share_its_statistics(
     separate = calibrate(tiny_llama, batches)
     assert len(updates) // len(batches) == 7 * n_layers
     assert shared.layers == separate.layers
+
+
+def test_forwards_after_the_first_stop_at_the_last_measured_layer(
+    tiny_llama: LlamaForCausalLM, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The head's logits are never wanted: only the first batch's forward reaches the head (it
+    learns which layer runs last), and the map is the one full forwards give."""
+    batches = [
+        torch.randint(1, 500, (2, 24), generator=torch.Generator().manual_seed(i)) for i in range(3)
+    ]
+    heads: list[int] = []
+    head = tiny_llama.lm_head.register_forward_hook(lambda *args: heads.append(1))
+    try:
+        stopped = calibrate(tiny_llama, batches)
+        assert len(heads) == 1
+        assert stopped.tokens_seen == 3 * 2 * 24
+        assert tiny_llama.model.layers[-1].mlp.down_proj._forward_hooks == {}
+        monkeypatch.setattr(
+            "quaff_core.calibration.calibrate._LastLayer.learned", lambda self: None
+        )
+        heads.clear()
+        full = calibrate(tiny_llama, batches)
+        assert len(heads) == 3
+    finally:
+        head.remove()
+    assert stopped.layers == full.layers
