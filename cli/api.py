@@ -22,6 +22,7 @@ def run(args: argparse.Namespace) -> int:
     import uvicorn  # the server and alembic load only when `quaff api` runs
 
     from store import migrate
+    from store.settings import get_settings
 
     if not args.no_migrate:
         migrate.upgrade()
@@ -31,5 +32,6 @@ def run(args: argparse.Namespace) -> int:
         host=args.host,
         port=args.port,
         timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,
+        access_log=get_settings().access_log,
     )
     return 0

@@ -233,7 +233,7 @@ def run(args: argparse.Namespace) -> int:
         supervisor.start()
     announce(settings, base_url)
     try:
-        _serve_api(args.host, args.port)
+        _serve_api(args.host, args.port, access_log=settings.access_log)
     finally:
         withdraw(settings)
         for supervisor in supervisors:
@@ -289,7 +289,7 @@ def _supervisors(
     return supervisors
 
 
-def _serve_api(host: str, port: int) -> None:
+def _serve_api(host: str, port: int, *, access_log: bool) -> None:
     """Serve the API until SIGTERM or SIGINT. uvicorn handles them itself, then re-raises the
     signal: ours turns that into an exception, so the caller's cleanup always runs (a bare
     SIGTERM would skip `finally`)."""
@@ -303,6 +303,7 @@ def _serve_api(host: str, port: int) -> None:
             host=host,
             port=port,
             timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,
+            access_log=access_log,
         )
     except _Stop as stop:
         logger.info("received %s; stopping", stop)

@@ -146,6 +146,11 @@ class Settings(BaseSettings):
         ge=1,
         description="requests received but not yet answered; beyond: 503 at once (load shedding)",
     )
+    access_log: bool = Field(
+        default=True,
+        description="one log line per answered request (uvicorn's access log); off, a cached "
+        "job poll costs the API about half the CPU",
+    )
     poll_cache_seconds: float = Field(
         default=1.0,
         ge=0,
