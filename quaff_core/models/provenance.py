@@ -41,8 +41,15 @@ def sha256_file(path: Path) -> str:
 
 
 def gguf_quantization(path: Path) -> str:
-    """The GGUF file type (`Q4_1`, `F16`, ...) from its metadata."""
+    """The GGUF file type (`Q4_1`, `F16`, ...) from its metadata; read once per file version
+    (parsing a GGUF's metadata, its vocabulary included, takes seconds, and every job on the
+    base records it)."""
+    stat = path.stat()
+    return _gguf_file_type(path.resolve(), stat.st_size, stat.st_mtime_ns)
 
+
+@lru_cache(maxsize=8)
+def _gguf_file_type(path: Path, size: int, mtime_ns: int) -> str:
     field = gguf.GGUFReader(str(path)).fields.get("general.file_type")
     if field is None:
         return "unknown"
