@@ -34,20 +34,7 @@ from bench.load_service import (
     wait_for,
 )
 from quaff_core.quant.capabilities import device_class
-from tests.processes import free_port
-
-
-def children(pid: int) -> list[int]:
-    """The live child processes of `pid` (Linux /proc)."""
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid and fields[0] != "Z":
-            found.append(int(stat.parent.name))
-    return found
+from tests.processes import children, free_port
 
 
 def worker_of(serve_pid: int) -> int | None:
@@ -95,10 +82,7 @@ def one_crash(http: httpx.Client, serve_pid: int, job_id: str, timeout: float) -
     taken = time.monotonic() - killed
     wait_for(
         "a step trained after the take-over",
-        lambda: any(
-            e["type"] == "metrics" and e["data"]["step"] > checkpoint
-            for e in messages(http, job_id)[_resumed_at(messages(http, job_id)) :]
-        ),
+        lambda: _trained_since_resume(messages(http, job_id), checkpoint),
         timeout,
     )
     return {
@@ -109,10 +93,12 @@ def one_crash(http: httpx.Client, serve_pid: int, job_id: str, timeout: float) -
     }
 
 
-def _resumed_at(events: list[dict[str, Any]]) -> int:
-    """Index of the first 'Resuming from checkpoint' event (len(events) while there is none)."""
+def _trained_since_resume(events: list[dict[str, Any]], checkpoint: int) -> bool:
+    """Whether a metrics event past `checkpoint` follows the first 'Resuming from' event."""
     starts = [i for i, e in enumerate(events) if e["message"].startswith("Resuming from")]
-    return starts[0] if starts else len(events)
+    return bool(starts) and any(
+        e["type"] == "metrics" and e["data"]["step"] > checkpoint for e in events[starts[0] :]
+    )
 
 
 def run(backend: str, timeout: float) -> dict[str, Any]:

@@ -143,6 +143,14 @@ def service_env(settings: Settings) -> dict[str, str]:
     return env
 
 
+def children(pid: int) -> list[int]:
+    """The child processes of `pid` (Linux /proc: each of its threads' children)."""
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(p) for p in (task / "children").read_text().split()]
+    return found
+
+
 def free_port() -> int:
     """A free TCP port on the loopback interface."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:

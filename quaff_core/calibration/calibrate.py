@@ -163,9 +163,7 @@ class _LastLayer:
 
     def learned(self) -> None:
         """After the first batch: stop recording, stop each forward after the last layer."""
-        for handle in self.handles:
-            handle.remove()
-        self.handles = []
+        self.remove()
         if self.order:
             self.handles.append(self.linears[self.order[-1]].register_forward_hook(_stop_forward))
 

@@ -21,7 +21,7 @@ from cli.serve import WorkerSupervisor, _print_snippets, ensure_key, snippets
 from store import auth, migrate
 from store.db import dispose_engine, session_scope
 from store.settings import Settings
-from tests.processes import ROOT, free_port, wait_for
+from tests.processes import ROOT, children, free_port, wait_for
 
 
 @pytest.fixture
@@ -94,13 +94,6 @@ def test_snippets_name_the_server_and_read_the_key_file() -> None:
     assert curl + '-key)"' in text
 
 
-def _children(pid: int) -> list[int]:
-    found: list[int] = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        found += [int(p) for p in (task / "children").read_text().split()]
-    return found
-
-
 @pytest.mark.slow
 def test_serve_runs_the_api_a_worker_and_an_inference_node_until_interrupted(
     tmp_path: Path,
@@ -132,11 +125,9 @@ def test_serve_runs_the_api_a_worker_and_an_inference_node_until_interrupted(
         key = (tmp_path / "data" / KEY_FILE).read_text().strip()
         output = (tmp_path / "serve.log").read_text()
         assert output.count(key) == 1  # printed once, when created; the snippets read the file
-        children = wait_for(
-            "the worker and the inference node", lambda: len(_children(serve.pid)) == 2
-        )
-        assert children
-        kids = _children(serve.pid)
+        both = wait_for("the worker and the inference node", lambda: len(children(serve.pid)) == 2)
+        assert both
+        kids = children(serve.pid)
         sdk = OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=key, max_retries=2)
         rows = [
             {
@@ -189,7 +180,7 @@ def _start_serve(tmp_path: Path) -> tuple[subprocess.Popen[bytes], int, Path]:
             up = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200
         except httpx.TransportError:
             return False
-        return up and bool(_children(serve.pid))
+        return up and bool(children(serve.pid))
 
     wait_for("quaff serve and its worker", ready, timeout=90)
     return serve, port, log_path
@@ -201,7 +192,7 @@ def test_serve_stops_its_worker_on_a_signal(tmp_path: Path, sig: signal.Signals)
     if not Path("/proc/self/task").is_dir():
         pytest.skip("needs Linux /proc to find the worker process")
     serve, _port, log_path = _start_serve(tmp_path)
-    (worker,) = _children(serve.pid)
+    (worker,) = children(serve.pid)
     serve.send_signal(sig)
     assert serve.wait(timeout=90) == 0, log_path.read_text()[-3000:]
     assert not Path(f"/proc/{worker}").exists(), "the worker outlived quaff serve"
@@ -216,7 +207,7 @@ def _answers(port: int) -> bool:
 
 def _descendants(pid: int) -> list[int]:
     found = []
-    for child in _children(pid):
+    for child in children(pid):
         found += [child, *_descendants(child)]
     return found
 
@@ -232,7 +223,7 @@ def test_a_killed_serve_leaves_no_worker_or_inference_node(tmp_path: Path) -> No
     argv = [sys.executable, "-m", "cli.main", "serve", "--port", str(port)]
     serve = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log_path.open("wb"), stderr=-2)
     try:
-        wait_for("the worker and the inference node", lambda: len(_children(serve.pid)) == 2)
+        wait_for("the worker and the inference node", lambda: len(children(serve.pid)) == 2)
         family = wait_for(  # the worker's pool process too
             "the worker's pool", lambda: len(d := _descendants(serve.pid)) >= 3 and d, timeout=90
         )
@@ -246,7 +237,7 @@ def test_a_killed_serve_leaves_no_worker_or_inference_node(tmp_path: Path) -> No
     )
     again = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log_path.open("ab"), stderr=-2)
     try:
-        wait_for("the restarted serve's two children", lambda: len(_children(again.pid)) == 2)
+        wait_for("the restarted serve's two children", lambda: len(children(again.pid)) == 2)
         wait_for("the restarted serve's API", lambda: _answers(port), timeout=90)
     finally:
         again.send_signal(signal.SIGTERM)
@@ -260,11 +251,11 @@ def test_serve_restarts_a_worker_that_died(tmp_path: Path) -> None:
         pytest.skip("needs Linux /proc to find the worker process")
     serve, _port, log_path = _start_serve(tmp_path)
     try:
-        (first,) = _children(serve.pid)
+        (first,) = children(serve.pid)
         os.killpg(first, signal.SIGKILL)
         new = wait_for(
             "a new worker",
-            lambda: [p for p in _children(serve.pid) if p != first and Path(f"/proc/{p}").exists()],
+            lambda: [p for p in children(serve.pid) if p != first and Path(f"/proc/{p}").exists()],
             timeout=60,
         )
         assert new
