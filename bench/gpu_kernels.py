@@ -2,8 +2,8 @@
 
     python -m bench.gpu_kernels --device cuda
 
-`int8_mm` must equal the exact int64 product; fbgemm (CPU) the exact product of its 7-bit
-quantization to float32 rounding; a whole QuaffLinear (forward and input gradient) must stay
+`int8_mm` and oneDNN's GEMM (`onednn`, CPU: 8-bit activations, 7-bit weights) must equal the
+exact int64 product of their integers; a whole QuaffLinear (forward and input gradient) must stay
 within 2% / 3% of the float reference on Gaussian data with planted outliers. Prints one row per
 check and exits 1 if any fails. Needs torch only (the GPU machine has no pytest).
 """
@@ -13,17 +13,17 @@ from __future__ import annotations
 import argparse
 import copy
 import sys
-import warnings
 
 import torch
 from torch import nn
 
 from quaff_core.quant.capabilities import INT8_BACKENDS, Int8Backend, device_class, int8_backend
-from quaff_core.quant.fbgemm import FbgemmPacks, fbgemm_available, fbgemm_mm, normalize_rows
 from quaff_core.quant.kernels import int8_mm
 from quaff_core.quant.linear import QuaffLinear
+from quaff_core.quant.onednn import OnednnPacks, onednn_available, seven_bit
+from quaff_core.quant.primitives import U8_ZERO, quantize_rows_u8
 
-BUDGETS = {"int8_mm": 0.0, "fbgemm_7bit": 1e-5, "forward": 0.02, "input_grad": 0.03}
+BUDGETS = {"int8_mm": 0.0, "onednn": 0.0, "forward": 0.02, "input_grad": 0.03}
 
 
 def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -45,18 +45,17 @@ def check_int8_mm(device: str, backend: Int8Backend) -> float:
     return worst
 
 
-def check_fbgemm() -> float:
-    """fbgemm's 7-bit product against the exact product of the same quantization."""
+def check_onednn() -> float:
+    """oneDNN's GEMM, forward and input-gradient packs, against the exact int64 product."""
     g = torch.Generator().manual_seed(1)
-    x = torch.randn(64, 320, generator=g) * 30
     q_w = torch.randint(-127, 128, (96, 320), dtype=torch.int8, generator=g)
-    x_n, _ = normalize_rows(x, None)
-    scale, zero = torch._choose_qparams_per_tensor(x_n, True)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        q = torch.quantize_per_tensor(x_n, scale, zero, torch.quint8).int_repr().long()
-    exact = ((q - zero) @ q_w.long().t()).double() * scale
-    return rel_err(fbgemm_mm(x_n, FbgemmPacks.of(q_w).weight), exact)
+    packs, w7 = OnednnPacks.of(q_w), seven_bit(q_w).long()
+    q, _ = quantize_rows_u8(torch.randn(64, 320, generator=g) * 30, None)
+    g_q, _ = quantize_rows_u8(torch.randn(64, 96, generator=g), None)
+    return max(
+        rel_err(packs.forward_mm(q), (q.long() - U8_ZERO) @ w7.t()),
+        rel_err(packs.grad_mm(g_q), (g_q.long() - U8_ZERO) @ w7),
+    )
 
 
 def check_layer(device: str, backend: Int8Backend) -> tuple[float, float]:
@@ -83,16 +82,16 @@ def check_layer(device: str, backend: Int8Backend) -> tuple[float, float]:
 def run(device: str) -> list[tuple[str, float, float]]:
     """(check, error, budget) rows for `device`."""
     backends: list[Int8Backend] = (
-        ["int_mm"] if device == "cuda" else [b for b in INT8_BACKENDS if b != "fbgemm"]
+        ["int_mm"] if device == "cuda" else [b for b in INT8_BACKENDS if b != "onednn"]
     )
-    if device == "cpu" and fbgemm_available():
-        backends.append("fbgemm")
+    if device == "cpu" and onednn_available():
+        backends.append("onednn")
     rows = []
     for backend in backends:
         if backend in ("int_mm", "fp32"):
             rows.append((f"int8_mm {backend}", check_int8_mm(device, backend), BUDGETS["int8_mm"]))
-        if backend == "fbgemm":
-            rows.append(("fbgemm 7-bit product", check_fbgemm(), BUDGETS["fbgemm_7bit"]))
+        if backend == "onednn":
+            rows.append(("oneDNN u8 x s7 product", check_onednn(), BUDGETS["onednn"]))
         fwd, bwd = check_layer(device, backend)
         rows.append((f"QuaffLinear {backend} forward", fwd, BUDGETS["forward"]))
         rows.append((f"QuaffLinear {backend} input gradient", bwd, BUDGETS["input_grad"]))

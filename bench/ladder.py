@@ -61,7 +61,7 @@ def rung_args(args: argparse.Namespace, shape: str, modes: list[str]) -> argpars
 
 def run_rung(args: argparse.Namespace, model: str, shape: str, peer: str) -> dict[str, Any]:
     """Time peer and Quaff interleaved; peak memory of fp32, peer and Quaff (when asked)."""
-    timing = time_modes(rung_args(args, shape, [peer, "quaff"]), model)
+    timing = time_modes(rung_args(args, shape, [peer, "quaff", *args.extra_modes]), model)
     gc.collect()
     memory: dict[str, dict[str, float]] = {}
     if shape in args.memory_shapes:
@@ -77,6 +77,7 @@ def run_rung(args: argparse.Namespace, model: str, shape: str, peer: str) -> dic
         "quaff_step_s": med["quaff"],
         "speedup": med[peer] / med["quaff"],
         "target": TARGETS.get(model, 1.0),
+        "extra_speedups": {m: med[peer] / med[m] for m in args.extra_modes},
         "steps_s": timing["times"],
         "last_loss": timing["last_loss"],
         "net_peak_mib": net,
@@ -103,6 +104,13 @@ def table(rows: list[dict[str, Any]], header: str) -> str:
             f"{r['quaff_step_s']:.3f} | **{r['speedup']:.2f}x** | {r['target']}x | {mem} | "
             f"{ratio} | {loss[r['peer']]:.3f} / {loss['quaff']:.3f} |"
         )
+    extra = [
+        f"{r['model']} {r['shape']} {m}: {x:.2f}x"
+        for r in rows
+        for m, x in r["extra_speedups"].items()
+    ]
+    if extra:
+        lines += ["", "Other modes vs the peer: " + "; ".join(extra)]
     return "\n".join(lines)
 
 
@@ -119,6 +127,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--memory-shapes", default="4x256", help="shapes whose peak memory is probed")
+    p.add_argument(
+        "--extra-modes", default="", help="more bench.step modes timed beside (e.g. quaff-dequant)"
+    )
     p.add_argument("--profile", choices=["quaff", "fp32", "bf16-autocast"], default=None)
     p.add_argument("--json", type=Path, help="write the rows to this JSON file")
     p.add_argument("--markdown", type=Path, help="write the table to this file")
@@ -126,6 +137,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.models = [m.strip() for m in args.models.split(",") if m.strip()]
     args.shapes = [s.strip() for s in args.shapes.split(",") if s.strip()]
     args.memory_shapes = [s.strip() for s in args.memory_shapes.split(",") if s.strip()]
+    args.extra_modes = [m.strip() for m in args.extra_modes.split(",") if m.strip()]
     unknown = [m for m in args.models if m not in MODELS and not m.removeprefix("llama").isdigit()]
     if unknown:
         p.error(f"unknown models {unknown}; choose from {MODELS}")

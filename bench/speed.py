@@ -31,6 +31,10 @@ ALL_MODES = "fp32,bf16-autocast,quaff,w8a8,fp32-hf,bf16-autocast-hf"
 TOP_OPS = 15
 
 
+# the int8 GEMM ops of the backends (`quaff_core.quant.capabilities.kernel_choice`)
+INT8_GEMMS = ("aten::_int_mm", "onednn::qlinear_pointwise")
+
+
 def parse_shape(text: str) -> tuple[int, int]:
     """'4x256' -> (4, 256)."""
     batch, sep, seq = text.lower().partition("x")
@@ -56,7 +60,7 @@ def run_step_bench(args: argparse.Namespace, batch: int, seq: int, out: Path) ->
 
 def matmul_component(name: str, shapes: list[list[int]], vocab: int, lora_r: int) -> str:
     """Which part of the model a matrix multiply of these input shapes belongs to."""
-    if name == "aten::_int_mm":
+    if name in INT8_GEMMS:
         return "int8 base GEMMs"
     dims = {d for shape in shapes for d in shape}
     if vocab in dims:
@@ -88,7 +92,7 @@ def top_ops(mode: str, model_name: str, batch: int, seq: int, layers: int) -> di
     shaped = [
         e
         for e in prof.key_averages(group_by_input_shape=True)
-        if e.key in ("aten::mm", "aten::addmm", "aten::bmm", "aten::_int_mm")
+        if e.key in ("aten::mm", "aten::addmm", "aten::bmm", *INT8_GEMMS)
     ]
     shaped.sort(key=lambda e: e.self_cpu_time_total, reverse=True)
     components: dict[str, float] = {}

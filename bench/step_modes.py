@@ -14,8 +14,9 @@ from torch import nn
 from quaff_core.adapters.peft_layers import add_lora
 from quaff_core.calibration.calibrate import calibrate
 from quaff_core.lm.evaluation import batch_counts
-from quaff_core.quant.capabilities import CompileSetting, resolve_compute_dtype
+from quaff_core.quant.capabilities import BackendSetting, CompileSetting, resolve_compute_dtype
 from quaff_core.quant.convert import convert_to_quaff
+from quaff_core.quant.linear import quaff_layers
 from quaff_core.quant.outlier_map import OutlierMap
 from quaff_core.quant.targets import quantizable_linears
 
@@ -108,8 +109,10 @@ def _quaff(
     outliers: bool = True,
     compile_override: CompileSetting | None = None,
     checkpointing: bool = False,
+    backend: BackendSetting = "auto",
 ) -> Callable[..., Runner]:
-    """Builder of a product-path mode: calibrate, convert_to_quaff, add_lora, chunked loss."""
+    """Builder of a product-path mode: calibrate, convert_to_quaff, add_lora, chunked loss
+    (`backend`: every layer's int8 backend, "auto" as the library picks)."""
 
     def build(base: nn.Module, calib: list[torch.Tensor], compile: CompileSetting) -> Runner:
         model = copy.deepcopy(base)
@@ -123,6 +126,8 @@ def _quaff(
             model.to(resolved)  # attention, norms and head in bf16 too; LoRA stays fp32
         comp = compile if compile_override is None else compile_override
         convert_to_quaff(model, om, compute_dtype=resolved, compile=comp)
+        for layer in quaff_layers(model).values():
+            layer.backend_setting = backend
         if checkpointing:
             _checkpointed(model)
         peft_model = add_lora(model, r=LORA_R, alpha=LORA_ALPHA)
@@ -149,6 +154,14 @@ MODES: dict[str, Mode] = {
         _quaff(),
     ),
     "quaff-eager": Mode("as quaff, compile=False", _quaff(compile_override=False)),
+    "quaff-onednn": Mode(
+        "as quaff with every layer on the onednn backend (u8 x s7, the fast int8 GEMM of AVX2)",
+        _quaff(backend="onednn"),
+    ),
+    "quaff-dequant": Mode(
+        "as quaff with every layer on the dequant backend (int8 weights, float GEMMs)",
+        _quaff(backend="dequant"),
+    ),
     "quaff-bf16": Mode(
         "as quaff with compute_dtype=bf16: model cast to bf16, LoRA fp32 under bf16 autocast",
         _quaff(dtype=torch.bfloat16),

@@ -7,8 +7,8 @@ from typing import Any
 import torch
 
 from quaff_core.quant.capabilities import Int8Backend
-from quaff_core.quant.fbgemm import FbgemmPacks, fbgemm_mm, normalize_rows
 from quaff_core.quant.kernels import int8_mm
+from quaff_core.quant.onednn import W7_RESCALE, OnednnPacks
 from quaff_core.quant.primitives import QuantOps
 
 
@@ -35,7 +35,7 @@ class _QuaffLinearFn(torch.autograd.Function):
         bias: torch.Tensor | None,
         ops: QuantOps,
         backend: Int8Backend,
-        packs: FbgemmPacks | None,
+        packs: OnednnPacks | None,
     ) -> torch.Tensor:
         """x [M, K] compute dtype, weight int8 [N, K] (a view of a contiguous [K, N]) -> [M, N]."""
         ctx.backend = backend
@@ -67,15 +67,15 @@ class _QuaffLinearFn(torch.autograd.Function):
         w_corr = outlier_weight.float() * (s - 1)
         if outlier_idx.numel() > 0:
             col_scale = _inverse_channel_scale(in_features, outlier_idx, outlier_scale)
-        if ctx.backend == "fbgemm":
-            x_n, row_scale = normalize_rows(x, col_scale)
-            acc = fbgemm_mm(x_n, ctx.packs.weight)
+        w_scale = weight_scale.float()
+        if ctx.backend == "onednn":
+            q, row_scale = ops.quantize_activation_u8(x.contiguous(), col_scale)
+            acc = ctx.packs.forward_mm(q)
+            w_scale = w_scale * W7_RESCALE  # the packs hold 7-bit levels
         else:
             q, row_scale = ops.quantize_activation(x.contiguous(), col_scale)
             acc = int8_mm(q, weight.t(), ctx.backend)
-        out = ops.dequantize_output(
-            acc, row_scale, weight_scale.float(), x_o, w_corr, bias, x.dtype
-        )
+        out = ops.dequantize_output(acc, row_scale, w_scale, x_o, w_corr, bias, x.dtype)
         ctx.save_for_backward(weight, weight_scale, outlier_idx, outlier_weight)
         ctx.ops = ops
         ctx.x_dtype = x.dtype
@@ -97,10 +97,11 @@ class _QuaffLinearFn(torch.autograd.Function):
         weight, weight_scale, outlier_idx, outlier_weight = ctx.saved_tensors
         ops: QuantOps = ctx.ops
         # w_scale lies on the reduction dim of dY @ W, so fold it into dY before quantizing
-        if ctx.backend == "fbgemm":
-            g_n, g_scale = normalize_rows(grad_out, weight_scale.float())
-            exact = torch.mm(grad_out, outlier_weight.to(grad_out.dtype)).float()
-            acc = fbgemm_mm(g_n, ctx.packs.weight_t)
+        if ctx.backend == "onednn":
+            gq, g_scale, exact = ops.quantize_grad_u8(
+                grad_out.contiguous(), weight_scale.float() * W7_RESCALE, outlier_weight
+            )
+            acc = ctx.packs.grad_mm(gq)
         else:
             gq, g_scale, exact = ops.quantize_grad(
                 grad_out.contiguous(), weight_scale.float(), outlier_weight
@@ -123,14 +124,14 @@ def quaff_linear(
     bias: torch.Tensor | None,
     ops: QuantOps,
     backend: Int8Backend = "int_mm",
-    packs: FbgemmPacks | None = None,
+    packs: OnednnPacks | None = None,
 ) -> torch.Tensor:
     """Functional entry point: x [M, K] -> [M, N] in x.dtype (see `_QuaffLinearFn`); the
-    "fbgemm" backend needs the layer's `packs`, "dequant" goes through `dequant_linear`."""
+    "onednn" backend needs the layer's `packs`, "dequant" goes through `dequant_linear`."""
     if backend == "dequant":
         return dequant_linear(x, weight, weight_scale, outlier_idx, outlier_weight, bias)
-    if backend == "fbgemm" and packs is None:
-        raise ValueError("the fbgemm backend needs the layer's prepacked weights")
+    if backend == "onednn" and packs is None:
+        raise ValueError("the onednn backend needs the layer's prepacked weights")
     out = _QuaffLinearFn.apply(
         x, weight, weight_scale, outlier_idx, outlier_weight, outlier_scale, bias, ops, backend,
         packs,

@@ -6,10 +6,11 @@
 - `resolve_compile(device)`: True where inductor can generate code (a C++ compiler on CPU,
   Triton on CUDA).
 - `int8_backend(device)` / `kernel_choice(kind)`: "int_mm" where `torch._int_mm` is a real int8
-  GEMM (CUDA; a CPU with VNNI/AMX, or where a probe finds it faster than float32); "fbgemm" on
-  AVX2 / AVX-VNNI CPUs (CPUs without AVX512-VNNI run `_int_mm` as a scalar loop, ~50-100x
-  slower than a float32 GEMM); else "dequant": the int8 weights dequantized into the compute
-  dtype per call. "fp32" (exact integer products through a float32 GEMM) is only run when asked.
+  GEMM (CUDA; a CPU with VNNI/AMX, or where a probe finds it faster than float32; without
+  AVX512-VNNI it is a scalar loop, ~50-100x slower than a float32 GEMM); else "dequant": the int8
+  weights dequantized into the compute dtype per call. "onednn" (oneDNN's u8 x s8 GEMM with 7-bit
+  weights, faster than float32 on AVX2 but less accurate) and "fp32" (exact integer products
+  through a float32 GEMM) run only when asked.
 """
 
 from __future__ import annotations
@@ -23,13 +24,11 @@ from typing import Final, Literal
 
 import torch
 
-from quaff_core.quant.fbgemm import FbgemmPacks, fbgemm_available, fbgemm_mm, normalize_rows
-
 logger = logging.getLogger(__name__)
 
 AUTO: Final = "auto"
-Int8Backend = Literal["int_mm", "fbgemm", "dequant", "fp32"]
-INT8_BACKENDS: Final = ("int_mm", "fbgemm", "dequant", "fp32")
+Int8Backend = Literal["int_mm", "onednn", "dequant", "fp32"]
+INT8_BACKENDS: Final = ("int_mm", "onednn", "dequant", "fp32")
 DtypeSetting = torch.dtype | Literal["auto"] | None
 CompileSetting = bool | Literal["auto"]
 BackendSetting = Int8Backend | Literal["auto"]
@@ -134,29 +133,13 @@ def native_bf16(device: torch.device | str | None) -> bool:
     return False
 
 
-def _fbgemm_probe() -> float:
-    """Speed-up of fbgemm's 7-bit int8 linear (rows normalised first) over a float32 GEMM."""
-    m, k, n = _PROBE_SHAPE
-    g = torch.Generator().manual_seed(0)
-    a, w = torch.randn(m, k, generator=g), torch.randn(n, k, generator=g)
-    packed = FbgemmPacks.of(torch.randint(-127, 128, (n, k), dtype=torch.int8, generator=g))
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        fp32, low = _fastest(
-            [lambda: a @ w.t(), lambda: fbgemm_mm(normalize_rows(a, None)[0], packed.weight)]
-        )
-    finally:
-        torch.set_num_threads(threads)
-    logger.info("CPU probe: fbgemm int8 linear is %.2fx float32", fp32 / max(low, 1e-9))
-    return fp32 / max(low, 1e-9)
-
-
 @functools.cache
 def kernel_choice(kind: str) -> tuple[Int8Backend, str]:
-    """(int8 backend, why) for a device type: `torch._int_mm` on CUDA and VNNI/AMX CPUs, fbgemm
-    (7-bit activations) on AVX2 / AVX-VNNI CPUs where it beats a float32 GEMM, else the int8
-    weights dequantized into the compute dtype (the speed of a plain GEMM, the int8 memory)."""
+    """(int8 backend, why) for a device type: `torch._int_mm` on CUDA and VNNI/AMX CPUs (or where
+    a probe finds it faster than float32), else the int8 weights dequantized into the compute
+    dtype (the speed of a plain GEMM, the int8 memory). On AVX2 / AVX-VNNI CPUs the one faster
+    int8 GEMM, oneDNN's u8 x s7 ("onednn", `quaff_core.quant.onednn`), misses the accuracy bars
+    (bench.activation_bits), so it runs only where asked for."""
     if kind == "cuda":
         return "int_mm", "CUDA: torch._int_mm (cuBLASLt int8 GEMM)"
     if kind != "cpu":
@@ -166,11 +149,12 @@ def kernel_choice(kind: str) -> tuple[Int8Backend, str]:
         return "int_mm", f"CPU {klass}: torch._int_mm (oneDNN s8s8 with VNNI/AMX)"
     if _cpu_probe("int8") >= _PROBE_MARGIN:
         return "int_mm", f"CPU {klass}: torch._int_mm measured faster than float32"
-    if fbgemm_available():
-        speedup = _fbgemm_probe()
-        if speedup >= _PROBE_MARGIN:
-            why = f"CPU {klass}: fbgemm, 7-bit activations ({speedup:.1f}x float32 in the probe)"
-            return "fbgemm", why
+    if klass in ("AVX2", "AVX-VNNI"):
+        return "dequant", (
+            f"CPU {klass}: no exact 8-bit int8 GEMM faster than float32 (the u8 x s8 pair sums "
+            "force 7-bit weights, 1.6x the logits error: backend 'onednn' where asked); int8 "
+            "weights dequantized per call (memory kept, speed of a plain GEMM)"
+        )
     return "dequant", (
         f"CPU {klass}: no int8 GEMM faster than the compute dtype's; "
         "int8 weights dequantized per call (memory kept, speed of a plain GEMM)"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import warnings
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -21,7 +22,7 @@ from quaff_core.quant.capabilities import (
     resolve_compile,
     resolve_compute_dtype,
 )
-from quaff_core.quant.fbgemm import FbgemmPacks
+from quaff_core.quant.onednn import OnednnPacks
 from quaff_core.quant.outlier_map import normalise_layer_name
 from quaff_core.quant.plan import layer_backend
 from quaff_core.quant.primitives import get_quant_ops, quantize_weight
@@ -98,7 +99,7 @@ class QuaffLinear(nn.Module):
         self.compute_dtype_setting = compute_dtype
         self.compile_setting = compile
         self.backend_setting = check_backend(backend)
-        self._packs: tuple[tuple[int, int], FbgemmPacks] | None = None
+        self._packs: tuple[tuple[int, int], OnednnPacks] | None = None
         weight_t = torch.zeros(in_features, out_features, dtype=torch.int8, device=device)
         self.register_buffer("weight", weight_t.t())
         self.register_buffer("weight_scale", torch.ones(out_features, device=device))
@@ -224,11 +225,18 @@ class QuaffLinear(nn.Module):
         backend = int8_backend(device)
         return layer_backend(backend, self.in_features, self.out_features, device.type)
 
-    def fbgemm_packs(self) -> FbgemmPacks:
-        """fbgemm's prepacked W and W^T, built on first use and again if the weight changes."""
+    def __getstate__(self) -> dict[str, Any]:
+        """The module's state without the prepacked weights (a cache, rebuilt on first use; oneDNN's
+        packed tensors have no storage to copy or pickle)."""
+        state = dict(super().__getstate__())
+        state["_packs"] = None
+        return state
+
+    def onednn_packs(self) -> OnednnPacks:
+        """oneDNN's prepacked W^T and W, built on first use and again if the weight changes."""
         key = (self.weight.data_ptr(), self.weight._version)
         if self._packs is None or self._packs[0] != key:
-            self._packs = (key, FbgemmPacks.of(self.weight))
+            self._packs = (key, OnednnPacks.of(self.weight))
         return self._packs[1]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -256,7 +264,7 @@ class QuaffLinear(nn.Module):
             self.bias,
             get_quant_ops(compile),
             backend,
-            self.fbgemm_packs() if backend == "fbgemm" else None,
+            self.onednn_packs() if backend == "onednn" else None,
         )
         if out.dtype != x.dtype and not torch.is_autocast_enabled(x.device.type):
             out = out.to(x.dtype)

@@ -18,8 +18,8 @@ from typing import Final
 from quaff_core.quant.capabilities import Int8Backend
 
 # effective width K N / (K + N) from which an int8 GEMM beats the compute dtype's GEMM on CPU
-# (bf16 GEMMs with VNNI int8; float32 GEMMs with fbgemm); CUDA's int_mm has no floor here
-MIN_INT8_WIDTH: Final[dict[str, int]] = {"int_mm": 512, "fbgemm": 256}
+# (bf16 GEMMs with VNNI int8); CUDA's int_mm has no floor here
+MIN_INT8_WIDTH: Final[dict[str, int]] = {"int_mm": 512}
 # compile warm-up (measured 14-16 s cold, 39 s on a loaded 2-core CPU) and what fusing the passes
 # saves, per int8 weight element and token of a step (~15% of a bf16 projection's time)
 COMPILE_WARMUP_S: Final[dict[str, float]] = {"cpu": 20.0, "cuda": 60.0}

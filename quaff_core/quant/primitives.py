@@ -16,6 +16,8 @@ import torch
 logger = logging.getLogger(__name__)
 
 INT8_MAX = 127.0
+# oneDNN's uint8 activations (CPUs without VNNI): the int8 levels -127..127 shifted into 1..255
+U8_ZERO = 128
 _EPS = 1e-12
 
 
@@ -39,6 +41,19 @@ def quantize_rows(
     scale = xf.abs().amax(dim=1, keepdim=True).clamp_min(_EPS) / INT8_MAX
     q = torch.round(xf / scale).clamp(-INT8_MAX, INT8_MAX).to(torch.int8)
     return q, scale
+
+
+def quantize_rows_u8(
+    x: torch.Tensor, col_scale: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`quantize_rows` with the levels shifted into uint8: (level + U8_ZERO [M, K], f32 [M, 1]);
+    the integer product with an int8 matrix is (u - U8_ZERO) @ W, scaled back by the row scale."""
+    xf = x.float()
+    if col_scale is not None:
+        xf = xf * col_scale
+    scale = xf.abs().amax(dim=1, keepdim=True).clamp_min(_EPS) / INT8_MAX
+    q = torch.round(xf / scale).clamp(-INT8_MAX, INT8_MAX) + U8_ZERO
+    return q.to(torch.uint8), scale
 
 
 def dequantize(
@@ -79,46 +94,39 @@ def quantize_grad(
     return q, scale, torch.mm(grad, outlier_weight.to(grad.dtype)).float()
 
 
-def quantize_grad_fused(
+def quantize_activation_u8(
+    x: torch.Tensor, col_scale: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Forward, uint8: `quantize_rows_u8` of x [M, K] * col_scale [K]."""
+    return quantize_rows_u8(x, col_scale)
+
+
+def quantize_grad_u8(
     grad: torch.Tensor, col_scale: torch.Tensor, outlier_weight: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """`quantize_grad` with grad_out @ W_o as a broadcast reduction, for inductor to fuse."""
-    q, scale = quantize_rows(grad, col_scale)
-    exact = (grad.float()[:, :, None] * outlier_weight.float()[None, :, :]).sum(dim=1)
-    return q, scale, exact
+    """Backward, uint8: `quantize_grad` with `quantize_rows_u8`."""
+    q, scale = quantize_rows_u8(grad, col_scale)
+    return q, scale, torch.mm(grad, outlier_weight.to(grad.dtype)).float()
 
 
-def dequantize_output(
-    acc: torch.Tensor,
-    row_scale: torch.Tensor,
-    col_scale: torch.Tensor,
-    x_o: torch.Tensor,
-    w_corr: torch.Tensor,
-    bias: torch.Tensor | None,
-    out_dtype: torch.dtype,
+def scale_output(
+    acc: torch.Tensor, row_scale: torch.Tensor, col_scale: torch.Tensor, bias: torch.Tensor | None
 ) -> torch.Tensor:
-    """Forward: acc int32 [M, N] * row_scale [M, 1] * col_scale [N] + x_o [M, n_o] @ w_corr^T
-    ([N, n_o], the outlier correction, as a fused rank-n_o update) + bias [N] -> out_dtype."""
-    out = torch.addmm(acc.float() * row_scale * col_scale, x_o.float(), w_corr.float().t())
-    if bias is not None:
-        out = out + bias.float()
-    return out.to(out_dtype)
-
-
-def dequantize_output_fused(
-    acc: torch.Tensor,
-    row_scale: torch.Tensor,
-    col_scale: torch.Tensor,
-    x_o: torch.Tensor,
-    w_corr: torch.Tensor,
-    bias: torch.Tensor | None,
-    out_dtype: torch.dtype,
-) -> torch.Tensor:
-    """`dequantize_output` with the rank-n_o update as a broadcast reduction, for inductor."""
+    """Forward: acc [M, N] (int32 sums, or their float32 values) * row_scale [M, 1] * col_scale
+    [N] + bias [N] -> a new float32 [M, N]."""
     out = acc.float() * row_scale * col_scale
-    out = out + (x_o.float()[:, None, :] * w_corr.float()[None, :, :]).sum(dim=-1)
     if bias is not None:
         out = out + bias.float()
+    return out
+
+
+def add_outlier_correction(
+    out: torch.Tensor, x_o: torch.Tensor, w_corr: torch.Tensor, out_dtype: torch.dtype
+) -> torch.Tensor:
+    """out f32 [M, N] += x_o [M, n_o] @ w_corr^T ([N, n_o]) in place, a rank-n_o update that
+    neither copies `out` nor runs when n_o = 0; returned in out_dtype."""
+    if x_o.shape[1] > 0:
+        out.addmm_(x_o.float(), w_corr.float().t())
     return out.to(out_dtype)
 
 
@@ -137,11 +145,40 @@ class QuantOps:
     quantize_grad: Callable[
         [torch.Tensor, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor, torch.Tensor]
     ]
-    dequantize_output: Callable[..., torch.Tensor]
+    scale_output: Callable[..., torch.Tensor]
     dequantize_grad: Callable[[torch.Tensor, torch.Tensor, torch.dtype], torch.Tensor]
+    quantize_activation_u8: Callable[
+        [torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]
+    ]
+    quantize_grad_u8: Callable[
+        [torch.Tensor, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+    ]
+
+    def dequantize_output(
+        self,
+        acc: torch.Tensor,
+        row_scale: torch.Tensor,
+        col_scale: torch.Tensor,
+        x_o: torch.Tensor,
+        w_corr: torch.Tensor,
+        bias: torch.Tensor | None,
+        out_dtype: torch.dtype,
+    ) -> torch.Tensor:
+        """Forward: acc [M, N] * row_scale [M, 1] * col_scale [N] + x_o [M, n_o] @ w_corr^T
+        ([N, n_o], the outlier correction) + bias [N] -> out_dtype [M, N]: one scaling pass
+        (`scale_output`, compiled where the ops are) and an in-place rank-n_o update."""
+        out = self.scale_output(acc, row_scale, col_scale, bias)
+        return add_outlier_correction(out, x_o, w_corr, out_dtype)
 
 
-_EAGER = QuantOps(quantize_activation, quantize_grad, dequantize_output, dequantize_grad)
+_EAGER = QuantOps(
+    quantize_activation,
+    quantize_grad,
+    scale_output,
+    dequantize_grad,
+    quantize_activation_u8,
+    quantize_grad_u8,
+)
 _compiled: QuantOps | None = None
 _RECOMPILE_LIMIT = 64
 
@@ -160,7 +197,9 @@ def get_quant_ops(compile: bool) -> QuantOps:
         _compiled = QuantOps(
             torch.compile(quantize_activation, dynamic=True),
             torch.compile(quantize_grad, dynamic=True),
-            torch.compile(dequantize_output, dynamic=True),
+            torch.compile(scale_output, dynamic=True),
             torch.compile(dequantize_grad, dynamic=True),
+            torch.compile(quantize_activation_u8, dynamic=True),
+            torch.compile(quantize_grad_u8, dynamic=True),
         )
     return _compiled
