@@ -90,8 +90,8 @@ def test_missing_layers_warn_once(
 def test_momentum_state_round_trip(tiny_llama: LlamaForCausalLM) -> None:
     om = OutlierMap(layers={"model.layers.0.mlp.down_proj": [1, 2]})
     convert_to_quaff(tiny_llama, om)
-    for layer in quaff_layers(tiny_llama).values():
-        layer.backend_setting = "fp32"  # an int8 path on every CPU ("dequant" keeps no scale)
+    for converted in quaff_layers(tiny_llama).values():
+        converted.backend_setting = "fp32"  # an int8 path on every CPU ("dequant" keeps no scale)
     tiny_llama.train()
     tiny_llama(ids())
     state = quaff_state_dict(tiny_llama)
