@@ -34,6 +34,7 @@ def test_table_names_the_machine_class_and_the_ratio() -> None:
         "quaff_step_s": 2.0, "speedup": 1.5, "target": 1.5,
         "last_loss": {"fp32": 10.0, "quaff": 10.01},
         "net_peak_mib": {"fp32": 1000.0, "quaff": 450.0}, "quaff_net_vs_fp32": 0.45,
+        "extra_speedups": {"quaff-onednn": 1.2},
     }  # fmt: skip
     header = capabilities.device_class("cpu")
     text = ladder.table([row], header)
@@ -41,6 +42,7 @@ def test_table_names_the_machine_class_and_the_ratio() -> None:
     assert "**1.50x**" in text
     assert "1000 / 1000 / 450" in text
     assert "| 0.45 |" in text
+    assert "llama1b 4x256 quaff-onednn: 1.20x" in text
 
 
 def test_cpu_class_is_one_of_the_known_classes() -> None:

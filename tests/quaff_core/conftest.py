@@ -7,7 +7,8 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from quaff_core.models import loading
-from quaff_core.quant import plan
+from quaff_core.quant import capabilities, linear, plan
+from quaff_core.training import runtime
 
 CUDA_REASON = "needs a CUDA device; this machine has none"
 # the engine tests draw random token ids below this
@@ -44,5 +45,25 @@ def tiny_llama(tiny_llama_config: LlamaConfig) -> LlamaForCausalLM:
 def quaff_int8_at_every_width(monkeypatch: pytest.MonkeyPatch) -> None:
     """Run the tests' tiny layers through the int8 kernels: under `auto` a CPU sends layers
     narrower than `plan.MIN_INT8_WIDTH` to the dequant backend, which would leave the int8 path
-    untested (tests/quaff_core/quant/test_backends.py tests that rule itself)."""
+    untested (tests/quaff_core/quant/test_backends.py tests that rule itself). On a CPU whose
+    `auto` runs no int8 GEMM at all (AVX2: "dequant"), the layers and the run's runtime take the
+    exact "fp32" int8 backend instead (tests/quaff_core/quant/test_backends.py tests each
+    class's choice)."""
     monkeypatch.setattr(plan, "MIN_INT8_WIDTH", {})
+    if capabilities.kernel_choice("cpu")[0] != "dequant":
+        return
+    exact: tuple[capabilities.Int8Backend, str] = (
+        "fp32",
+        "CPU without an int8 GEMM: the tests' exact int8 products through float32",
+    )
+
+    def choice(kind: str) -> tuple[capabilities.Int8Backend, str]:
+        return exact if kind == "cpu" else capabilities.kernel_choice(kind)
+
+    monkeypatch.setattr(linear, "int8_backend", lambda device: choice(device_type(device))[0])
+    monkeypatch.setattr(runtime, "kernel_choice", choice)
+
+
+def device_type(device: torch.device | str | None) -> str:
+    """'cpu', 'cuda', ... of a device spec (None = cpu)."""
+    return torch.device(device if device is not None else "cpu").type
