@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import torch
@@ -139,6 +140,19 @@ def quaff_linear(
     return out
 
 
+_scratch = threading.local()
+
+
+def _scratch_buffer(shape: torch.Size, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """This thread's reusable buffer of `shape`: a fresh tensor of a large layer's weight per
+    call costs its page faults on every call (tens of MB on CPU); one per shape does not."""
+    buffers: dict[tuple[Any, ...], torch.Tensor] = _scratch.__dict__.setdefault("buffers", {})
+    key = (tuple(shape), dtype, device)
+    if key not in buffers:
+        buffers[key] = torch.empty(shape, dtype=dtype, device=device)
+    return buffers[key]
+
+
 def dequantized_weight_t(
     weight: torch.Tensor,
     weight_scale: torch.Tensor,
@@ -146,8 +160,10 @@ def dequantized_weight_t(
     outlier_weight: torch.Tensor,
     dtype: torch.dtype,
 ) -> torch.Tensor:
-    """W^T [K, N] in `dtype`: the int8 weight times its scales, outlier rows exact."""
-    w_t = torch.mul(weight.t(), weight_scale.to(dtype))  # one pass: int8 promotes to dtype
+    """W^T [K, N] in `dtype`: the int8 weight times its scales, outlier rows exact; written into
+    this thread's scratch buffer of that shape (valid until the next call for the same shape)."""
+    w_t = _scratch_buffer(weight.t().shape, dtype, weight.device)
+    torch.mul(weight.t(), weight_scale.to(dtype), out=w_t)  # one pass: int8 promotes to dtype
     if outlier_idx.numel() > 0:
         w_t.index_copy_(0, outlier_idx, outlier_weight.t().to(dtype))
     return w_t
