@@ -35,7 +35,6 @@ from quaff_core.calibration.calibrate import DEFAULT_MAX_RATIO, calibrate
 from quaff_core.models.loading import load_base_model
 from quaff_core.quant.capabilities import BackendSetting, device_class
 from quaff_core.quant.convert import convert_to_quaff
-from quaff_core.quant.linear import quaff_layers
 from quaff_core.quant.outlier_map import OutlierMap
 from quaff_core.quant.targets import in_features, quantizable_linears
 
@@ -44,10 +43,7 @@ HELD_OUT = ("held_task", "held_chat")
 
 def converted(base: nn.Module, om: OutlierMap, backend: BackendSetting) -> nn.Module:
     """A Quaff copy of `base` by `om` with every layer on `backend`."""
-    model = convert_to_quaff(copy.deepcopy(base), om)
-    for layer in quaff_layers(model).values():
-        layer.backend_setting = backend
-    return model
+    return convert_to_quaff(copy.deepcopy(base), om, backend=backend)
 
 
 def errors(base: nn.Module, om: OutlierMap, sets: Any, refs: Any) -> dict[str, dict[str, float]]:

@@ -16,7 +16,6 @@ from quaff_core.calibration.calibrate import calibrate
 from quaff_core.lm.evaluation import batch_counts
 from quaff_core.quant.capabilities import BackendSetting, CompileSetting, resolve_compute_dtype
 from quaff_core.quant.convert import convert_to_quaff
-from quaff_core.quant.linear import quaff_layers
 from quaff_core.quant.outlier_map import OutlierMap
 from quaff_core.quant.targets import quantizable_linears
 
@@ -125,9 +124,7 @@ def _quaff(
         if resolved == torch.bfloat16:
             model.to(resolved)  # attention, norms and head in bf16 too; LoRA stays fp32
         comp = compile if compile_override is None else compile_override
-        convert_to_quaff(model, om, compute_dtype=resolved, compile=comp)
-        for layer in quaff_layers(model).values():
-            layer.backend_setting = backend
+        convert_to_quaff(model, om, compute_dtype=resolved, compile=comp, backend=backend)
         if checkpointing:
             _checkpointed(model)
         peft_model = add_lora(model, r=LORA_R, alpha=LORA_ALPHA)

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-from quaff_core.quant.capabilities import AUTO, CompileSetting, DtypeSetting
+from quaff_core.quant.capabilities import AUTO, BackendSetting, CompileSetting, DtypeSetting
 from quaff_core.quant.linear import QuaffLinear, quaff_layers
 from quaff_core.quant.outlier_map import OutlierMap, normalise_layer_name
 from quaff_core.quant.targets import as_linear, quantizable_linears
@@ -35,6 +35,7 @@ def convert_to_quaff(
     momentum: float | None = None,
     compute_dtype: DtypeSetting = AUTO,
     compile: CompileSetting = AUTO,
+    backend: BackendSetting = AUTO,
 ) -> nn.Module:
     """Replace every `nn.Linear` / `Conv1D` but the output head by `QuaffLinear`, in place.
 
@@ -44,7 +45,8 @@ def convert_to_quaff(
     get no outlier channels (one warning lists them). `compile=True` runs the quantize/dequantize
     passes through `torch.compile`. A model that already holds QuaffLinear layers is refused.
     `scale_beta` in [0, 1] weights the new statistic of the outlier scale (`momentum`, the old
-    weight of the old value, is deprecated); `compute_dtype` and `compile` accept "auto"
+    weight of the old value, is deprecated); `compute_dtype`, `compile` and `backend` (the int8
+    GEMM, `quaff_core.quant.capabilities.INT8_BACKENDS`) accept "auto"
     (`quaff_core.quant.capabilities`).
     """
     if not isinstance(outlier_map, OutlierMap):
@@ -69,6 +71,7 @@ def convert_to_quaff(
             momentum=momentum,
             compute_dtype=compute_dtype,
             compile=compile,
+            backend=backend,
         )
         quaff.train(linear.training)
         _set_submodule(model, name, quaff)

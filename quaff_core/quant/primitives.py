@@ -31,16 +31,24 @@ def quantize_weight(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return q, scale
 
 
-def quantize_rows(
+def _row_levels(
     x: torch.Tensor, col_scale: torch.Tensor | None
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-row int8 of x * col_scale (x [M, K], col_scale [K]) -> (int8 [M, K], f32 [M, 1])."""
+    """Per-row int8 levels of x * col_scale (x [M, K], col_scale [K]), still float:
+    (levels in -127..127 [M, K], f32 scale [M, 1])."""
     xf = x.float()
     if col_scale is not None:
         xf = xf * col_scale
     scale = xf.abs().amax(dim=1, keepdim=True).clamp_min(_EPS) / INT8_MAX
-    q = torch.round(xf / scale).clamp(-INT8_MAX, INT8_MAX).to(torch.int8)
-    return q, scale
+    return torch.round(xf / scale).clamp(-INT8_MAX, INT8_MAX), scale
+
+
+def quantize_rows(
+    x: torch.Tensor, col_scale: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-row int8 of x * col_scale (x [M, K], col_scale [K]) -> (int8 [M, K], f32 [M, 1])."""
+    levels, scale = _row_levels(x, col_scale)
+    return levels.to(torch.int8), scale
 
 
 def quantize_rows_u8(
@@ -48,12 +56,8 @@ def quantize_rows_u8(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """`quantize_rows` with the levels shifted into uint8: (level + U8_ZERO [M, K], f32 [M, 1]);
     the integer product with an int8 matrix is (u - U8_ZERO) @ W, scaled back by the row scale."""
-    xf = x.float()
-    if col_scale is not None:
-        xf = xf * col_scale
-    scale = xf.abs().amax(dim=1, keepdim=True).clamp_min(_EPS) / INT8_MAX
-    q = torch.round(xf / scale).clamp(-INT8_MAX, INT8_MAX) + U8_ZERO
-    return q.to(torch.uint8), scale
+    levels, scale = _row_levels(x, col_scale)
+    return (levels + U8_ZERO).to(torch.uint8), scale
 
 
 def dequantize(
@@ -91,7 +95,7 @@ def quantize_grad(
     The outlier columns' product runs in grad_out's dtype (bf16 compute: a bf16 GEMM accumulating
     in float32, as autocast would; 4x faster on CPU than upcasting the whole [M, N] gradient)."""
     q, scale = quantize_rows(grad, col_scale)
-    return q, scale, torch.mm(grad, outlier_weight.to(grad.dtype)).float()
+    return q, scale, _outlier_grad(grad, outlier_weight)
 
 
 def quantize_activation_u8(
@@ -106,7 +110,13 @@ def quantize_grad_u8(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Backward, uint8: `quantize_grad` with `quantize_rows_u8`."""
     q, scale = quantize_rows_u8(grad, col_scale)
-    return q, scale, torch.mm(grad, outlier_weight.to(grad.dtype)).float()
+    return q, scale, _outlier_grad(grad, outlier_weight)
+
+
+def _outlier_grad(grad: torch.Tensor, outlier_weight: torch.Tensor) -> torch.Tensor:
+    """grad_out [M, N] @ W_o [N, n_o] -> f32 [M, n_o], in grad_out's dtype (a bf16 GEMM
+    accumulating in float32 under bf16 compute)."""
+    return torch.mm(grad, outlier_weight.to(grad.dtype)).float()
 
 
 def scale_output(

@@ -60,10 +60,7 @@ def quaff_int8_at_every_width(monkeypatch: pytest.MonkeyPatch) -> None:
     def choice(kind: str) -> tuple[capabilities.Int8Backend, str]:
         return exact if kind == "cpu" else capabilities.kernel_choice(kind)
 
-    monkeypatch.setattr(linear, "int8_backend", lambda device: choice(device_type(device))[0])
+    monkeypatch.setattr(
+        linear, "int8_backend", lambda device: choice(capabilities._device_type(device))[0]
+    )
     monkeypatch.setattr(runtime, "kernel_choice", choice)
-
-
-def device_type(device: torch.device | str | None) -> str:
-    """'cpu', 'cuda', ... of a device spec (None = cpu)."""
-    return torch.device(device if device is not None else "cpu").type
