@@ -17,7 +17,13 @@ import sys
 import torch
 from torch import nn
 
-from quaff_core.quant.capabilities import INT8_BACKENDS, Int8Backend, device_class, int8_backend
+from quaff_core.quant.capabilities import (
+    INT8_BACKENDS,
+    ONEDNN_GRAD_BACKENDS,
+    Int8Backend,
+    device_class,
+    int8_backend,
+)
 from quaff_core.quant.kernels import int8_mm
 from quaff_core.quant.linear import QuaffLinear
 from quaff_core.quant.onednn import OnednnPacks, onednn_available, seven_bit
@@ -82,10 +88,12 @@ def check_layer(device: str, backend: Int8Backend) -> tuple[float, float]:
 def run(device: str) -> list[tuple[str, float, float]]:
     """(check, error, budget) rows for `device`."""
     backends: list[Int8Backend] = (
-        ["int_mm"] if device == "cuda" else [b for b in INT8_BACKENDS if b != "onednn"]
+        ["int_mm"]
+        if device == "cuda"
+        else [b for b in INT8_BACKENDS if b not in ONEDNN_GRAD_BACKENDS]
     )
     if device == "cpu" and onednn_available():
-        backends.append("onednn")
+        backends.extend(ONEDNN_GRAD_BACKENDS)
     rows = []
     for backend in backends:
         if backend in ("int_mm", "fp32"):

@@ -155,6 +155,11 @@ MODES: dict[str, Mode] = {
         "as quaff with every layer on the onednn backend (u8 x s7, the fast int8 GEMM of AVX2)",
         _quaff(backend="onednn"),
     ),
+    "quaff-onednn-grad": Mode(
+        "as quaff with every layer on the onednn_grad backend (forward dequantized, input "
+        "gradient through oneDNN's u8 x s7 GEMM)",
+        _quaff(backend="onednn_grad"),
+    ),
     "quaff-dequant": Mode(
         "as quaff with every layer on the dequant backend (int8 weights, float GEMMs)",
         _quaff(backend="dequant"),

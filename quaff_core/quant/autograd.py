@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 import torch
 
-from quaff_core.quant.capabilities import Int8Backend
+from quaff_core.quant.capabilities import ONEDNN_GRAD_BACKENDS, Int8Backend
 from quaff_core.quant.kernels import int8_mm
 from quaff_core.quant.onednn import W7_RESCALE, OnednnPacks
-from quaff_core.quant.primitives import QuantOps
+from quaff_core.quant.primitives import QuantOps, scratch_buffer
 
 
 def _inverse_channel_scale(
@@ -96,23 +95,43 @@ class _QuaffLinearFn(torch.autograd.Function):
     def _backward(ctx: Any, grad_out: torch.Tensor) -> torch.Tensor:
         """Backward body for the input gradient, run with autocast off."""
         weight, weight_scale, outlier_idx, outlier_weight = ctx.saved_tensors
-        ops: QuantOps = ctx.ops
-        # w_scale lies on the reduction dim of dY @ W, so fold it into dY before quantizing
-        if ctx.backend == "onednn":
-            gq, g_scale, exact = ops.quantize_grad_u8(
-                grad_out.contiguous(), weight_scale.float() * W7_RESCALE, outlier_weight
-            )
-            acc = ctx.packs.grad_mm(gq)
-        else:
-            gq, g_scale, exact = ops.quantize_grad(
-                grad_out.contiguous(), weight_scale.float(), outlier_weight
-            )
-            acc = int8_mm(gq, weight, ctx.backend)
-        grad_x = ops.dequantize_grad(acc, g_scale, ctx.x_dtype)
-        if outlier_idx.numel() > 0:
-            # outlier channels take their exact gradient from the high-precision columns
-            grad_x.index_copy_(1, outlier_idx, exact.to(grad_x.dtype))
-        return grad_x
+        return quantized_input_grad(
+            grad_out, weight, weight_scale, outlier_idx, outlier_weight, ctx.ops, ctx.backend,
+            ctx.packs, ctx.x_dtype,
+        )  # fmt: skip
+
+
+def quantized_input_grad(
+    grad_out: torch.Tensor,
+    weight: torch.Tensor,
+    weight_scale: torch.Tensor,
+    outlier_idx: torch.Tensor,
+    outlier_weight: torch.Tensor,
+    ops: QuantOps,
+    backend: Int8Backend,
+    packs: OnednnPacks | None,
+    dtype: torch.dtype,
+) -> torch.Tensor:
+    """dX = Q(dY diag(w_scale)) Q(W) [M, K] in `dtype` from grad_out [M, N] through the int8
+    GEMM of `backend` (oneDNN's W^T pack for "onednn" / "onednn_grad"); the outlier channels
+    take their exact gradient from the high-precision columns."""
+    # w_scale lies on the reduction dim of dY @ W, so fold it into dY before quantizing
+    if backend in ONEDNN_GRAD_BACKENDS:
+        if packs is None:
+            raise ValueError(f"the {backend} backend needs the layer's prepacked weights")
+        gq, g_scale, exact = ops.quantize_grad_u8(
+            grad_out.contiguous(), weight_scale.float() * W7_RESCALE, outlier_weight
+        )
+        acc = packs.grad_mm(gq)
+    else:
+        gq, g_scale, exact = ops.quantize_grad(
+            grad_out.contiguous(), weight_scale.float(), outlier_weight
+        )
+        acc = int8_mm(gq, weight, backend)
+    grad_x = ops.dequantize_grad(acc, g_scale, dtype)
+    if outlier_idx.numel() > 0:
+        grad_x.index_copy_(1, outlier_idx, exact.to(grad_x.dtype))
+    return grad_x
 
 
 def quaff_linear(
@@ -128,29 +147,21 @@ def quaff_linear(
     packs: OnednnPacks | None = None,
 ) -> torch.Tensor:
     """Functional entry point: x [M, K] -> [M, N] in x.dtype (see `_QuaffLinearFn`); the
-    "onednn" backend needs the layer's `packs`, "dequant" goes through `dequant_linear`."""
+    "onednn" and "onednn_grad" backends need the layer's `packs`; "dequant" and "onednn_grad"
+    go through `dequant_linear`."""
     if backend == "dequant":
         return dequant_linear(x, weight, weight_scale, outlier_idx, outlier_weight, bias)
-    if backend == "onednn" and packs is None:
-        raise ValueError("the onednn backend needs the layer's prepacked weights")
+    if backend in ONEDNN_GRAD_BACKENDS and packs is None:
+        raise ValueError(f"the {backend} backend needs the layer's prepacked weights")
+    if backend == "onednn_grad" and packs is not None:
+        return dequant_linear(
+            x, weight, weight_scale, outlier_idx, outlier_weight, bias, (ops, packs)
+        )
     out = _QuaffLinearFn.apply(
         x, weight, weight_scale, outlier_idx, outlier_weight, outlier_scale, bias, ops, backend,
         packs,
     )  # fmt: skip
     return out
-
-
-_scratch = threading.local()
-
-
-def _scratch_buffer(shape: torch.Size, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    """This thread's reusable buffer of `shape`: a fresh tensor of a large layer's weight per
-    call costs its page faults on every call (tens of MB on CPU); one per shape does not."""
-    buffers: dict[tuple[Any, ...], torch.Tensor] = _scratch.__dict__.setdefault("buffers", {})
-    key = (tuple(shape), dtype, device)
-    if key not in buffers:
-        buffers[key] = torch.empty(shape, dtype=dtype, device=device)
-    return buffers[key]
 
 
 def dequantized_weight_t(
@@ -161,8 +172,8 @@ def dequantized_weight_t(
     dtype: torch.dtype,
 ) -> torch.Tensor:
     """W^T [K, N] in `dtype`: the int8 weight times its scales, outlier rows exact; written into
-    this thread's scratch buffer of that shape (valid until the next call for the same shape)."""
-    w_t = _scratch_buffer(weight.t().shape, dtype, weight.device)
+    this thread's scratch buffer (`primitives.scratch_buffer`, valid until the next call)."""
+    w_t = scratch_buffer(weight.t().shape, dtype, weight.device, "dequantized weight")
     torch.mul(weight.t(), weight_scale.to(dtype), out=w_t)  # one pass: int8 promotes to dtype
     if outlier_idx.numel() > 0:
         w_t.index_copy_(0, outlier_idx, outlier_weight.t().to(dtype))
@@ -170,8 +181,10 @@ def dequantized_weight_t(
 
 
 class _DequantLinearFn(torch.autograd.Function):
-    """y = x W^T + b with W dequantized from int8 per call (forward and backward): the speed of
-    a `dtype` GEMM, the memory of the int8 weight (no dequantized copy is kept for backward)."""
+    """y = x W^T + b with W dequantized from int8 per call: the speed of a `dtype` GEMM, the
+    memory of the int8 weight (no dequantized copy is kept for backward). The input gradient
+    dequantizes W again, or, given `int8_grad` (ops, packs), runs oneDNN's int8 GEMM
+    (`quantized_input_grad`): the "onednn_grad" backend."""
 
     @staticmethod
     def forward(
@@ -182,9 +195,11 @@ class _DequantLinearFn(torch.autograd.Function):
         outlier_idx: torch.Tensor,
         outlier_weight: torch.Tensor,
         bias: torch.Tensor | None,
+        int8_grad: tuple[QuantOps, OnednnPacks] | None,
     ) -> torch.Tensor:
         """x [M, K] in the compute dtype -> [M, N] in it."""
         ctx.save_for_backward(weight, weight_scale, outlier_idx, outlier_weight)
+        ctx.int8_grad = int8_grad
         with torch.autocast(x.device.type, enabled=False):
             w_t = dequantized_weight_t(weight, weight_scale, outlier_idx, outlier_weight, x.dtype)
             if bias is None:
@@ -193,17 +208,24 @@ class _DequantLinearFn(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx: Any, *grad_outputs: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        """grad_out [M, N] -> grad_x [M, K] = grad_out W, W dequantized again."""
+        """grad_out [M, N] -> grad_x [M, K] = grad_out W: W dequantized again, or int8."""
         (grad_out,) = grad_outputs
         grad_x = None
         if ctx.needs_input_grad[0]:
             weight, weight_scale, outlier_idx, outlier_weight = ctx.saved_tensors
             with torch.autocast(grad_out.device.type, enabled=False):
-                w_t = dequantized_weight_t(
-                    weight, weight_scale, outlier_idx, outlier_weight, grad_out.dtype
-                )
-                grad_x = torch.mm(grad_out, w_t.t())
-        return grad_x, None, None, None, None, None
+                if ctx.int8_grad is None:
+                    w_t = dequantized_weight_t(
+                        weight, weight_scale, outlier_idx, outlier_weight, grad_out.dtype
+                    )
+                    grad_x = torch.mm(grad_out, w_t.t())
+                else:
+                    ops, packs = ctx.int8_grad
+                    grad_x = quantized_input_grad(
+                        grad_out, weight, weight_scale, outlier_idx, outlier_weight, ops,
+                        "onednn_grad", packs, grad_out.dtype,
+                    )  # fmt: skip
+        return grad_x, None, None, None, None, None, None
 
 
 def dequant_linear(
@@ -213,9 +235,11 @@ def dequant_linear(
     outlier_idx: torch.Tensor,
     outlier_weight: torch.Tensor,
     bias: torch.Tensor | None,
+    int8_grad: tuple[QuantOps, OnednnPacks] | None = None,
 ) -> torch.Tensor:
-    """The "dequant" backend: x [M, K] -> [M, N] through a GEMM in x.dtype."""
+    """The "dequant" backend: x [M, K] -> [M, N] through a GEMM in x.dtype (with `int8_grad`,
+    the "onednn_grad" backend: the input gradient through oneDNN's int8 GEMM)."""
     out: torch.Tensor = _DequantLinearFn.apply(
-        x, weight, weight_scale, outlier_idx, outlier_weight, bias
+        x, weight, weight_scale, outlier_idx, outlier_weight, bias, int8_grad
     )
     return out

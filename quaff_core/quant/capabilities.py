@@ -7,10 +7,11 @@
   Triton on CUDA).
 - `int8_backend(device)` / `kernel_choice(kind)`: "int_mm" where `torch._int_mm` is a real int8
   GEMM (CUDA; a CPU with VNNI/AMX, or where a probe finds it faster than float32; without
-  AVX512-VNNI it is a scalar loop, ~50-100x slower than a float32 GEMM); else "dequant": the int8
-  weights dequantized into the compute dtype per call. "onednn" (oneDNN's u8 x s8 GEMM with 7-bit
-  weights, faster than float32 on AVX2 but less accurate) and "fp32" (exact integer products
-  through a float32 GEMM) run only when asked.
+  AVX512-VNNI it is a scalar loop, ~50-100x slower than a float32 GEMM); "onednn_grad" on AVX2 /
+  AVX-VNNI CPUs: the forward dequantized, the input gradient through oneDNN's u8 x s8 GEMM with
+  7-bit weights; else "dequant": the int8 weights dequantized into the compute dtype per call.
+  "onednn" (that GEMM for the forward too: faster, but above the logits error bars) and "fp32"
+  (exact integer products through a float32 GEMM) run only when asked.
 """
 
 from __future__ import annotations
@@ -24,11 +25,15 @@ from typing import Final, Literal
 
 import torch
 
+from quaff_core.quant.onednn import onednn_available
+
 logger = logging.getLogger(__name__)
 
 AUTO: Final = "auto"
-Int8Backend = Literal["int_mm", "onednn", "dequant", "fp32"]
-INT8_BACKENDS: Final = ("int_mm", "onednn", "dequant", "fp32")
+Int8Backend = Literal["int_mm", "onednn", "onednn_grad", "dequant", "fp32"]
+INT8_BACKENDS: Final = ("int_mm", "onednn", "onednn_grad", "dequant", "fp32")
+# the backends whose input gradient runs oneDNN's u8 x s7 GEMM on the layer's prepacked W^T
+ONEDNN_GRAD_BACKENDS: Final = ("onednn", "onednn_grad")
 DtypeSetting = torch.dtype | Literal["auto"] | None
 CompileSetting = bool | Literal["auto"]
 BackendSetting = Int8Backend | Literal["auto"]
@@ -138,8 +143,9 @@ def kernel_choice(kind: str) -> tuple[Int8Backend, str]:
     """(int8 backend, why) for a device type: `torch._int_mm` on CUDA and VNNI/AMX CPUs (or where
     a probe finds it faster than float32), else the int8 weights dequantized into the compute
     dtype (the speed of a plain GEMM, the int8 memory). On AVX2 / AVX-VNNI CPUs the one faster
-    int8 GEMM, oneDNN's u8 x s7 ("onednn", `quaff_core.quant.onednn`), misses the accuracy bars
-    (bench.activation_bits), so it runs only where asked for."""
+    int8 GEMM, oneDNN's u8 x s7 (`quaff_core.quant.onednn`), misses the logits accuracy bars in
+    the forward (bench.activation_bits), so there the forward runs dequantized and only the input
+    gradient goes through it ("onednn_grad"); "onednn" for both runs only where asked for."""
     if kind == "cuda":
         return "int_mm", "CUDA: torch._int_mm (cuBLASLt int8 GEMM)"
     if kind != "cpu":
@@ -149,11 +155,12 @@ def kernel_choice(kind: str) -> tuple[Int8Backend, str]:
         return "int_mm", f"CPU {klass}: torch._int_mm (oneDNN s8s8 with VNNI/AMX)"
     if _cpu_probe("int8") >= _PROBE_MARGIN:
         return "int_mm", f"CPU {klass}: torch._int_mm measured faster than float32"
-    if klass in ("AVX2", "AVX-VNNI"):
-        return "dequant", (
+    if klass in ("AVX2", "AVX-VNNI") and onednn_available():
+        return "onednn_grad", (
             f"CPU {klass}: no exact 8-bit int8 GEMM faster than float32 (the u8 x s8 pair sums "
-            "force 7-bit weights, 1.6x the logits error: backend 'onednn' where asked); int8 "
-            "weights dequantized per call (memory kept, speed of a plain GEMM)"
+            "force 7-bit weights, 1.6x the logits error in the forward); int8 weights dequantized "
+            "in the forward (memory kept, the logits of the 8-bit weights), the input gradient "
+            "through oneDNN's u8 x s7 GEMM"
         )
     return "dequant", (
         f"CPU {klass}: no int8 GEMM faster than the compute dtype's; "

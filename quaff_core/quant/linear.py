@@ -14,6 +14,7 @@ from quaff_core.quant.autograd import quaff_linear
 from quaff_core.quant.capabilities import (
     AUTO,
     INT8_BACKENDS,
+    ONEDNN_GRAD_BACKENDS,
     BackendSetting,
     CompileSetting,
     DtypeSetting,
@@ -31,6 +32,8 @@ from quaff_core.quant.scale_state import check_scale_beta, current_token_mask, i
 logger = logging.getLogger(__name__)
 
 _EPS = 1e-12
+# the backends whose forward runs the int8 weight dequantized (no activation quantized)
+DEQUANT_FORWARD = ("dequant", "onednn_grad")
 DEFAULT_SCALE_BETA = 0.9
 
 
@@ -99,7 +102,7 @@ class QuaffLinear(nn.Module):
         self.compute_dtype_setting = compute_dtype
         self.compile_setting = compile
         self.backend_setting = check_backend(backend)
-        self._packs: tuple[tuple[int, int], OnednnPacks] | None = None
+        self._packs: tuple[tuple[int, int, bool], OnednnPacks] | None = None
         weight_t = torch.zeros(in_features, out_features, dtype=torch.int8, device=device)
         self.register_buffer("weight", weight_t.t())
         self.register_buffer("weight_scale", torch.ones(out_features, device=device))
@@ -232,11 +235,12 @@ class QuaffLinear(nn.Module):
         state["_packs"] = None
         return state
 
-    def onednn_packs(self) -> OnednnPacks:
-        """oneDNN's prepacked W^T and W, built on first use and again if the weight changes."""
-        key = (self.weight.data_ptr(), self.weight._version)
+    def onednn_packs(self, forward: bool = True) -> OnednnPacks:
+        """oneDNN's prepacked W^T (and W for a `forward` through oneDNN), built on first use
+        and again if the weight or what is packed changes."""
+        key = (self.weight.data_ptr(), self.weight._version, forward)
         if self._packs is None or self._packs[0] != key:
-            self._packs = (key, OnednnPacks.of(self.weight))
+            self._packs = (key, OnednnPacks.of(self.weight, forward=forward))
         return self._packs[1]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -251,8 +255,12 @@ class QuaffLinear(nn.Module):
         if x2.shape[0] == 0:
             return x2.new_zeros(*lead, self.out_features)
         backend = self.backend_for(x.device)
-        # the dequant backend computes the outlier columns exactly: no scale to follow
-        use_scale = self.n_outliers and backend != "dequant"
+        if backend == "onednn_grad" and not x2.requires_grad:
+            backend = "dequant"  # the same forward; no input gradient, so no W^T pack to build
+        if backend in DEQUANT_FORWARD and self.compile_setting == AUTO:
+            compile = False  # as a run's runtime decides: one eager pass at most, nothing to fuse
+        # a dequantized forward computes the outlier columns exactly: no scale to follow
+        use_scale = self.n_outliers and backend not in DEQUANT_FORWARD
         scale = self._current_outlier_scale(x2) if use_scale else self.outlier_scale
         out = quaff_linear(
             x2,
@@ -264,7 +272,9 @@ class QuaffLinear(nn.Module):
             self.bias,
             get_quant_ops(compile),
             backend,
-            self.onednn_packs() if backend == "onednn" else None,
+            self.onednn_packs(forward=backend == "onednn")
+            if backend in ONEDNN_GRAD_BACKENDS
+            else None,
         )
         if out.dtype != x.dtype and not torch.is_autocast_enabled(x.device.type):
             out = out.to(x.dtype)

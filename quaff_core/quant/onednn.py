@@ -9,7 +9,8 @@ weights give one up: each layer's int8 weight is requantized once to the levels 
 (2 x 255 x 63 < 2^15). 7-bit activations instead doubled the logits error of SmolLM2
 (`bench.activation_bits`). With unit scales the GEMM returns the exact integer sums (as float32),
 which the usual dequantize pass scales, with the weight scales times `W7_RESCALE`. The 7-bit
-weight is prepacked twice: W [N, K] for the forward and W^T [K, N] for the input gradient.
+weight is prepacked twice: W [N, K] for the forward and W^T [K, N] for the input gradient (only
+W^T for the "onednn_grad" backend, whose forward runs the 8-bit weight dequantized).
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ def _pack(w: torch.Tensor) -> torch.Tensor:
 class OnednnPacks:
     """One layer's 7-bit weight prepacked both ways: for y = x W^T and for dX = dY W."""
 
-    weight: torch.Tensor  # W7 [N, K] packed as a linear weight: x @ W7^T
+    weight: torch.Tensor | None  # W7 [N, K] packed as a linear weight: x @ W7^T (or not packed)
     weight_t: torch.Tensor  # W7^T [K, N] packed likewise: dY @ W7
     out_features: int
     in_features: int
@@ -52,13 +53,14 @@ class OnednnPacks:
     zeros: torch.Tensor  # zero weight zero-points, likewise
 
     @classmethod
-    def of(cls, weight: torch.Tensor) -> OnednnPacks:
-        """Requantize an int8 weight [N, K] (any layout) to 7 bits and pack it."""
+    def of(cls, weight: torch.Tensor, *, forward: bool = True) -> OnednnPacks:
+        """Requantize an int8 weight [N, K] (any layout) to 7 bits and pack it: W^T always, W
+        only for a `forward` through oneDNN."""
         n, k = weight.shape
         w7 = seven_bit(weight)
         width = max(n, k)
         return cls(
-            weight=_pack(w7),
+            weight=_pack(w7) if forward else None,
             weight_t=_pack(w7.t()),
             out_features=n,
             in_features=k,
@@ -68,6 +70,8 @@ class OnednnPacks:
 
     def forward_mm(self, q: torch.Tensor) -> torch.Tensor:
         """q uint8 [M, K] (8-bit levels + U8_ZERO) @ W7^T -> exact sums, float32 [M, N]."""
+        if self.weight is None:
+            raise ValueError("these packs hold only W^T (built with forward=False)")
         return u8_mm(q, self.weight, self.ones[: self.out_features], self.zeros)
 
     def grad_mm(self, q: torch.Tensor) -> torch.Tensor:

@@ -6,6 +6,12 @@
   GEMM's O(M K N), so the rule is on the layer's effective width K N / (K + N); narrower layers
   (SmolLM2's, the k/v projections of grouped attention) run their int8 weights dequantized into
   the compute dtype (the "dequant" backend: the speed of a plain GEMM, the int8 memory);
+- "onednn_grad" quantizes only the output gradient, O(M N), to save on dY @ W, O(M K N): the
+  saving per quantized element grows with K, and narrow outputs do not repay the per-call work,
+  so layers with few input or output features stay "dequant" (bench.layer, AVX2, against fp32:
+  onednn_grad 0.89x / 0.77x / 0.80x at 576x1536 / 576x192 / 896x128, where dequant is 0.93x /
+  0.88x / 0.89x; 1.00x / 1.01x / 1.11x at 896x896 / 896x4864 / 1536x576, where dequant is
+  0.93x / 0.93x / 0.96x);
 - `torch.compile` fuses the quantize passes but costs a warm-up; "auto" compiles only where the
   estimated saving over the job's steps earns the warm-up back, and never when no layer quantizes.
 """
@@ -20,6 +26,8 @@ from quaff_core.quant.capabilities import Int8Backend
 # effective width K N / (K + N) from which an int8 GEMM beats the compute dtype's GEMM on CPU
 # (bf16 GEMMs with VNNI int8); CUDA's int_mm has no floor here
 MIN_INT8_WIDTH: Final[dict[str, int]] = {"int_mm": 512}
+# (input, output) features from which the int8 input gradient beats the dequantized one on CPU
+MIN_GRAD_FEATURES: Final[dict[str, tuple[int, int]]] = {"onednn_grad": (768, 512)}
 # compile warm-up (measured 14-16 s cold, 39 s on a loaded 2-core CPU) and what fusing the passes
 # saves, per int8 weight element and token of a step (~15% of a bf16 projection's time)
 COMPILE_WARMUP_S: Final[dict[str, float]] = {"cpu": 20.0, "cuda": 60.0}
@@ -36,8 +44,13 @@ def layer_backend(
 ) -> Int8Backend:
     """The backend a layer of this shape runs under `auto`: the device's int8 `backend`, or
     "dequant" on CPU where the layer is too narrow for the int8 GEMM to win."""
-    floor = MIN_INT8_WIDTH.get(backend) if device_type == "cpu" else None
+    if device_type != "cpu":
+        return backend
+    floor = MIN_INT8_WIDTH.get(backend)
     if floor is not None and effective_width(in_features, out_features) < floor:
+        return "dequant"
+    min_in, min_out = MIN_GRAD_FEATURES.get(backend, (0, 0))
+    if in_features < min_in or out_features < min_out:
         return "dequant"
     return backend
 

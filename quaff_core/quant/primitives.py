@@ -8,8 +8,11 @@ fuses each into one or two passes. Both variants compute the same values.
 from __future__ import annotations
 
 import logging
+import math
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -31,16 +34,46 @@ def quantize_weight(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return q, scale
 
 
+_scratch = threading.local()
+
+
+def scratch_buffer(
+    shape: torch.Size | tuple[int, ...], dtype: torch.dtype, device: torch.device, purpose: str
+) -> torch.Tensor:
+    """A `shape` view of this thread's reusable buffer for `purpose` (grown to the largest size
+    asked for): a fresh tensor of a large layer per call costs its page faults on every call
+    (tens of MB on CPU); a reused one does not. Valid until the next call for `purpose`."""
+    buffers: dict[tuple[Any, ...], torch.Tensor] = _scratch.__dict__.setdefault("buffers", {})
+    key = (purpose, dtype, device)
+    numel = math.prod(shape)
+    buffer = buffers.get(key)
+    if buffer is None or buffer.numel() < numel:
+        buffer = buffers[key] = torch.empty(numel, dtype=dtype, device=device)
+    return buffer[:numel].view(shape)
+
+
+def _scaled_float(x: torch.Tensor, col_scale: torch.Tensor | None) -> torch.Tensor:
+    """x * col_scale as a float32 [M, K] that may be worked in place: eager, in this thread's
+    scratch buffer (valid until the next call for that shape); compiled, a fresh tensor."""
+    if torch.compiler.is_compiling():
+        return x.float() * col_scale if col_scale is not None else x.float().clone()
+    out = scratch_buffer(x.shape, torch.float32, x.device, "row levels")
+    if col_scale is None:
+        return out.copy_(x)
+    return torch.mul(x, col_scale, out=out)
+
+
 def _row_levels(
     x: torch.Tensor, col_scale: torch.Tensor | None
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-row int8 levels of x * col_scale (x [M, K], col_scale [K]), still float:
-    (levels in -127..127 [M, K], f32 scale [M, 1])."""
-    xf = x.float()
-    if col_scale is not None:
-        xf = xf * col_scale
-    scale = xf.abs().amax(dim=1, keepdim=True).clamp_min(_EPS) / INT8_MAX
-    return torch.round(xf / scale).clamp(-INT8_MAX, INT8_MAX), scale
+    """Per-row int8 levels of x * col_scale (x [M, K], col_scale [K]), still float: (f32
+    [M, K] of levels in -127..127, valid until the next call, f32 scale [M, 1]). One [M, K]
+    temporary, worked in place: eager, every fresh temporary of a large layer costs its page
+    faults."""
+    xf = _scaled_float(x, col_scale)
+    scale = torch.linalg.vector_norm(xf, float("inf"), dim=1, keepdim=True)
+    scale = scale.clamp_min(_EPS) / INT8_MAX
+    return xf.div_(scale).round_().clamp_(-INT8_MAX, INT8_MAX), scale
 
 
 def quantize_rows(
@@ -57,7 +90,7 @@ def quantize_rows_u8(
     """`quantize_rows` with the levels shifted into uint8: (level + U8_ZERO [M, K], f32 [M, 1]);
     the integer product with an int8 matrix is (u - U8_ZERO) @ W, scaled back by the row scale."""
     levels, scale = _row_levels(x, col_scale)
-    return (levels + U8_ZERO).to(torch.uint8), scale
+    return levels.add_(U8_ZERO).to(torch.uint8), scale
 
 
 def dequantize(

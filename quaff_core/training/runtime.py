@@ -26,7 +26,7 @@ from quaff_core.quant.capabilities import (
     resolve_compute_dtype,
 )
 from quaff_core.quant.linear import quaff_layers
-from quaff_core.quant.plan import MIN_INT8_WIDTH, compile_pays
+from quaff_core.quant.plan import MIN_GRAD_FEATURES, MIN_INT8_WIDTH, compile_pays
 from quaff_core.train_events import EventKind, TrainEvent
 from quaff_core.training.callbacks import TrainCallbacks
 
@@ -92,8 +92,15 @@ def _kernel_reason(device: str) -> tuple[str, str]:
     """(int8 backend of `device`, why), with the per-layer rule of `auto` appended."""
     backend, why = kernel_choice(torch.device(device).type)
     floor = MIN_INT8_WIDTH.get(backend)
-    if floor is not None and torch.device(device).type == "cpu":
+    on_cpu = torch.device(device).type == "cpu"
+    if floor is not None and on_cpu:
         why += f"; layers with K*N/(K+N) < {floor} run dequantized (the int8 GEMM cannot win there)"
+    grad_floor = MIN_GRAD_FEATURES.get(backend)
+    if grad_floor is not None and on_cpu:
+        why += (
+            f"; layers with fewer than {grad_floor[0]} input or {grad_floor[1]} output features "
+            "run dequantized throughout"
+        )
     return backend, why
 
 
@@ -107,6 +114,11 @@ def _resolve_compile(
         return False, "compile off: inductor cannot build code on this device"
     if backend == "dequant":
         return False, "compile off: the dequant backend has no quantize passes to fuse"
+    if backend == "onednn_grad":
+        return False, (
+            "compile off: the onednn_grad backend's one quantize pass (the output gradient) runs "
+            "in place in eager code, close to compiled speed; the warm-up would not pay"
+        )
     tokens = config.effective_batch_size * config.max_seq_length
     return _compile_verdict(torch.device(device).type, n_params, total_steps, tokens)
 

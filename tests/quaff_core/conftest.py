@@ -46,11 +46,12 @@ def quaff_int8_at_every_width(monkeypatch: pytest.MonkeyPatch) -> None:
     """Run the tests' tiny layers through the int8 kernels: under `auto` a CPU sends layers
     narrower than `plan.MIN_INT8_WIDTH` to the dequant backend, which would leave the int8 path
     untested (tests/quaff_core/quant/test_backends.py tests that rule itself). On a CPU whose
-    `auto` runs no int8 GEMM at all (AVX2: "dequant"), the layers and the run's runtime take the
-    exact "fp32" int8 backend instead (tests/quaff_core/quant/test_backends.py tests each
-    class's choice)."""
+    `auto` forward quantizes no activations (AVX2: "onednn_grad", or "dequant" without oneDNN),
+    the layers and the run's runtime take the exact "fp32" int8 backend instead
+    (tests/quaff_core/quant/test_backends.py tests each class's choice and each backend)."""
     monkeypatch.setattr(plan, "MIN_INT8_WIDTH", {})
-    if capabilities.kernel_choice("cpu")[0] != "dequant":
+    monkeypatch.setattr(plan, "MIN_GRAD_FEATURES", {})
+    if capabilities.kernel_choice("cpu")[0] not in linear.DEQUANT_FORWARD:
         return
     exact: tuple[capabilities.Int8Backend, str] = (
         "fp32",

@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from quaff_core.quant.primitives import dequantize, get_quant_ops, quantize_rows, quantize_weight
+from quaff_core.quant.primitives import (
+    dequantize,
+    get_quant_ops,
+    quantize_rows,
+    quantize_rows_u8,
+    quantize_weight,
+    scratch_buffer,
+)
 
 
 def test_quantize_weight_per_output_channel() -> None:
@@ -26,6 +33,32 @@ def test_quantize_rows_folds_column_scale() -> None:
     assert row.shape == (6, 1)
     torch.testing.assert_close(q.float() * row, x * col, atol=float(row.max()) / 2, rtol=0)
     assert int(q.abs().amax(dim=1).min()) == 127
+
+
+def test_scratch_buffers_grow_to_the_largest_ask_and_never_alias_purposes() -> None:
+    cpu = torch.device("cpu")
+    big = scratch_buffer((64, 32), torch.float32, cpu, "test a")
+    small = scratch_buffer((3, 5), torch.float32, cpu, "test a")
+    assert small.shape == (3, 5)
+    assert small.data_ptr() == big.data_ptr()  # one buffer per purpose, however many shapes
+    other = scratch_buffer((3, 5), torch.float32, cpu, "test b")
+    assert other.data_ptr() != small.data_ptr()
+    grown = scratch_buffer((128, 32), torch.float32, cpu, "test a")
+    assert grown.shape == (128, 32)
+    assert scratch_buffer((64, 32), torch.float32, cpu, "test a").data_ptr() == grown.data_ptr()
+
+
+def test_quantizing_through_the_scratch_buffer_leaves_results_and_input_alone() -> None:
+    x = torch.randn(20, 24)
+    x_before = x.clone()
+    q, row = quantize_rows(x, None)
+    q8, row8 = quantize_rows_u8(torch.randn(20, 24), torch.rand(24) + 0.5)  # reuses the buffer
+    assert torch.equal(x, x_before)
+    q_again, row_again = quantize_rows(x, None)
+    assert torch.equal(q, q_again)
+    assert torch.equal(row, row_again)
+    assert q8.dtype == torch.uint8
+    assert row8.shape == (20, 1)
 
 
 def test_quantize_rows_zero_rows_are_safe() -> None:
@@ -80,6 +113,12 @@ def test_compiled_ops_match_eager() -> None:
     g = torch.randn(33, 7)
     for got, want in zip(
         compiled.quantize_grad(g, col7, w_corr), eager.quantize_grad(g, col7, w_corr), strict=True
+    ):
+        torch.testing.assert_close(got, want)
+    for got, want in zip(
+        compiled.quantize_grad_u8(g, col7, w_corr),
+        eager.quantize_grad_u8(g, col7, w_corr),
+        strict=True,
     ):
         torch.testing.assert_close(got, want)
     torch.testing.assert_close(

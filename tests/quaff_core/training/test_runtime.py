@@ -17,6 +17,7 @@ from quaff_core.quant.convert import convert_to_quaff
 from quaff_core.quant.linear import QuaffLinear, quaff_layers
 from quaff_core.quant.outlier_map import OutlierMap
 from quaff_core.train_events import EventKind, TrainEvent
+from quaff_core.training import runtime as runtime_module
 from quaff_core.training.callbacks import NullCallbacks
 from quaff_core.training.runtime import (
     COMPILE_MIN_PARAMS,
@@ -69,7 +70,18 @@ def test_auto_compiles_only_runs_that_repay_the_warm_up() -> None:
     long = resolve_runtime(TrainConfig(), "cpu", n_params=n_params, total_steps=2000)
     assert short.compile is False
     assert "does not earn back" in short.compile_reason
-    assert long.compile is (long.int8_backend != "dequant")
+    assert long.compile is (long.int8_backend not in ("dequant", "onednn_grad"))
+
+
+@pytest.mark.parametrize("backend", ["dequant", "onednn_grad"])
+def test_backends_with_a_dequantized_forward_never_compile(
+    monkeypatch: pytest.MonkeyPatch, backend: str
+) -> None:
+    monkeypatch.setattr(runtime_module, "kernel_choice", lambda kind: (backend, f"{kind}: test"))
+    long = resolve_runtime(TrainConfig(), "cpu", n_params=500_000_000, total_steps=5000)
+    assert long.int8_backend == backend
+    assert long.compile is False
+    assert backend in long.compile_reason
 
 
 def test_the_runtime_is_reported_and_returned(tmp_path: Path) -> None:
