@@ -15,7 +15,10 @@ from quaff_core.models.loading import DEFAULT_CACHE_DIR, _cached_smollm2
 from quaff_core.options.base_models import SMOLLM2, find_base_model
 from tests.infer.gguf_roundtrip import build_tuned, export, llama_answers, our_answers
 
-pytestmark = pytest.mark.slow
+# the first run on a machine builds llama-server from source inside a fixture (~15 min on 2
+# cores, cached after): above the suite's 600 s per test, so this module gets its own limit
+FIRST_BUILD_TIMEOUT_S = 1800
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(FIRST_BUILD_TIMEOUT_S)]
 
 
 @pytest.fixture(scope="module")
