@@ -258,7 +258,7 @@ class QuaffLinear(nn.Module):
         if backend == "onednn_grad" and not x2.requires_grad:
             backend = "dequant"  # the same forward; no input gradient, so no W^T pack to build
         if backend in DEQUANT_FORWARD and self.compile_setting == AUTO:
-            compile = False  # as a run's runtime decides: one eager pass at most, nothing to fuse
+            compile = False  # the runtime's rule too (`training.runtime._resolve_compile`)
         # a dequantized forward computes the outlier columns exactly: no scale to follow
         use_scale = self.n_outliers and backend not in DEQUANT_FORWARD
         scale = self._current_outlier_scale(x2) if use_scale else self.outlier_scale

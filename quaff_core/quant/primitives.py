@@ -54,7 +54,7 @@ def scratch_buffer(
 
 def _scaled_float(x: torch.Tensor, col_scale: torch.Tensor | None) -> torch.Tensor:
     """x * col_scale as a float32 [M, K] that may be worked in place: eager, in this thread's
-    scratch buffer (valid until the next call for that shape); compiled, a fresh tensor."""
+    "row levels" scratch buffer (valid until its next use); compiled, a fresh tensor."""
     if torch.compiler.is_compiling():
         return x.float() * col_scale if col_scale is not None else x.float().clone()
     out = scratch_buffer(x.shape, torch.float32, x.device, "row levels")

@@ -25,7 +25,7 @@ from quaff_core.quant.capabilities import (
     resolve_compile,
     resolve_compute_dtype,
 )
-from quaff_core.quant.linear import quaff_layers
+from quaff_core.quant.linear import DEQUANT_FORWARD, quaff_layers
 from quaff_core.quant.plan import MIN_GRAD_FEATURES, MIN_INT8_WIDTH, compile_pays
 from quaff_core.train_events import EventKind, TrainEvent
 from quaff_core.training.callbacks import TrainCallbacks
@@ -112,12 +112,10 @@ def _resolve_compile(
         return bool(config.compile), f"compile {'on' if config.compile else 'off'}: as configured"
     if not resolve_compile(AUTO, device):
         return False, "compile off: inductor cannot build code on this device"
-    if backend == "dequant":
-        return False, "compile off: the dequant backend has no quantize passes to fuse"
-    if backend == "onednn_grad":
+    if backend in DEQUANT_FORWARD:
         return False, (
-            "compile off: the onednn_grad backend's one quantize pass (the output gradient) runs "
-            "in place in eager code, close to compiled speed; the warm-up would not pay"
+            f"compile off: the {backend} backend's forward runs dequantized, leaving at most one "
+            "quantize pass a layer (the output gradient's, in place in eager code) to fuse"
         )
     tokens = config.effective_batch_size * config.max_seq_length
     return _compile_verdict(torch.device(device).type, n_params, total_steps, tokens)
