@@ -4,7 +4,8 @@
 
 `int8_mm` and oneDNN's GEMM (`onednn`, CPU: 8-bit activations, 7-bit weights) must equal the
 exact int64 product of their integers; a whole QuaffLinear (forward and input gradient) must stay
-within 2% / 3% of the float reference on Gaussian data with planted outliers. Prints one row per
+within 2% / 3% of the float reference on Gaussian data with planted outliers, the int8 head's
+input gradient within 5% on softmax gradients of peaked logits. Prints one row per
 check and exits 1 if any fails. Needs torch only (the GPU machine has no pytest).
 """
 
@@ -24,12 +25,19 @@ from quaff_core.quant.capabilities import (
     device_class,
     int8_backend,
 )
+from quaff_core.quant.head import Int8HeadGrad
 from quaff_core.quant.kernels import int8_mm
 from quaff_core.quant.linear import QuaffLinear
 from quaff_core.quant.onednn import OnednnPacks, onednn_available, seven_bit
 from quaff_core.quant.primitives import U8_ZERO, quantize_rows_u8
 
-BUDGETS = {"int8_mm": 0.0, "onednn": 0.0, "forward": 0.02, "input_grad": 0.03}
+BUDGETS = {
+    "int8_mm": 0.0,
+    "onednn": 0.0,
+    "forward": 0.02,
+    "input_grad": 0.03,
+    "head_grad": 0.05,
+}
 
 
 def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -85,6 +93,16 @@ def check_layer(device: str, backend: Int8Backend) -> tuple[float, float]:
     return rel_err(out, out_ref), rel_err(x_q.grad, x_ref.grad)
 
 
+def check_head(device: str, backend: Int8Backend) -> float:
+    """The int8 head's input gradient dlogits @ W against float, at a [8192, 512] head."""
+    g = torch.Generator().manual_seed(4)
+    weight = (torch.randn(8192, 512, generator=g) * 0.02).to(device)
+    probs = torch.softmax(3 * torch.randn(96, 8192, generator=g), dim=-1).to(device)
+    probs[torch.arange(96), torch.randint(0, 8192, (96,), generator=g).to(device)] -= 1.0
+    got = Int8HeadGrad(weight, backend, compile=False)(probs.clone(), torch.float32)
+    return rel_err(got, probs @ weight)
+
+
 def run(device: str) -> list[tuple[str, float, float]]:
     """(check, error, budget) rows for `device`."""
     backends: list[Int8Backend] = (
@@ -98,6 +116,8 @@ def run(device: str) -> list[tuple[str, float, float]]:
     for backend in backends:
         if backend in ("int_mm", "fp32"):
             rows.append((f"int8_mm {backend}", check_int8_mm(device, backend), BUDGETS["int8_mm"]))
+            head = check_head(device, backend)
+            rows.append((f"int8 head input gradient {backend}", head, BUDGETS["head_grad"]))
         if backend == "onednn":
             rows.append(("oneDNN u8 x s7 product", check_onednn(), BUDGETS["onednn"]))
         fwd, bwd = check_layer(device, backend)

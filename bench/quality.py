@@ -17,6 +17,7 @@ exact match not below fp32's.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import gc
 import logging
@@ -24,6 +25,7 @@ import statistics
 import time
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import torch
 from peft import PeftModel
@@ -44,12 +46,14 @@ from quaff_core.training.train import train
 
 logger = logging.getLogger("bench.quality")
 
-MODES = ("fp32", "quaff", "quaff-base", "w8a8")
+DEFAULT_MODES = ("fp32", "quaff", "quaff-base", "w8a8")
+MODES = (*DEFAULT_MODES, "quaff-exact-head")  # the last: an ablation, run when asked
 MODE_LABELS = {
     "fp32": "fp32 LoRA (unquantized base)",
     "quaff": "Quaff LoRA (int8 base + outlier channels calibrated on the job's data)",
     "quaff-base": "Quaff LoRA with the base's map (calibrated on the general chat set)",
     "w8a8": "plain W8A8 LoRA (same int8 path, no outlier channels)",
+    "quaff-exact-head": "as quaff, the head's input gradient in the compute dtype (no int8 head)",
 }
 
 
@@ -133,16 +137,20 @@ def run(
         outlier_map = base_map(base, tokenizer, config, args.model)
     calls = Record(f"{mode} seed {seed}", args.log_every)
     t0 = time.perf_counter()
-    done = train(
-        (base, tokenizer),
-        splits["train"],
-        args.out / f"{mode}-{seed}",
-        config=config,
-        validation_data=splits["validation"],
-        outlier_map=outlier_map,
-        callbacks=calls,
-        base_model_id=args.model,
-    )
+    exact_head = mock.patch(
+        "quaff_core.quant.convert.attach_int8_head_grad", return_value=None
+    )  # the ablation: convert_to_quaff attaches no int8 head
+    with exact_head if mode == "quaff-exact-head" else contextlib.nullcontext():
+        done = train(
+            (base, tokenizer),
+            splits["train"],
+            args.out / f"{mode}-{seed}",
+            config=config,
+            validation_data=splits["validation"],
+            outlier_map=outlier_map,
+            callbacks=calls,
+            base_model_id=args.model,
+        )
     seconds = time.perf_counter() - t0
     if done.adapter_dir is None:
         raise RuntimeError(f"{mode} seed {seed} stopped early: {done.stopped}")
@@ -226,7 +234,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line flags (sizes default to the recorded configuration)."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--model", default="HuggingFaceTB/SmolLM2-135M-Instruct")
-    p.add_argument("--modes", default=",".join(MODES), help=f"of {MODES}")
+    p.add_argument("--modes", default=",".join(DEFAULT_MODES), help=f"of {MODES}")
     p.add_argument("--seeds", default="42,43,44")
     p.add_argument("--steps", type=int, default=60)
     p.add_argument("--batch", type=int, default=8)

@@ -109,9 +109,11 @@ def _quaff(
     compile_override: CompileSetting | None = None,
     checkpointing: bool = False,
     backend: BackendSetting = "auto",
+    head_grad: bool = True,
 ) -> Callable[..., Runner]:
     """Builder of a product-path mode: calibrate, convert_to_quaff, add_lora, chunked loss
-    (`backend`: every layer's int8 backend, "auto" as the library picks)."""
+    (`backend`: every layer's int8 backend, "auto" as the library picks; `head_grad`: the frozen
+    head's input gradient through the int8 GEMM where the device has one)."""
 
     def build(base: nn.Module, calib: list[torch.Tensor], compile: CompileSetting) -> Runner:
         model = copy.deepcopy(base)
@@ -124,7 +126,9 @@ def _quaff(
         if resolved == torch.bfloat16:
             model.to(resolved)  # attention, norms and head in bf16 too; LoRA stays fp32
         comp = compile if compile_override is None else compile_override
-        convert_to_quaff(model, om, compute_dtype=resolved, compile=comp, backend=backend)
+        convert_to_quaff(
+            model, om, compute_dtype=resolved, compile=comp, backend=backend, head_grad=head_grad
+        )
         if checkpointing:
             _checkpointed(model)
         peft_model = add_lora(model, r=LORA_R, alpha=LORA_ALPHA)
@@ -151,6 +155,10 @@ MODES: dict[str, Mode] = {
         _quaff(),
     ),
     "quaff-eager": Mode("as quaff, compile=False", _quaff(compile_override=False)),
+    "quaff-exact-head": Mode(
+        "as quaff with the head's input gradient in the compute dtype (no int8 head copy)",
+        _quaff(head_grad=False),
+    ),
     "quaff-onednn": Mode(
         "as quaff with every layer on the onednn backend (u8 x s7, the fast int8 GEMM of AVX2)",
         _quaff(backend="onednn"),

@@ -83,6 +83,7 @@ def convert_as_trained(
             scale_beta=float(beta),
             compute_dtype=compute_dtype,
             compile=False,
+            head_grad=False,
         )
     elif compute_dtype is not None:
         model.to(compute_dtype)

@@ -6,17 +6,40 @@ forward pass already, so nothing is recomputed and only [tokens, hidden] is kept
 (which then just scales it by the incoming gradient). One fused softmax per chunk gives both the
 loss and that gradient. Only labelled tokens (label != -100) are computed. The head matmuls run in
 autocast's dtype where autocast is on (else in the hidden states' dtype); softmax in float32.
+
+A frozen head may carry a `HeadInputGrad` (attribute `INPUT_GRAD_ATTR`, e.g. Quaff's int8 copy of
+the head, `quaff_core.quant.head`): the input gradient dlogits @ W, the largest GEMM of a step at
+large vocabularies, then goes through it; the logits (and so the loss) stay exact.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from torch import nn
 
 IGNORE_INDEX = -100
 _TINY = torch.finfo(torch.float32).tiny  # below this a label's probability has underflowed
+INPUT_GRAD_ATTR = "quaff_input_grad"  # the attribute of a head that holds its HeadInputGrad
+
+
+class HeadInputGrad(Protocol):
+    """Computes a frozen head's input gradient dlogits @ W some cheaper way than the exact GEMM."""
+
+    def serves(self, weight: torch.Tensor) -> bool:
+        """Whether this was made from `weight` as it is now (same tensor, not modified since)."""
+        ...
+
+    def __call__(self, grad_logits: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """grad_logits float32 [M, V] (may be overwritten) -> dlogits @ W [M, H] in `dtype`."""
+        ...
+
+
+def head_input_grad(lm_head: nn.Linear) -> HeadInputGrad | None:
+    """The `HeadInputGrad` attached to `lm_head` when it still matches the head's weight."""
+    fn: HeadInputGrad | None = getattr(lm_head, INPUT_GRAD_ATTR, None)
+    return fn if fn is not None and fn.serves(lm_head.weight) else None
 
 
 def _matmul_dtype(t: torch.Tensor) -> torch.dtype:
@@ -52,10 +75,14 @@ class _ChunkedHeadCrossEntropy(torch.autograd.Function):
         bias: torch.Tensor | None,
         targets: torch.Tensor,
         chunk_size: int,
+        input_grad: HeadInputGrad | None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """hidden [M, H], weight [V, H], bias [V] | None (in the matmul dtype), targets int64 [M]
-        -> (f32 sum, int64)."""
+        -> (f32 sum, int64); `input_grad` computes the gradient of `hidden` when only it is
+        wanted (a frozen head)."""
         need_h, need_w, need_b = ctx.needs_input_grad[:3]
+        if need_w or need_b:
+            input_grad = None
         dtype = weight.dtype
         grad_h = torch.empty_like(hidden) if need_h else None
         grad_w = torch.zeros_like(weight, dtype=torch.float32) if need_w else None
@@ -75,6 +102,9 @@ class _ChunkedHeadCrossEntropy(torch.autograd.Function):
             if grad_h is None and grad_w is None and grad_b is None:
                 continue
             probs[rows, y] -= 1.0  # d(sum CE)/d(logits)
+            if input_grad is not None and grad_h is not None:
+                grad_h[start : start + chunk_size] = input_grad(probs, dtype)
+                continue
             g = probs.to(dtype)
             if grad_h is not None:
                 grad_h[start : start + chunk_size] = g @ weight
@@ -97,6 +127,7 @@ class _ChunkedHeadCrossEntropy(torch.autograd.Function):
             grad_b * grad_loss if grad_b is not None else None,
             None,
             None,
+            None,
         )
 
 
@@ -112,6 +143,7 @@ def chunked_causal_lm_loss(
     hidden_states [B, T, H] (final-norm output), labels int64 [B, T] with -100 = ignore.
     Returns (loss: float32 scalar, differentiable; n_correct: int64 scalar, argmax hits on
     labelled tokens; n_tokens: int64 scalar, labelled tokens). Equals HF's shifted mean CE.
+    A `HeadInputGrad` attached to a frozen `lm_head` computes the hidden states' gradient.
     """
     if chunk_size <= 0:
         raise ValueError(f"chunk_size must be positive, got {chunk_size}")
@@ -131,6 +163,8 @@ def chunked_causal_lm_loss(
     dtype = _matmul_dtype(h)  # cast the head once, to the dtype its matmuls run in
     weight = lm_head.weight.to(dtype)
     bias = lm_head.bias.to(dtype) if lm_head.bias is not None else None
-    loss_sum, correct = _ChunkedHeadCrossEntropy.apply(h, weight, bias, y, chunk_size)
+    loss_sum, correct = _ChunkedHeadCrossEntropy.apply(
+        h, weight, bias, y, chunk_size, head_input_grad(lm_head)
+    )
     loss = loss_sum / n_tokens.clamp_min(1).to(loss_sum.dtype)
     return loss, correct, n_tokens

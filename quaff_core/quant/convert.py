@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from quaff_core.quant.capabilities import AUTO, BackendSetting, CompileSetting, DtypeSetting
+from quaff_core.quant.head import attach_int8_head_grad
 from quaff_core.quant.linear import QuaffLinear, quaff_layers
 from quaff_core.quant.outlier_map import OutlierMap, normalise_layer_name
 from quaff_core.quant.targets import as_linear, quantizable_linears
@@ -36,6 +37,7 @@ def convert_to_quaff(
     compute_dtype: DtypeSetting = AUTO,
     compile: CompileSetting = AUTO,
     backend: BackendSetting = AUTO,
+    head_grad: bool = True,
 ) -> nn.Module:
     """Replace every `nn.Linear` / `Conv1D` but the output head by `QuaffLinear`, in place.
 
@@ -47,7 +49,9 @@ def convert_to_quaff(
     `scale_beta` in [0, 1] weights the new statistic of the outlier scale (`momentum`, the old
     weight of the old value, is deprecated); `compute_dtype`, `compile` and `backend` (the int8
     GEMM, `quaff_core.quant.capabilities.INT8_BACKENDS`) accept "auto"
-    (`quaff_core.quant.capabilities`).
+    (`quaff_core.quant.capabilities`). With `head_grad` (for training) the output head keeps its
+    weight and gets an int8 copy for its input gradient where the device has an 8-bit int8 GEMM
+    (`quaff_core.quant.head`); inference needs none.
     """
     if not isinstance(outlier_map, OutlierMap):
         raise TypeError(f"outlier_map must be an OutlierMap, got {type(outlier_map).__name__}")
@@ -83,6 +87,8 @@ def convert_to_quaff(
             ", ".join(missing),
         )
     logger.info("converted %d linear layers to QuaffLinear", len(linears))
+    if head_grad and attach_int8_head_grad(model, backend=backend, compile=compile) is not None:
+        logger.info("the output head's input gradient runs through the int8 GEMM")
     return model
 
 

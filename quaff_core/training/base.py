@@ -17,6 +17,7 @@ from torch import nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from quaff_core.options.train_config import TrainConfig
+from quaff_core.quant.head import Int8HeadGrad
 from quaff_core.quant.linear import QuaffLinear
 from quaff_core.quant.outlier_map import OutlierMap
 from quaff_core.training.callbacks import TrainCallbacks
@@ -62,6 +63,7 @@ class TrainingBase:
         for layer in model.modules():
             if isinstance(layer, QuaffLinear):
                 layer.scale_beta = config.scale_beta
+            if isinstance(layer, QuaffLinear | Int8HeadGrad):
                 layer.compile_setting = runtime.compile
         return model
 

@@ -25,6 +25,7 @@ from quaff_core.quant.capabilities import (
     resolve_compile,
     resolve_compute_dtype,
 )
+from quaff_core.quant.head import HEAD_BACKENDS, int8_head_grads
 from quaff_core.quant.linear import DEQUANT_FORWARD, quaff_layers
 from quaff_core.quant.plan import MIN_GRAD_FEATURES, MIN_INT8_WIDTH, compile_pays
 from quaff_core.train_events import EventKind, TrainEvent
@@ -95,6 +96,8 @@ def _kernel_reason(device: str) -> tuple[str, str]:
     on_cpu = torch.device(device).type == "cpu"
     if floor is not None and on_cpu:
         why += f"; layers with K*N/(K+N) < {floor} run dequantized (the int8 GEMM cannot win there)"
+    if backend in HEAD_BACKENDS:
+        why += "; a frozen output head's input gradient runs through it too (the logits do not)"
     grad_floor = MIN_GRAD_FEATURES.get(backend)
     if grad_floor is not None and on_cpu:
         why += (
@@ -179,10 +182,13 @@ def report_runtime(runtime: Runtime, callbacks: TrainCallbacks) -> None:
 
 
 def _compile_off(model: nn.Module) -> None:
-    """Switch every QuaffLinear of `model` to eager quantize passes."""
+    """Switch every QuaffLinear of `model`, and its head's int8 input gradient, to eager
+    quantize passes."""
 
     for layer in quaff_layers(model).values():
         layer.compile_setting = False
+    for head in int8_head_grads(model):
+        head.compile_setting = False
 
 
 def warm_up(model: nn.Module, batch: dict[str, torch.Tensor], callbacks: TrainCallbacks) -> bool:
@@ -195,7 +201,8 @@ def warm_up(model: nn.Module, batch: dict[str, torch.Tensor], callbacks: TrainCa
 
     layers = quaff_layers(model).values()
     device = next((layer.weight.device for layer in layers), torch.device("cpu"))
-    if layers and all(layer.backend_for(device) == "dequant" for layer in layers):
+    all_dequant = all(layer.backend_for(device) == "dequant" for layer in layers)
+    if layers and all_dequant and not int8_head_grads(model):
         logger.info("no layer quantizes activations (all dequant): nothing to compile")
         return False
     was_training = model.training

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pytest
 import torch
@@ -12,10 +13,13 @@ from safetensors.torch import load_file
 import quaff_core.quant.primitives
 from quaff_core.data.jsonl import Example, Message
 from quaff_core.options.train_config import TrainConfig
+from quaff_core.quant import head as head_module
 from quaff_core.quant.capabilities import native_bf16
 from quaff_core.quant.convert import convert_to_quaff
+from quaff_core.quant.head import int8_head_grads
 from quaff_core.quant.linear import QuaffLinear, quaff_layers
 from quaff_core.quant.outlier_map import OutlierMap
+from quaff_core.quant.primitives import QuantOps, get_quant_ops
 from quaff_core.train_events import EventKind, TrainEvent
 from quaff_core.training import runtime as runtime_module
 from quaff_core.training.callbacks import NullCallbacks
@@ -182,8 +186,9 @@ def test_gradient_checkpointing_trains_and_updates_the_scales_once_per_step(
 
 
 def test_warm_up_is_skipped_when_no_layer_quantizes(tiny_llama: Any) -> None:
-    """All layers on the dequant backend: there is nothing to compile, so no warm-up runs."""
-    convert_to_quaff(tiny_llama, OutlierMap(layers={}), compile=True)
+    """All layers on the dequant backend and no int8 head: there is nothing to compile, so no
+    warm-up runs."""
+    convert_to_quaff(tiny_llama, OutlierMap(layers={}), compile=True, head_grad=False)
     for layer in quaff_layers(tiny_llama).values():
         layer.backend_setting = "dequant"
     calls = Events()
@@ -193,4 +198,27 @@ def test_warm_up_is_skipped_when_no_layer_quantizes(tiny_llama: Any) -> None:
     layer = next(iter(quaff_layers(tiny_llama).values()))
     layer.backend_setting = "int_mm"
     assert warm_up(tiny_llama, {"input_ids": ids, "labels": ids}, calls) is True
+    assert [e.kind for e in calls.events] == [EventKind.WARMUP]
+
+
+def test_warm_up_compiles_the_int8_head_when_no_layer_quantizes(tiny_llama: Any) -> None:
+    """All layers on the dequant backend but the head's input gradient on the int8 GEMM: its
+    quantize pass is compiled in the warm-up."""
+    convert_to_quaff(tiny_llama, OutlierMap(layers={}), compile=True)
+    for layer in quaff_layers(tiny_llama).values():
+        layer.backend_setting = "dequant"
+    (head,) = int8_head_grads(tiny_llama)
+    tiny_llama.get_output_embeddings().weight.requires_grad_(False)  # frozen, as under LoRA
+    calls = Events()
+    ids = torch.randint(0, 100, (1, 8))
+    asked: list[bool] = []
+
+    def ops(compile: bool) -> QuantOps:
+        asked.append(compile)
+        return get_quant_ops(compile)
+
+    with mock.patch.object(head_module, "get_quant_ops", ops):
+        assert warm_up(tiny_llama, {"input_ids": ids, "labels": ids}, calls) is True
+    assert head.compile_setting is True
+    assert asked == [True]  # the head ran, compiled
     assert [e.kind for e in calls.events] == [EventKind.WARMUP]
