@@ -21,10 +21,9 @@ from quaff_core.quant.capabilities import (
     BackendSetting,
     CompileSetting,
     Int8Backend,
-    int8_backend,
     resolve_compile,
 )
-from quaff_core.quant.plan import layer_backend
+from quaff_core.quant.plan import resolve_backend
 from quaff_core.quant.primitives import get_quant_ops, quantize_weight
 
 # the backends whose int8 GEMM takes 8-bit levels on both sides ("fp32": exact, for tests)
@@ -73,11 +72,8 @@ class Int8HeadGrad(nn.Module):
 def head_backend(setting: BackendSetting, head_weight: torch.Tensor) -> Int8Backend | None:
     """The int8 backend the head's input gradient runs, or None where no 8-bit int8 GEMM pays
     (`auto`: the device's, when `plan.layer_backend` keeps it for a layer of the head's shape)."""
-    vocab, hidden = head_weight.shape
-    device = head_weight.device
-    backend = int8_backend(device) if setting == AUTO else setting
-    if setting == AUTO:
-        backend = layer_backend(backend, vocab, hidden, device.type)
+    vocab, hidden = head_weight.shape  # a linear layer of `hidden` inputs, `vocab` outputs
+    backend = resolve_backend(setting, hidden, vocab, head_weight.device)
     return backend if backend in HEAD_BACKENDS else None
 
 

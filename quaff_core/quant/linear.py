@@ -19,13 +19,12 @@ from quaff_core.quant.capabilities import (
     CompileSetting,
     DtypeSetting,
     Int8Backend,
-    int8_backend,
     resolve_compile,
     resolve_compute_dtype,
 )
 from quaff_core.quant.onednn import OnednnPacks
 from quaff_core.quant.outlier_map import normalise_layer_name
-from quaff_core.quant.plan import layer_backend
+from quaff_core.quant.plan import resolve_backend
 from quaff_core.quant.primitives import get_quant_ops, quantize_weight
 from quaff_core.quant.scale_state import check_scale_beta, current_token_mask, in_backward
 
@@ -222,11 +221,7 @@ class QuaffLinear(nn.Module):
     def backend_for(self, device: torch.device) -> Int8Backend:
         """The int8 backend this layer runs on `device` ("auto": the device's kernel choice for
         this layer's shape, `quaff_core.quant.plan.layer_backend`)."""
-        setting = self.backend_setting
-        if setting != AUTO:
-            return setting
-        backend = int8_backend(device)
-        return layer_backend(backend, self.in_features, self.out_features, device.type)
+        return resolve_backend(self.backend_setting, self.in_features, self.out_features, device)
 
     def __getstate__(self) -> dict[str, Any]:
         """The module's state without the prepacked weights (a cache, rebuilt on first use; oneDNN's

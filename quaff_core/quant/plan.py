@@ -21,7 +21,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
-from quaff_core.quant.capabilities import Int8Backend
+import torch
+
+from quaff_core.quant.capabilities import AUTO, BackendSetting, Int8Backend, int8_backend
 
 # effective width K N / (K + N) from which an int8 GEMM beats the compute dtype's GEMM on CPU
 # (bf16 GEMMs with VNNI int8); CUDA's int_mm has no floor here
@@ -53,6 +55,16 @@ def layer_backend(
     if in_features < min_in or out_features < min_out:
         return "dequant"
     return backend
+
+
+def resolve_backend(
+    setting: BackendSetting, in_features: int, out_features: int, device: torch.device
+) -> Int8Backend:
+    """The backend a layer of this shape runs on `device`: `setting` as given, or under `auto`
+    the device's int8 backend (`capabilities.int8_backend`) after `layer_backend`'s rule."""
+    if setting != AUTO:
+        return setting
+    return layer_backend(int8_backend(device), in_features, out_features, device.type)
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from quaff_core.models import loading
-from quaff_core.quant import capabilities, head, linear, plan
+from quaff_core.quant import capabilities, linear, plan
 from quaff_core.training import runtime
 
 CUDA_REASON = "needs a CUDA device; this machine has none"
@@ -61,8 +61,7 @@ def quaff_int8_at_every_width(monkeypatch: pytest.MonkeyPatch) -> None:
     def choice(kind: str) -> tuple[capabilities.Int8Backend, str]:
         return exact if kind == "cpu" else capabilities.kernel_choice(kind)
 
-    for module in (linear, head):
-        monkeypatch.setattr(
-            module, "int8_backend", lambda device: choice(capabilities._device_type(device))[0]
-        )
+    monkeypatch.setattr(
+        plan, "int8_backend", lambda device: choice(capabilities._device_type(device))[0]
+    )
     monkeypatch.setattr(runtime, "kernel_choice", choice)
