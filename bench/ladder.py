@@ -130,7 +130,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--extra-modes", default="", help="more bench.step modes timed beside (e.g. quaff-dequant)"
     )
-    p.add_argument("--profile", choices=["quaff", "fp32", "bf16-autocast"], default=None)
+    p.add_argument(
+        "--profile", choices=["quaff", "fp32", "bf16-autocast", "bf16-base"], default=None
+    )
     p.add_argument("--json", type=Path, help="write the rows to this JSON file")
     p.add_argument("--markdown", type=Path, help="write the table to this file")
     args = p.parse_args(argv)

@@ -83,20 +83,27 @@ def _checkpointed(model: nn.Module) -> None:
     model.enable_input_require_grads()  # type: ignore[operator]
 
 
-def _plain_lora(base: nn.Module, checkpointing: bool) -> nn.Module:
-    """PEFT LoRA r=16 on all linear layers but the head of a deep copy of `base`."""
+def _plain_lora(
+    base: nn.Module, checkpointing: bool, dtype: torch.dtype | None = None
+) -> nn.Module:
+    """PEFT LoRA r=16 on all linear layers but the head of a deep copy of `base` (cast to
+    `dtype` first; PEFT keeps the adapters in float32)."""
     model = copy.deepcopy(base)
+    if dtype is not None:
+        model.to(dtype)
     if checkpointing:
         _checkpointed(model)
     config = LoraConfig(r=LORA_R, lora_alpha=LORA_ALPHA, target_modules="all-linear")
     return get_peft_model(model, config)
 
 
-def _baseline(autocast: bool, chunked: bool, checkpointing: bool = False) -> Callable[..., Runner]:
-    """Builder of a plain PEFT LoRA mode."""
+def _baseline(
+    autocast: bool, chunked: bool, checkpointing: bool = False, dtype: torch.dtype | None = None
+) -> Callable[..., Runner]:
+    """Builder of a plain PEFT LoRA mode (base weights in `dtype`, None: as loaded)."""
 
     def build(base: nn.Module, calib: list[torch.Tensor], compile: CompileSetting) -> Runner:
-        model = _plain_lora(base, checkpointing).train()  # HF checkpoints only in train mode
+        model = _plain_lora(base, checkpointing, dtype).train()  # HF checkpoints only in train
         return _runner(model, autocast=autocast, chunked=chunked)
 
     return build
@@ -145,6 +152,11 @@ MODES: dict[str, Mode] = {
         "plain PEFT LoRA, fp32 model under torch.autocast(cpu, bf16), chunked loss",
         _baseline(True, True),
     ),
+    "bf16-base": Mode(
+        "plain PEFT LoRA, the base cast to bf16 (fp32 adapters) under torch.autocast(bf16), "
+        "chunked loss",
+        _baseline(True, True, dtype=torch.bfloat16),
+    ),
     "bf16-autocast-hf": Mode(
         "plain PEFT LoRA under torch.autocast(cpu, bf16), HF loss (full logits)",
         _baseline(True, False),
@@ -158,6 +170,15 @@ MODES: dict[str, Mode] = {
     "quaff-exact-head": Mode(
         "as quaff with the head's input gradient in the compute dtype (no int8 head copy)",
         _quaff(head_grad=False),
+    ),
+    "quaff-int-mm": Mode(
+        "as quaff with every layer on the int_mm backend (torch._int_mm: the weight reordered "
+        "per call)",
+        _quaff(backend="int_mm"),
+    ),
+    "quaff-onednn-s8": Mode(
+        "as quaff with every layer on the onednn_s8 backend (oneDNN u8 x s8, prepacked; VNNI/AMX)",
+        _quaff(backend="onednn_s8"),
     ),
     "quaff-onednn": Mode(
         "as quaff with every layer on the onednn backend (u8 x s7, the fast int8 GEMM of AVX2)",

@@ -19,6 +19,8 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
+from quaff_core.lm.scratch import scratch_buffer
+
 IGNORE_INDEX = -100
 _TINY = torch.finfo(torch.float32).tiny  # below this a label's probability has underflowed
 INPUT_GRAD_ATTR = "quaff_input_grad"  # the attribute of a head that holds its HeadInputGrad
@@ -50,12 +52,23 @@ def _matmul_dtype(t: torch.Tensor) -> torch.dtype:
     return t.dtype
 
 
+def _softmax_f32(logits: torch.Tensor) -> torch.Tensor:
+    """float32 softmax over the last dim of logits [M, V]; on CPU worked in place in this
+    thread's scratch buffer (valid until the next call): a fresh [64, 151 936] float32 is 39 MB
+    of page faults per chunk, which made the softmax 3-4x slower."""
+    if logits.device.type != "cpu":
+        return torch.softmax(logits, dim=-1, dtype=torch.float32)
+    probs = scratch_buffer(logits.shape, torch.float32, logits.device, "head softmax")
+    probs.copy_(logits)
+    out: torch.Tensor = torch.ops.aten._softmax.out(probs, -1, False, out=probs)
+    return out
+
+
 def _label_nll(
-    logits: torch.Tensor, probs: torch.Tensor, y: torch.Tensor, rows: torch.Tensor
+    logits: torch.Tensor, p_y: torch.Tensor, y: torch.Tensor, rows: torch.Tensor
 ) -> torch.Tensor:
-    """-log p(y) per row (rows = arange(len(y))) from float32 softmax `probs`; rows whose p(y)
-    underflowed (a loss above ~87) are computed exactly from their logits instead."""
-    p_y = probs[rows, y]
+    """-log p(y) per row (rows = arange(len(y))) from the float32 softmax's `p_y`; rows whose
+    p(y) underflowed (a loss above ~87) are computed exactly from their logits instead."""
     nll = -torch.log(p_y.clamp_min(_TINY))
     small = p_y < 1e-30
     if bool(small.any()):
@@ -65,7 +78,8 @@ def _label_nll(
 
 
 class _ChunkedHeadCrossEntropy(torch.autograd.Function):
-    """Sum over tokens of CE(h W^T + b, y), computed chunk by chunk; also counts argmax hits."""
+    """Sum over tokens of CE(h W^T + b, y), computed chunk by chunk; also counts argmax hits
+    (a label tied for the top probability counts as one)."""
 
     @staticmethod
     def forward(
@@ -96,9 +110,12 @@ class _ChunkedHeadCrossEntropy(torch.autograd.Function):
             y = targets[start : start + chunk_size]
             rows = torch.arange(y.shape[0], device=y.device)
             logits = nn.functional.linear(h, weight, bias)
-            probs = torch.softmax(logits, dim=-1, dtype=torch.float32)
-            correct += (probs.argmax(dim=-1) == y).sum()  # softmax keeps the order (and is fast)
-            loss += _label_nll(logits, probs, y, rows).sum()
+            probs = _softmax_f32(logits)
+            p_y = probs[rows, y]
+            # a hit: the label's probability is the largest (softmax keeps the order); amax is
+            # ~17x faster than argmax on CPU; an exact tie for the top also counts as a hit
+            correct += (p_y >= probs.amax(dim=-1)).sum()
+            loss += _label_nll(logits, p_y, y, rows).sum()
             if grad_h is None and grad_w is None and grad_b is None:
                 continue
             probs[rows, y] -= 1.0  # d(sum CE)/d(logits)
@@ -142,7 +159,8 @@ def chunked_causal_lm_loss(
 
     hidden_states [B, T, H] (final-norm output), labels int64 [B, T] with -100 = ignore.
     Returns (loss: float32 scalar, differentiable; n_correct: int64 scalar, argmax hits on
-    labelled tokens; n_tokens: int64 scalar, labelled tokens). Equals HF's shifted mean CE.
+    labelled tokens, a label tied for the top counting as one; n_tokens: int64 scalar, labelled
+    tokens). Equals HF's shifted mean CE.
     A `HeadInputGrad` attached to a frozen `lm_head` computes the hidden states' gradient.
     """
     if chunk_size <= 0:

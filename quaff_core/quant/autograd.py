@@ -6,10 +6,11 @@ from typing import Any
 
 import torch
 
-from quaff_core.quant.capabilities import ONEDNN_GRAD_BACKENDS, Int8Backend
+from quaff_core.lm.scratch import scratch_buffer
+from quaff_core.quant.capabilities import ONEDNN_FORWARD_BACKENDS, ONEDNN_GRAD_BACKENDS, Int8Backend
 from quaff_core.quant.kernels import int8_mm
-from quaff_core.quant.onednn import W7_RESCALE, OnednnPacks
-from quaff_core.quant.primitives import QuantOps, scratch_buffer
+from quaff_core.quant.onednn import OnednnPacks
+from quaff_core.quant.primitives import QuantOps
 
 
 def _inverse_channel_scale(
@@ -68,10 +69,10 @@ class _QuaffLinearFn(torch.autograd.Function):
         if outlier_idx.numel() > 0:
             col_scale = _inverse_channel_scale(in_features, outlier_idx, outlier_scale)
         w_scale = weight_scale.float()
-        if ctx.backend == "onednn":
+        if ctx.backend in ONEDNN_FORWARD_BACKENDS:
             q, row_scale = ops.quantize_activation_u8(x.contiguous(), col_scale)
             acc = ctx.packs.forward_mm(q)
-            w_scale = w_scale * W7_RESCALE  # the packs hold 7-bit levels
+            w_scale = w_scale * ctx.packs.rescale  # 7-bit levels are worth more
         else:
             q, row_scale = ops.quantize_activation(x.contiguous(), col_scale)
             acc = int8_mm(q, weight.t(), ctx.backend)
@@ -113,14 +114,14 @@ def quantized_input_grad(
     dtype: torch.dtype,
 ) -> torch.Tensor:
     """dX = Q(dY diag(w_scale)) Q(W) [M, K] in `dtype` from grad_out [M, N] through the int8
-    GEMM of `backend` (oneDNN's W^T pack for "onednn" / "onednn_grad"); the outlier channels
+    GEMM of `backend` (oneDNN's W^T pack for the `ONEDNN_GRAD_BACKENDS`); the outlier channels
     take their exact gradient from the high-precision columns."""
     # w_scale lies on the reduction dim of dY @ W, so fold it into dY before quantizing
     if backend in ONEDNN_GRAD_BACKENDS:
         if packs is None:
             raise ValueError(f"the {backend} backend needs the layer's prepacked weights")
         gq, g_scale, exact = ops.quantize_grad_u8(
-            grad_out.contiguous(), weight_scale.float() * W7_RESCALE, outlier_weight
+            grad_out.contiguous(), weight_scale.float() * packs.rescale, outlier_weight
         )
         acc = packs.grad_mm(gq)
     else:
@@ -147,8 +148,8 @@ def quaff_linear(
     packs: OnednnPacks | None = None,
 ) -> torch.Tensor:
     """Functional entry point: x [M, K] -> [M, N] in x.dtype (see `_QuaffLinearFn`); the
-    "onednn" and "onednn_grad" backends need the layer's `packs`; "dequant" and "onednn_grad"
-    go through `dequant_linear`."""
+    `ONEDNN_GRAD_BACKENDS` need the layer's `packs`; "dequant" and "onednn_grad" go through
+    `dequant_linear`."""
     if backend == "dequant":
         return dequant_linear(x, weight, weight_scale, outlier_idx, outlier_weight, bias)
     if backend in ONEDNN_GRAD_BACKENDS and packs is None:
@@ -172,7 +173,7 @@ def dequantized_weight_t(
     dtype: torch.dtype,
 ) -> torch.Tensor:
     """W^T [K, N] in `dtype`: the int8 weight times its scales, outlier rows exact; written into
-    this thread's scratch buffer (`primitives.scratch_buffer`, valid until the next call)."""
+    this thread's scratch buffer (`lm.scratch.scratch_buffer`, valid until the next call)."""
     w_t = scratch_buffer(weight.t().shape, dtype, weight.device, "dequantized weight")
     torch.mul(weight.t(), weight_scale.to(dtype), out=w_t)  # one pass: int8 promotes to dtype
     if outlier_idx.numel() > 0:

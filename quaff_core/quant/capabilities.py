@@ -5,13 +5,17 @@
   faster than a float32 one), else float32.
 - `resolve_compile(device)`: True where inductor can generate code (a C++ compiler on CPU,
   Triton on CUDA).
-- `int8_backend(device)` / `kernel_choice(kind)`: "int_mm" where `torch._int_mm` is a real int8
-  GEMM (CUDA; a CPU with VNNI/AMX, or where a probe finds it faster than float32; without
-  AVX512-VNNI it is a scalar loop, ~50-100x slower than a float32 GEMM); "onednn_grad" on AVX2 /
-  AVX-VNNI CPUs: the forward dequantized, the input gradient through oneDNN's u8 x s8 GEMM with
-  7-bit weights; else "dequant": the int8 weights dequantized into the compute dtype per call.
-  "onednn" (that GEMM for the forward too: faster, but above the logits error bars) and "fp32"
-  (exact integer products through a float32 GEMM) run only when asked.
+- `int8_backend(device)` / `kernel_choice(kind)`: the int8 GEMM of the device.
+  - "int_mm": `torch._int_mm` (CUDA; AVX512-VNNI CPUs; or where a probe finds it faster than
+    float32). Without AVX512-VNNI torch runs it as a scalar loop, ~50-100x slower than float32.
+  - "onednn_s8": oneDNN's prepacked u8 x s8 GEMM with the 8-bit weights, exact wherever the CPU
+    has VNNI (AMX, AVX-VNNI): on AMX 1.2-2.2x `torch._int_mm`, which reorders the weight per call;
+    on AVX-VNNI the one int8 GEMM (torch's `_int_mm` needs AVX512-VNNI).
+  - "onednn_grad" on AVX2 CPUs: the forward dequantized, the input gradient through oneDNN's
+    u8 x s8 GEMM with 7-bit weights (AVX2's pair sums saturate 8-bit ones).
+  - else "dequant": the int8 weights dequantized into the compute dtype per call.
+  - "onednn" (the 7-bit GEMM for the forward too: faster, but above the logits error bars) and
+    "fp32" (exact integer products through a float32 GEMM) run only when asked.
 """
 
 from __future__ import annotations
@@ -30,10 +34,14 @@ from quaff_core.quant.onednn import onednn_available
 logger = logging.getLogger(__name__)
 
 AUTO: Final = "auto"
-Int8Backend = Literal["int_mm", "onednn", "onednn_grad", "dequant", "fp32"]
-INT8_BACKENDS: Final = ("int_mm", "onednn", "onednn_grad", "dequant", "fp32")
-# the backends whose input gradient runs oneDNN's u8 x s7 GEMM on the layer's prepacked W^T
-ONEDNN_GRAD_BACKENDS: Final = ("onednn", "onednn_grad")
+Int8Backend = Literal["int_mm", "onednn_s8", "onednn", "onednn_grad", "dequant", "fp32"]
+INT8_BACKENDS: Final = ("int_mm", "onednn_s8", "onednn", "onednn_grad", "dequant", "fp32")
+# the backends whose input gradient runs oneDNN's u8 x s8 GEMM on the layer's prepacked W^T
+ONEDNN_GRAD_BACKENDS: Final = ("onednn_s8", "onednn", "onednn_grad")
+# ... and whose forward runs it on the prepacked W
+ONEDNN_FORWARD_BACKENDS: Final = ("onednn_s8", "onednn")
+# ... with the layer's 8-bit weight levels (exact; VNNI / AMX CPUs only), not 7-bit ones
+ONEDNN_EIGHT_BIT: Final = ("onednn_s8",)
 DtypeSetting = torch.dtype | Literal["auto"] | None
 CompileSetting = bool | Literal["auto"]
 BackendSetting = Int8Backend | Literal["auto"]
@@ -138,24 +146,35 @@ def native_bf16(device: torch.device | str | None) -> bool:
     return False
 
 
+def onednn_eight_bit_exact() -> bool:
+    """Whether oneDNN's u8 x s8 GEMM is exact with 8-bit weights on this CPU: with VNNI or AMX
+    the products accumulate into int32; AVX2's pair sums saturate 16 bits."""
+    return cpu_class() in ("AMX", "AVX512-VNNI/BF16", "AVX512-VNNI", "AVX-VNNI")
+
+
 @functools.cache
 def kernel_choice(kind: str) -> tuple[Int8Backend, str]:
-    """(int8 backend, why) for a device type: `torch._int_mm` on CUDA and VNNI/AMX CPUs (or where
-    a probe finds it faster than float32), else the int8 weights dequantized into the compute
-    dtype (the speed of a plain GEMM, the int8 memory). On AVX2 / AVX-VNNI CPUs the one faster
-    int8 GEMM, oneDNN's u8 x s7 (`quaff_core.quant.onednn`), misses the logits accuracy bars in
-    the forward (bench.activation_bits), so there the forward runs dequantized and only the input
-    gradient goes through it ("onednn_grad"); "onednn" for both runs only where asked for."""
+    """(int8 backend, why) for a device type (see the module docstring): `torch._int_mm` on
+    CUDA and AVX512-VNNI CPUs, oneDNN's prepacked exact 8-bit GEMM on AMX and AVX-VNNI CPUs,
+    the input gradient alone through its 7-bit variant on AVX2 (the forward misses the logits
+    bars there, bench.activation_bits), else the int8 weights dequantized into the compute dtype
+    (the speed of a plain GEMM, the int8 memory)."""
     if kind == "cuda":
         return "int_mm", "CUDA: torch._int_mm (cuBLASLt int8 GEMM)"
     if kind != "cpu":
         return "dequant", f"{kind}: no int8 GEMM kernel; int8 weights dequantized per call"
     klass = cpu_class()
+    if klass in ("AMX", "AVX-VNNI") and onednn_available():
+        return "onednn_s8", (
+            f"CPU {klass}: oneDNN's u8 x s8 GEMM on prepacked 8-bit weights (exact with "
+            + ("AMX; 1.2-2.2x torch._int_mm, which reorders the weight per call)" if klass == "AMX"
+               else "VNNI; torch._int_mm is a scalar loop without AVX512-VNNI)")
+        )  # fmt: skip
     if klass in ("AMX", "AVX512-VNNI/BF16", "AVX512-VNNI"):
         return "int_mm", f"CPU {klass}: torch._int_mm (oneDNN s8s8 with VNNI/AMX)"
     if _cpu_probe("int8") >= _PROBE_MARGIN:
         return "int_mm", f"CPU {klass}: torch._int_mm measured faster than float32"
-    if klass in ("AVX2", "AVX-VNNI") and onednn_available():
+    if klass == "AVX2" and onednn_available():
         return "onednn_grad", (
             f"CPU {klass}: no exact 8-bit int8 GEMM faster than float32 (the u8 x s8 pair sums "
             "force 7-bit weights, 1.6x the logits error in the forward); int8 weights dequantized "

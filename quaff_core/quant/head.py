@@ -11,6 +11,8 @@ carries int8 error. The chunked loss (`quaff_core.lm.loss`) finds it on the head
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -23,17 +25,20 @@ from quaff_core.quant.capabilities import (
     Int8Backend,
     resolve_compile,
 )
+from quaff_core.quant.linear import check_eight_bit_onednn
+from quaff_core.quant.onednn import OnednnPacks
 from quaff_core.quant.plan import resolve_backend
 from quaff_core.quant.primitives import get_quant_ops, quantize_weight
 
 # the backends whose int8 GEMM takes 8-bit levels on both sides ("fp32": exact, for tests)
-HEAD_BACKENDS: tuple[Int8Backend, ...] = ("int_mm", "fp32")
+HEAD_BACKENDS: tuple[Int8Backend, ...] = ("int_mm", "onednn_s8", "fp32")
 
 
 class Int8HeadGrad(nn.Module):
     """An int8 copy of a head's weight (buffers `weight` int8 [V, H], `weight_scale` f32 [V], not
-    saved with the model) computing dlogits @ W through `backend`'s int8 GEMM; `compile_setting`
-    picks the compiled quantize pass as `QuaffLinear`'s does."""
+    saved with the model) computing dlogits @ W through `backend`'s int8 GEMM ("onednn_s8":
+    oneDNN's W^T pack, built on first use); `compile_setting` picks the compiled quantize pass
+    as `QuaffLinear`'s does."""
 
     weight: torch.Tensor
     weight_scale: torch.Tensor
@@ -55,6 +60,23 @@ class Int8HeadGrad(nn.Module):
         no_idx = torch.empty(0, dtype=torch.long, device=q.device)
         self.register_buffer("no_outlier_idx", no_idx, persistent=False)
         self._source = (head_weight.data_ptr(), head_weight._version)
+        self._packs: OnednnPacks | None = None
+        if backend == "onednn_s8":
+            check_eight_bit_onednn()
+
+    def __getstate__(self) -> dict[str, Any]:
+        """The state without oneDNN's pack (no storage to copy or pickle; rebuilt on first use)."""
+        state = dict(super().__getstate__())
+        state["_packs"] = None
+        return state
+
+    def packs(self) -> OnednnPacks | None:
+        """oneDNN's prepacked W^T for "onednn_s8" (None for the other backends)."""
+        if self.backend != "onednn_s8":
+            return None
+        if self._packs is None:
+            self._packs = OnednnPacks.of(self.weight, forward=False, eight_bit=True)
+        return self._packs
 
     def serves(self, weight: torch.Tensor) -> bool:
         """Whether `weight` is the frozen weight this copy was made from, unmodified since."""
@@ -65,7 +87,7 @@ class Int8HeadGrad(nn.Module):
         ops = get_quant_ops(resolve_compile(self.compile_setting, grad_logits.device))
         return quantized_input_grad(
             grad_logits, self.weight, self.weight_scale, self.no_outlier_idx, self.no_outliers,
-            ops, self.backend, None, dtype,
+            ops, self.backend, self.packs(), dtype,
         )  # fmt: skip
 
 

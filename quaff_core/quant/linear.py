@@ -14,11 +14,15 @@ from quaff_core.quant.autograd import quaff_linear
 from quaff_core.quant.capabilities import (
     AUTO,
     INT8_BACKENDS,
+    ONEDNN_EIGHT_BIT,
+    ONEDNN_FORWARD_BACKENDS,
     ONEDNN_GRAD_BACKENDS,
     BackendSetting,
     CompileSetting,
     DtypeSetting,
     Int8Backend,
+    cpu_class,
+    onednn_eight_bit_exact,
     resolve_compile,
     resolve_compute_dtype,
 )
@@ -101,7 +105,7 @@ class QuaffLinear(nn.Module):
         self.compute_dtype_setting = compute_dtype
         self.compile_setting = compile
         self.backend_setting = check_backend(backend)
-        self._packs: tuple[tuple[int, int, bool], OnednnPacks] | None = None
+        self._packs: tuple[tuple[int, int, bool, bool], OnednnPacks] | None = None
         weight_t = torch.zeros(in_features, out_features, dtype=torch.int8, device=device)
         self.register_buffer("weight", weight_t.t())
         self.register_buffer("weight_scale", torch.ones(out_features, device=device))
@@ -230,12 +234,15 @@ class QuaffLinear(nn.Module):
         state["_packs"] = None
         return state
 
-    def onednn_packs(self, forward: bool = True) -> OnednnPacks:
-        """oneDNN's prepacked W^T (and W for a `forward` through oneDNN), built on first use
-        and again if the weight or what is packed changes."""
-        key = (self.weight.data_ptr(), self.weight._version, forward)
+    def onednn_packs(self, forward: bool = True, eight_bit: bool = False) -> OnednnPacks:
+        """oneDNN's prepacked W^T (and W for a `forward` through oneDNN; 7-bit levels unless
+        `eight_bit`), built on first use and again if the weight or what is packed changes."""
+        key = (self.weight.data_ptr(), self.weight._version, forward, eight_bit)
+        if eight_bit:
+            check_eight_bit_onednn()
         if self._packs is None or self._packs[0] != key:
-            self._packs = (key, OnednnPacks.of(self.weight, forward=forward))
+            packs = OnednnPacks.of(self.weight, forward=forward, eight_bit=eight_bit)
+            self._packs = (key, packs)
         return self._packs[1]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -267,7 +274,9 @@ class QuaffLinear(nn.Module):
             self.bias,
             get_quant_ops(compile),
             backend,
-            self.onednn_packs(forward=backend == "onednn")
+            self.onednn_packs(
+                forward=backend in ONEDNN_FORWARD_BACKENDS, eight_bit=backend in ONEDNN_EIGHT_BIT
+            )
             if backend in ONEDNN_GRAD_BACKENDS
             else None,
         )
@@ -286,6 +295,15 @@ class QuaffLinear(nn.Module):
             f"bias={self.bias is not None}, n_outliers={self.n_outliers}, "
             f"scale_beta={self.scale_beta}, compute_dtype={self.compute_dtype_setting}, "
             f"compile={self.compile_setting}, backend={self.backend_setting}"
+        )
+
+
+def check_eight_bit_onednn() -> None:
+    """ValueError unless oneDNN's GEMM is exact with 8-bit weights on this CPU (VNNI or AMX)."""
+    if not onednn_eight_bit_exact():
+        raise ValueError(
+            f"the onednn_s8 backend needs a CPU with VNNI or AMX (this one is {cpu_class()}): "
+            "its 8-bit products would saturate; use 'auto' or 'onednn'"
         )
 
 

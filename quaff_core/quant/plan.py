@@ -26,8 +26,10 @@ import torch
 from quaff_core.quant.capabilities import AUTO, BackendSetting, Int8Backend, int8_backend
 
 # effective width K N / (K + N) from which an int8 GEMM beats the compute dtype's GEMM on CPU
-# (bf16 GEMMs with VNNI int8); CUDA's int_mm has no floor here
-MIN_INT8_WIDTH: Final[dict[str, int]] = {"int_mm": 512}
+# (bf16 GEMMs with VNNI int8; onednn_s8: AMX bf16 GEMMs, bench.layer --dtype bf16 --compile:
+# 0.61x / 0.75x at 576x1536 / 896x896 (widths 419 / 448), 1.12x / 1.06x / 1.00x / 1.20x at
+# 896x4864 / 4864x896 / 2048x8192 / 8192x2048 (757 / 757 / 1638 / 1638)); CUDA's has no floor
+MIN_INT8_WIDTH: Final[dict[str, int]] = {"int_mm": 512, "onednn_s8": 640}
 # (input, output) features from which the int8 input gradient beats the dequantized one on CPU
 MIN_GRAD_FEATURES: Final[dict[str, tuple[int, int]]] = {"onednn_grad": (768, 512)}
 # compile warm-up (measured 14-16 s cold, 39 s on a loaded 2-core CPU) and what fusing the passes

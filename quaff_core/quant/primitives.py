@@ -8,13 +8,12 @@ fuses each into one or two passes. Both variants compute the same values.
 from __future__ import annotations
 
 import logging
-import math
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import torch
+
+from quaff_core.lm.scratch import scratch_buffer
 
 logger = logging.getLogger(__name__)
 
@@ -32,24 +31,6 @@ def quantize_weight(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     scale = w.abs().amax(dim=1).clamp_min(_EPS) / INT8_MAX
     q = torch.round(w / scale[:, None]).clamp_(-INT8_MAX, INT8_MAX).to(torch.int8)
     return q, scale
-
-
-_scratch = threading.local()
-
-
-def scratch_buffer(
-    shape: torch.Size | tuple[int, ...], dtype: torch.dtype, device: torch.device, purpose: str
-) -> torch.Tensor:
-    """A `shape` view of this thread's reusable buffer for `purpose` (grown to the largest size
-    asked for): a fresh tensor of a large layer per call costs its page faults on every call
-    (tens of MB on CPU); a reused one does not. Valid until the next call for `purpose`."""
-    buffers: dict[tuple[Any, ...], torch.Tensor] = _scratch.__dict__.setdefault("buffers", {})
-    key = (purpose, dtype, device)
-    numel = math.prod(shape)
-    buffer = buffers.get(key)
-    if buffer is None or buffer.numel() < numel:
-        buffer = buffers[key] = torch.empty(numel, dtype=dtype, device=device)
-    return buffer[:numel].view(shape)
 
 
 def _scaled_float(x: torch.Tensor, col_scale: torch.Tensor | None) -> torch.Tensor:

@@ -1,9 +1,12 @@
 """Every int8 backend against an exact int8 reference, and the per-layer rule of `auto`.
 
-Error budgets: oneDNN's products (8-bit activations, 7-bit weights) equal the exact integer
-product of the same levels (in float32, exact below 2^24); a whole QuaffLinear on any backend
-stays within 2% (forward) / 3% (input gradient) of the float reference on Gaussian data with planted
-outliers; "dequant" is the exact dequantized weight's product (relative 1e-6 in float32).
+Error budgets: oneDNN's products (8-bit activations, 7-bit weights; 8-bit weights where the CPU
+has VNNI or AMX) equal the exact integer product of the same levels (in float32, exact below
+2^24; with 8-bit weights up to K = 896, and within float32 rounding, relative 1e-6, beyond),
+and "onednn_s8" gives `torch._int_mm`'s values bit for bit; a whole QuaffLinear on any backend
+stays within 2% (forward) / 3% (input gradient) of the float reference on Gaussian data with
+planted outliers; "dequant" is the exact dequantized weight's product (relative 1e-6 in
+float32).
 """
 
 from __future__ import annotations
@@ -17,7 +20,11 @@ from torch import nn
 
 from quaff_core.adapters.peft_layers import add_lora
 from quaff_core.quant import capabilities, plan
-from quaff_core.quant.capabilities import INT8_BACKENDS, ONEDNN_GRAD_BACKENDS
+from quaff_core.quant.capabilities import (
+    INT8_BACKENDS,
+    ONEDNN_GRAD_BACKENDS,
+    onednn_eight_bit_exact,
+)
 from quaff_core.quant.convert import convert_to_quaff
 from quaff_core.quant.linear import QuaffLinear
 from quaff_core.quant.onednn import W7_MAX, W7_RESCALE, OnednnPacks, onednn_available, seven_bit
@@ -26,6 +33,10 @@ from quaff_core.quant.primitives import INT8_MAX, U8_ZERO, quantize_rows_u8
 from quaff_core.quant.targets import quantizable_linears
 
 needs_onednn = pytest.mark.skipif(not onednn_available(), reason="torch without oneDNN")
+needs_eight_bit = pytest.mark.skipif(
+    not (onednn_available() and onednn_eight_bit_exact()),
+    reason="oneDNN's 8-bit weights are exact only with VNNI or AMX",
+)
 
 
 def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -46,6 +57,61 @@ def test_onednn_is_the_exact_product_of_its_levels(m: int, k: int, n: int) -> No
     assert torch.equal(packs.forward_mm(q).long(), (q.long() - U8_ZERO) @ w7.t())
     g_q, _ = quantize_rows_u8(torch.randn(m, n, generator=g), None)
     assert torch.equal(packs.grad_mm(g_q).long(), (g_q.long() - U8_ZERO) @ w7)
+
+
+@needs_eight_bit
+@pytest.mark.parametrize(("m", "k", "n"), [(64, 320, 96), (5, 576, 192), (33, 896, 1000)])
+def test_eight_bit_onednn_is_the_exact_product_of_its_levels(m: int, k: int, n: int) -> None:
+    g = torch.Generator().manual_seed(m + k)
+    q_w = torch.randint(-127, 128, (n, k), dtype=torch.int8, generator=g)
+    q_w[0] = 127  # all-extreme rows and columns: AVX2's pair sums would saturate here
+    packs = OnednnPacks.of(q_w, eight_bit=True)
+    assert packs.rescale == 1.0
+    x = torch.randn(m, k, generator=g) * torch.rand(m, 1, generator=g) * 50
+    x[0] = 1.0
+    q, _ = quantize_rows_u8(x, None)
+    assert int(q[0].min()) == U8_ZERO + 127
+    want = (q.long() - U8_ZERO) @ q_w.long().t()
+    assert torch.equal(packs.forward_mm(q).long(), want)
+    g_q, _ = quantize_rows_u8(torch.randn(m, n, generator=g), None)
+    assert torch.equal(packs.grad_mm(g_q).long(), (g_q.long() - U8_ZERO) @ q_w.long())
+
+
+@needs_eight_bit
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_onednn_s8_gives_int_mm_values_bit_for_bit(dtype: torch.dtype) -> None:
+    torch.manual_seed(5)
+    ref = nn.Linear(320, 200)
+    x = torch.randn(24, 320, dtype=dtype)
+    x[:, 11] *= 60.0
+    grad = torch.randn(24, 200, dtype=dtype)
+    results = []
+    for backend in ("int_mm", "onednn_s8"):
+        quaff = QuaffLinear.from_linear(
+            copy.deepcopy(ref), [11], compute_dtype=dtype, compile=False, backend=backend
+        ).train()
+        x_q = x.clone().requires_grad_()
+        out = quaff(x_q)
+        out.backward(grad)
+        results.append((out.detach(), x_q.grad))
+    assert torch.equal(results[0][0], results[1][0])
+    assert torch.equal(results[0][1], results[1][1])
+
+
+@needs_eight_bit
+def test_eight_bit_onednn_rounds_like_float32_at_long_sums() -> None:
+    g = torch.Generator().manual_seed(9)
+    q_w = torch.randint(-127, 128, (256, 4864), dtype=torch.int8, generator=g)
+    q, _ = quantize_rows_u8(torch.randn(32, 4864, generator=g), None)
+    got = OnednnPacks.of(q_w, eight_bit=True).forward_mm(q)
+    assert rel_err(got, ((q.long() - U8_ZERO) @ q_w.long().t()).float()) <= 1e-6
+
+
+def test_onednn_s8_is_refused_where_it_would_saturate(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(capabilities, "cpu_class", lambda: "AVX2")
+    _, quaff = planted_pair("onednn_s8")
+    with pytest.raises(ValueError, match="VNNI or AMX"):
+        quaff.train()(torch.randn(4, 256, requires_grad=True))
 
 
 def test_uint8_rows_and_seven_bit_weights_keep_their_levels() -> None:
@@ -76,6 +142,8 @@ def planted_pair(backend: Any, k: int = 256, n: int = 192) -> tuple[nn.Linear, Q
 def test_every_backend_keeps_the_error_budget(backend: str) -> None:
     if backend in ONEDNN_GRAD_BACKENDS and not onednn_available():
         pytest.skip("torch without oneDNN")
+    if backend == "onednn_s8" and not onednn_eight_bit_exact():
+        pytest.skip("oneDNN's 8-bit weights are exact only with VNNI or AMX")
     ref, quaff = planted_pair(backend)
     x = torch.randn(48, 256)
     x[:, 7::97] *= 100.0
@@ -154,10 +222,13 @@ def test_int_mm_and_fp32_backends_compute_the_same_integers() -> None:
 
 
 def test_auto_sends_narrow_layers_to_dequant_on_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(plan, "MIN_INT8_WIDTH", {"int_mm": 512})
+    monkeypatch.setattr(plan, "MIN_INT8_WIDTH", {"int_mm": 512, "onednn_s8": 640})
     monkeypatch.setattr(plan, "MIN_GRAD_FEATURES", {"onednn_grad": (768, 512)})
     assert plan.layer_backend("int_mm", 576, 1536, "cpu") == "dequant"  # SmolLM2: 419
     assert plan.layer_backend("int_mm", 2048, 8192, "cpu") == "int_mm"  # Llama-1B: 1638
+    # against AMX's bf16 GEMMs oneDNN's int8 pays from ~700 (Qwen2.5-0.5B's MLP: 757)
+    assert plan.layer_backend("onednn_s8", 896, 896, "cpu") == "dequant"
+    assert plan.layer_backend("onednn_s8", 896, 4864, "cpu") == "onednn_s8"
     assert plan.layer_backend("dequant", 576, 1536, "cpu") == "dequant"
     assert plan.layer_backend("int_mm", 576, 192, "cuda") == "int_mm"
     # the int8 input gradient pays from ~800 input and ~500 output features
@@ -189,10 +260,11 @@ def test_compile_must_earn_its_warm_up_back() -> None:
     ("klass", "int8_probe", "expected"),
     [
         ("AVX512-VNNI/BF16", 0.05, "int_mm"),
-        ("AMX", 0.05, "int_mm"),
+        # oneDNN's prepacked GEMM: exact 8-bit with VNNI, faster than _int_mm on AMX
+        ("AMX", 0.05, "onednn_s8"),
+        ("AVX-VNNI", 0.05, "onednn_s8"),
         # oneDNN's u8 x s7 misses the forward's accuracy bars: the input gradient only
         ("AVX2", 0.05, "onednn_grad"),
-        ("AVX-VNNI", 0.05, "onednn_grad"),
         ("other", 2.0, "int_mm"),
         ("other", 0.05, "dequant"),
     ],

@@ -22,7 +22,7 @@ def test_auto_resolves_to_a_supported_choice(device: str) -> None:
     assert dtype in (torch.float32, torch.bfloat16)
     assert dtype == (torch.bfloat16 if runtime.native_bf16(device) else torch.float32)
     assert isinstance(runtime.resolve_compile("auto", device), bool)
-    assert runtime.int8_backend(device) in ("int_mm", "onednn_grad", "dequant")
+    assert runtime.int8_backend(device) in ("int_mm", "onednn_s8", "onednn_grad", "dequant")
 
 
 def test_cuda_always_uses_int_mm() -> None:
@@ -37,6 +37,7 @@ def test_cpu_int8_backend_follows_the_flags(monkeypatch: pytest.MonkeyPatch) -> 
     runtime.kernel_choice.cache_clear()
     runtime.cpu_class.cache_clear()
     monkeypatch.setattr(runtime, "_cpu_flag", lambda name: False)
+    monkeypatch.setattr(runtime, "_cpuinfo_flags", lambda: frozenset())  # no AVX-VNNI either
     monkeypatch.setattr(runtime, "_cpu_probe", lambda kind: 0.05)  # a scalar-loop _int_mm
     assert runtime.int8_backend("cpu") == "dequant"
     runtime.kernel_choice.cache_clear()

@@ -13,9 +13,10 @@ from torch import nn
 from quaff_core.adapters.peft_layers import add_lora
 from quaff_core.lm.evaluation import batch_counts
 from quaff_core.lm.loss import INPUT_GRAD_ATTR, chunked_causal_lm_loss, head_input_grad
-from quaff_core.quant.capabilities import Int8Backend
+from quaff_core.quant.capabilities import Int8Backend, onednn_eight_bit_exact
 from quaff_core.quant.convert import convert_to_quaff
 from quaff_core.quant.head import Int8HeadGrad, attach_int8_head_grad, int8_head_grads
+from quaff_core.quant.onednn import onednn_available
 from quaff_core.quant.outlier_map import OutlierMap
 from quaff_core.quant.primitives import INT8_MAX, quantize_weight
 
@@ -41,9 +42,11 @@ def softmax_grad(tokens: int, vocab: int, seed: int = 1) -> torch.Tensor:
     return probs
 
 
-@pytest.mark.parametrize("backend", ["int_mm", "fp32"])
+@pytest.mark.parametrize("backend", ["int_mm", "onednn_s8", "fp32"])
 def test_equals_the_exact_int8_product(backend: Int8Backend) -> None:
     """dlogits diag(w_scale) quantized per row, times the int8 weight, exactly."""
+    if backend == "onednn_s8" and not (onednn_available() and onednn_eight_bit_exact()):
+        pytest.skip("oneDNN's 8-bit weights are exact only with VNNI or AMX")
     head = frozen_head()
     grad = softmax_grad(9, 97)
     got = Int8HeadGrad(head.weight, backend, compile=False)(grad.clone(), torch.float32)
