@@ -9,13 +9,22 @@ from bench.step_models import build_base
 from quaff_core.quant import capabilities
 
 
-def test_the_peer_is_bf16_autocast_only_where_bf16_is_native(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_the_peers_are_bf16_only_where_bf16_is_native(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(ladder, "native_bf16", lambda device: True)
-    assert ladder.best_peer("cpu") == "bf16-autocast"
+    assert ladder.peer_candidates("cpu") == ["bf16-base", "bf16-autocast"]
     monkeypatch.setattr(ladder, "native_bf16", lambda device: False)
-    assert ladder.best_peer("cpu") == "fp32"
+    assert ladder.peer_candidates("cpu") == ["fp32"]
+
+
+def test_the_rung_takes_the_faster_peer(monkeypatch: pytest.MonkeyPatch) -> None:
+    steps = {"bf16-base": [2.0, 2.1], "bf16-autocast": [2.5, 2.6], "quaff": [1.0, 1.1]}
+    timing = {"times": steps, "last_loss": dict.fromkeys(steps, 1.0)}
+    monkeypatch.setattr(ladder, "time_modes", lambda args, model: timing)
+    args = ladder.parse_args(["--memory-shapes", "none"])
+    row = ladder.run_rung(args, "qwen0.5b", "4x256", ["bf16-base", "bf16-autocast"])
+    assert row["peer"] == "bf16-base"
+    assert row["speedup"] == pytest.approx(2.05 / 1.05)
+    assert row["peer_steps_s"] == {"bf16-base": 2.05, "bf16-autocast": 2.55}
 
 
 @pytest.mark.parametrize(
