@@ -13,6 +13,19 @@ from quaff_core.quant.onednn import OnednnPacks
 from quaff_core.quant.primitives import QuantOps
 
 
+def _packed(backend: Int8Backend, packs: OnednnPacks | None, which: str) -> bool:
+    """Whether this direction (`which`: "weight" forward, "weight_t" input gradient) runs
+    oneDNN's prepacked GEMM on `backend`."""
+    if packs is None or getattr(packs, which) is None:
+        return False
+    return backend in (ONEDNN_FORWARD_BACKENDS if which == "weight" else ONEDNN_GRAD_BACKENDS)
+
+
+def _unpacked_backend(backend: Int8Backend) -> Int8Backend:
+    """The int8 GEMM of a direction that has no pack: "onednn_s8" runs `torch._int_mm` there."""
+    return "int_mm" if backend == "onednn_s8" else backend
+
+
 def _inverse_channel_scale(
     in_features: int, outlier_idx: torch.Tensor, outlier_scale: torch.Tensor
 ) -> torch.Tensor:
@@ -69,13 +82,13 @@ class _QuaffLinearFn(torch.autograd.Function):
         if outlier_idx.numel() > 0:
             col_scale = _inverse_channel_scale(in_features, outlier_idx, outlier_scale)
         w_scale = weight_scale.float()
-        if ctx.backend in ONEDNN_FORWARD_BACKENDS:
+        if _packed(ctx.backend, ctx.packs, "weight"):
             q, row_scale = ops.quantize_activation_u8(x.contiguous(), col_scale)
             acc = ctx.packs.forward_mm(q)
             w_scale = w_scale * ctx.packs.rescale  # 7-bit levels are worth more
         else:
             q, row_scale = ops.quantize_activation(x.contiguous(), col_scale)
-            acc = int8_mm(q, weight.t(), ctx.backend)
+            acc = int8_mm(q, weight.t(), _unpacked_backend(ctx.backend))
         out = ops.dequantize_output(acc, row_scale, w_scale, x_o, w_corr, bias, x.dtype)
         ctx.save_for_backward(weight, weight_scale, outlier_idx, outlier_weight)
         ctx.ops = ops
@@ -117,9 +130,10 @@ def quantized_input_grad(
     GEMM of `backend` (oneDNN's W^T pack for the `ONEDNN_GRAD_BACKENDS`); the outlier channels
     take their exact gradient from the high-precision columns."""
     # w_scale lies on the reduction dim of dY @ W, so fold it into dY before quantizing
-    if backend in ONEDNN_GRAD_BACKENDS:
-        if packs is None:
-            raise ValueError(f"the {backend} backend needs the layer's prepacked weights")
+    if backend in ONEDNN_GRAD_BACKENDS and packs is None:
+        raise ValueError(f"the {backend} backend needs the layer's prepacked weights")
+    if _packed(backend, packs, "weight_t"):
+        assert packs is not None
         gq, g_scale, exact = ops.quantize_grad_u8(
             grad_out.contiguous(), weight_scale.float() * packs.rescale, outlier_weight
         )
@@ -128,7 +142,7 @@ def quantized_input_grad(
         gq, g_scale, exact = ops.quantize_grad(
             grad_out.contiguous(), weight_scale.float(), outlier_weight
         )
-        acc = int8_mm(gq, weight, backend)
+        acc = int8_mm(gq, weight, _unpacked_backend(backend))
     grad_x = ops.dequantize_grad(acc, g_scale, dtype)
     if outlier_idx.numel() > 0:
         grad_x.index_copy_(1, outlier_idx, exact.to(grad_x.dtype))

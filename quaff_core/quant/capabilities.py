@@ -40,8 +40,6 @@ INT8_BACKENDS: Final = ("int_mm", "onednn_s8", "onednn", "onednn_grad", "dequant
 ONEDNN_GRAD_BACKENDS: Final = ("onednn_s8", "onednn", "onednn_grad")
 # ... and whose forward runs it on the prepacked W
 ONEDNN_FORWARD_BACKENDS: Final = ("onednn_s8", "onednn")
-# ... with the layer's 8-bit weight levels (exact; VNNI / AMX CPUs only), not 7-bit ones
-ONEDNN_EIGHT_BIT: Final = ("onednn_s8",)
 DtypeSetting = torch.dtype | Literal["auto"] | None
 CompileSetting = bool | Literal["auto"]
 BackendSetting = Int8Backend | Literal["auto"]
@@ -150,6 +148,12 @@ def onednn_eight_bit_exact() -> bool:
     """Whether oneDNN's u8 x s8 GEMM is exact with 8-bit weights on this CPU: with VNNI or AMX
     the products accumulate into int32; AVX2's pair sums saturate 16 bits."""
     return cpu_class() in ("AMX", "AVX512-VNNI/BF16", "AVX512-VNNI", "AVX-VNNI")
+
+
+def int_mm_native() -> bool:
+    """Whether torch's CPU `_int_mm` runs oneDNN's GEMM here (AVX512-VNNI, AMX), not a scalar
+    loop."""
+    return cpu_class() in ("AMX", "AVX512-VNNI/BF16", "AVX512-VNNI")
 
 
 @functools.cache

@@ -14,7 +14,6 @@ from quaff_core.quant.autograd import quaff_linear
 from quaff_core.quant.capabilities import (
     AUTO,
     INT8_BACKENDS,
-    ONEDNN_EIGHT_BIT,
     ONEDNN_FORWARD_BACKENDS,
     ONEDNN_GRAD_BACKENDS,
     BackendSetting,
@@ -28,7 +27,7 @@ from quaff_core.quant.capabilities import (
 )
 from quaff_core.quant.onednn import OnednnPacks
 from quaff_core.quant.outlier_map import normalise_layer_name
-from quaff_core.quant.plan import resolve_backend
+from quaff_core.quant.plan import onednn_s8_packs, resolve_backend
 from quaff_core.quant.primitives import get_quant_ops, quantize_weight
 from quaff_core.quant.scale_state import check_scale_beta, current_token_mask, in_backward
 
@@ -105,7 +104,7 @@ class QuaffLinear(nn.Module):
         self.compute_dtype_setting = compute_dtype
         self.compile_setting = compile
         self.backend_setting = check_backend(backend)
-        self._packs: tuple[tuple[int, int, bool, bool], OnednnPacks] | None = None
+        self._packs: tuple[tuple[int, int, bool], OnednnPacks] | None = None
         weight_t = torch.zeros(in_features, out_features, dtype=torch.int8, device=device)
         self.register_buffer("weight", weight_t.t())
         self.register_buffer("weight_scale", torch.ones(out_features, device=device))
@@ -234,16 +233,35 @@ class QuaffLinear(nn.Module):
         state["_packs"] = None
         return state
 
-    def onednn_packs(self, forward: bool = True, eight_bit: bool = False) -> OnednnPacks:
-        """oneDNN's prepacked W^T (and W for a `forward` through oneDNN; 7-bit levels unless
-        `eight_bit`), built on first use and again if the weight or what is packed changes."""
-        key = (self.weight.data_ptr(), self.weight._version, forward, eight_bit)
+    def onednn_packs(
+        self, forward: bool = True, grad: bool = True, eight_bit: bool = False
+    ) -> OnednnPacks:
+        """oneDNN's prepacked W for a `forward` and W^T for a `grad` through oneDNN (7-bit levels
+        unless `eight_bit`), built on first use and again where the weight changes or a
+        direction not packed yet is asked for (packs already there are kept)."""
         if eight_bit:
             check_eight_bit_onednn()
-        if self._packs is None or self._packs[0] != key:
-            packs = OnednnPacks.of(self.weight, forward=forward, eight_bit=eight_bit)
-            self._packs = (key, packs)
-        return self._packs[1]
+        key = (self.weight.data_ptr(), self.weight._version, eight_bit)
+        if self._packs is not None and self._packs[0] == key:
+            packs = self._packs[1]
+            forward = forward or packs.weight is not None
+            grad = grad or packs.weight_t is not None
+            if (packs.weight is not None) == forward and (packs.weight_t is not None) == grad:
+                return packs
+        packs = OnednnPacks.of(self.weight, forward=forward, grad=grad, eight_bit=eight_bit)
+        self._packs = (key, packs)
+        return packs
+
+    def _packs_for(self, backend: Int8Backend, needs_grad: bool) -> OnednnPacks | None:
+        """The oneDNN packs a call on `backend` uses (None for the other backends): "onednn_s8"
+        packs the directions of `plan.onednn_s8_packs` (the gradient's only when one is
+        wanted), "onednn" both, "onednn_grad" W^T."""
+        if backend not in ONEDNN_GRAD_BACKENDS:
+            return None
+        if backend == "onednn_s8":
+            forward, grad = onednn_s8_packs(self.in_features, self.out_features)
+            return self.onednn_packs(forward, grad and needs_grad, eight_bit=True)
+        return self.onednn_packs(forward=backend in ONEDNN_FORWARD_BACKENDS)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x [..., K] -> [..., N]: computed in the compute dtype (x.dtype when it is None), returned
@@ -274,11 +292,7 @@ class QuaffLinear(nn.Module):
             self.bias,
             get_quant_ops(compile),
             backend,
-            self.onednn_packs(
-                forward=backend in ONEDNN_FORWARD_BACKENDS, eight_bit=backend in ONEDNN_EIGHT_BIT
-            )
-            if backend in ONEDNN_GRAD_BACKENDS
-            else None,
+            self._packs_for(backend, x2.requires_grad),
         )
         if out.dtype != x.dtype and not torch.is_autocast_enabled(x.device.type):
             out = out.to(x.dtype)

@@ -15,7 +15,8 @@ the weights keep their 8 bits and the GEMM is exact ("onednn_s8"; its float32 re
 float32 rounding from K ~ 1000 on, relative ~1e-7, as the "fp32" backend does); its prepacked
 weight skips the reorder `torch._int_mm` pays on every call. The weight is prepacked twice:
 W [N, K] for the forward and W^T [K, N] for the input gradient (only W^T for the "onednn_grad"
-backend, whose forward runs the 8-bit weight dequantized).
+backend, whose forward runs the 8-bit weight dequantized; "onednn_s8" packs only the direction
+that gains most where `torch._int_mm` can run the other, `plan.onednn_s8_packs`).
 """
 
 from __future__ import annotations
@@ -48,11 +49,11 @@ def _pack(w: torch.Tensor) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class OnednnPacks:
-    """One layer's weight (7- or 8-bit levels) prepacked both ways: for y = x W^T and for
-    dX = dY W; a level is worth `rescale` int8 levels of the layer's weight."""
+    """One layer's weight (7- or 8-bit levels) prepacked for y = x W^T and / or dX = dY W; a
+    level is worth `rescale` int8 levels of the layer's weight."""
 
     weight: torch.Tensor | None  # Wq [N, K] packed as a linear weight: x @ Wq^T (or not packed)
-    weight_t: torch.Tensor  # Wq^T [K, N] packed likewise: dY @ Wq
+    weight_t: torch.Tensor | None  # Wq^T [K, N] packed likewise: dY @ Wq (or not packed)
     out_features: int
     in_features: int
     ones: torch.Tensor  # unit weight scales, the longer of N and K
@@ -61,16 +62,21 @@ class OnednnPacks:
 
     @classmethod
     def of(
-        cls, weight: torch.Tensor, *, forward: bool = True, eight_bit: bool = False
+        cls,
+        weight: torch.Tensor,
+        *,
+        forward: bool = True,
+        grad: bool = True,
+        eight_bit: bool = False,
     ) -> OnednnPacks:
         """Pack an int8 weight [N, K] (any layout), requantized to 7 bits unless `eight_bit`
-        (only for CPUs with VNNI or AMX): W^T always, W only for a `forward` through oneDNN."""
+        (only for CPUs with VNNI or AMX): W for a `forward`, W^T for a `grad` through oneDNN."""
         n, k = weight.shape
         levels = weight if eight_bit else seven_bit(weight)
         width = max(n, k)
         return cls(
             weight=_pack(levels) if forward else None,
-            weight_t=_pack(levels.t()),
+            weight_t=_pack(levels.t()) if grad else None,
             out_features=n,
             in_features=k,
             ones=torch.ones(width, dtype=torch.float32),
@@ -86,6 +92,8 @@ class OnednnPacks:
 
     def grad_mm(self, q: torch.Tensor) -> torch.Tensor:
         """q uint8 [M, N] (8-bit levels + U8_ZERO) @ Wq -> exact sums, float32 [M, K]."""
+        if self.weight_t is None:
+            raise ValueError("these packs hold only W (built with grad=False)")
         return u8_mm(q, self.weight_t, self.ones[: self.in_features], self.zeros)
 
 

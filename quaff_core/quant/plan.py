@@ -23,7 +23,13 @@ from typing import Final
 
 import torch
 
-from quaff_core.quant.capabilities import AUTO, BackendSetting, Int8Backend, int8_backend
+from quaff_core.quant.capabilities import (
+    AUTO,
+    BackendSetting,
+    Int8Backend,
+    int8_backend,
+    int_mm_native,
+)
 
 # effective width K N / (K + N) from which an int8 GEMM beats the compute dtype's GEMM on CPU
 # (bf16 GEMMs with VNNI int8; onednn_s8: AMX bf16 GEMMs, bench.layer --dtype bf16 --compile:
@@ -67,6 +73,18 @@ def resolve_backend(
     if setting != AUTO:
         return setting
     return layer_backend(int8_backend(device), in_features, out_features, device.type)
+
+
+def onednn_s8_packs(in_features: int, out_features: int) -> tuple[bool, bool]:
+    """(forward, grad): the directions an "onednn_s8" layer runs through oneDNN's prepacked
+    weight. Each pack is one more int8 copy of the weight, so where `torch._int_mm` is a real
+    GEMM (AMX, AVX512-VNNI) only the direction with the wider output is packed: there the pack
+    gains most (AMX, 1024 rows: `_int_mm` 3.7 ms / packed 1.8 ms at 896 -> 4864 features, 2.4 /
+    2.1 ms at 4864 -> 896); the other runs `_int_mm` on the layer's own weight. Elsewhere (AVX-VNNI)
+    both are packed."""
+    if not int_mm_native():
+        return True, True
+    return out_features >= in_features, in_features > out_features
 
 
 @dataclass(frozen=True)

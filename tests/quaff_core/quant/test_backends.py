@@ -79,13 +79,14 @@ def test_eight_bit_onednn_is_the_exact_product_of_its_levels(m: int, k: int, n: 
 
 @needs_eight_bit
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_onednn_s8_gives_int_mm_values_bit_for_bit(dtype: torch.dtype) -> None:
+@pytest.mark.parametrize(("k", "n"), [(320, 200), (200, 320)])  # the packed direction differs
+def test_onednn_s8_gives_int_mm_values_bit_for_bit(dtype: torch.dtype, k: int, n: int) -> None:
     torch.manual_seed(5)
-    ref = nn.Linear(320, 200)
-    x = torch.randn(24, 320, dtype=dtype)
+    ref = nn.Linear(k, n)
+    x = torch.randn(24, k, dtype=dtype)
     x[:, 11] *= 60.0
-    grad = torch.randn(24, 200, dtype=dtype)
-    results = []
+    grad = torch.randn(24, n, dtype=dtype)
+    results: list[tuple[torch.Tensor, torch.Tensor]] = []
     for backend in ("int_mm", "onednn_s8"):
         quaff = QuaffLinear.from_linear(
             copy.deepcopy(ref), [11], compute_dtype=dtype, compile=False, backend=backend
@@ -93,9 +94,43 @@ def test_onednn_s8_gives_int_mm_values_bit_for_bit(dtype: torch.dtype) -> None:
         x_q = x.clone().requires_grad_()
         out = quaff(x_q)
         out.backward(grad)
+        assert x_q.grad is not None
         results.append((out.detach(), x_q.grad))
     assert torch.equal(results[0][0], results[1][0])
     assert torch.equal(results[0][1], results[1][1])
+
+
+def test_onednn_s8_packs_one_direction_where_int_mm_runs_the_other(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(plan, "int_mm_native", lambda: True)
+    assert plan.onednn_s8_packs(896, 4864) == (True, False)  # the forward's output is wider
+    assert plan.onednn_s8_packs(4864, 896) == (False, True)  # the gradient's is
+    monkeypatch.setattr(plan, "int_mm_native", lambda: False)  # AVX-VNNI: no _int_mm
+    assert plan.onednn_s8_packs(896, 4864) == (True, True)
+
+
+@needs_eight_bit
+def test_onednn_s8_packs_what_it_runs_and_keeps_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(plan, "int_mm_native", lambda: True)
+    wide_out = QuaffLinear.from_linear(nn.Linear(64, 160), compile=False, backend="onednn_s8")
+    with torch.no_grad():
+        wide_out(torch.randn(3, 64))
+    packs = wide_out.onednn_packs(forward=False, grad=False, eight_bit=True)
+    assert packs.weight is not None
+    assert packs.weight_t is None
+    wide_in = QuaffLinear.from_linear(nn.Linear(160, 64), compile=False, backend="onednn_s8")
+    with torch.no_grad():
+        wide_in(torch.randn(3, 160))  # inference: nothing to pack, _int_mm runs the forward
+    assert wide_in._packs is not None
+    assert wide_in._packs[1].weight is None
+    wide_in.train()(torch.randn(3, 160, requires_grad=True)).sum().backward()
+    packs = wide_in.onednn_packs(forward=False, grad=False, eight_bit=True)
+    assert packs.weight is None
+    assert packs.weight_t is not None
+    with torch.no_grad():
+        wide_in(torch.randn(3, 160))
+    assert wide_in.onednn_packs(forward=False, grad=False, eight_bit=True) is packs  # kept
 
 
 @needs_eight_bit
