@@ -24,8 +24,9 @@ from quaff_core.quant.capabilities import (
     Int8Backend,
     device_class,
     int8_backend,
+    onednn_eight_bit_exact,
 )
-from quaff_core.quant.head import Int8HeadGrad
+from quaff_core.quant.head import HEAD_BACKENDS, Int8HeadGrad
 from quaff_core.quant.kernels import int8_mm
 from quaff_core.quant.linear import QuaffLinear
 from quaff_core.quant.onednn import OnednnPacks, onednn_available, seven_bit
@@ -111,11 +112,14 @@ def run(device: str) -> list[tuple[str, float, float]]:
         else [b for b in INT8_BACKENDS if b not in ONEDNN_GRAD_BACKENDS]
     )
     if device == "cpu" and onednn_available():
-        backends.extend(ONEDNN_GRAD_BACKENDS)
+        # 8-bit weights only where oneDNN's products cannot saturate (VNNI, AMX)
+        eight_bit = onednn_eight_bit_exact()
+        backends.extend(b for b in ONEDNN_GRAD_BACKENDS if b != "onednn_s8" or eight_bit)
     rows = []
     for backend in backends:
         if backend in ("int_mm", "fp32"):
             rows.append((f"int8_mm {backend}", check_int8_mm(device, backend), BUDGETS["int8_mm"]))
+        if backend in HEAD_BACKENDS:
             head = check_head(device, backend)
             rows.append((f"int8 head input gradient {backend}", head, BUDGETS["head_grad"]))
         if backend == "onednn":
