@@ -32,9 +32,10 @@ from quaff_core.quant.capabilities import (
 )
 
 # effective width K N / (K + N) from which an int8 GEMM beats the compute dtype's GEMM on CPU
-# (bf16 GEMMs with VNNI int8; onednn_s8: AMX bf16 GEMMs, bench.layer --dtype bf16 --compile:
-# 0.61x / 0.75x at 576x1536 / 896x896 (widths 419 / 448), 1.12x / 1.06x / 1.00x / 1.20x at
-# 896x4864 / 4864x896 / 2048x8192 / 8192x2048 (757 / 757 / 1638 / 1638)); CUDA's has no floor
+# (int_mm: bf16 GEMMs with AVX512-VNNI int8; onednn_s8: AMX's bf16 GEMMs, `bench.layer --dtype
+# bf16 --compile`: 0.61x / 0.82x at 576x1536 / 896x896 (widths 419 / 448), 1.07x / 1.18x at
+# 896x4864 / 4864x896 (757), 0.74x / 1.17x at 2048x8192 / 8192x2048 (1638, the first with a
+# 32 MiB float32 output that glibc maps afresh per call)); CUDA's int_mm has no floor
 MIN_INT8_WIDTH: Final[dict[str, int]] = {"int_mm": 512, "onednn_s8": 640}
 # (input, output) features from which the int8 input gradient beats the dequantized one on CPU
 MIN_GRAD_FEATURES: Final[dict[str, tuple[int, int]]] = {"onednn_grad": (768, 512)}
