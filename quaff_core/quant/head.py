@@ -36,12 +36,14 @@ HEAD_BACKENDS: tuple[Int8Backend, ...] = ("int_mm", "onednn_s8", "fp32")
 
 class Int8HeadGrad(nn.Module):
     """An int8 copy of a head's weight (buffers `weight` int8 [V, H], `weight_scale` f32 [V], not
-    saved with the model) computing dlogits @ W through `backend`'s int8 GEMM ("onednn_s8":
-    oneDNN's W^T pack, built on first use); `compile_setting` picks the compiled quantize pass
-    as `QuaffLinear`'s does."""
+    saved with the model) computing dlogits @ W through `backend`'s int8 GEMM; `compile_setting`
+    picks the compiled quantize pass as `QuaffLinear`'s does. "onednn_s8" keeps oneDNN's W^T
+    pack instead of the copy (`weight` is then empty): built on first use from `source`, the
+    head's own weight, so a job copy, which drops the pack, shares the head and packs anew."""
 
     weight: torch.Tensor
     weight_scale: torch.Tensor
+    source: torch.Tensor  # the head's weight [V, H] itself for "onednn_s8" (else empty)
     no_outliers: torch.Tensor  # f32 [V, 0]: the head keeps no outlier channel
     no_outlier_idx: torch.Tensor  # int64 [0]
 
@@ -50,9 +52,14 @@ class Int8HeadGrad(nn.Module):
     ) -> None:
         """Quantize `head_weight` [V, H] per row."""
         super().__init__()
+        if backend == "onednn_s8":
+            check_eight_bit_onednn()
         q, scale = quantize_weight(head_weight)
-        self.register_buffer("weight", q, persistent=False)
+        none = q.new_empty(0, q.shape[1])
+        packed = backend == "onednn_s8"
+        self.register_buffer("weight", none if packed else q, persistent=False)
         self.register_buffer("weight_scale", scale, persistent=False)
+        self.register_buffer("source", head_weight if packed else none, persistent=False)
         self.backend: Int8Backend = backend
         self.compile_setting: CompileSetting = compile
         no_outliers = torch.empty(q.shape[0], 0, dtype=torch.float32, device=q.device)
@@ -61,8 +68,6 @@ class Int8HeadGrad(nn.Module):
         self.register_buffer("no_outlier_idx", no_idx, persistent=False)
         self._source = (head_weight.data_ptr(), head_weight._version)
         self._packs: OnednnPacks | None = None
-        if backend == "onednn_s8":
-            check_eight_bit_onednn()
 
     def __getstate__(self) -> dict[str, Any]:
         """The state without oneDNN's pack (no storage to copy or pickle; rebuilt on first use)."""
@@ -75,7 +80,8 @@ class Int8HeadGrad(nn.Module):
         if self.backend != "onednn_s8":
             return None
         if self._packs is None:
-            self._packs = OnednnPacks.of(self.weight, forward=False, eight_bit=True)
+            q, _ = quantize_weight(self.source)
+            self._packs = OnednnPacks.of(q, forward=False, eight_bit=True)
         return self._packs
 
     def serves(self, weight: torch.Tensor) -> bool:

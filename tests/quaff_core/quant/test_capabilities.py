@@ -37,7 +37,7 @@ def test_cpu_int8_backend_follows_the_flags(monkeypatch: pytest.MonkeyPatch) -> 
     runtime.kernel_choice.cache_clear()
     runtime.cpu_class.cache_clear()
     monkeypatch.setattr(runtime, "_cpu_flag", lambda name: False)
-    monkeypatch.setattr(runtime, "_cpuinfo_flags", lambda: frozenset())  # no AVX-VNNI either
+    monkeypatch.setattr(runtime, "cpuinfo_flags", lambda: frozenset())  # no AVX-VNNI either
     monkeypatch.setattr(runtime, "_cpu_probe", lambda kind: 0.05)  # a scalar-loop _int_mm
     assert runtime.int8_backend("cpu") == "dequant"
     runtime.kernel_choice.cache_clear()

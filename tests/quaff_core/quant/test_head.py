@@ -4,6 +4,7 @@ attached by `convert_to_quaff` for training only and never saved with the model.
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import pytest
@@ -159,3 +160,19 @@ def test_trains_a_lora_model(tiny_llama: Any) -> None:
         opt.zero_grad()
         losses.append(float(loss.detach()))
     assert losses[-1] < losses[0] - 0.1
+
+
+def test_onednn_s8_keeps_the_pack_not_a_copy_and_repacks_in_a_job_copy() -> None:
+    if not (onednn_available() and onednn_eight_bit_exact()):
+        pytest.skip("oneDNN's 8-bit weights are exact only with VNNI or AMX")
+    head = frozen_head(vocab=300, hidden=64)
+    grad = softmax_grad(7, 300)
+    packed = Int8HeadGrad(head.weight.detach(), "onednn_s8", compile=False)
+    assert packed.weight.numel() == 0  # the pack is the only int8 copy
+    assert packed.source.data_ptr() == head.weight.data_ptr()  # the head's own weight
+    exact = Int8HeadGrad(head.weight.detach(), "int_mm", compile=False)
+    want = exact(grad.clone(), torch.float32)
+    assert torch.equal(packed(grad.clone(), torch.float32), want)
+    clone = copy.deepcopy(packed)
+    assert clone._packs is None
+    assert torch.equal(clone(grad.clone(), torch.float32), want)
