@@ -13,12 +13,13 @@ from quaff_core.quant.onednn import OnednnPacks
 from quaff_core.quant.primitives import QuantOps
 
 
-def _packed(backend: Int8Backend, packs: OnednnPacks | None, which: str) -> bool:
-    """Whether this direction (`which`: "weight" forward, "weight_t" input gradient) runs
-    oneDNN's prepacked GEMM on `backend`."""
+def _packed(backend: Int8Backend, packs: OnednnPacks | None, which: str) -> OnednnPacks | None:
+    """`packs` where this direction (`which`: "weight" forward, "weight_t" input gradient) runs
+    oneDNN's prepacked GEMM on `backend`, else None."""
     if packs is None or getattr(packs, which) is None:
-        return False
-    return backend in (ONEDNN_FORWARD_BACKENDS if which == "weight" else ONEDNN_GRAD_BACKENDS)
+        return None
+    runs = backend in (ONEDNN_FORWARD_BACKENDS if which == "weight" else ONEDNN_GRAD_BACKENDS)
+    return packs if runs else None
 
 
 def _unpacked_backend(backend: Int8Backend) -> Int8Backend:
@@ -82,10 +83,11 @@ class _QuaffLinearFn(torch.autograd.Function):
         if outlier_idx.numel() > 0:
             col_scale = _inverse_channel_scale(in_features, outlier_idx, outlier_scale)
         w_scale = weight_scale.float()
-        if _packed(ctx.backend, ctx.packs, "weight"):
+        packed = _packed(ctx.backend, ctx.packs, "weight")
+        if packed is not None:
             q, row_scale = ops.quantize_activation_u8(x.contiguous(), col_scale)
-            acc = ctx.packs.forward_mm(q)
-            w_scale = w_scale * ctx.packs.rescale  # 7-bit levels are worth more
+            acc = packed.forward_mm(q)
+            w_scale = w_scale * packed.rescale  # 7-bit levels are worth more
         else:
             q, row_scale = ops.quantize_activation(x.contiguous(), col_scale)
             acc = int8_mm(q, weight.t(), _unpacked_backend(ctx.backend))
@@ -132,12 +134,12 @@ def quantized_input_grad(
     # w_scale lies on the reduction dim of dY @ W, so fold it into dY before quantizing
     if backend in ONEDNN_GRAD_BACKENDS and packs is None:
         raise ValueError(f"the {backend} backend needs the layer's prepacked weights")
-    if _packed(backend, packs, "weight_t"):
-        assert packs is not None
+    packed = _packed(backend, packs, "weight_t")
+    if packed is not None:
         gq, g_scale, exact = ops.quantize_grad_u8(
-            grad_out.contiguous(), weight_scale.float() * packs.rescale, outlier_weight
+            grad_out.contiguous(), weight_scale.float() * packed.rescale, outlier_weight
         )
-        acc = packs.grad_mm(gq)
+        acc = packed.grad_mm(gq)
     else:
         gq, g_scale, exact = ops.quantize_grad(
             grad_out.contiguous(), weight_scale.float(), outlier_weight
