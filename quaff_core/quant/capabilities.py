@@ -133,16 +133,17 @@ def native_bf16(device: torch.device | str | None) -> bool:
     return False
 
 
-def onednn_eight_bit_exact() -> bool:
-    """Whether oneDNN's u8 x s8 GEMM is exact with 8-bit weights on this CPU: with VNNI or AMX
-    the products accumulate into int32; AVX2's pair sums saturate 16 bits."""
-    return cpu_class() in ("AMX", "AVX512-VNNI/BF16", "AVX512-VNNI", "AVX-VNNI")
-
-
 def int_mm_native() -> bool:
     """Whether torch's CPU `_int_mm` runs oneDNN's GEMM here (AVX512-VNNI, AMX), not a scalar
     loop."""
     return cpu_class() in ("AMX", "AVX512-VNNI/BF16", "AVX512-VNNI")
+
+
+def onednn_eight_bit_exact() -> bool:
+    """Whether oneDNN's u8 x s8 GEMM is exact with 8-bit weights on this CPU: with VNNI (those
+    of `int_mm_native`, and AVX-VNNI) or AMX the products accumulate into int32; AVX2's pair
+    sums saturate 16 bits."""
+    return int_mm_native() or cpu_class() == "AVX-VNNI"
 
 
 @functools.cache
@@ -163,7 +164,7 @@ def kernel_choice(kind: str) -> tuple[Int8Backend, str]:
             + ("AMX; 1.2-2.2x torch._int_mm, which reorders the weight per call)" if klass == "AMX"
                else "VNNI; torch._int_mm is a scalar loop without AVX512-VNNI)")
         )  # fmt: skip
-    if klass in ("AMX", "AVX512-VNNI/BF16", "AVX512-VNNI"):
+    if int_mm_native():
         return "int_mm", f"CPU {klass}: torch._int_mm (oneDNN s8s8 with VNNI/AMX)"
     if _cpu_probe("int8") >= _PROBE_MARGIN:
         return "int_mm", f"CPU {klass}: torch._int_mm measured faster than float32"
