@@ -28,7 +28,7 @@ from quaff_core.quant.capabilities import (
 from quaff_core.quant.linear import check_eight_bit_onednn
 from quaff_core.quant.onednn import OnednnPacks
 from quaff_core.quant.plan import resolve_backend
-from quaff_core.quant.primitives import get_quant_ops, quantize_weight
+from quaff_core.quant.primitives import get_quant_ops, quantize_weight, weight_scales
 
 # the backends whose int8 GEMM takes 8-bit levels on both sides ("fp32": exact, for tests)
 HEAD_BACKENDS: tuple[Int8Backend, ...] = ("int_mm", "onednn_s8", "fp32")
@@ -52,21 +52,26 @@ class Int8HeadGrad(nn.Module):
     ) -> None:
         """Quantize `head_weight` [V, H] per row."""
         super().__init__()
-        if backend == "onednn_s8":
-            check_eight_bit_onednn()
-        q, scale = quantize_weight(head_weight)
-        none = q.new_empty(0, q.shape[1])
         packed = backend == "onednn_s8"
-        self.register_buffer("weight", none if packed else q, persistent=False)
+        if packed:
+            check_eight_bit_onednn()
+        vocab, hidden = head_weight.shape
+        device = head_weight.device
+        none = torch.empty(0, hidden, dtype=torch.int8, device=device)
+        if packed:  # the levels are made when the pack is, from the head's weight
+            q, scale = none, weight_scales(head_weight)
+        else:
+            q, scale = quantize_weight(head_weight)
+        self.register_buffer("weight", q, persistent=False)
         self.register_buffer("weight_scale", scale, persistent=False)
         self.register_buffer("source", head_weight if packed else none, persistent=False)
         self.backend: Int8Backend = backend
         self.compile_setting: CompileSetting = compile
-        no_outliers = torch.empty(q.shape[0], 0, dtype=torch.float32, device=q.device)
+        no_outliers = torch.empty(vocab, 0, dtype=torch.float32, device=device)
         self.register_buffer("no_outliers", no_outliers, persistent=False)
-        no_idx = torch.empty(0, dtype=torch.long, device=q.device)
+        no_idx = torch.empty(0, dtype=torch.long, device=device)
         self.register_buffer("no_outlier_idx", no_idx, persistent=False)
-        self._source = (head_weight.data_ptr(), head_weight._version)
+        self._made_from = (head_weight.data_ptr(), head_weight._version)
         self._packs: OnednnPacks | None = None
 
     def __getstate__(self) -> dict[str, Any]:
@@ -86,7 +91,7 @@ class Int8HeadGrad(nn.Module):
 
     def serves(self, weight: torch.Tensor) -> bool:
         """Whether `weight` is the frozen weight this copy was made from, unmodified since."""
-        return not weight.requires_grad and (weight.data_ptr(), weight._version) == self._source
+        return not weight.requires_grad and (weight.data_ptr(), weight._version) == self._made_from
 
     def forward(self, grad_logits: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         """grad_logits float32 [M, V] -> dlogits @ W [M, H] in `dtype`."""

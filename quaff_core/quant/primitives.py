@@ -23,12 +23,17 @@ U8_ZERO = 128
 _EPS = 1e-12
 
 
-def quantize_weight(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-output-channel int8: weight float [N, K] -> (int8 [N, K], scale float32 [N])."""
+def weight_scales(weight: torch.Tensor) -> torch.Tensor:
+    """The per-output-channel int8 scales of a weight float [N, K]: float32 [N]."""
     if weight.dim() != 2:
         raise ValueError(f"quantize_weight needs a 2-D weight, got shape {tuple(weight.shape)}")
+    return weight.detach().abs().amax(dim=1).float().clamp_min(_EPS) / INT8_MAX
+
+
+def quantize_weight(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-output-channel int8: weight float [N, K] -> (int8 [N, K], scale float32 [N])."""
+    scale = weight_scales(weight)
     w = weight.detach().float()
-    scale = w.abs().amax(dim=1).clamp_min(_EPS) / INT8_MAX
     q = torch.round(w / scale[:, None]).clamp_(-INT8_MAX, INT8_MAX).to(torch.int8)
     return q, scale
 
